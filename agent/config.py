@@ -1,0 +1,69 @@
+"""Configuration: one settings object, read at the edge (CLI, service) and passed down.
+
+Sources, highest priority first: explicit arguments, environment (``RCA_*``, nested with
+``__``, e.g. ``RCA_ENGINE__LOOKBACK_MINUTES=15``), a YAML file (``--config`` or
+``RCA_CONFIG``), defaults. Nothing here is read at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agent.errors import ConfigError
+
+
+class EngineSettings(BaseModel):
+    """Knobs of the deterministic evidence engine. Defaults are tuned for generality."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lookback_minutes: float = Field(
+        10.0, gt=0, description="incident window starts this long before the alert fired"
+    )
+    z_threshold: float = Field(
+        4.0, gt=0, description="robust z-score above which a series counts as anomalous"
+    )
+    max_evidence: int = Field(40, ge=1, description="evidence items kept in an analysis")
+    max_candidates: int = Field(10, ge=1, description="ranked candidates kept in an analysis")
+    log_burst_ratio: float = Field(
+        3.0, gt=1, description="incident/baseline rate ratio for a log template to count as bursting"
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RCA_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    config: Path | None = Field(None, description="YAML settings file")
+    data_dir: Path = Field(Path(".rca"), description="where reports and the database live")
+    backend: str = Field("extractive", description="summarizer backend")
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from the environment, an optional YAML file and overrides."""
+    try:
+        env_only = Settings()
+        path = config_file or env_only.config
+        file_values: dict[str, Any] = {}
+        if path is not None:
+            if not path.is_file():
+                raise ConfigError(f"config file {path} does not exist")
+            try:
+                file_values = yaml.safe_load(path.read_text()) or {}
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+            if not isinstance(file_values, dict):
+                raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        merged = {**file_values, **env_only.model_dump(exclude_unset=True), **overrides}
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"invalid setting {loc}: {err['msg']}") from None

@@ -1,0 +1,56 @@
+"""The one exception tree of rca-agent.
+
+Every error the user can cause or fix is one of these; the CLI prints ``str(error)`` as a
+single line on stderr and exits with ``error.exit_code``. Anything else is a bug.
+
+::
+
+    RcaError                      exit 1
+    ├── UsageError                exit 2  bad flag values, unknown fault type, bad seed range
+    ├── SnapshotError             exit 2  malformed snapshot; names the file and the field
+    ├── ConfigError               exit 2  bad settings file or environment value
+    └── SourceError               exit 1  a metrics/logs source failed (recorded, not raised,
+                                          inside an analysis)
+"""
+
+from __future__ import annotations
+
+
+class RcaError(Exception):
+    """Base class: an error with a message meant for the person running the tool."""
+
+    exit_code = 1
+
+
+class UsageError(RcaError):
+    """The command was called with arguments that cannot work."""
+
+    exit_code = 2
+
+
+class SnapshotError(RcaError):
+    """A snapshot directory is missing, unreadable or malformed."""
+
+    exit_code = 2
+
+    def __init__(self, file: str, field: str | None, message: str) -> None:
+        self.file = file
+        self.field = field
+        self.message = message
+        where = f"{file}: {field}" if field else file
+        super().__init__(f"invalid snapshot: {where}: {message}")
+
+
+class ConfigError(RcaError):
+    """Configuration cannot be loaded or is inconsistent."""
+
+    exit_code = 2
+
+
+class SourceError(RcaError):
+    """A telemetry source (Prometheus, Elasticsearch, ...) failed or timed out."""
+
+    def __init__(self, source: str, message: str) -> None:
+        self.source = source
+        self.message = message
+        super().__init__(f"{source}: {message}")

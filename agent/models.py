@@ -1,0 +1,264 @@
+"""Typed models that flow between the pipeline stages.
+
+Inputs (what a snapshot or a connector yields): :class:`Signal`, :class:`LogRecord`,
+:class:`Topology`, :class:`GroundTruth`, :class:`Window`.
+Outputs (what the engine yields): :class:`Evidence`, :class:`Candidate`, :class:`Analysis`.
+
+Timestamps inside a :class:`Signal` are float Unix seconds because series are large and
+numeric work wants arrays; every other time is an aware ``datetime`` in UTC.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class SignalKind(StrEnum):
+    """What a series measures; decides whether it reads as a cause or a symptom."""
+
+    RESOURCE = "resource"
+    LATENCY = "latency"
+    ERRORS = "errors"
+    TRAFFIC = "traffic"
+    SATURATION = "saturation"
+    CHANGE = "change"
+    OTHER = "other"
+
+
+class FaultType(StrEnum):
+    """The fault hypotheses the engine can name."""
+
+    CPU_SATURATION = "cpu_saturation"
+    MEMORY_LEAK = "memory_leak"
+    NETWORK_LATENCY = "network_latency"
+    PACKET_LOSS = "packet_loss"
+    CODE_EXCEPTION = "code_exception"
+    BAD_DEPLOY = "bad_deploy"
+    DB_POOL_EXHAUSTION = "db_pool_exhaustion"
+    DISK_FULL = "disk_full"
+    DEPENDENCY_OUTAGE = "dependency_outage"
+    UNKNOWN = "unknown"
+
+
+class Strict(BaseModel):
+    """Base for our own formats: unknown fields are errors, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def utc(value: datetime) -> datetime:
+    """Naive datetimes are taken as UTC; aware ones are converted to UTC."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+class Signal(Strict):
+    """One time series of one service (or one pod of it)."""
+
+    service: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    kind: SignalKind | None = None
+    unit: str = ""
+    pod: str | None = None
+    resolution_s: float | None = Field(default=None, gt=0)
+    timestamps: list[float]
+    values: list[float | None]
+    labels: dict[str, str] = Field(default_factory=dict)
+    origin: str = ""
+    link: str | None = None
+
+    @field_validator("values")
+    @classmethod
+    def _finite_or_missing(cls, values: list[float | None]) -> list[float | None]:
+        return [v if v is not None and math.isfinite(v) else None for v in values]
+
+    @model_validator(mode="after")
+    def _aligned(self) -> Signal:
+        if len(self.timestamps) != len(self.values):
+            raise ValueError(
+                f"timestamps has {len(self.timestamps)} points but values has {len(self.values)}"
+            )
+        ts = self.timestamps
+        if any(b <= a for a, b in zip(ts, ts[1:], strict=False)):
+            raise ValueError("timestamps must be strictly increasing")
+        return self
+
+    @property
+    def series_id(self) -> str:
+        """A stable human-readable key: ``service/pod:name{labels}``."""
+        owner = f"{self.service}/{self.pod}" if self.pod else self.service
+        labels = ",".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
+        return f"{owner}:{self.name}" + (f"{{{labels}}}" if labels else "")
+
+
+class LogRecord(Strict):
+    """One log line, already attributed to a service."""
+
+    timestamp: datetime
+    service: str = Field(min_length=1)
+    level: str = "INFO"
+    message: str
+    pod: str | None = None
+    trace_id: str | None = None
+    fields: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("timestamp")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return utc(value)
+
+    @field_validator("level")
+    @classmethod
+    def _normalise_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        return {"WARNING": "WARN", "ERR": "ERROR", "FATAL": "CRITICAL", "CRIT": "CRITICAL"}.get(
+            level, level or "INFO"
+        )
+
+
+class Edge(Strict):
+    """``caller`` sends requests to ``callee``; faults propagate from callee to caller."""
+
+    caller: str
+    callee: str
+
+
+class Topology(Strict):
+    services: list[str] = Field(default_factory=list)
+    edges: list[Edge] = Field(default_factory=list)
+
+    def callees(self, service: str) -> list[str]:
+        return [e.callee for e in self.edges if e.caller == service]
+
+    def callers(self, service: str) -> list[str]:
+        return [e.caller for e in self.edges if e.callee == service]
+
+
+class GroundTruth(Strict):
+    service: str
+    fault_type: FaultType
+    onset: datetime | None = None
+    pod: str | None = None
+    note: str = ""
+
+
+class Window(Strict):
+    """The analysed time range; ``incident_start`` splits baseline from incident."""
+
+    start: datetime
+    end: datetime
+    incident_start: datetime
+
+    @field_validator("start", "end", "incident_start")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return utc(value)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Window:
+        if not self.start < self.incident_start < self.end:
+            raise ValueError("window needs start < incident_start < end")
+        return self
+
+
+# --- outputs -----------------------------------------------------------------------------
+
+
+class Stats(Strict):
+    """Summary of one series or log template over one part of the window."""
+
+    median: float | None = None
+    p95: float | None = None
+    max: float | None = None
+    mean: float | None = None
+    count: int = 0
+
+
+class Evidence(Strict):
+    """One finding the ranking and the summary can cite by ``id`` (``M3``, ``L2``)."""
+
+    id: str
+    source: Literal["metric", "log"]
+    service: str
+    pod: str | None = None
+    signal: str | None = None
+    signal_kind: SignalKind | None = None
+    unit: str = ""
+    template: str | None = None
+    sample: str | None = None
+    pattern: str
+    start: datetime
+    end: datetime
+    onset: datetime | None = None
+    baseline: Stats
+    incident: Stats
+    score: float
+    description: str
+    link: str | None = None
+
+
+class Candidate(Strict):
+    service: str
+    fault_type: FaultType
+    score: float
+    onset: datetime | None = None
+    evidence_ids: list[str] = Field(default_factory=list)
+    reasons: list[str] = Field(default_factory=list)
+
+
+class RootCause(Strict):
+    service: str
+    fault_type: FaultType
+    summary: str
+
+
+class TimelineEvent(Strict):
+    time: datetime
+    service: str
+    text: str
+    evidence_id: str | None = None
+
+
+class Trigger(Strict):
+    kind: Literal["snapshot", "alert", "api", "cli", "slack", "simulation"] = "snapshot"
+    alert_name: str | None = None
+    services: list[str] = Field(default_factory=list)
+    group_key: str | None = None
+    question: str | None = None
+
+
+class SourceFailure(Strict):
+    source: str
+    error: str
+
+
+class Analysis(Strict):
+    """The result of one analysis; what the API serves and Slack renders."""
+
+    id: str
+    version: str
+    created_at: datetime
+    trigger: Trigger
+    window: Window
+    candidates: list[Candidate]
+    root_cause: RootCause | None
+    confidence: float = Field(ge=0.0, le=1.0)
+    insufficient_evidence: bool = False
+    evidence: list[Evidence]
+    timeline: list[TimelineEvent]
+    next_steps: list[str]
+    summary: str
+    backend: str = "extractive"
+    tokens: dict[str, int] = Field(default_factory=dict)
+    timings: dict[str, float] = Field(default_factory=dict)
+    source_failures: list[SourceFailure] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+    def evidence_by_id(self, evidence_id: str) -> Evidence | None:
+        return next((e for e in self.evidence if e.id == evidence_id), None)

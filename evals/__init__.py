@@ -1,0 +1,1 @@
+"""Incident simulator, eval suites, metrics and the offline evaluation runner."""

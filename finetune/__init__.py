@@ -1,0 +1,1 @@
+"""Dataset building, LoRA training, merging and promotion of checkpoints."""
