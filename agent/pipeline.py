@@ -1,16 +1,121 @@
-"""The analysis pipeline over a snapshot: detect -> rank -> summarize.
+"""The analysis pipeline over a snapshot: detect -> rank -> evidence -> summarize.
 
-Placeholder body until the engine lands; the signature is the contract.
+Pure over its inputs (no I/O): the same snapshot and settings give the same analysis, apart
+from ``created_at`` and ``timings``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
+import time
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from agent import __version__
 from agent.config import EngineSettings
-from agent.models import Analysis, Trigger
+from agent.detect.logs import mine_logs
+from agent.detect.series import score_signals
+from agent.evidence import build_evidence
+from agent.hypothesis import strength
+from agent.models import Analysis, Candidate, Signal, SourceFailure, Trigger, Window
+from agent.rank import ServiceScore, rank_services
 from agent.snapshot import Snapshot
+from agent.summarize import Summarizer
+from agent.summarize.extractive import ExtractiveSummarizer
+
+
+def resolution_of(signals: list[Signal]) -> float:
+    """The typical sampling interval in seconds (60 when there are no series)."""
+    steps = [
+        float(np.median(np.diff(s.timestamps))) for s in signals[:500] if len(s.timestamps) > 1
+    ]
+    return float(np.median(steps)) if steps else 60.0
+
+
+def _trigger(snapshot: Snapshot) -> Trigger:
+    alert = snapshot.alert
+    if alert is None:
+        return Trigger(kind="snapshot")
+    return Trigger(
+        kind="alert", alert_name=alert.alert_name, services=alert.services(),
+        group_key=alert.groupKey,
+    )
+
+
+def _analysis_id(snapshot: Snapshot, window: Window) -> str:
+    key = f"{snapshot.meta.id}|{window.start.isoformat()}|{window.incident_start.isoformat()}"
+    return "an-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _confidence(ranked: list[ServiceScore]) -> float:
+    """Separation of the winner from the runner-up, tempered by how strong it is at all."""
+    if not ranked:
+        return 0.0
+    first = ranked[0].score
+    second = ranked[1].score if len(ranked) > 1 else 0.0
+    margin = (first - second) / first if first > 0 else 0.0
+    absolute = 1.0 - math.exp(-ranked[0].strength)
+    return round(min(0.99, 0.15 + 0.55 * margin + 0.3 * absolute), 3)
 
 
 def analyze(
-    snapshot: Snapshot, settings: EngineSettings | None = None, trigger: Trigger | None = None
+    snapshot: Snapshot,
+    settings: EngineSettings | None = None,
+    trigger: Trigger | None = None,
+    summarizer: Summarizer | None = None,
+    source_failures: list[SourceFailure] | None = None,
 ) -> Analysis:
-    raise NotImplementedError
+    """Analyse one incident snapshot and return the ranked, evidenced, summarized result."""
+    cfg = settings or EngineSettings()
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[stage] = round(now - clock, 6)
+        clock = now
+
+    window = snapshot.window(timedelta(minutes=cfg.lookback_minutes))
+    start, split, end = (t.timestamp() for t in (window.start, window.incident_start, window.end))
+    metric_findings = score_signals(snapshot.signals, split, cfg.z_threshold)
+    lap("detect_metrics")
+    log_findings = mine_logs(
+        snapshot.logs, start, split, end, cfg.log_burst_ratio, cfg.z_threshold,
+        frozenset(snapshot.services()),
+    )
+    lap("detect_logs")
+    ranked = rank_services(
+        metric_findings, log_findings, snapshot.topology, cfg.z_threshold,
+        resolution_of(snapshot.signals),
+    )[: cfg.max_candidates]
+    evidence, ids = build_evidence(ranked, cfg.max_evidence)
+    candidates = [
+        Candidate(
+            service=s.service, fault_type=s.fault_type, score=round(s.score, 4),
+            onset=datetime.fromtimestamp(s.onset, tz=UTC) if s.onset is not None else None,
+            evidence_ids=ids.get(s.service, []), reasons=s.reasons,
+        )
+        for s in ranked
+    ]
+    lap("rank")
+    weak = not ranked or ranked[0].strength < strength(cfg.z_threshold * 1.5, cfg.z_threshold)
+    draft = Analysis(
+        id=_analysis_id(snapshot, window), version=__version__, created_at=datetime.now(UTC),
+        trigger=trigger or _trigger(snapshot), window=window, candidates=candidates,
+        root_cause=None, confidence=min(_confidence(ranked), 0.2 if weak else 1.0),
+        insufficient_evidence=weak, evidence=evidence, timeline=[], next_steps=[], summary="",
+        source_failures=source_failures or [],
+    )
+    backend = summarizer or ExtractiveSummarizer()
+    summary = backend.summarize(draft)
+    lap("summarize")
+    return draft.model_copy(
+        update={
+            "root_cause": summary.root_cause, "confidence": summary.confidence,
+            "timeline": summary.timeline, "next_steps": summary.next_steps,
+            "summary": summary.text, "backend": backend.name, "timings": timings,
+        }
+    )

@@ -1,0 +1,1 @@
+"""Detection: per-series anomaly scoring with onsets, and log template mining."""

@@ -1,0 +1,86 @@
+"""Infer what a series measures from its name and unit, for metrics named any which way.
+
+Real incidents arrive with names like ``container_cpu_usage_seconds_total``,
+``http.server.request.duration``, ``cartservice_latency-90`` or plain ``mem``; the kind decides
+whether an anomaly reads as a cause (resource, saturation, change) or a symptom (latency,
+errors, traffic), so the rules below err towards the common conventions of cAdvisor,
+kube-state-metrics, Prometheus client libraries and OpenTelemetry.
+"""
+
+from __future__ import annotations
+
+import re
+
+from agent.models import Signal, SignalKind
+
+# Order matters: the first rule that matches wins ("error" before "latency" for
+# ``grpc_client_errors_duration``-style oddities is the conservative choice).
+_NAME_RULES: tuple[tuple[SignalKind, re.Pattern[str]], ...] = (
+    (
+        SignalKind.CHANGE,
+        re.compile(
+            r"restart|oom|kill|deploy|version|generation|revision|rollout|image|build_info|"
+            r"config_(?:hash|reload)|last_(?:start|boot)|start_time|uptime",
+        ),
+    ),
+    (
+        SignalKind.ERRORS,
+        re.compile(
+            r"error|err\b|errs|fail|5xx|exception|fault|reject|refused|retrans|drop|loss|"
+            r"reset|timeout|panic|status.?code.*5|code=\"?5",
+        ),
+    ),
+    (
+        SignalKind.SATURATION,
+        re.compile(
+            r"throttl|pool|pending|waiting|wait_|queue|backlog|saturat|disk|fs_|filesystem|"
+            r"volume|storage|inode|conn(?:ection)?s?_?(?:in_?use|active|used)|socket|fd|"
+            r"file_?descriptor|thread|limit",
+        ),
+    ),
+    (
+        SignalKind.LATENCY,
+        re.compile(r"latency|duration|response_?time|rtt|delay|p50|p90|p95|p99|elapsed|lag"),
+    ),
+    (
+        SignalKind.RESOURCE,
+        re.compile(r"cpu|mem|heap|rss|working_?set|gc|swap|load\d|usage"),
+    ),
+    (
+        SignalKind.TRAFFIC,
+        re.compile(
+            r"request|rps|qps|tps|throughput|workload|traffic|calls|hits|ops|rate|count|"
+            r"_total$|bytes|packets|receive|transmit|sent|recv"
+        ),
+    ),
+)
+
+_UNIT_RULES: dict[str, SignalKind] = {
+    "s": SignalKind.LATENCY,
+    "ms": SignalKind.LATENCY,
+    "seconds": SignalKind.LATENCY,
+    "milliseconds": SignalKind.LATENCY,
+    "cores": SignalKind.RESOURCE,
+    "bytes": SignalKind.RESOURCE,
+    "req/s": SignalKind.TRAFFIC,
+    "requests": SignalKind.TRAFFIC,
+    "{request}/s": SignalKind.TRAFFIC,
+}
+
+
+def infer_kind(name: str, unit: str = "") -> SignalKind:
+    """The kind of a series named ``name`` measured in ``unit``; ``OTHER`` when unsure."""
+    text = name.lower().replace(".", "_").replace("-", "_")
+    for kind, pattern in _NAME_RULES:
+        if pattern.search(text):
+            return kind
+    return _UNIT_RULES.get(unit.strip().lower(), SignalKind.OTHER)
+
+
+def kind_of(signal: Signal) -> SignalKind:
+    """The declared kind when present, else the inferred one."""
+    return signal.kind if signal.kind is not None else infer_kind(signal.name, signal.unit)
+
+
+CAUSE_KINDS = frozenset({SignalKind.RESOURCE, SignalKind.SATURATION, SignalKind.CHANGE})
+SYMPTOM_KINDS = frozenset({SignalKind.LATENCY, SignalKind.ERRORS, SignalKind.TRAFFIC})

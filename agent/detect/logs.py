@@ -1,0 +1,389 @@
+"""Log template mining with Drain3: new, bursting and vanished templates, error-rate shifts.
+
+Lines are reduced to one line of text (JSON and logfmt bodies unwrapped, stack traces cut to
+their headline and exception), parameters are masked with a single regex pass, identical
+masked lines are counted once, and only distinct lines go through Drain. That keeps 100,000
+lines well inside the engine's one-second budget while the templates stay Drain's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Literal
+
+from drain3 import TemplateMiner
+from drain3.template_miner_config import TemplateMinerConfig
+
+from agent.models import LogRecord
+
+Pattern = Literal["new", "burst", "vanished", "error_rate"]
+ERROR_LEVELS = frozenset({"ERROR", "CRITICAL", "SEVERE", "PANIC", "ALERT", "EMERGENCY"})
+_LEVEL_WEIGHT = {"ERROR": 1.0, "CRITICAL": 1.0, "WARN": 0.7}
+SCORE_CAP = 50.0
+
+# Any word that holds a digit is a parameter: ids, numbers, durations, IPs, hashes, UUIDs.
+# One character-class scan is several times faster than an alternation of typed patterns.
+_MASK = re.compile(r"\b[\w.\-]*\d[\w.\-]*")
+_EMBEDDED_LEVEL = re.compile(
+    r"(?:\blevel\"?\s*[=:]\s*\"?|^\s*\[?|^\S+\s+\[?|^\S+\s+\S+\s+\[?)"
+    r"(error|err|warn|warning|fatal|critical|crit|panic|severe|info|debug)\b",
+    re.IGNORECASE,
+)
+_LOGFMT_MSG = re.compile(r"\bmsg=(?:\"((?:[^\"\\]|\\.)*)\"|(\S+))")
+_EXCEPTION_LINE = re.compile(r"(?:Caused by: )?[\w.$]+(?:Exception|Error)\b")
+_LEVEL_NAMES = {"err": "ERROR", "warning": "WARN", "fatal": "CRITICAL", "crit": "CRITICAL"}
+
+SIGNATURES: dict[str, re.Pattern[str]] = {
+    "oom": re.compile(
+        r"out ?of ?memory|\boom|memory limit|killed process|heap space|cannot allocate"
+    ),
+    "disk": re.compile(
+        r"no space left|disk (?:is )?full|enospc|quota exceeded|read-only file ?system"
+    ),
+    "pool": re.compile(
+        r"pool|acquire (?:a )?connection|too many connections|connections? exhausted"
+    ),
+    "refused": re.compile(
+        r"refused|unavailable|no route to host|could not connect|connect(?:ion)? failed|dial tcp|"
+        r"name resolution|unreachable|upstream connect|no healthy upstream|not resolve"
+    ),
+    "reset": re.compile(r"reset|broken pipe|retransmi|packet|checksum|eof"),
+    "timeout": re.compile(r"time ?out|timed out|deadline exceeded"),
+    "deploy": re.compile(r"deploy|rollout|new version|version v?\d|release|starting .*v\d|image"),
+    "exception": re.compile(
+        r"exception|traceback|panic|stack ?trace|segfault|nil pointer|\berror:"
+    ),
+    "slow": re.compile(r"slow|took <\*>|latency|exceeded threshold"),
+    "cpu": re.compile(r"cpu|throttl|starv"),
+}
+
+
+@dataclass(frozen=True)
+class LogFinding:
+    service: str
+    pattern: Pattern
+    template: str
+    level: str
+    baseline_count: int
+    incident_count: int
+    baseline_rate: float  # lines per minute
+    incident_rate: float
+    score: float
+    onset: float
+    end: float
+    sample: str | None
+    signatures: frozenset[str]
+    mentions: frozenset[str]  # other services named in the template, e.g. a refused peer
+
+
+@dataclass
+class _Line:
+    time: float
+    service: str
+    level: str
+    text: str
+
+
+def headline(message: str) -> str:
+    """The one line that names what happened: unwraps JSON/logfmt, cuts stack traces."""
+    text = message.strip()
+    if text.startswith("{"):
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            text = str(body.get("msg") or body.get("message") or body.get("error") or text)
+    if "\n" in text:
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        head = lines[0] if lines else ""
+        if head.startswith("Traceback") and len(lines) > 1:
+            head = lines[-1]
+        elif exc := next((ln for ln in lines[1:4] if _EXCEPTION_LINE.match(ln)), None):
+            head = f"{head} | {exc}"
+        text = head
+    if "msg=" in text and (m := _LOGFMT_MSG.search(text)):
+        text = m.group(1) or m.group(2) or text
+    return text[:300]
+
+
+def _embedded_level(text: str) -> str | None:
+    """A level written in the message itself (logfmt, JSON, ``[ERROR]`` prefixes)."""
+    m = _EMBEDDED_LEVEL.search(text[:120])
+    if m is None:
+        return None
+    word = m.group(1).lower()
+    return _LEVEL_NAMES.get(word, word.upper())
+
+
+def mask(text: str) -> str:
+    return _MASK.sub("<*>", text)
+
+
+def _new_miner() -> TemplateMiner:
+    config = TemplateMinerConfig()
+    config.profiling_enabled = False
+    config.drain_sim_th = 0.4
+    config.drain_depth = 4
+    config.parametrize_numeric_tokens = True
+    return TemplateMiner(config=config)
+
+
+class _Templates:
+    """Masked line -> Drain cluster id, mining each distinct masked line once."""
+
+    def __init__(self) -> None:
+        self.miner = _new_miner()
+        self.cluster_of: dict[str, int] = {}
+
+    def cluster(self, masked: str) -> int:
+        cid = self.cluster_of.get(masked)
+        if cid is None:
+            cid = int(self.miner.add_log_message(masked)["cluster_id"])
+            self.cluster_of[masked] = cid
+        return cid
+
+    def template(self, cid: int) -> str:
+        for cluster in self.miner.drain.clusters:
+            if cluster.cluster_id == cid:
+                return str(cluster.get_template())
+        return ""
+
+
+def _rate_z(observed: float, expected: float) -> float:
+    """Poisson deviation of ``observed`` from ``expected`` counts."""
+    return (observed - expected) / math.sqrt(expected + 1.0)
+
+
+def _mentions(template: str, services: frozenset[str], own: str) -> frozenset[str]:
+    lowered = template.lower()
+    return frozenset(s for s in services if s != own and len(s) > 2 and s.lower() in lowered)
+
+
+def _signatures(text: str) -> frozenset[str]:
+    lowered = text.lower()
+    return frozenset(name for name, rx in SIGNATURES.items() if rx.search(lowered))
+
+
+@dataclass
+class _Tally:
+    baseline: int = 0
+    incident: int = 0
+    late: int = 0
+    first_incident: float = math.inf
+    sample: str | None = None
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What every line with the same masked text shares: its template and its level."""
+
+    cluster: int
+    embedded_level: str | None
+    multiline: bool
+
+
+class _Shapes:
+    """Masked raw line -> shape; parsing (JSON, logfmt, stack traces) runs once per shape."""
+
+    def __init__(self) -> None:
+        self.templates = _Templates()
+        self.by_masked: dict[str, _Shape] = {}
+
+    def of(self, message: str) -> _Shape:
+        masked = mask(message[:400])
+        shape = self.by_masked.get(masked)
+        if shape is None:
+            level = _embedded_level(masked)
+            cid = self.templates.cluster(headline(masked))
+            shape = _Shape(cid, level, "\n" in message.strip())
+            self.by_masked[masked] = shape
+        return shape
+
+
+def mine_logs(
+    records: list[LogRecord],
+    start: float,
+    split: float,
+    end: float,
+    burst_ratio: float = 3.0,
+    threshold: float = 4.0,
+    services: frozenset[str] = frozenset(),
+) -> list[LogFinding]:
+    """Log findings for the incident part ``[split, end]`` against the baseline before it."""
+    base_minutes = max((split - start) / 60.0, 1e-6)
+    inc_minutes = max((end - split) / 60.0, 1e-6)
+    late_start = split + (end - split) / 2
+    shapes = _Shapes()
+    tallies: dict[tuple[str, int, str], _Tally] = {}
+    for record in records:
+        t = record.timestamp.timestamp()
+        if t < start or t > end:
+            continue
+        shape = shapes.of(record.message)
+        level = record.level
+        if shape.embedded_level and level in ("INFO", "DEBUG"):
+            level = shape.embedded_level
+        key = (record.service, shape.cluster, level)
+        tally = tallies.get(key)
+        if tally is None:
+            tally = tallies[key] = _Tally()
+        if t < split:
+            tally.baseline += 1
+        else:
+            tally.incident += 1
+            tally.late += t >= late_start
+            if t < tally.first_incident:
+                tally.first_incident = t
+                tally.sample = record.message
+
+    rates = _Rates(base_minutes, inc_minutes, split, end)
+    findings: list[LogFinding] = []
+    for (service, cid, level), tally in tallies.items():
+        template = shapes.templates.template(cid)
+        finding = _template_finding(service, template, level, tally, rates, burst_ratio, threshold)
+        if finding is not None:
+            findings.append(_with_context(finding, services))
+    findings.extend(_service_findings(tallies, rates, threshold))
+    findings.sort(key=lambda f: (-f.score, f.onset, f.service, f.template))
+    return findings
+
+
+@dataclass(frozen=True)
+class _Rates:
+    base_minutes: float
+    inc_minutes: float
+    split: float
+    end: float
+
+    @property
+    def scale(self) -> float:
+        return self.inc_minutes / self.base_minutes
+
+
+def _with_context(finding: LogFinding, services: frozenset[str]) -> LogFinding:
+    from dataclasses import replace
+
+    text = f"{finding.template} {finding.sample or ''}"
+    return replace(
+        finding,
+        signatures=_signatures(text),
+        mentions=_mentions(finding.template, services, finding.service),
+    )
+
+
+def _template_finding(
+    service: str,
+    template: str,
+    level: str,
+    tally: _Tally,
+    rates: _Rates,
+    burst_ratio: float,
+    threshold: float,
+) -> LogFinding | None:
+    if tally.incident == 0:
+        return None
+    weight = _LEVEL_WEIGHT.get(level, 0.4)
+    expected = tally.baseline * rates.scale
+    pattern: Pattern
+    if tally.baseline == 0 and tally.incident >= 2:
+        pattern, raw = "new", 3.0 + 2.0 * math.sqrt(tally.incident)
+    elif tally.incident >= 3 and tally.incident >= burst_ratio * (expected + 0.5):
+        pattern, raw = "burst", _rate_z(tally.incident, expected)
+    else:
+        return None
+    score = min(SCORE_CAP, raw) * weight
+    if score < threshold:
+        return None
+    return LogFinding(
+        service=service,
+        pattern=pattern,
+        template=template,
+        level=level,
+        baseline_count=tally.baseline,
+        incident_count=tally.incident,
+        baseline_rate=tally.baseline / rates.base_minutes,
+        incident_rate=tally.incident / rates.inc_minutes,
+        score=score,
+        onset=tally.first_incident,
+        end=rates.end,
+        sample=headline(tally.sample or "") or None,
+        signatures=frozenset(),
+        mentions=frozenset(),
+    )
+
+
+def _service_findings(
+    tallies: dict[tuple[str, int, str], _Tally], rates: _Rates, threshold: float
+) -> list[LogFinding]:
+    """Whole-service shifts: the service went quiet, or its share of error lines jumped."""
+    totals: dict[str, Counter[str]] = {}
+    for (service, _, level), tally in tallies.items():
+        counts = totals.setdefault(service, Counter())
+        counts["base"] += tally.baseline
+        counts["inc"] += tally.incident
+        counts["late"] += tally.late
+        if level in ERROR_LEVELS:
+            counts["base_err"] += tally.baseline
+            counts["inc_err"] += tally.incident
+    found: list[LogFinding] = []
+    for service, counts in totals.items():
+        found.extend(_service_shift(service, counts, rates, threshold))
+    return found
+
+
+def _service_shift(
+    service: str, counts: Counter[str], rates: _Rates, threshold: float
+) -> list[LogFinding]:
+    found: list[LogFinding] = []
+    base, inc = counts["base"], counts["inc"]
+    base_rate, inc_rate = base / rates.base_minutes, inc / rates.inc_minutes
+    expected_late = base * rates.scale / 2
+    if expected_late >= 10 and counts["late"] <= 0.05 * expected_late:
+        score = min(SCORE_CAP, _rate_z(expected_late, 0) / 2)
+        found.append(
+            LogFinding(
+                service,
+                "vanished",
+                "<all log lines>",
+                "INFO",
+                base,
+                inc,
+                base_rate,
+                inc_rate,
+                score,
+                rates.split,
+                rates.end,
+                None,
+                frozenset({"refused"}),
+                frozenset(),
+            )
+        )
+    if inc >= 5:
+        p0 = (counts["base_err"] + 1) / (base + 2)
+        p1 = counts["inc_err"] / inc
+        z = (p1 - p0) / math.sqrt(p0 * (1 - p0) / inc)
+        if z >= threshold and p1 >= 2 * p0:
+            found.append(
+                LogFinding(
+                    service,
+                    "error_rate",
+                    f"error share {p0:.1%} -> {p1:.1%}",
+                    "ERROR",
+                    counts["base_err"],
+                    counts["inc_err"],
+                    counts["base_err"] / rates.base_minutes,
+                    counts["inc_err"] / rates.inc_minutes,
+                    min(SCORE_CAP, z),
+                    rates.split,
+                    rates.end,
+                    None,
+                    frozenset(),
+                    frozenset(),
+                )
+            )
+    return found

@@ -1,0 +1,153 @@
+"""Per-series anomaly scoring against a robust baseline, with onset detection.
+
+Each series is split at the incident start. The baseline gives a median and a robust scale
+(IQR and MAD, floored so flat series do not divide by zero); the incident part is scored by
+robust z-scores. A finding's score is the largest z that *persists* for two consecutive
+samples, so single-sample scrape glitches and harmless spikes do not win, while a fault that
+lasts only three samples still does. Event-like series (restarts, deploys) count single
+samples because a version flip is one sample by nature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from agent.detect.kinds import kind_of
+from agent.models import Signal, SignalKind, Stats
+
+Z_CAP = 50.0  # beyond this a bigger z says nothing more; keeps flat-then-step series finite
+MIN_BASELINE_POINTS = 4
+
+
+@dataclass(frozen=True)
+class SeriesFinding:
+    """One anomalous (or vanished) series, in numbers the ranking and the report use."""
+
+    signal: Signal
+    kind: SignalKind
+    score: float
+    direction: int  # +1 up, -1 down, 0 vanished (data stopped)
+    onset: float  # Unix seconds
+    peak: float  # Unix seconds of the strongest persistent deviation
+    end: float
+    baseline: Stats
+    incident: Stats
+
+    @property
+    def service(self) -> str:
+        return self.signal.service
+
+
+def _stats(values: NDArray[np.float64]) -> Stats:
+    if values.size == 0:
+        return Stats(count=0)
+    p50, p95 = np.percentile(values, [50, 95])
+    return Stats(
+        median=float(p50),
+        p95=float(p95),
+        max=float(values.max()),
+        mean=float(values.mean()),
+        count=int(values.size),
+    )
+
+
+def robust_scale(baseline: NDArray[np.float64]) -> tuple[float, float]:
+    """Median and a noise scale that is never zero, even for a constant baseline."""
+    q1, median, q3 = np.percentile(baseline, [25, 50, 75])
+    mad = float(np.median(np.abs(baseline - median)))
+    scale = max((q3 - q1) / 1.349, 1.4826 * mad)
+    steps = np.abs(np.diff(baseline))
+    typical_step = float(np.median(steps)) if steps.size else 0.0
+    # A series that moves a lot between samples is noisier than its IQR says.
+    floor = max(0.02 * abs(median), typical_step, 1e-9)
+    return float(median), max(scale, floor)
+
+
+def _persistent(z: NDArray[np.float64], event_like: bool) -> NDArray[np.float64]:
+    """The deviation each sample keeps for two samples in a row (NaN-tolerant)."""
+    if event_like or z.size < 2:
+        return np.nan_to_num(z, nan=0.0)
+    a, b = z[:-1], z[1:]
+    both = np.where(np.sign(a) == np.sign(b), np.sign(a) * np.minimum(np.abs(a), np.abs(b)), 0.0)
+    both = np.nan_to_num(both, nan=0.0)
+    # The last sample has no successor yet: let it count at half strength.
+    return np.append(both, np.nan_to_num(z[-1], nan=0.0) * 0.5)
+
+
+def _onset_index(z: NDArray[np.float64], peak: int, sign: int, threshold: float) -> int:
+    """Start of the run of same-signed, clearly raised samples leading up to the peak."""
+    above = np.nan_to_num(z * sign, nan=0.0) >= threshold / 2
+    i = peak
+    while i > 0 and above[i - 1]:
+        i -= 1
+    return i
+
+
+def score_signal(signal: Signal, split: float, threshold: float) -> SeriesFinding | None:
+    """Score one series; ``None`` when it is normal or has too little data to judge."""
+    ts = np.asarray(signal.timestamps, dtype=np.float64)
+    values = np.asarray([np.nan if v is None else v for v in signal.values], dtype=np.float64)
+    in_base = ts < split
+    base = values[in_base]
+    base = base[~np.isnan(base)]
+    inc_ts = ts[~in_base]
+    inc = values[~in_base]
+    if base.size < MIN_BASELINE_POINTS or inc.size == 0:
+        return None
+    kind = kind_of(signal)
+    present = ~np.isnan(inc)
+    baseline_stats = _stats(base)
+    if not present.any() or _went_silent(inc, values[in_base]):
+        first_missing = int(np.argmax(~present)) if present.any() else 0
+        return SeriesFinding(
+            signal,
+            kind,
+            Z_CAP / 2,
+            0,
+            float(inc_ts[first_missing]),
+            float(inc_ts[first_missing]),
+            float(inc_ts[-1]),
+            baseline_stats,
+            _stats(inc[present]),
+        )
+    median, scale = robust_scale(base)
+    z = np.clip((values - median) / scale, -Z_CAP, Z_CAP)
+    z_inc = z[~in_base]
+    sustained = _persistent(z_inc, event_like=kind is SignalKind.CHANGE)
+    peak = int(np.argmax(np.abs(sustained)))
+    score = float(abs(sustained[peak]))
+    if score < threshold:
+        return None
+    sign = 1 if sustained[peak] > 0 else -1
+    offset = int(in_base.sum())
+    onset = _onset_index(z, offset + peak, sign, threshold)
+    return SeriesFinding(
+        signal=signal,
+        kind=kind,
+        score=score,
+        direction=sign,
+        onset=float(ts[onset]),
+        peak=float(inc_ts[peak]),
+        end=float(inc_ts[-1]),
+        baseline=baseline_stats,
+        incident=_stats(inc[present]),
+    )
+
+
+def _went_silent(incident: NDArray[np.float64], baseline: NDArray[np.float64]) -> bool:
+    """Data that was reliably there and then mostly stopped is a finding by itself."""
+    if baseline.size == 0 or incident.size < 3:
+        return False
+    base_present = float(np.mean(~np.isnan(baseline)))
+    tail = incident[-max(3, incident.size // 2) :]
+    return base_present > 0.9 and float(np.mean(np.isnan(tail))) >= 0.8
+
+
+def score_signals(signals: list[Signal], split: float, threshold: float) -> list[SeriesFinding]:
+    """All anomalous series, strongest first."""
+    findings = [f for s in signals if (f := score_signal(s, split, threshold)) is not None]
+    findings.sort(key=lambda f: (-f.score, f.onset, f.signal.series_id))
+    return findings

@@ -1,0 +1,126 @@
+"""Name the fault behind a candidate service from the shape of its evidence.
+
+Each fault type has a signature: which metric families moved (matched on names, so any naming
+convention works) and which log signatures appeared. Scores add the strength of matching
+findings; the strongest signature wins, and a service whose only findings are symptoms gets
+the symptom-level hypothesis (latency -> network latency, errors -> code exception).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from agent.detect.logs import LogFinding
+from agent.detect.series import SeriesFinding
+from agent.models import FaultType, SignalKind
+
+
+@dataclass(frozen=True)
+class MetricRule:
+    fault: FaultType
+    name: re.Pattern[str]
+    weight: float
+    direction: int = 1  # +1: rising is the signature; 0: any change counts
+
+
+METRIC_RULES: tuple[MetricRule, ...] = (
+    MetricRule(FaultType.CPU_SATURATION, re.compile(r"cpu|throttl|load\d"), 1.0),
+    MetricRule(FaultType.MEMORY_LEAK, re.compile(r"mem|heap|rss|working_?set|swap"), 1.0),
+    MetricRule(FaultType.MEMORY_LEAK, re.compile(r"oom"), 1.2, 0),
+    MetricRule(FaultType.MEMORY_LEAK, re.compile(r"restart"), 0.5, 0),
+    MetricRule(FaultType.DISK_FULL, re.compile(r"disk|fs_|filesystem|volume|storage|inode"), 1.1),
+    MetricRule(
+        FaultType.DB_POOL_EXHAUSTION,
+        re.compile(r"pool|hikari|conn(?:ection)?s?_?(?:in_?use|active|pending|wait|used)|db_?conn"),
+        1.1,
+    ),
+    MetricRule(
+        FaultType.BAD_DEPLOY,
+        re.compile(r"version|deploy|generation|revision|rollout|image|build_?info|release"),
+        1.2,
+        0,
+    ),
+    MetricRule(FaultType.PACKET_LOSS, re.compile(r"retrans|drop|loss|packet|reset|corrupt"), 1.1),
+    MetricRule(FaultType.NETWORK_LATENCY, re.compile(r"rtt|network.*(?:latency|delay)|ping"), 1.0),
+)
+
+LOG_RULES: dict[str, tuple[FaultType, float]] = {
+    "oom": (FaultType.MEMORY_LEAK, 1.0),
+    "disk": (FaultType.DISK_FULL, 1.0),
+    "pool": (FaultType.DB_POOL_EXHAUSTION, 0.9),
+    "deploy": (FaultType.BAD_DEPLOY, 0.6),
+    "reset": (FaultType.PACKET_LOSS, 0.6),
+    "cpu": (FaultType.CPU_SATURATION, 0.5),
+    "exception": (FaultType.CODE_EXCEPTION, 0.6),
+}
+
+
+def strength(score: float, threshold: float) -> float:
+    """Map a z-like score to a bounded evidence weight: 0.69 at the threshold, ~2.6 at the cap."""
+    return math.log1p(max(score, 0.0) / threshold)
+
+
+def _name(finding: SeriesFinding) -> str:
+    return finding.signal.name.lower().replace(".", "_").replace("-", "_")
+
+
+def fault_scores(
+    metrics: Iterable[SeriesFinding],
+    logs: Iterable[LogFinding],
+    threshold: float,
+    blamed_by_callers: float = 0.0,
+) -> dict[FaultType, float]:
+    """Evidence for each fault type at one service; ``blamed_by_callers`` counts peers' errors
+    that name this service as unreachable."""
+    scores: dict[FaultType, float] = dict.fromkeys(FaultType, 0.0)
+    has_errors = has_latency = False
+    went_silent = 0.0
+    for f in metrics:
+        w = strength(f.score, threshold)
+        name = _name(f)
+        has_errors |= f.kind is SignalKind.ERRORS and f.direction > 0
+        has_latency |= f.kind is SignalKind.LATENCY and f.direction > 0
+        if f.direction == 0 or (f.kind is SignalKind.TRAFFIC and _dropped_to_zero(f)):
+            went_silent = max(went_silent, w)
+        for rule in METRIC_RULES:
+            if rule.name.search(name) and (rule.direction == 0 or f.direction == rule.direction):
+                scores[rule.fault] = max(scores[rule.fault], w * rule.weight)
+                break
+    error_logs = 0.0
+    for lf in logs:
+        w = strength(lf.score, threshold)
+        if lf.pattern == "vanished":
+            went_silent = max(went_silent, w)
+            continue
+        if lf.level in ("ERROR", "CRITICAL"):
+            error_logs = max(error_logs, w)
+        for signature in lf.signatures:
+            if signature in LOG_RULES:
+                fault, weight = LOG_RULES[signature]
+                scores[fault] = max(scores[fault], w * weight)
+    scores[FaultType.DEPENDENCY_OUTAGE] = max(went_silent * 1.3, blamed_by_callers)
+    if scores[FaultType.BAD_DEPLOY] and (has_errors or error_logs):
+        scores[FaultType.BAD_DEPLOY] += 0.5 * max(error_logs, 0.7)
+    if has_errors or error_logs:
+        scores[FaultType.CODE_EXCEPTION] = max(
+            scores[FaultType.CODE_EXCEPTION], 0.35 + 0.2 * error_logs
+        )
+    if has_latency:
+        scores[FaultType.NETWORK_LATENCY] = max(scores[FaultType.NETWORK_LATENCY], 0.4)
+    return scores
+
+
+def _dropped_to_zero(f: SeriesFinding) -> bool:
+    base, inc = f.baseline.median, f.incident.median
+    return (
+        f.direction < 0 and base is not None and inc is not None and base > 0 and inc <= 0.05 * base
+    )
+
+
+def hypothesize(scores: dict[FaultType, float]) -> FaultType:
+    """The best-supported fault type; ``UNKNOWN`` when nothing supports any."""
+    best = max(scores, key=lambda k: (scores[k], k.value))
+    return best if scores[best] > 0 else FaultType.UNKNOWN

@@ -1,0 +1,169 @@
+"""Rank services as root-cause candidates.
+
+A service's score multiplies four factors, each with a reason the report can show:
+
+- **strength**: its strongest findings (top three, decaying), each weighted by whether its
+  kind reads as a cause (saturated resources, changes, the service going silent) or as a
+  symptom (latency, errors, traffic);
+- **onset**: faults start at the cause and spread upstream, so services whose anomalies begin
+  later than the earliest strong onset are discounted, gently (onsets are noisy at 1 min);
+- **call graph** (when known): a service whose own callees are anomalous from no later than
+  it is probably just waiting on them; a service whose callers suffer is consistent with a
+  cause;
+- **blame**: error logs elsewhere that name this service as unreachable or failing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from agent.detect.kinds import CAUSE_KINDS
+from agent.detect.logs import LogFinding
+from agent.detect.series import SeriesFinding
+from agent.hypothesis import fault_scores, hypothesize, strength
+from agent.models import FaultType, SignalKind, Topology
+
+_BLAME_SIGNATURES = frozenset({"refused", "timeout", "reset"})
+
+
+@dataclass
+class ServiceScore:
+    service: str
+    score: float = 0.0
+    onset: float | None = None
+    fault_type: FaultType = FaultType.UNKNOWN
+    metrics: list[SeriesFinding] = field(default_factory=list)
+    logs: list[LogFinding] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    strength: float = 0.0
+
+
+def metric_weight(f: SeriesFinding) -> float:
+    """How much one metric finding says "this is where it started"."""
+    if f.direction == 0:
+        return 1.1  # the data stopped: the service (or its exporter) is down
+    if f.kind in CAUSE_KINDS:
+        return 1.0 if f.direction > 0 or f.kind is SignalKind.CHANGE else 0.35
+    return {
+        SignalKind.ERRORS: 0.75,
+        SignalKind.LATENCY: 0.65,
+        SignalKind.TRAFFIC: 0.35 if f.direction > 0 else 0.5,
+    }.get(f.kind, 0.5)
+
+
+def log_weight(f: LogFinding) -> float:
+    if f.pattern == "vanished":
+        return 0.9
+    base = 0.7 if f.level in ("ERROR", "CRITICAL") else 0.45
+    # A peer's "connection refused" is about someone else; it is weaker evidence here.
+    return base * (0.6 if f.mentions and f.signatures & _BLAME_SIGNATURES else 1.0)
+
+
+def _strength(items: list[float]) -> float:
+    items = sorted(items, reverse=True)[:3]
+    return sum(w * d for w, d in zip(items, (1.0, 0.5, 0.25), strict=False))
+
+
+def _onset(metrics: list[SeriesFinding], logs: list[LogFinding]) -> float | None:
+    if metrics:
+        return min(f.onset for f in metrics)
+    return min((f.onset for f in logs if f.pattern != "vanished"), default=None)
+
+
+def rank_services(
+    metrics: list[SeriesFinding],
+    logs: list[LogFinding],
+    topology: Topology | None,
+    threshold: float,
+    resolution_s: float,
+) -> list[ServiceScore]:
+    """Candidates, best first. Deterministic: ties break on the service name."""
+    by_service: dict[str, ServiceScore] = {}
+    for f in metrics:
+        by_service.setdefault(f.service, ServiceScore(f.service)).metrics.append(f)
+    for lf in logs:
+        by_service.setdefault(lf.service, ServiceScore(lf.service)).logs.append(lf)
+    blame = _blame(logs, threshold)
+    for service in blame:
+        by_service.setdefault(service, ServiceScore(service))
+
+    for s in by_service.values():
+        weights = [strength(f.score, threshold) * metric_weight(f) for f in s.metrics]
+        weights += [strength(f.score, threshold) * log_weight(f) for f in s.logs]
+        s.strength = _strength(weights) + 0.5 * blame.get(s.service, 0.0)
+        s.onset = _onset(s.metrics, s.logs)
+        s.score = s.strength
+        s.fault_type = hypothesize(
+            fault_scores(s.metrics, s.logs, threshold, blame.get(s.service, 0.0))
+        )
+        if blame.get(s.service):
+            s.reasons.append("named as failing in other services' error logs")
+
+    _apply_onset_order(by_service, resolution_s)
+    if topology is not None and topology.edges:
+        _apply_call_graph(by_service, topology, resolution_s)
+    ranked = sorted(by_service.values(), key=lambda s: (-s.score, s.service))
+    return [s for s in ranked if s.score > 0]
+
+
+def _blame(logs: list[LogFinding], threshold: float) -> dict[str, float]:
+    """Services other services' error logs say they cannot reach."""
+    blamed: dict[str, float] = defaultdict(float)
+    for f in logs:
+        if f.mentions and f.signatures & _BLAME_SIGNATURES and f.pattern != "vanished":
+            for peer in f.mentions:
+                blamed[peer] = max(blamed[peer], strength(f.score, threshold))
+    return dict(blamed)
+
+
+def _apply_onset_order(by_service: dict[str, ServiceScore], resolution_s: float) -> None:
+    strong = [s for s in by_service.values() if s.onset is not None]
+    if not strong:
+        return
+    top = max(s.strength for s in strong)
+    first = min(s.onset for s in strong if s.strength >= 0.5 * top and s.onset is not None)
+    tau = max(3 * resolution_s, 60.0)
+    for s in strong:
+        assert s.onset is not None
+        delay = s.onset - first
+        if delay > tau / 3:
+            s.score *= 0.6 + 0.4 * math.exp(-delay / tau)
+            s.reasons.append(f"anomalies began {delay:.0f}s after the earliest strong onset")
+        elif s.strength >= 0.5 * top:
+            s.reasons.append("among the earliest anomalies")
+
+
+def _downstream(topology: Topology, service: str) -> set[str]:
+    seen: set[str] = set()
+    stack = topology.callees(service)
+    while stack:
+        nxt = stack.pop()
+        if nxt not in seen:
+            seen.add(nxt)
+            stack.extend(topology.callees(nxt))
+    return seen
+
+
+def _apply_call_graph(
+    by_service: dict[str, ServiceScore], topology: Topology, resolution_s: float
+) -> None:
+    tolerance = max(2 * resolution_s, 60.0)
+    top = max((s.strength for s in by_service.values()), default=0.0)
+    for s in by_service.values():
+        explainers = [
+            d
+            for name in _downstream(topology, s.service)
+            if (d := by_service.get(name)) is not None
+            and d.strength >= 0.35 * top
+            and (d.onset is None or s.onset is None or d.onset <= s.onset + tolerance)
+        ]
+        if explainers:
+            best = max(explainers, key=lambda d: d.strength)
+            s.score *= 0.55 if best.strength >= 0.6 * s.strength else 0.8
+            s.reasons.append(f"its dependency {best.service} is anomalous too, from no later")
+        suffering = [c for c in topology.callers(s.service) if c in by_service]
+        if suffering and not explainers:
+            s.score *= 1.15
+            s.reasons.append(f"its callers show symptoms: {', '.join(sorted(suffering)[:3])}")

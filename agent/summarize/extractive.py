@@ -1,0 +1,113 @@
+"""Deterministic summary from the ranked evidence: no model, no network, always available."""
+
+from __future__ import annotations
+
+from agent.models import Analysis, Evidence, FaultType, RootCause, TimelineEvent
+from agent.summarize import Summary
+
+NEXT_STEPS: dict[FaultType, tuple[str, ...]] = {
+    FaultType.CPU_SATURATION: (
+        "Check CPU usage against limits and throttling for {service}'s pods",
+        "Look for a traffic surge, hot loop or noisy neighbour; scale out or raise CPU limits",
+    ),
+    FaultType.MEMORY_LEAK: (
+        "Check {service}'s memory working set and OOMKilled restarts (kubectl describe pod)",
+        "Compare heap profiles before and after the onset; roll back if a release introduced it",
+    ),
+    FaultType.NETWORK_LATENCY: (
+        "Check network round-trip times and the node or zone {service} runs in",
+        "Compare {service}'s server-side latency with what its callers see",
+    ),
+    FaultType.PACKET_LOSS: (
+        "Check retransmits, drops and interface errors on {service}'s nodes",
+        "Look for a CNI, MTU or node network problem; cordon the affected node if isolated",
+    ),
+    FaultType.CODE_EXCEPTION: (
+        "Read the new exception in {service}'s logs and the code path it names",
+        "Check recent config or feature-flag changes that reach that path",
+    ),
+    FaultType.BAD_DEPLOY: (
+        "Roll back {service} to the previous version",
+        "Diff the new release against the last good one; check its config and migrations",
+    ),
+    FaultType.DB_POOL_EXHAUSTION: (
+        "Check {service}'s connection pool usage, waiters and slow queries on its database",
+        "Look for connection leaks or long transactions; raise the pool size only as a stopgap",
+    ),
+    FaultType.DISK_FULL: (
+        "Free space on {service}'s volume (logs, temp files) and check what is growing",
+        "Expand the volume or add retention; writes fail until space is back",
+    ),
+    FaultType.DEPENDENCY_OUTAGE: (
+        "Check whether {service} is up: pods, endpoints, health checks, provider status",
+        "Fail over or enable the fallback for callers of {service}",
+    ),
+    FaultType.UNKNOWN: (
+        "Open {service}'s dashboards around the onset and compare with the baseline",
+    ),
+}
+
+
+def _confidence_word(confidence: float) -> str:
+    return "high" if confidence >= 0.7 else "medium" if confidence >= 0.4 else "low"
+
+
+class ExtractiveSummarizer:
+    name = "extractive"
+
+    def summarize(self, draft: Analysis) -> Summary:
+        if draft.insufficient_evidence or not draft.candidates:
+            return Summary(
+                root_cause=None,
+                confidence=draft.confidence,
+                evidence_ids=[],
+                timeline=[],
+                next_steps=[
+                    "Widen the window or check that the right services' metrics and logs are "
+                    "being collected"
+                ],
+                text="Insufficient evidence: no series or log pattern departs clearly from its "
+                "baseline in the incident window.",
+            )
+        top = draft.candidates[0]
+        cited = [e for eid in top.evidence_ids[:4] if (e := draft.evidence_by_id(eid))]
+        headline = (
+            f"{top.service} is the most likely root cause ({top.fault_type.value.replace('_', ' ')}, "
+            f"{_confidence_word(draft.confidence)} confidence {draft.confidence:.2f})."
+        )
+        because = "; ".join(f"[{e.id}] {e.description}" for e in cited)
+        alternatives = [
+            f"{c.service} ({c.fault_type.value}, score {c.score:.2f})" for c in draft.candidates[1:3]
+        ]
+        text = headline + (f" Evidence: {because}." if because else "")
+        if alternatives:
+            text += " Also considered: " + ", ".join(alternatives) + "."
+        steps = [s.format(service=top.service) for s in NEXT_STEPS[top.fault_type]]
+        return Summary(
+            root_cause=RootCause(service=top.service, fault_type=top.fault_type, summary=headline),
+            confidence=draft.confidence,
+            evidence_ids=[e.id for e in cited],
+            timeline=timeline(draft.evidence),
+            next_steps=steps,
+            alternatives=alternatives,
+            text=text,
+        )
+
+
+def timeline(evidence: list[Evidence], limit: int = 8) -> list[TimelineEvent]:
+    """First onset per service and evidence, in time order: how the incident unfolded."""
+    seen: set[tuple[str, str]] = set()
+    events: list[TimelineEvent] = []
+    for e in sorted(evidence, key=lambda e: (e.onset or e.start, -e.score)):
+        key = (e.service, e.signal_kind.value if e.signal_kind else e.pattern)
+        if key in seen:
+            continue
+        seen.add(key)
+        what = e.signal or (e.template or "logs")
+        events.append(
+            TimelineEvent(
+                time=e.onset or e.start, service=e.service,
+                text=f"{e.service}: {what} {e.pattern}", evidence_id=e.id,
+            )
+        )
+    return events[:limit]
