@@ -31,14 +31,14 @@ class EngineSettings(BaseModel):
     max_evidence: int = Field(40, ge=1, description="evidence items kept in an analysis")
     max_candidates: int = Field(10, ge=1, description="ranked candidates kept in an analysis")
     log_burst_ratio: float = Field(
-        3.0, gt=1, description="incident/baseline rate ratio for a log template to count as bursting"
+        3.0,
+        gt=1,
+        description="incident/baseline rate ratio for a log template to count as bursting",
     )
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="RCA_", env_nested_delimiter="__", extra="forbid"
-    )
+    model_config = SettingsConfigDict(env_prefix="RCA_", env_nested_delimiter="__", extra="forbid")
 
     config: Path | None = Field(None, description="YAML settings file")
     data_dir: Path = Field(Path(".rca"), description="where reports and the database live")

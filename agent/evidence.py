@@ -42,7 +42,9 @@ def _metric_evidence(eid: str, f: SeriesFinding) -> Evidence:
     unit = s.unit
     if f.direction == 0:
         pattern, what = "vanished", "stopped reporting"
-        description = f"{s.series_id} {what} at {_ts(f.onset):%H:%M:%S} (was {fmt(f.baseline.median, unit)})"
+        description = (
+            f"{s.series_id} {what} at {_ts(f.onset):%H:%M:%S} (was {fmt(f.baseline.median, unit)})"
+        )
     else:
         pattern = "up" if f.direction > 0 else "down"
         shown = f.incident.max if f.direction > 0 else f.incident.median
@@ -51,10 +53,22 @@ def _metric_evidence(eid: str, f: SeriesFinding) -> Evidence:
             f"(robust z {f.score:.1f}) from {_ts(f.onset):%H:%M:%S}"
         )
     return Evidence(
-        id=eid, source="metric", service=s.service, pod=s.pod, signal=s.name,
-        signal_kind=f.kind, unit=unit, pattern=pattern, start=_ts(f.onset), end=_ts(f.end),
-        onset=_ts(f.onset), baseline=f.baseline, incident=f.incident, score=round(f.score, 3),
-        description=description, link=s.link,
+        id=eid,
+        source="metric",
+        service=s.service,
+        pod=s.pod,
+        signal=s.name,
+        signal_kind=f.kind,
+        unit=unit,
+        pattern=pattern,
+        start=_ts(f.onset),
+        end=_ts(f.end),
+        onset=_ts(f.onset),
+        baseline=f.baseline,
+        incident=f.incident,
+        score=round(f.score, 3),
+        description=description,
+        link=s.link,
     )
 
 
@@ -68,11 +82,19 @@ def _log_evidence(eid: str, f: LogFinding) -> Evidence:
     }[f.pattern]
     shown = f"{f.service}: {what}" + (f': "{f.template}"' if f.pattern in ("new", "burst") else "")
     return Evidence(
-        id=eid, source="log", service=f.service, template=f.template, sample=f.sample,
-        pattern=f.pattern, start=_ts(f.onset), end=_ts(f.end), onset=_ts(f.onset),
+        id=eid,
+        source="log",
+        service=f.service,
+        template=f.template,
+        sample=f.sample,
+        pattern=f.pattern,
+        start=_ts(f.onset),
+        end=_ts(f.end),
+        onset=_ts(f.onset),
         baseline=Stats(mean=f.baseline_rate, count=f.baseline_count),
         incident=Stats(mean=f.incident_rate, count=f.incident_count),
-        score=round(f.score, 3), description=shown,
+        score=round(f.score, 3),
+        description=shown,
     )
 
 

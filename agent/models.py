@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from enum import StrEnum
+from itertools import pairwise
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -58,6 +59,10 @@ def utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+# Unix seconds beyond this (year 5138) are milliseconds or nanoseconds written by mistake.
+_MAX_EPOCH_S = 1e11
+
+
 class Signal(Strict):
     """One time series of one service (or one pod of it)."""
 
@@ -85,7 +90,10 @@ class Signal(Strict):
                 f"timestamps has {len(self.timestamps)} points but values has {len(self.values)}"
             )
         ts = self.timestamps
-        if any(b <= a for a, b in zip(ts, ts[1:], strict=False)):
+        bad = next((t for t in ts if not math.isfinite(t) or abs(t) >= _MAX_EPOCH_S), None)
+        if bad is not None:
+            raise ValueError(f"timestamps must be finite Unix seconds, got {bad!r} (milliseconds?)")
+        if any(b <= a for a, b in pairwise(ts)):
             raise ValueError("timestamps must be strictly increasing")
         return self
 
@@ -146,6 +154,11 @@ class GroundTruth(Strict):
     onset: datetime | None = None
     pod: str | None = None
     note: str = ""
+
+    @field_validator("onset")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return utc(value) if value is not None else None
 
 
 class Window(Strict):

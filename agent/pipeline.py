@@ -39,7 +39,9 @@ def _trigger(snapshot: Snapshot) -> Trigger:
     if alert is None:
         return Trigger(kind="snapshot")
     return Trigger(
-        kind="alert", alert_name=alert.alert_name, services=alert.services(),
+        kind="alert",
+        alert_name=alert.alert_name,
+        services=alert.services(),
         group_key=alert.groupKey,
     )
 
@@ -83,30 +85,50 @@ def analyze(
     metric_findings = score_signals(snapshot.signals, split, cfg.z_threshold)
     lap("detect_metrics")
     log_findings = mine_logs(
-        snapshot.logs, start, split, end, cfg.log_burst_ratio, cfg.z_threshold,
+        snapshot.logs,
+        start,
+        split,
+        end,
+        cfg.log_burst_ratio,
+        cfg.z_threshold,
         frozenset(snapshot.services()),
     )
     lap("detect_logs")
     ranked = rank_services(
-        metric_findings, log_findings, snapshot.topology, cfg.z_threshold,
+        metric_findings,
+        log_findings,
+        snapshot.topology,
+        cfg.z_threshold,
         resolution_of(snapshot.signals),
     )[: cfg.max_candidates]
     evidence, ids = build_evidence(ranked, cfg.max_evidence)
     candidates = [
         Candidate(
-            service=s.service, fault_type=s.fault_type, score=round(s.score, 4),
+            service=s.service,
+            fault_type=s.fault_type,
+            score=round(s.score, 4),
             onset=datetime.fromtimestamp(s.onset, tz=UTC) if s.onset is not None else None,
-            evidence_ids=ids.get(s.service, []), reasons=s.reasons,
+            evidence_ids=ids.get(s.service, []),
+            reasons=s.reasons,
         )
         for s in ranked
     ]
     lap("rank")
     weak = not ranked or ranked[0].strength < strength(cfg.z_threshold * 1.5, cfg.z_threshold)
     draft = Analysis(
-        id=_analysis_id(snapshot, window), version=__version__, created_at=datetime.now(UTC),
-        trigger=trigger or _trigger(snapshot), window=window, candidates=candidates,
-        root_cause=None, confidence=min(_confidence(ranked), 0.2 if weak else 1.0),
-        insufficient_evidence=weak, evidence=evidence, timeline=[], next_steps=[], summary="",
+        id=_analysis_id(snapshot, window),
+        version=__version__,
+        created_at=datetime.now(UTC),
+        trigger=trigger or _trigger(snapshot),
+        window=window,
+        candidates=candidates,
+        root_cause=None,
+        confidence=min(_confidence(ranked), 0.2 if weak else 1.0),
+        insufficient_evidence=weak,
+        evidence=evidence,
+        timeline=[],
+        next_steps=[],
+        summary="",
         source_failures=source_failures or [],
     )
     backend = summarizer or ExtractiveSummarizer()
@@ -114,8 +136,12 @@ def analyze(
     lap("summarize")
     return draft.model_copy(
         update={
-            "root_cause": summary.root_cause, "confidence": summary.confidence,
-            "timeline": summary.timeline, "next_steps": summary.next_steps,
-            "summary": summary.text, "backend": backend.name, "timings": timings,
+            "root_cause": summary.root_cause,
+            "confidence": summary.confidence,
+            "timeline": summary.timeline,
+            "next_steps": summary.next_steps,
+            "summary": summary.text,
+            "backend": backend.name,
+            "timings": timings,
         }
     )

@@ -16,14 +16,13 @@ A service's score multiplies four factors, each with a reason the report can sho
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 from agent.detect.kinds import CAUSE_KINDS
 from agent.detect.logs import LogFinding
 from agent.detect.series import SeriesFinding
 from agent.hypothesis import fault_scores, hypothesize, strength
-from agent.models import FaultType, SignalKind, Topology
+from agent.models import Edge, FaultType, SignalKind, Topology
 
 _BLAME_SIGNATURES = frozenset({"refused", "timeout", "reset"})
 
@@ -58,7 +57,7 @@ def log_weight(f: LogFinding) -> float:
         return 0.9
     base = 0.7 if f.level in ("ERROR", "CRITICAL") else 0.45
     # A peer's "connection refused" is about someone else; it is weaker evidence here.
-    return base * (0.6 if f.mentions and f.signatures & _BLAME_SIGNATURES else 1.0)
+    return base * (0.4 if _blames(f) else 1.0)
 
 
 def _strength(items: list[float]) -> float:
@@ -86,36 +85,54 @@ def rank_services(
     for lf in logs:
         by_service.setdefault(lf.service, ServiceScore(lf.service)).logs.append(lf)
     blame = _blame(logs, threshold)
-    for service in blame:
-        by_service.setdefault(service, ServiceScore(service))
+    for service, (_, onset) in blame.items():
+        by_service.setdefault(service, ServiceScore(service, onset=onset))
 
     for s in by_service.values():
         weights = [strength(f.score, threshold) * metric_weight(f) for f in s.metrics]
         weights += [strength(f.score, threshold) * log_weight(f) for f in s.logs]
-        s.strength = _strength(weights) + 0.5 * blame.get(s.service, 0.0)
-        s.onset = _onset(s.metrics, s.logs)
+        blamed, blamed_at = blame.get(s.service, (0.0, None))
+        s.strength = _strength(weights) + blamed
+        s.onset = _onset(s.metrics, s.logs) or blamed_at
         s.score = s.strength
-        s.fault_type = hypothesize(
-            fault_scores(s.metrics, s.logs, threshold, blame.get(s.service, 0.0))
-        )
-        if blame.get(s.service):
+        s.fault_type = hypothesize(fault_scores(s.metrics, s.logs, threshold, blamed))
+        if blamed:
             s.reasons.append("named as failing in other services' error logs")
 
     _apply_onset_order(by_service, resolution_s)
-    if topology is not None and topology.edges:
-        _apply_call_graph(by_service, topology, resolution_s)
+    graph = _with_log_edges(topology, logs)
+    if graph.edges:
+        _apply_call_graph(by_service, graph, resolution_s)
     ranked = sorted(by_service.values(), key=lambda s: (-s.score, s.service))
     return [s for s in ranked if s.score > 0]
 
 
-def _blame(logs: list[LogFinding], threshold: float) -> dict[str, float]:
-    """Services other services' error logs say they cannot reach."""
-    blamed: dict[str, float] = defaultdict(float)
+def _blames(f: LogFinding) -> bool:
+    return bool(f.mentions and f.signatures & _BLAME_SIGNATURES and f.pattern != "vanished")
+
+
+def _blame(logs: list[LogFinding], threshold: float) -> dict[str, tuple[float, float]]:
+    """Services that other services' error logs say they cannot reach: strength, first seen."""
+    blamed: dict[str, tuple[float, float]] = {}
     for f in logs:
-        if f.mentions and f.signatures & _BLAME_SIGNATURES and f.pattern != "vanished":
+        if _blames(f):
             for peer in f.mentions:
-                blamed[peer] = max(blamed[peer], strength(f.score, threshold))
-    return dict(blamed)
+                w, t = blamed.get(peer, (0.0, f.onset))
+                blamed[peer] = (max(w, strength(f.score, threshold)), min(t, f.onset))
+    return blamed
+
+
+def _with_log_edges(topology: Topology | None, logs: list[LogFinding]) -> Topology:
+    """The call graph, plus caller -> callee edges that error logs reveal ("refused by X")."""
+    edges = list(topology.edges) if topology else []
+    known = {(e.caller, e.callee) for e in edges}
+    for f in logs:
+        if _blames(f):
+            for peer in sorted(f.mentions):
+                if (f.service, peer) not in known:
+                    known.add((f.service, peer))
+                    edges.append(Edge(caller=f.service, callee=peer))
+    return Topology(services=topology.services if topology else [], edges=edges)
 
 
 def _apply_onset_order(by_service: dict[str, ServiceScore], resolution_s: float) -> None:
@@ -161,7 +178,8 @@ def _apply_call_graph(
         ]
         if explainers:
             best = max(explainers, key=lambda d: d.strength)
-            s.score *= 0.55 if best.strength >= 0.6 * s.strength else 0.8
+            own_cause = any(f.kind in CAUSE_KINDS and f.direction > 0 for f in s.metrics[:2])
+            s.score *= 0.8 if own_cause else 0.5 if best.strength >= 0.4 * s.strength else 0.75
             s.reasons.append(f"its dependency {best.service} is anomalous too, from no later")
         suffering = [c for c in topology.callers(s.service) if c in by_service]
         if suffering and not explainers:

@@ -14,13 +14,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from agent.errors import SnapshotError
 from agent.models import GroundTruth, LogRecord, Signal, Strict, Topology, Window, utc
 from connectors.alertmanager import AlertmanagerWebhook
 
-FORMAT_NAME = "rca-snapshot"
+FORMAT_NAME: Literal["rca-snapshot"] = "rca-snapshot"
 FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 
@@ -52,6 +52,11 @@ class WindowSpec(Strict):
     end: datetime | None = None
     incident_start: datetime | None = None
 
+    @field_validator("start", "end", "incident_start")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return utc(value) if value is not None else None
+
 
 class SnapshotMeta(Strict):
     format: Literal["rca-snapshot"] = FORMAT_NAME
@@ -78,7 +83,9 @@ class Snapshot(BaseModel):
         names = {s.service for s in self.signals} | {r.service for r in self.logs}
         if self.topology:
             names |= set(self.topology.services)
-            names |= {e.caller for e in self.topology.edges} | {e.callee for e in self.topology.edges}
+            names |= {e.caller for e in self.topology.edges} | {
+                e.callee for e in self.topology.edges
+            }
         return sorted(names)
 
     def window(self, lookback: timedelta = timedelta(minutes=10)) -> Window:
@@ -109,7 +116,9 @@ class Snapshot(BaseModel):
         try:
             return Window(start=start, end=end, incident_start=incident_start)
         except ValidationError as exc:
-            raise SnapshotError(META_FILE, "window", _first_error(exc)[1]) from None
+            named = {"start": start, "incident_start": incident_start, "end": end}
+            bounds = ", ".join(f"{name}={value.isoformat()}" for name, value in named.items())
+            raise SnapshotError(META_FILE, "window", f"{_first_error(exc)[1]} ({bounds})") from None
 
 
 def _from_epoch(seconds: float) -> datetime:
@@ -118,7 +127,7 @@ def _from_epoch(seconds: float) -> datetime:
 
 def _first_error(exc: ValidationError) -> tuple[str, str]:
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+    loc = ".".join(str(p) for p in err["loc"])
     return loc, err["msg"].removeprefix("Value error, ")
 
 
@@ -140,7 +149,9 @@ def _read_json(path: Path) -> Any:
         with _open(path) as fh:
             return json.load(fh)
     except json.JSONDecodeError as exc:
-        raise SnapshotError(path.name, None, f"not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        raise SnapshotError(
+            path.name, None, f"not valid JSON (line {exc.lineno}: {exc.msg})"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SnapshotError(path.name, None, f"cannot read: {exc}") from None
 
@@ -150,7 +161,7 @@ def _validate(model: type[BaseModel], data: Any, file: str, where: str = "") -> 
         return model.model_validate(data)
     except ValidationError as exc:
         loc, msg = _first_error(exc)
-        raise SnapshotError(file, f"{where}{loc}", msg) from None
+        raise SnapshotError(file, f"{where}{loc}".removesuffix(": ") or None, msg) from None
 
 
 def _jsonl(path: Path) -> Iterator[tuple[int, Any]]:
@@ -173,7 +184,13 @@ def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in record.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict) and name in ("service", "log", "trace", "kubernetes", "kubernetes.pod"):
+        if isinstance(value, dict) and name in (
+            "service",
+            "log",
+            "trace",
+            "kubernetes",
+            "kubernetes.pod",
+        ):
             flat.update(_flatten(value, f"{name}."))
         else:
             flat[name] = value
@@ -182,7 +199,7 @@ def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _log_fields(record: Any) -> Any:
     """Accept ECS-shaped records (``@timestamp``, ``service.name``, ``log.level``) too."""
-    if not isinstance(record, dict) or "timestamp" in record and "service" in record:
+    if not isinstance(record, dict) or ("timestamp" in record and "service" in record):
         return record
     flat = _flatten(record)
     ours = {_LOG_ALIASES.get(k, k): v for k, v in flat.items()}
@@ -207,8 +224,10 @@ def load_snapshot(directory: str | Path) -> Snapshot:
     meta_raw = _read_json(meta_path)
     if isinstance(meta_raw, dict) and meta_raw.get("version") not in (None, *SUPPORTED_VERSIONS):
         raise SnapshotError(
-            META_FILE, "version", f"unsupported version {meta_raw.get('version')!r}; "
-            f"this rca-agent reads {', '.join(map(str, SUPPORTED_VERSIONS))}"
+            META_FILE,
+            "version",
+            f"unsupported version {meta_raw.get('version')!r}; "
+            f"this rca-agent reads {', '.join(map(str, SUPPORTED_VERSIONS))}",
         )
     meta = _validate(SnapshotMeta, meta_raw, META_FILE)
 
@@ -222,7 +241,10 @@ def load_snapshot(directory: str | Path) -> Snapshot:
 
     logs: list[LogRecord] = []
     if path := _find(root, LOGS_FILE):
-        logs = [_validate(LogRecord, _log_fields(raw), path.name, f"line {n}: ") for n, raw in _jsonl(path)]
+        logs = [
+            _validate(LogRecord, _log_fields(raw), path.name, f"line {n}: ")
+            for n, raw in _jsonl(path)
+        ]
 
     topology = None
     if path := _find(root, TOPOLOGY_FILE):
@@ -277,4 +299,4 @@ def write_snapshot(snapshot: Snapshot, directory: str | Path) -> Path:
     return root
 
 
-__all__ = ["Snapshot", "SnapshotMeta", "WindowSpec", "load_snapshot", "write_snapshot", "utc"]
+__all__ = ["Snapshot", "SnapshotMeta", "WindowSpec", "load_snapshot", "utc", "write_snapshot"]

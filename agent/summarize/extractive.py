@@ -71,13 +71,15 @@ class ExtractiveSummarizer:
             )
         top = draft.candidates[0]
         cited = [e for eid in top.evidence_ids[:4] if (e := draft.evidence_by_id(eid))]
+        fault = top.fault_type.value.replace("_", " ")
         headline = (
-            f"{top.service} is the most likely root cause ({top.fault_type.value.replace('_', ' ')}, "
+            f"{top.service} is the most likely root cause ({fault}, "
             f"{_confidence_word(draft.confidence)} confidence {draft.confidence:.2f})."
         )
         because = "; ".join(f"[{e.id}] {e.description}" for e in cited)
         alternatives = [
-            f"{c.service} ({c.fault_type.value}, score {c.score:.2f})" for c in draft.candidates[1:3]
+            f"{c.service} ({c.fault_type.value}, score {c.score:.2f})"
+            for c in draft.candidates[1:3]
         ]
         text = headline + (f" Evidence: {because}." if because else "")
         if alternatives:
@@ -106,8 +108,10 @@ def timeline(evidence: list[Evidence], limit: int = 8) -> list[TimelineEvent]:
         what = e.signal or (e.template or "logs")
         events.append(
             TimelineEvent(
-                time=e.onset or e.start, service=e.service,
-                text=f"{e.service}: {what} {e.pattern}", evidence_id=e.id,
+                time=e.onset or e.start,
+                service=e.service,
+                text=f"{e.service}: {what} {e.pattern}",
+                evidence_id=e.id,
             )
         )
     return events[:limit]

@@ -1,0 +1,108 @@
+"""Drain3-based log mining: new, bursting, vanished templates and error-rate shifts."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+from agent.detect.logs import headline, mask, mine_logs
+from agent.models import LogRecord
+
+START = 1_767_225_600.0
+SPLIT = START + 3600
+END = START + 4800
+
+
+def _log(t: float, service: str, message: str, level: str = "INFO") -> LogRecord:
+    return LogRecord(
+        timestamp=datetime.fromtimestamp(t, UTC), service=service, level=level, message=message
+    )
+
+
+def _background(rng: random.Random, service: str = "cart", every: float = 5.0) -> list[LogRecord]:
+    out = []
+    t = START
+    while t < END:
+        out.append(
+            _log(t, service, f"GET /api/cart/{rng.randint(1, 9999)} 200 {rng.randint(1, 90)}ms")
+        )
+        t += every
+    return out
+
+
+def test_masking_replaces_parameters_but_keeps_words() -> None:
+    masked = mask("GET /api/cart/123 200 12ms user=u9 from 10.0.0.1:8080 id=3f2a9b1c-1111-2222")
+    assert masked == "GET /api/cart/<*> <*> <*> user=<*> from <*>:<*> id=<*>"
+    assert mask("connection refused by redis-cart") == "connection refused by redis-cart"
+
+
+def test_headline_unwraps_json_logfmt_and_stack_traces() -> None:
+    assert headline('{"level":"error","msg":"payment failed"}') == "payment failed"
+    assert headline('level=error msg="payment failed" code=5') == "payment failed"
+    java = "Failed to charge card\njava.lang.IllegalStateException: declined\n\tat a.b(C.java:1)"
+    assert headline(java) == "Failed to charge card | java.lang.IllegalStateException: declined"
+    py = 'Traceback (most recent call last):\n  File "x.py", line 1\nKeyError: user'
+    assert headline(py) == "KeyError: user"
+
+
+def test_new_error_template_in_the_incident_is_found() -> None:
+    rng = random.Random(1)
+    logs = _background(rng)
+    logs += [
+        _log(
+            SPLIT + 60 + i * 10,
+            "cart",
+            f"Failed to read from redis-cart:6379: connection refused ({i})",
+            "ERROR",
+        )
+        for i in range(20)
+    ]
+    found = mine_logs(logs, START, SPLIT, END, services=frozenset({"cart", "redis-cart"}))
+    new = [f for f in found if f.pattern == "new"]
+    assert len(new) == 1
+    assert new[0].incident_count == 20 and new[0].baseline_count == 0
+    assert new[0].onset == SPLIT + 60
+    assert "refused" in new[0].signatures
+    assert new[0].mentions == frozenset({"redis-cart"})
+    assert any(f.pattern == "error_rate" and f.service == "cart" for f in found)
+
+
+def test_template_that_exists_in_the_baseline_but_bursts_is_found() -> None:
+    rng = random.Random(2)
+    logs = _background(rng)
+    logs += [_log(START + i * 120, "cart", f"slow query took {i}ms", "WARN") for i in range(30)]
+    logs += [_log(SPLIT + i * 5, "cart", f"slow query took {i}ms", "WARN") for i in range(200)]
+    found = mine_logs(logs, START, SPLIT, END)
+    bursts = [f for f in found if f.pattern == "burst"]
+    assert bursts and bursts[0].template == "slow query took <*>"
+    assert bursts[0].incident_rate > 5 * bursts[0].baseline_rate
+
+
+def test_service_that_goes_silent_is_found() -> None:
+    rng = random.Random(3)
+    logs = [r for r in _background(rng, "payment") if r.timestamp.timestamp() < SPLIT + 60]
+    logs += _background(rng, "cart")
+    found = mine_logs(logs, START, SPLIT, END)
+    assert [f.service for f in found if f.pattern == "vanished"] == ["payment"]
+
+
+def test_steady_logs_give_no_findings() -> None:
+    rng = random.Random(4)
+    logs = _background(rng) + [
+        _log(START + i * 60, "cart", f"cache miss for key k{i}", "WARN") for i in range(80)
+    ]
+    assert mine_logs(logs, START, SPLIT, END) == []
+
+
+def test_level_written_in_the_message_is_used() -> None:
+    rng = random.Random(5)
+    logs = _background(rng)
+    logs += [
+        _log(SPLIT + i * 20, "cart", f'level=error msg="db write failed id={i}"') for i in range(15)
+    ]
+    found = [f for f in mine_logs(logs, START, SPLIT, END) if f.pattern == "new"]
+    assert found and found[0].level == "ERROR"
+
+
+def test_empty_logs_give_no_findings() -> None:
+    assert mine_logs([], START, SPLIT, END) == []

@@ -1,0 +1,178 @@
+"""Service ranking and fault-type hypotheses over hand-made findings."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.detect.logs import LogFinding
+from agent.detect.series import SeriesFinding
+from agent.hypothesis import fault_scores, hypothesize
+from agent.models import Edge, FaultType, Signal, SignalKind, Stats, Topology
+from agent.rank import rank_services
+
+T0 = 1_767_225_600.0
+THR = 4.0
+
+
+def _metric(
+    service: str,
+    name: str,
+    score: float,
+    onset: float = T0,
+    direction: int = 1,
+    kind: SignalKind | None = None,
+    base: float = 1.0,
+    inc: float = 5.0,
+) -> SeriesFinding:
+    from agent.detect.kinds import infer_kind
+
+    signal = Signal(service=service, name=name, timestamps=[T0], values=[1.0])
+    return SeriesFinding(
+        signal=signal,
+        kind=kind or infer_kind(name),
+        score=score,
+        direction=direction,
+        onset=onset,
+        peak=onset,
+        end=onset + 600,
+        baseline=Stats(median=base, count=10),
+        incident=Stats(median=inc, max=inc, count=5),
+    )
+
+
+def _log(
+    service: str,
+    template: str,
+    score: float,
+    onset: float = T0,
+    level: str = "ERROR",
+    pattern: str = "new",
+    signatures: frozenset[str] = frozenset(),
+    mentions: frozenset[str] = frozenset(),
+) -> LogFinding:
+    return LogFinding(
+        service,
+        pattern,
+        template,
+        level,
+        0,
+        10,
+        0.0,
+        1.0,
+        score,
+        onset,  # type: ignore[arg-type]
+        onset + 600,
+        template,
+        signatures,
+        mentions,
+    )
+
+
+def test_cause_signal_outranks_an_equally_strong_symptom() -> None:
+    ranked = rank_services(
+        [_metric("db", "cpu", 20), _metric("api", "latency_p99", 20)], [], None, THR, 15
+    )
+    assert [s.service for s in ranked] == ["db", "api"]
+
+
+def test_later_onset_is_discounted() -> None:
+    ranked = rank_services(
+        [_metric("a", "errors", 20, onset=T0 + 600), _metric("b", "errors", 20, onset=T0)],
+        [],
+        None,
+        THR,
+        15,
+    )
+    assert ranked[0].service == "b"
+    assert any("after the earliest" in r for r in ranked[1].reasons)
+
+
+def test_call_graph_demotes_callers_of_an_anomalous_dependency() -> None:
+    topo = Topology(
+        services=["front", "cart", "redis"],
+        edges=[Edge(caller="front", callee="cart"), Edge(caller="cart", callee="redis")],
+    )
+    findings = [
+        _metric("front", "errors", 40),
+        _metric("cart", "errors", 35),
+        _metric("redis", "latency", 15),
+    ]
+    without = rank_services(findings, [], None, THR, 15)
+    with_graph = rank_services(findings, [], topo, THR, 15)
+    assert without[0].service == "front"
+    assert with_graph[0].service == "redis"
+
+
+def test_service_named_in_peers_refused_errors_becomes_a_candidate() -> None:
+    logs = [
+        _log(
+            "checkout",
+            "connect to payment-gw failed: connection refused",
+            30,
+            signatures=frozenset({"refused"}),
+            mentions=frozenset({"payment-gw"}),
+        ),
+    ]
+    ranked = rank_services([_metric("checkout", "errors", 12)], logs, None, THR, 15)
+    assert ranked[0].service == "payment-gw"
+    assert ranked[0].fault_type is FaultType.DEPENDENCY_OUTAGE
+
+
+@pytest.mark.parametrize(
+    ("metrics", "logs", "fault"),
+    [
+        (
+            [_metric("s", "container_cpu_usage_seconds_total", 30), _metric("s", "latency", 10)],
+            [],
+            FaultType.CPU_SATURATION,
+        ),
+        (
+            [_metric("s", "mem", 25), _metric("s", "restarts", 8, kind=SignalKind.CHANGE)],
+            [],
+            FaultType.MEMORY_LEAK,
+        ),
+        ([_metric("s", "disk_used_percent", 20)], [], FaultType.DISK_FULL),
+        (
+            [_metric("s", "db_pool_in_use", 20), _metric("s", "latency", 15)],
+            [],
+            FaultType.DB_POOL_EXHAUSTION,
+        ),
+        (
+            [_metric("s", "app_version", 50, kind=SignalKind.CHANGE), _metric("s", "errors", 20)],
+            [],
+            FaultType.BAD_DEPLOY,
+        ),
+        (
+            [_metric("s", "tcp_retransmits", 20), _metric("s", "errors", 8)],
+            [],
+            FaultType.PACKET_LOSS,
+        ),
+        ([_metric("s", "latency_p99", 25)], [], FaultType.NETWORK_LATENCY),
+        (
+            [_metric("s", "errors", 25)],
+            [_log("s", "NullPointerException in handler", 20, signatures=frozenset({"exception"}))],
+            FaultType.CODE_EXCEPTION,
+        ),
+        ([_metric("s", "requests", 25, direction=0)], [], FaultType.DEPENDENCY_OUTAGE),
+        (
+            [],
+            [
+                _log(
+                    "s", "write failed: No space left on device", 25, signatures=frozenset({"disk"})
+                )
+            ],
+            FaultType.DISK_FULL,
+        ),
+    ],
+)
+def test_fault_hypothesis_follows_the_evidence(metrics, logs, fault: FaultType) -> None:
+    assert hypothesize(fault_scores(metrics, logs, THR)) is fault
+
+
+def test_no_evidence_means_unknown_fault() -> None:
+    assert hypothesize(fault_scores([], [], THR)) is FaultType.UNKNOWN
+
+
+def test_ranking_is_deterministic_on_ties() -> None:
+    findings = [_metric("b", "cpu", 20), _metric("a", "cpu", 20)]
+    assert [s.service for s in rank_services(findings, [], None, THR, 15)] == ["a", "b"]

@@ -1,0 +1,121 @@
+"""Robust per-series scoring and onset detection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agent.detect.series import robust_scale, score_signal, score_signals
+from agent.models import Signal, SignalKind
+
+T0 = 1_767_225_600.0
+
+
+def _signal(values, step: float = 15.0, name: str = "cpu", kind=None, **kw) -> Signal:
+    ts = [T0 + step * i for i in range(len(values))]
+    return Signal(
+        service=kw.pop("service", "cart"),
+        name=name,
+        kind=kind,
+        timestamps=ts,
+        values=[None if v is None else float(v) for v in values],
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_step_change_is_found_with_its_onset(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    values = rng.normal(50, 2, 200)
+    values[170:] += 30
+    sig = _signal(values)
+    finding = score_signal(sig, split=T0 + 15 * 160, threshold=4.0)
+    assert finding is not None
+    assert finding.direction == 1
+    assert finding.onset == pytest.approx(T0 + 15 * 170, abs=15)
+    assert finding.baseline.median == pytest.approx(50, abs=1.5)
+    assert finding.incident.max > 75
+
+
+def test_noise_alone_is_not_a_finding() -> None:
+    rng = np.random.default_rng(7)
+    sig = _signal(rng.normal(50, 5, 300))
+    assert score_signal(sig, split=T0 + 15 * 240, threshold=4.0) is None
+
+
+def test_a_single_sample_spike_does_not_count_but_three_samples_do() -> None:
+    rng = np.random.default_rng(11)
+    base = rng.normal(10, 0.5, 100)
+    spike = base.copy()
+    spike[90] = 100
+    assert score_signal(_signal(spike), split=T0 + 15 * 80, threshold=4.0) is None
+    fault = base.copy()
+    fault[95:98] = 100  # a fault window of exactly three samples
+    finding = score_signal(_signal(fault), split=T0 + 15 * 80, threshold=4.0)
+    assert finding is not None and finding.score > 10
+
+
+def test_change_signals_count_single_samples() -> None:
+    values = [1.0] * 80 + [2.0] * 1 + [1.0] * 19
+    finding = score_signal(
+        _signal(values, name="app_version", kind=SignalKind.CHANGE),
+        split=T0 + 15 * 70,
+        threshold=4.0,
+    )
+    assert finding is not None and finding.kind is SignalKind.CHANGE
+
+
+def test_flat_baseline_does_not_divide_by_zero() -> None:
+    median, scale = robust_scale(np.zeros(50))
+    assert median == 0 and scale > 0
+    finding = score_signal(_signal([0.0] * 60 + [3.0] * 10), split=T0 + 15 * 55, threshold=4.0)
+    assert finding is not None and np.isfinite(finding.score)
+
+
+def test_all_flat_series_give_no_findings() -> None:
+    signals = [_signal([5.0] * 100, name=f"m{i}") for i in range(5)]
+    assert score_signals(signals, split=T0 + 15 * 80, threshold=4.0) == []
+
+
+def test_series_that_stops_reporting_is_a_vanished_finding() -> None:
+    values: list[float | None] = [10.0] * 80 + [None] * 20
+    finding = score_signal(_signal(values), split=T0 + 15 * 75, threshold=4.0)
+    assert finding is not None
+    assert finding.direction == 0
+    assert finding.onset == pytest.approx(T0 + 15 * 80)
+
+
+def test_missing_points_are_tolerated() -> None:
+    rng = np.random.default_rng(5)
+    values: list[float | None] = list(rng.normal(20, 1, 120))
+    for i in range(0, 120, 9):
+        values[i] = None
+    for i in range(100, 120):
+        if values[i] is not None:
+            values[i] = values[i] + 15  # type: ignore[operator]
+    finding = score_signal(_signal(values, step=60), split=T0 + 60 * 90, threshold=4.0)
+    assert finding is not None and finding.direction == 1
+
+
+def test_drops_are_scored_downwards() -> None:
+    rng = np.random.default_rng(9)
+    values = rng.normal(100, 3, 150)
+    values[130:] = 5
+    finding = score_signal(_signal(values, name="requests"), split=T0 + 15 * 120, threshold=4.0)
+    assert finding is not None and finding.direction == -1
+
+
+def test_too_little_baseline_is_skipped_rather_than_guessed() -> None:
+    assert score_signal(_signal([1.0, 1.0, 9.0, 9.0]), split=T0 + 15 * 2, threshold=4.0) is None
+
+
+def test_findings_are_sorted_strongest_first() -> None:
+    rng = np.random.default_rng(3)
+    weak = rng.normal(10, 1, 100)
+    weak[90:] += 8
+    strong = rng.normal(10, 1, 100)
+    strong[90:] += 40
+    found = score_signals(
+        [_signal(weak, name="a"), _signal(strong, name="b")], split=T0 + 15 * 85, threshold=4.0
+    )
+    assert [f.signal.name for f in found] == ["b", "a"]
