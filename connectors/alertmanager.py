@@ -61,7 +61,9 @@ class AlertmanagerWebhook(BaseModel):
         """The earliest start among the group's alerts: the first sign of the incident."""
         return min(a.startsAt for a in self.alerts)
 
-    def services(self, labels: tuple[str, ...] = ("service", "job", "app", "container")) -> list[str]:
+    def services(
+        self, labels: tuple[str, ...] = ("service", "job", "app", "container")
+    ) -> list[str]:
         """Services named by the alerts, in order of first appearance."""
         seen: dict[str, None] = {}
         for alert in self.alerts:
