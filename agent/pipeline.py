@@ -26,6 +26,9 @@ from agent.summarize import Summarizer
 from agent.summarize.extractive import ExtractiveSummarizer
 
 
+LOOKBACK_SAMPLES = 120
+
+
 def resolution_of(signals: list[Signal]) -> float:
     """The typical sampling interval in seconds (60 when there are no series)."""
     steps = [
@@ -80,7 +83,11 @@ def analyze(
         timings[stage] = round(now - clock, 6)
         clock = now
 
-    window = snapshot.window(timedelta(minutes=cfg.lookback_minutes))
+    resolution = resolution_of(snapshot.signals)
+    # Alerts fire a few evaluation intervals after a fault; at 1 s sampling ten minutes of
+    # lookback would pull unrelated history into the incident.
+    lookback = min(cfg.lookback_minutes * 60, LOOKBACK_SAMPLES * resolution)
+    window = snapshot.window(timedelta(seconds=lookback))
     start, split, end = (t.timestamp() for t in (window.start, window.incident_start, window.end))
     metric_findings = score_signals(snapshot.signals, split, cfg.z_threshold)
     lap("detect_metrics")

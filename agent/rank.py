@@ -77,6 +77,7 @@ def rank_services(
     topology: Topology | None,
     threshold: float,
     resolution_s: float,
+    alerted: tuple[str, ...] = (),
 ) -> list[ServiceScore]:
     """Candidates, best first. Deterministic: ties break on the service name."""
     by_service: dict[str, ServiceScore] = {}
@@ -99,7 +100,7 @@ def rank_services(
         if blamed:
             s.reasons.append("named as failing in other services' error logs")
 
-    _apply_onset_order(by_service, resolution_s)
+    _apply_onset_order(by_service, resolution_s, alerted)
     graph = _with_log_edges(topology, logs)
     if graph.edges:
         _apply_call_graph(by_service, graph, resolution_s)
@@ -108,7 +109,13 @@ def rank_services(
 
 
 def _blames(f: LogFinding) -> bool:
-    return bool(f.mentions and f.signatures & _BLAME_SIGNATURES and f.pattern != "vanished")
+    """An error about reaching a peer (not about a local pool that happens to name it)."""
+    return bool(
+        f.mentions
+        and f.signatures & _BLAME_SIGNATURES
+        and "pool" not in f.signatures
+        and f.pattern != "vanished"
+    )
 
 
 def _blame(logs: list[LogFinding], threshold: float) -> dict[str, tuple[float, float]]:
@@ -135,21 +142,45 @@ def _with_log_edges(topology: Topology | None, logs: list[LogFinding]) -> Topolo
     return Topology(services=topology.services if topology else [], edges=edges)
 
 
-def _apply_onset_order(by_service: dict[str, ServiceScore], resolution_s: float) -> None:
-    strong = [s for s in by_service.values() if s.onset is not None]
-    if not strong:
+def _incident_onset(by_service: dict[str, ServiceScore], alerted: tuple[str, ...]) -> float | None:
+    """When the incident became visible: the alerted services' first symptoms if they have
+    any findings, else the earliest onset among the strong candidates."""
+    symptoms = [
+        f.onset
+        for name in alerted
+        if (s := by_service.get(name)) is not None
+        for f in s.metrics
+        if f.kind in (SignalKind.LATENCY, SignalKind.ERRORS)
+    ]
+    if symptoms:
+        return min(symptoms)
+    timed = [s for s in by_service.values() if s.onset is not None]
+    if not timed:
+        return None
+    top = max(s.strength for s in timed)
+    return min(s.onset for s in timed if s.strength >= 0.5 * top and s.onset is not None)
+
+
+def _apply_onset_order(
+    by_service: dict[str, ServiceScore], resolution_s: float, alerted: tuple[str, ...]
+) -> None:
+    """Causes start shortly before the symptoms; much earlier is a bystander, later an effect."""
+    reference = _incident_onset(by_service, alerted)
+    if reference is None:
         return
-    top = max(s.strength for s in strong)
-    first = min(s.onset for s in strong if s.strength >= 0.5 * top and s.onset is not None)
     tau = max(3 * resolution_s, 60.0)
-    for s in strong:
-        assert s.onset is not None
-        delay = s.onset - first
+    for s in by_service.values():
+        if s.onset is None:
+            continue
+        delay = s.onset - reference
         if delay > tau / 3:
             s.score *= 0.6 + 0.4 * math.exp(-delay / tau)
-            s.reasons.append(f"anomalies began {delay:.0f}s after the earliest strong onset")
-        elif s.strength >= 0.5 * top:
-            s.reasons.append("among the earliest anomalies")
+            s.reasons.append(f"anomalies began {delay:.0f}s after the incident became visible")
+        elif -delay > 4 * tau:
+            s.score *= 0.7 + 0.3 * math.exp(-(-delay - 4 * tau) / (4 * tau))
+            s.reasons.append(f"anomalies began {-delay:.0f}s before the incident, maybe unrelated")
+        else:
+            s.reasons.append("anomalies began just before or as the incident became visible")
 
 
 def _downstream(topology: Topology, service: str) -> set[str]:

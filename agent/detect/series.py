@@ -4,8 +4,8 @@ Each series is split at the incident start. The baseline gives a median and a ro
 (IQR and MAD, floored so flat series do not divide by zero); the incident part is scored by
 robust z-scores. A finding's score is the largest z that *persists* for two consecutive
 samples, so single-sample scrape glitches and harmless spikes do not win, while a fault that
-lasts only three samples still does. Event-like series (restarts, deploys) count single
-samples because a version flip is one sample by nature.
+lasts only three samples still does. Cumulative series (restart counters, versions) keep
+their new level, so they pass the same test.
 """
 
 from __future__ import annotations
@@ -61,14 +61,18 @@ def robust_scale(baseline: NDArray[np.float64]) -> tuple[float, float]:
     scale = max((q3 - q1) / 1.349, 1.4826 * mad)
     steps = np.abs(np.diff(baseline))
     typical_step = float(np.median(steps)) if steps.size else 0.0
+    if scale == 0 and not steps.any():
+        # A constant baseline (a version, a replica count, a restart counter): any lasting
+        # change is news, however small in relative terms.
+        return float(median), 1e-3 * max(abs(float(median)), 1.0)
     # A series that moves a lot between samples is noisier than its IQR says.
     floor = max(0.02 * abs(median), typical_step, 1e-9)
     return float(median), max(scale, floor)
 
 
-def _persistent(z: NDArray[np.float64], event_like: bool) -> NDArray[np.float64]:
+def _persistent(z: NDArray[np.float64]) -> NDArray[np.float64]:
     """The deviation each sample keeps for two samples in a row (NaN-tolerant)."""
-    if event_like or z.size < 2:
+    if z.size < 2:
         return np.nan_to_num(z, nan=0.0)
     a, b = z[:-1], z[1:]
     both = np.where(np.sign(a) == np.sign(b), np.sign(a) * np.minimum(np.abs(a), np.abs(b)), 0.0)
@@ -116,7 +120,7 @@ def score_signal(signal: Signal, split: float, threshold: float) -> SeriesFindin
     median, scale = robust_scale(base)
     z = np.clip((values - median) / scale, -Z_CAP, Z_CAP)
     z_inc = z[~in_base]
-    sustained = _persistent(z_inc, event_like=kind is SignalKind.CHANGE)
+    sustained = _persistent(z_inc)
     peak = int(np.argmax(np.abs(sustained)))
     score = float(abs(sustained[peak]))
     if score < threshold:

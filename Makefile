@@ -1,0 +1,85 @@
+# rca-agent. Two commands get a newcomer from zero to a result:
+#   make demo   # a simulated incident, analyzed offline, report + chart in ./demo-output
+#   make test   # lint, format check, types, the whole test suite
+# Every target creates .venv when it is missing; installs are skipped while pyproject.toml is
+# older than the stamp file they leave in .venv.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORE_STAMP := $(VENV)/.installed-core
+DEV_STAMP := $(VENV)/.installed-dev
+SEEDS ?= 1000-1199
+OUT ?= out
+
+.PHONY: help demo test lint typecheck pytest bench eval servers clean
+
+help:
+	@echo "make demo       simulate an incident, analyze it, write demo-output/report.md + evidence.png"
+	@echo "make test       install dev tools (+ Prometheus/Alertmanager if missing), lint, type-check, pytest"
+	@echo "make lint       ruff check + ruff format --check"
+	@echo "make bench      time analyze() on 10/100/1000 synthetic services -> $(OUT)/bench.json"
+	@echo "make eval       accuracy on simulator seeds $(SEEDS) -> $(OUT)/eval.json + eval.png"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Core only: the demo needs no torch, no servers, no API key.
+$(CORE_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(CORE_STAMP)
+
+demo: $(CORE_STAMP)
+	$(BIN)/rca demo
+
+# Later integration tests run real Prometheus and Alertmanager binaries; install them from the
+# distribution when they are missing. With RCA_REQUIRE_INTEGRATION set (CI), failing is fatal.
+servers:
+	@if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 \
+	    && { command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1; }; then \
+	  exit 0; \
+	fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "note: prometheus/alertmanager not found and no apt-get; integration tests will be skipped"; \
+	  [ -z "$${RCA_REQUIRE_INTEGRATION:-}" ] || exit 1; exit 0; \
+	fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; \
+	else \
+	  echo "note: prometheus/alertmanager not found; run as root (or install sudo) to install them"; \
+	  [ -z "$${RCA_REQUIRE_INTEGRATION:-}" ] || exit 1; exit 0; \
+	fi; \
+	echo "installing prometheus and prometheus-alertmanager with apt-get"; \
+	if ! { $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+	    && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	       prometheus prometheus-alertmanager >/dev/null; }; then \
+	  echo "note: could not install prometheus/alertmanager; integration tests will be skipped"; \
+	  [ -z "$${RCA_REQUIRE_INTEGRATION:-}" ] || exit 1; \
+	fi
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(DEV_STAMP)
+	$(BIN)/mypy
+
+pytest: $(DEV_STAMP)
+	$(BIN)/pytest
+
+test: $(DEV_STAMP) servers
+	$(MAKE) --no-print-directory lint typecheck pytest
+
+bench: $(CORE_STAMP)
+	$(BIN)/python -m evals.bench --services 10,100,1000 --json $(OUT)/bench.json
+
+eval: $(CORE_STAMP)
+	$(BIN)/rca eval --suite sim --seeds $(SEEDS) --json $(OUT)/eval.json --png $(OUT)/eval.png
+
+clean:
+	rm -rf demo-output $(OUT) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,389 @@
+"""Render an :class:`~agent.models.Analysis` for people: a rich terminal report and Markdown.
+
+Both renderings are pure functions of the analysis, so the CLI, the demo and the eval runner
+print exactly what an API client would get in JSON, only easier to read at 3 a.m. Numbers
+always come with their unit and with the baseline they are compared against, because a bare
+"850" tells an on-call engineer nothing.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from agent.models import Analysis, Candidate, Evidence, Stats
+
+MAX_EVIDENCE_SHOWN = 6
+MAX_CANDIDATES_SHOWN = 5
+
+# --- numbers and times --------------------------------------------------------------------
+
+
+def _plain(value: float) -> str:
+    size = abs(value)
+    if size >= 1000:
+        return f"{value:,.0f}"
+    if size == 0:
+        return "0"
+    digits = 0 if size >= 100 else 1 if size >= 10 else 2 if size >= 1 else 3
+    text = f"{value:.{digits}f}" if size >= 0.001 else f"{value:.2e}"
+    return text.rstrip("0").rstrip(".") if "." in text and "e" not in text else text
+
+
+def _bytes(value: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{_plain(value)} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _seconds(value: float) -> str:
+    if abs(value) < 1:
+        return f"{_plain(value * 1000)} ms"
+    return f"{_plain(value)} s"
+
+
+def format_value(value: float | None, unit: str = "") -> str:
+    """A number with a human unit: bytes get binary prefixes, seconds become ms below 1 s."""
+    if value is None:
+        return "n/a"
+    unit = unit.strip().replace("{", "").replace("}", "")  # UCUM annotations: {request}/s
+    key = unit.lower()
+    if key in ("bytes", "byte", "b", "by"):
+        return _bytes(value)
+    if key in ("s", "sec", "second", "seconds"):
+        return _seconds(value)
+    if key in ("ms", "milliseconds"):
+        return _seconds(value / 1000)
+    if key in ("percent", "%"):
+        return f"{_plain(value)}%"
+    if key == "ratio":
+        return f"{_plain(value * 100)}%"
+    return f"{_plain(value)} {unit}".strip()
+
+
+def _ratio(before: float | None, after: float | None) -> str:
+    if before is None or after is None or before <= 0 or after <= 0:
+        return ""
+    return f" (×{_plain(after / before)})"
+
+
+def change_text(evidence: Evidence) -> str:
+    """``baseline -> incident`` in one phrase, with the statistic the anomaly is about.
+
+    A rise is shown at its peak (a spike barely moves the median), a fall at the incident
+    median, a log pattern as line counts and rates.
+    """
+    base, inc, unit = evidence.baseline, evidence.incident, evidence.unit
+    if evidence.source == "log":
+        text = f"{base.count} lines in baseline → {inc.count} in incident"
+        if base.mean is not None and inc.mean is not None:
+            text += f" ({_plain(base.mean)}/min → {_plain(inc.mean)}/min)"
+        return text
+    before = _central(base)
+    if evidence.pattern == "vanished":
+        return f"baseline median {format_value(before, unit)} → stopped reporting"
+    after: float | None = _central(inc)
+    label = "median"
+    if evidence.pattern == "up" and inc.max is not None:
+        after, label = inc.max, "peak"
+    text = (
+        f"baseline median {format_value(before, unit)} → "
+        f"incident {label} {format_value(after, unit)}{_ratio(before, after)}"
+    )
+    if label == "median" and inc.max is not None and inc.max != after:
+        text += f", peak {format_value(inc.max, unit)}"
+    return text
+
+
+def _central(stats: Stats) -> float | None:
+    return stats.median if stats.median is not None else stats.mean
+
+
+def clock(value: datetime) -> str:
+    return value.strftime("%H:%M:%S")
+
+
+def stamp(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _offset(value: datetime, reference: datetime) -> str:
+    seconds = int((value - reference).total_seconds())
+    sign = "+" if seconds >= 0 else "-"
+    minutes, secs = divmod(abs(seconds), 60)
+    return f"{sign}{minutes}m{secs:02d}s"
+
+
+def onset_text(evidence: Evidence, incident_start: datetime) -> str:
+    if evidence.onset is None:
+        return "onset unknown"
+    return f"onset {clock(evidence.onset)} ({_offset(evidence.onset, incident_start)})"
+
+
+def confidence_text(confidence: float) -> str:
+    return f"{confidence:.2f}, {confidence_label(confidence)}"
+
+
+def confidence_label(confidence: float) -> str:
+    if confidence >= 0.7:
+        return "high"
+    if confidence >= 0.4:
+        return "medium"
+    return "low"
+
+
+def subject(evidence: Evidence) -> str:
+    """What the evidence points at: ``service/pod · series`` or the log template."""
+    owner = f"{evidence.service}/{evidence.pod}" if evidence.pod else evidence.service
+    if evidence.source == "log":
+        return f"{owner} · log “{evidence.template or evidence.sample or evidence.pattern}”"
+    return f"{owner} · {evidence.signal or '?'}"
+
+
+def cited_evidence(analysis: Analysis, limit: int = MAX_EVIDENCE_SHOWN) -> list[Evidence]:
+    """The root cause's own evidence first (what the claim rests on), then the strongest rest."""
+    top = analysis.candidates[0].evidence_ids if analysis.candidates else []
+    first = [e for i in top if (e := analysis.evidence_by_id(i)) is not None]
+    rest = sorted((e for e in analysis.evidence if e.id not in top), key=lambda e: -e.score)
+    return (first + rest)[:limit]
+
+
+# --- terminal -----------------------------------------------------------------------------
+
+
+def _headline(analysis: Analysis) -> RenderableType:
+    conf = confidence_text(analysis.confidence)
+    if analysis.insufficient_evidence or analysis.root_cause is None:
+        title = Text("Insufficient evidence", style="bold yellow")
+        title.append(" — no root cause can be named with confidence", style="yellow")
+        title.append(f"\nconfidence {conf}", style="dim")
+        body: list[RenderableType] = [title]
+        if analysis.summary:
+            body.append(Text(analysis.summary))
+        return Panel(Group(*body), title="rca", border_style="yellow", box=box.ROUNDED)
+    cause = analysis.root_cause
+    line = Text("Root cause: ", style="bold")
+    line.append(cause.service, style="bold red")
+    line.append(" — ")
+    line.append(cause.fault_type.value, style="bold magenta")
+    line.append(f"   confidence {conf}", style="bold")
+    parts: list[RenderableType] = [line]
+    if summary := cause.summary or analysis.summary:
+        parts.append(Text(summary))
+    return Panel(Group(*parts), title="rca", border_style="red", box=box.ROUNDED)
+
+
+def _context(analysis: Analysis) -> Text:
+    win = analysis.window
+    text = Text(f"window {stamp(win.start)} → {clock(win.end)}, ", style="dim")
+    text.append(f"incident from {clock(win.incident_start)}", style="dim")
+    trig = analysis.trigger
+    if trig.alert_name:
+        text.append(f" · alert {trig.alert_name}", style="dim")
+    text.append(f" · analysis {analysis.id}", style="dim")
+    return text
+
+
+def _candidates_table(candidates: list[Candidate]) -> Table:
+    table = Table(title="Ranked candidates", box=box.SIMPLE_HEAD, title_justify="left")
+    for name, justify in (("#", "right"), ("service", "left"), ("fault type", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table.add_column("score", justify="right")
+    table.add_column("onset")
+    table.add_column("evidence")
+    for rank, cand in enumerate(candidates[:MAX_CANDIDATES_SHOWN], start=1):
+        table.add_row(
+            str(rank),
+            cand.service,
+            cand.fault_type.value,
+            f"{cand.score:.2f}",
+            clock(cand.onset) if cand.onset else "—",
+            ", ".join(cand.evidence_ids) or "—",
+        )
+    return table
+
+
+def _evidence_lines(analysis: Analysis) -> list[RenderableType]:
+    lines: list[RenderableType] = [Text("Evidence", style="bold")]
+    for ev in cited_evidence(analysis):
+        line = Text(f"  • [{ev.id}] ", style="bold cyan")
+        line.append(subject(ev), style="bold")
+        line.append(f"  {ev.pattern}\n", style="magenta")
+        line.append(f"      {change_text(ev)} · {onset_text(ev, analysis.window.incident_start)}")
+        if ev.description:
+            line.append(f"\n      {ev.description}", style="dim")
+        lines.append(line)
+    if len(lines) == 1:
+        lines.append(Text("  (no anomalous series or log patterns found)", style="dim"))
+    return lines
+
+
+def _section(title: str, rows: Iterable[Text], style: str = "bold") -> list[RenderableType]:
+    body = list(rows)
+    return [Text(title, style=style), *body] if body else []
+
+
+def terminal_renderables(analysis: Analysis) -> list[RenderableType]:
+    """The report as rich renderables, top to bottom."""
+    out: list[RenderableType] = [_headline(analysis), _context(analysis)]
+    if analysis.candidates:
+        out.append(_candidates_table(analysis.candidates))
+    out.extend(_evidence_lines(analysis))
+    timeline = (
+        Text(f"  {clock(ev.time)}  {ev.service:<16} {ev.text}")
+        + Text(f"  [{ev.evidence_id}]" if ev.evidence_id else "", style="cyan")
+        for ev in analysis.timeline
+    )
+    out.extend(_section("Timeline", timeline))
+    steps = (Text(f"  {n}. {step}") for n, step in enumerate(analysis.next_steps, start=1))
+    out.extend(_section("Next steps", steps))
+    failures = (
+        Text(f"  ! {f.source}: {f.error}", style="yellow") for f in analysis.source_failures
+    )
+    out.extend(_section("Source failures (analysis ran without them)", failures, "bold yellow"))
+    out.extend(_section("Notes", (Text(f"  - {note}", style="dim") for note in analysis.notes)))
+    out.append(Text(_footer(analysis), style="dim"))
+    return out
+
+
+def _footer(analysis: Analysis) -> str:
+    parts = [f"backend {analysis.backend}", f"rca-agent {analysis.version}"]
+    if "total" in analysis.timings:
+        parts.append(f"took {analysis.timings['total']:.2f} s")
+    return " · ".join(parts)
+
+
+def print_report(analysis: Analysis, console: Console) -> None:
+    for renderable in terminal_renderables(analysis):
+        console.print(renderable)
+
+
+def report_text(analysis: Analysis, width: int = 100) -> str:
+    """The terminal report as plain text (tests, logs, anywhere without a TTY)."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, color_system=None, force_terminal=False)
+    print_report(analysis, console)
+    return buffer.getvalue()
+
+
+# --- markdown -----------------------------------------------------------------------------
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "&lt;").replace("\n", " ")
+
+
+def _md_headline(analysis: Analysis) -> list[str]:
+    conf = confidence_text(analysis.confidence)
+    if analysis.insufficient_evidence or analysis.root_cause is None:
+        lines = [
+            "> **Insufficient evidence** — no root cause can be named with confidence.",
+            f"> Confidence: {conf}",
+        ]
+        return [*lines, "", analysis.summary] if analysis.summary else lines
+    cause = analysis.root_cause
+    return [
+        f"**Root cause:** `{cause.service}` — **{cause.fault_type.value}** (confidence {conf})",
+        "",
+        cause.summary or analysis.summary,
+    ]
+
+
+def _md_candidates(analysis: Analysis) -> list[str]:
+    lines = ["## Ranked candidates", "", "| # | service | fault type | score | onset | evidence |"]
+    lines.append("|---:|---|---|---:|---|---|")
+    for rank, cand in enumerate(analysis.candidates, start=1):
+        onset = clock(cand.onset) if cand.onset else "—"
+        evidence = ", ".join(cand.evidence_ids) or "—"
+        lines.append(
+            f"| {rank} | `{cand.service}` | {cand.fault_type.value} | {cand.score:.2f} "
+            f"| {onset} | {evidence} |"
+        )
+    return lines
+
+
+def _md_evidence(analysis: Analysis) -> list[str]:
+    lines = ["## Evidence", ""]
+    if not analysis.evidence:
+        return [*lines, "No anomalous series or log patterns were found."]
+    lines += ["| id | what | pattern | baseline → incident | onset | link |"]
+    lines.append("|---|---|---|---|---|---|")
+    for ev in cited_evidence(analysis, limit=len(analysis.evidence)):
+        link = f"[open]({ev.link})" if ev.link else "—"
+        lines.append(
+            f"| **{ev.id}** | {_cell(subject(ev))} | {ev.pattern} | {_cell(change_text(ev))} "
+            f"| {onset_text(ev, analysis.window.incident_start)} | {link} |"
+        )
+    details = [
+        f"- **{ev.id}**: {_cell(ev.description)}" for ev in analysis.evidence if ev.description
+    ]
+    return [*lines, "", *details] if details else lines
+
+
+def _trigger(analysis: Analysis) -> str:
+    trigger = analysis.trigger
+    if trigger.alert_name:
+        return f"alert `{trigger.alert_name}`" + (
+            f" ({trigger.kind})" if trigger.kind != "alert" else ""
+        )
+    return trigger.kind
+
+
+def markdown_report(analysis: Analysis, chart: str | None = None) -> str:
+    """The report as Markdown; ``chart`` is a path or URL of the evidence PNG to embed."""
+    win = analysis.window
+    lines = [f"# Root cause analysis {analysis.id}", ""]
+    lines += _md_headline(analysis)
+    window = f"{stamp(win.start)} → {stamp(win.end)} (incident from {stamp(win.incident_start)})"
+    lines += [
+        "",
+        f"- Window: {window}",
+        f"- Trigger: {_trigger(analysis)}",
+        f"- Backend: {analysis.backend}, rca-agent {analysis.version}",
+        "",
+    ]
+    if analysis.candidates:
+        lines += [*_md_candidates(analysis), ""]
+    lines += [*_md_evidence(analysis), ""]
+    if chart:
+        lines += [f"![evidence chart]({chart})", ""]
+    if analysis.timeline:
+        lines += ["## Timeline", ""]
+        for event in analysis.timeline:
+            cite = f" [{event.evidence_id}]" if event.evidence_id else ""
+            lines.append(f"- `{clock(event.time)}` **{event.service}**: {event.text}{cite}")
+        lines.append("")
+    if analysis.next_steps:
+        lines += ["## Next steps", ""]
+        lines += [f"{n}. {step}" for n, step in enumerate(analysis.next_steps, start=1)]
+        lines.append("")
+    if analysis.source_failures:
+        lines += ["## Source failures", "", "The analysis ran without these sources:", ""]
+        lines += [f"- **{f.source}**: {f.error}" for f in analysis.source_failures]
+        lines.append("")
+    if analysis.notes:
+        lines += ["## Notes", "", *(f"- {note}" for note in analysis.notes), ""]
+    return "\n".join(lines)
+
+
+def write_markdown(analysis: Analysis, path: Path, chart: Path | None = None) -> Path:
+    """Write the Markdown report; the chart is linked relative to the report when possible."""
+    link: str | None = None
+    if chart is not None:
+        try:
+            link = chart.resolve().relative_to(path.resolve().parent).as_posix()
+        except ValueError:
+            link = chart.resolve().as_posix()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(markdown_report(analysis, chart=link), encoding="utf-8")
+    return path

@@ -1,0 +1,203 @@
+"""The offline evaluation runner: analyze every case of a suite and score the ranking.
+
+Two kinds of suite:
+
+* ``sim``: cases generated on the fly by the simulator from a seed range (``1000-1199``);
+* a directory of snapshot directories, each with a ``ground_truth.json`` (recorded or
+  hand-made incidents; HolmesGPT-style "cases as folders").
+
+The engine never sees the ground truth (it is stripped before ``analyze``), and latency is the
+time of ``analyze()`` alone: simulating and reading files are not what an on-call engineer
+waits for. Example::
+
+    rca eval --suite sim --seeds 1000-1199 --json out/eval.json --png out/eval.png
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from agent.config import EngineSettings
+from agent.errors import RcaError, UsageError
+from agent.models import Analysis, FaultType
+from agent.pipeline import analyze
+from agent.snapshot import GROUND_TRUTH_FILE, META_FILE, Snapshot, load_snapshot
+from evals.metrics import CaseResult, SuiteMetrics, per_fault_type, rank_of, summarize
+
+SIM_SUITE = "sim"
+_SEEDS = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?")
+
+
+@dataclass(frozen=True)
+class Case:
+    """A named case whose snapshot is produced only when it is evaluated (keeps memory flat)."""
+
+    name: str
+    load: Callable[[], Snapshot]
+
+
+class SkippedCase(BaseModel):
+    case: str
+    reason: str
+
+
+class EvalReport(BaseModel):
+    suite: str
+    seeds: str | None
+    metrics: SuiteMetrics
+    per_fault_type: dict[str, SuiteMetrics]
+    cases: list[CaseResult]
+    skipped: list[SkippedCase] = Field(default_factory=list)
+
+
+def parse_seed_range(text: str) -> range:
+    """``"A-B"`` (inclusive) or a single ``"N"``; anything else is a usage error."""
+    match = _SEEDS.fullmatch(text)
+    if match is None:
+        raise UsageError(f"--seeds must be a range like 1000-1199, got {text!r}")
+    first = int(match[1])
+    last = int(match[2]) if match[2] is not None else first
+    if last < first:
+        raise UsageError(f"--seeds range {text!r} is empty: it ends before it starts")
+    return range(first, last + 1)
+
+
+def _simulated(seed: int, fault: FaultType | None, services: int | None) -> Snapshot:
+    from evals.simulator import simulate  # imported late: the CLI must start without it
+
+    return simulate(seed, fault=fault, services=services).snapshot
+
+
+def simulated_cases(
+    seeds: range, fault: FaultType | None = None, services: int | None = None
+) -> list[Case]:
+    return [
+        Case(f"sim-{seed}", functools.partial(_simulated, seed, fault, services)) for seed in seeds
+    ]
+
+
+def _has(directory: Path, name: str) -> bool:
+    return (directory / name).is_file() or (directory / f"{name}.gz").is_file()
+
+
+def directory_cases(root: Path) -> tuple[list[Case], list[SkippedCase]]:
+    """One case per snapshot directory under ``root`` (or ``root`` itself if it is one).
+
+    Directories without ground truth cannot be scored; they are reported, not silently lost.
+    """
+    if not root.is_dir():
+        raise UsageError(f"--suite must be '{SIM_SUITE}' or a directory; {root} is neither")
+    dirs = [root] if _has(root, META_FILE) else sorted(p for p in root.iterdir() if p.is_dir())
+    cases: list[Case] = []
+    skipped: list[SkippedCase] = []
+    for directory in dirs:
+        if not _has(directory, META_FILE):
+            skipped.append(SkippedCase(case=directory.name, reason=f"no {META_FILE}"))
+        elif not _has(directory, GROUND_TRUTH_FILE):
+            skipped.append(SkippedCase(case=directory.name, reason=f"no {GROUND_TRUTH_FILE}"))
+        else:
+            cases.append(Case(directory.name, functools.partial(load_snapshot, directory)))
+    if not cases:
+        why = "; ".join(f"{s.case}: {s.reason}" for s in skipped) or "it is empty"
+        raise UsageError(f"no usable cases in {root} ({why})")
+    return cases, skipped
+
+
+def _ranked_services(services: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(services))
+
+
+Analyzer = Callable[[Snapshot, EngineSettings], Analysis]
+
+
+def _analyze(snapshot: Snapshot, engine: EngineSettings) -> Analysis:
+    return analyze(snapshot, engine)
+
+
+def evaluate_case(case: Case, engine: EngineSettings, analyzer: Analyzer = _analyze) -> CaseResult:
+    """Analyze one case blind and compare with its ground truth."""
+    snapshot = case.load()
+    truth = snapshot.ground_truth
+    if truth is None:
+        raise UsageError(f"case {case.name} has no ground truth")
+    blind = snapshot.model_copy(update={"ground_truth": None})
+    started = time.perf_counter()
+    try:
+        analysis = analyzer(blind, engine)
+    except RcaError:
+        raise
+    except Exception as exc:
+        raise RuntimeError(f"case {case.name}: {type(exc).__name__}: {exc}") from exc
+    latency = time.perf_counter() - started
+    predicted = _ranked_services([c.service for c in analysis.candidates])
+    return CaseResult(
+        case=case.name,
+        truth_service=truth.service,
+        truth_fault=truth.fault_type.value,
+        predicted=predicted,
+        predicted_fault=analysis.candidates[0].fault_type.value if analysis.candidates else None,
+        rank=rank_of(truth.service, predicted),
+        latency_s=latency,
+        confidence=analysis.confidence,
+    )
+
+
+def _progress(console: Console | None) -> Progress:
+    return Progress(
+        TextColumn("[bold]eval[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console or Console(stderr=True),
+        transient=False,
+    )
+
+
+def run_suite(
+    suite: str,
+    cases: Sequence[Case],
+    engine: EngineSettings,
+    *,
+    seeds: str | None = None,
+    skipped: Sequence[SkippedCase] = (),
+    console: Console | None = None,
+    analyzer: Analyzer = _analyze,
+) -> EvalReport:
+    """Evaluate every case with a progress bar; cases that fail to load are skipped and kept."""
+    results: list[CaseResult] = []
+    skips = list(skipped)
+    with _progress(console) as progress:
+        task = progress.add_task(suite, total=len(cases))
+        for case in cases:
+            progress.update(task, description=f"{suite} · {case.name}")
+            try:
+                results.append(evaluate_case(case, engine, analyzer))
+            except RcaError as err:
+                skips.append(SkippedCase(case=case.name, reason=str(err)))
+            progress.advance(task)
+    if not results:
+        why = "; ".join(f"{s.case}: {s.reason}" for s in skips[:3])
+        raise UsageError(f"no case of suite {suite} could be evaluated ({why})")
+    return EvalReport(
+        suite=suite,
+        seeds=seeds,
+        metrics=summarize(results),
+        per_fault_type=per_fault_type(results),
+        cases=results,
+        skipped=skips,
+    )
+
+
+def write_report_json(report: EvalReport, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    return path
