@@ -168,7 +168,7 @@ def _apply_onset_order(
     reference = _incident_onset(by_service, alerted)
     if reference is None:
         return
-    tau = max(3 * resolution_s, 60.0)
+    tau = max(3 * resolution_s, 15.0)
     for s in by_service.values():
         if s.onset is None:
             continue

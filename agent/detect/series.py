@@ -41,10 +41,22 @@ class SeriesFinding:
         return self.signal.service
 
 
+def _quantiles(ordered: NDArray[np.float64], qs: tuple[float, ...]) -> list[float]:
+    """Linear-interpolated quantiles of an already sorted array (np.percentile is slow)."""
+    last = ordered.size - 1
+    out = []
+    for q in qs:
+        pos = q * last
+        lo = int(pos)
+        hi = min(lo + 1, last)
+        out.append(float(ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)))
+    return out
+
+
 def _stats(values: NDArray[np.float64]) -> Stats:
     if values.size == 0:
         return Stats(count=0)
-    p50, p95 = np.percentile(values, [50, 95])
+    p50, p95 = _quantiles(np.sort(values), (0.5, 0.95))
     return Stats(
         median=float(p50),
         p95=float(p95),
@@ -56,9 +68,12 @@ def _stats(values: NDArray[np.float64]) -> Stats:
 
 def robust_scale(baseline: NDArray[np.float64]) -> tuple[float, float]:
     """Median and a noise scale that is never zero, even for a constant baseline."""
-    q1, median, q3 = np.percentile(baseline, [25, 50, 75])
+    lo, q1, median, q3, hi = _quantiles(np.sort(baseline), (0.01, 0.25, 0.5, 0.75, 0.99))
     mad = float(np.median(np.abs(baseline - median)))
-    scale = max((q3 - q1) / 1.349, 1.4826 * mad)
+    # The outer spread keeps bursty, heavy-tailed baselines (throttling, error counts that sit
+    # near zero) from turning every ordinary burst into a huge z; for Gaussian noise it is
+    # about one sigma, below the IQR estimate, so it changes nothing there.
+    scale = max((q3 - q1) / 1.349, 1.4826 * mad, (hi - lo) / 5)
     steps = np.abs(np.diff(baseline))
     typical_step = float(np.median(steps)) if steps.size else 0.0
     if scale == 0 and not steps.any():
@@ -103,7 +118,6 @@ def score_signal(signal: Signal, split: float, threshold: float) -> SeriesFindin
         return None
     kind = kind_of(signal)
     present = ~np.isnan(inc)
-    baseline_stats = _stats(base)
     if not present.any() or _went_silent(inc, values[in_base]):
         first_missing = int(np.argmax(~present)) if present.any() else 0
         return SeriesFinding(
@@ -114,7 +128,7 @@ def score_signal(signal: Signal, split: float, threshold: float) -> SeriesFindin
             float(inc_ts[first_missing]),
             float(inc_ts[first_missing]),
             float(inc_ts[-1]),
-            baseline_stats,
+            _stats(base),
             _stats(inc[present]),
         )
     median, scale = robust_scale(base)
@@ -136,7 +150,7 @@ def score_signal(signal: Signal, split: float, threshold: float) -> SeriesFindin
         onset=float(ts[onset]),
         peak=float(inc_ts[peak]),
         end=float(inc_ts[-1]),
-        baseline=baseline_stats,
+        baseline=_stats(base),
         incident=_stats(inc[present]),
     )
 
