@@ -106,7 +106,8 @@ def analyze(
         log_findings,
         snapshot.topology,
         cfg.z_threshold,
-        resolution_of(snapshot.signals),
+        resolution,
+        tuple(snapshot.alert.services()) if snapshot.alert else (),
     )[: cfg.max_candidates]
     evidence, ids = build_evidence(ranked, cfg.max_evidence)
     candidates = [

@@ -24,7 +24,7 @@ from agent.detect.series import SeriesFinding
 from agent.hypothesis import fault_scores, hypothesize, strength
 from agent.models import Edge, FaultType, SignalKind, Topology
 
-_BLAME_SIGNATURES = frozenset({"refused", "timeout", "reset"})
+_BLAME_SIGNATURES = frozenset({"refused", "timeout", "reset", "upstream"})
 
 
 @dataclass
@@ -86,6 +86,7 @@ def rank_services(
     for lf in logs:
         by_service.setdefault(lf.service, ServiceScore(lf.service)).logs.append(lf)
     blame = _blame(logs, threshold)
+    refused_blame = _blame([f for f in logs if "refused" in f.signatures], threshold)
     for service, (_, onset) in blame.items():
         by_service.setdefault(service, ServiceScore(service, onset=onset))
 
@@ -96,7 +97,8 @@ def rank_services(
         s.strength = _strength(weights) + blamed
         s.onset = _onset(s.metrics, s.logs) or blamed_at
         s.score = s.strength
-        s.fault_type = hypothesize(fault_scores(s.metrics, s.logs, threshold, blamed))
+        unreachable = blamed if refused_blame.get(s.service) else 0.0
+        s.fault_type = hypothesize(fault_scores(s.metrics, s.logs, threshold, unreachable))
         if blamed:
             s.reasons.append("named as failing in other services' error logs")
 
@@ -104,6 +106,7 @@ def rank_services(
     graph = _with_log_edges(topology, logs)
     if graph.edges:
         _apply_call_graph(by_service, graph, resolution_s)
+        _apply_alert_reach(by_service, graph, alerted)
     ranked = sorted(by_service.values(), key=lambda s: (-s.score, s.service))
     return [s for s in ranked if s.score > 0]
 
@@ -192,6 +195,22 @@ def _downstream(topology: Topology, service: str) -> set[str]:
             seen.add(nxt)
             stack.extend(topology.callees(nxt))
     return seen
+
+
+def _apply_alert_reach(
+    by_service: dict[str, ServiceScore], topology: Topology, alerted: tuple[str, ...]
+) -> None:
+    """Faults travel from a dependency up to its callers, so the cause of an alert is the
+    alerted service or something it depends on; anything else is discounted (not dropped:
+    call graphs are often incomplete)."""
+    known = [a for a in alerted if a in topology.services or topology.callees(a)]
+    if not known:
+        return
+    reach = set(known).union(*(_downstream(topology, a) for a in known))
+    for s in by_service.values():
+        if s.service not in reach:
+            s.score *= 0.6
+            s.reasons.append("not on the alerted services' dependency path")
 
 
 def _apply_call_graph(

@@ -54,6 +54,10 @@ SIGNATURES: dict[str, re.Pattern[str]] = {
     ),
     "reset": re.compile(r"reset|broken pipe|retransmi|packet|checksum|eof"),
     "timeout": re.compile(r"time ?out|timed out|deadline exceeded"),
+    "upstream": re.compile(
+        r"error (?:calling|from|contacting|talking to)|bad gateway|service unavailable|"
+        r"internal server error|unexpected status|upstream"
+    ),
     "deploy": re.compile(r"deploy|rollout|new version|version v?\d|release|starting .*v\d|image"),
     "exception": re.compile(
         r"exception|traceback|panic|stack ?trace|segfault|nil pointer|\berror:"

@@ -66,8 +66,14 @@ def _stats(values: NDArray[np.float64]) -> Stats:
     )
 
 
-def robust_scale(baseline: NDArray[np.float64]) -> tuple[float, float]:
-    """Median and a noise scale that is never zero, even for a constant baseline."""
+def robust_scale(
+    baseline: NDArray[np.float64], quantum: float = 0.0, stepwise: bool = False
+) -> tuple[float, float]:
+    """Median and a noise scale that is never zero, even for a constant baseline.
+
+    ``quantum`` is the series' smallest non-zero magnitude (1 for counts); ``stepwise``
+    series (versions, restart counters) treat any lasting change as significant.
+    """
     lo, q1, median, q3, hi = _quantiles(np.sort(baseline), (0.01, 0.25, 0.5, 0.75, 0.99))
     mad = float(np.median(np.abs(baseline - median)))
     # The outer spread keeps bursty, heavy-tailed baselines (throttling, error counts that sit
@@ -77,9 +83,12 @@ def robust_scale(baseline: NDArray[np.float64]) -> tuple[float, float]:
     steps = np.abs(np.diff(baseline))
     typical_step = float(np.median(steps)) if steps.size else 0.0
     if scale == 0 and not steps.any():
-        # A constant baseline (a version, a replica count, a restart counter): any lasting
-        # change is news, however small in relative terms.
-        return float(median), 1e-3 * max(abs(float(median)), 1.0)
+        if stepwise:
+            # A version, a replica count, a restart counter: any lasting change is news.
+            return float(median), 1e-3 * max(abs(float(median)), 1.0)
+        # No noise to learn from: one quantum (0 -> 1 pending connection) is not yet news,
+        # a few quanta are.
+        return float(median), max(quantum / 3, 1e-3 * abs(float(median)), 1e-9)
     # A series that moves a lot between samples is noisier than its IQR says.
     floor = max(0.02 * abs(median), typical_step, 1e-9)
     return float(median), max(scale, floor)
@@ -118,8 +127,9 @@ def score_signal(signal: Signal, split: float, threshold: float) -> SeriesFindin
         return None
     kind = kind_of(signal)
     present = ~np.isnan(inc)
-    if not present.any() or _went_silent(inc, values[in_base]):
-        first_missing = int(np.argmax(~present)) if present.any() else 0
+    silent_from = _silence(inc, values[in_base])
+    if silent_from is not None:
+        first_missing = silent_from
         return SeriesFinding(
             signal,
             kind,
@@ -131,7 +141,9 @@ def score_signal(signal: Signal, split: float, threshold: float) -> SeriesFindin
             _stats(base),
             _stats(inc[present]),
         )
-    median, scale = robust_scale(base)
+    nonzero = np.abs(values[~np.isnan(values) & (values != 0)])
+    quantum = float(nonzero.min()) if nonzero.size else 0.0
+    median, scale = robust_scale(base, quantum, stepwise=kind is SignalKind.CHANGE)
     z = np.clip((values - median) / scale, -Z_CAP, Z_CAP)
     z_inc = z[~in_base]
     sustained = _persistent(z_inc)
@@ -155,13 +167,24 @@ def score_signal(signal: Signal, split: float, threshold: float) -> SeriesFindin
     )
 
 
-def _went_silent(incident: NDArray[np.float64], baseline: NDArray[np.float64]) -> bool:
-    """Data that was reliably there and then mostly stopped is a finding by itself."""
-    if baseline.size == 0 or incident.size < 3:
-        return False
-    base_present = float(np.mean(~np.isnan(baseline)))
-    tail = incident[-max(3, incident.size // 2) :]
-    return base_present > 0.9 and float(np.mean(np.isnan(tail))) >= 0.8
+def _longest_gap(values: NDArray[np.float64]) -> tuple[int, int]:
+    """Length and start index of the longest run of missing samples."""
+    missing = np.isnan(values)
+    if not missing.any():
+        return 0, 0
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], missing.astype(np.int8), [0]))))
+    lengths = edges[1::2] - edges[::2]
+    longest = int(np.argmax(lengths))
+    return int(lengths[longest]), int(edges[::2][longest])
+
+
+def _silence(incident: NDArray[np.float64], baseline: NDArray[np.float64]) -> int | None:
+    """Where data that was reliably there stopped for a while (the target went down)."""
+    if baseline.size == 0 or incident.size < 3 or float(np.mean(np.isnan(baseline))) > 0.1:
+        return None
+    gap, start = _longest_gap(incident)
+    usual_gap, _ = _longest_gap(baseline)
+    return start if gap >= max(3, 3 * usual_gap) else None
 
 
 def score_signals(signals: list[Signal], split: float, threshold: float) -> list[SeriesFinding]:
