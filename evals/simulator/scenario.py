@@ -1,0 +1,193 @@
+"""One simulated incident from one seed: ``simulate(seed) -> Scenario``.
+
+The order of the steps is the order of cause and effect: a healthy baseline, red herrings,
+the fault at its service, symptoms travelling to callers, the logs all of that produces,
+then what monitoring does to the data (spikes, missing scrapes, names, units), and finally
+the alert that pages someone. Every random draw comes from one ``default_rng(seed)``, so a
+seed always gives the same snapshot, down to ``created_at``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from agent.errors import UsageError
+from agent.models import FaultType, GroundTruth
+from agent.snapshot import Snapshot, SnapshotMeta, WindowSpec, write_snapshot
+from evals.simulator.alert import build_alert
+from evals.simulator.baseline import build_baseline
+from evals.simulator.dialects import Naming, choose_naming
+from evals.simulator.export import write_ecs_logs, write_openmetrics
+from evals.simulator.faults import inject
+from evals.simulator.herrings import add_red_herrings, add_spikes, punch_gaps
+from evals.simulator.logs import write_logs
+from evals.simulator.plan import SIMULATED_FAULTS, FaultPlan, Symptom, plan_fault
+from evals.simulator.propagation import apply_symptoms, propagate
+from evals.simulator.render import render_signals
+from evals.simulator.shops import shop_graph
+from evals.simulator.telemetry import Telemetry, Timeline
+from evals.simulator.topology import ServiceGraph, random_graph
+
+RESOLUTIONS = (1, 5, 10, 15, 30, 60)
+MIN_SERVICES, MAX_SERVICES, MAX_BENCHMARK_SERVICES = 5, 60, 1000
+SHOP_SHARE = 0.4
+_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A simulated incident: the snapshot the engine sees, and the truth behind it.
+
+    ``graph``, ``telemetry`` (canonical units, before naming) and ``plan`` are what the raw
+    exporters and the tests need; the engine only ever gets ``snapshot``.
+    """
+
+    seed: int
+    snapshot: Snapshot
+    graph: ServiceGraph
+    telemetry: Telemetry
+    plan: FaultPlan
+    naming: Naming
+
+
+def fault_for_seed(seed: int) -> FaultType:
+    """Seeds cycle through the fault types, so any 9 consecutive seeds cover each once."""
+    return SIMULATED_FAULTS[seed % len(SIMULATED_FAULTS)]
+
+
+def _check(seed: int, fault: FaultType | None, services: int | None) -> None:
+    if seed < 0:
+        raise UsageError(f"seed must be a non-negative integer, got {seed}")
+    if fault is not None and fault not in SIMULATED_FAULTS:
+        names = ", ".join(f.value for f in SIMULATED_FAULTS)
+        raise UsageError(f"cannot simulate fault {fault!r}; choose one of {names}")
+    if services is not None and not MIN_SERVICES <= services <= MAX_BENCHMARK_SERVICES:
+        raise UsageError(
+            f"services must be between {MIN_SERVICES} and {MAX_SERVICES} "
+            f"(up to {MAX_BENCHMARK_SERVICES} for benchmarks), got {services}"
+        )
+
+
+def build_graph(rng: np.random.Generator, services: int | None) -> ServiceGraph:
+    if services is None:
+        if rng.random() < SHOP_SHARE:
+            return shop_graph(rng)
+        services = int(rng.integers(MIN_SERVICES, MAX_SERVICES + 1))
+    return random_graph(rng, services)
+
+
+def choose_timeline(rng: np.random.Generator) -> Timeline:
+    """A resolution, and a window of 120-600 points that is at most 6 hours long."""
+    resolution = int(rng.choice(RESOLUTIONS))
+    most = min(600, 6 * 3600 // resolution)
+    least = 300 if resolution == 1 else 120
+    length = int(rng.integers(least, most + 1))
+    offset = int(rng.integers(0, 730)) * 86400 + int(rng.integers(0, 86400))
+    start = _EPOCH.timestamp() + offset - offset % resolution
+    return Timeline(start=start, resolution=resolution, length=length)
+
+
+def _moment(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def _truth(plan: FaultPlan, timeline: Timeline) -> GroundTruth:
+    seconds = plan.duration * timeline.resolution
+    pods = ", ".join(plan.pods) or "none"
+    note = (
+        f"lasts {plan.duration} samples ({seconds} s); severity {plan.severity:.2f}; pods: {pods}"
+    )
+    return GroundTruth(
+        service=plan.service,
+        fault_type=plan.fault,
+        onset=_moment(timeline.time(plan.onset)),
+        pod=plan.pod,
+        note=note,
+    )
+
+
+@dataclass(frozen=True)
+class Incident:
+    """The fault and everything it did, in canonical units, before anything was logged or
+    scraped: what :func:`simulate` turns into logs, series and an alert."""
+
+    graph: ServiceGraph
+    plan: FaultPlan
+    telemetry: Telemetry
+    symptoms: dict[str, Symptom]
+
+
+def _fault(seed: int, fault: FaultType | None, services: int | None) -> FaultType:
+    chosen = FaultType(fault) if fault is not None else None
+    _check(seed, chosen, services)
+    return chosen or fault_for_seed(seed)
+
+
+def _unfold(rng: np.random.Generator, fault: FaultType, services: int | None) -> Incident:
+    graph = build_graph(rng, services)
+    timeline = choose_timeline(rng)
+    plan = plan_fault(graph, timeline, fault, rng)
+    telemetry = build_baseline(graph, timeline, rng)
+    add_red_herrings(telemetry, graph, plan, rng)
+    symptoms = propagate(graph, telemetry, plan, inject(telemetry, graph, plan, rng), rng)
+    apply_symptoms(telemetry, plan, symptoms, rng)
+    return Incident(graph, plan, telemetry, symptoms)
+
+
+def unfold(seed: int, fault: FaultType | None = None, services: int | None = None) -> Incident:
+    """The incident ``simulate(seed, fault, services)`` starts from, without logs or monitoring
+    artefacts; cheap, for checks on the physics alone."""
+    return _unfold(np.random.default_rng(seed), _fault(seed, fault, services), services)
+
+
+def simulate(seed: int, fault: FaultType | None = None, services: int | None = None) -> Scenario:
+    """Simulate one incident. ``fault`` defaults by seed; ``services`` forces a random graph."""
+    chosen = _fault(seed, fault, services)
+    rng = np.random.default_rng(seed)
+    incident = _unfold(rng, chosen, services)
+    graph, plan, telemetry = incident.graph, incident.plan, incident.telemetry
+    logs = write_logs(graph, telemetry, plan, incident.symptoms, rng)
+    add_spikes(telemetry, rng)
+    punch_gaps(telemetry, rng)
+    naming = choose_naming(rng)
+    signals = render_signals(graph, telemetry, naming, rng)
+    alert = build_alert(graph, telemetry, plan, incident.symptoms, rng)
+    timeline = telemetry.timeline
+    meta = SnapshotMeta(
+        id=f"sim-{seed}",
+        created_at=_moment(timeline.end) + timedelta(seconds=float(rng.uniform(60, 900))),
+        source=f"rca-agent simulator, seed {seed}",
+        description=(
+            f"Simulated incident on {len(graph.services)} services "
+            f"at {timeline.resolution} s resolution."
+        ),
+        window=WindowSpec(start=_moment(timeline.start), end=_moment(timeline.end)),
+    )
+    snapshot = Snapshot(
+        meta=meta,
+        alert=alert,
+        signals=signals,
+        logs=logs,
+        topology=graph.topology(),
+        ground_truth=_truth(plan, timeline),
+    )
+    return Scenario(seed, snapshot, graph, telemetry, plan, naming)
+
+
+def write_scenario(scenario: Scenario, out: Path, raw: bool = False) -> Path:
+    """Write the snapshot directory; with ``raw``, also ``raw/metrics.om`` and ``raw/logs.ndjson``.
+
+    The raw files are what Prometheus (``promtool tsdb create-blocks-from openmetrics``) and
+    Elasticsearch (bulk NDJSON) ingest, for testing the live connectors against this incident.
+    """
+    root = write_snapshot(scenario.snapshot, Path(out))
+    if raw:
+        folder = root / "raw"
+        folder.mkdir(exist_ok=True)
+        write_openmetrics(scenario.graph, scenario.telemetry, folder / "metrics.om")
+        write_ecs_logs(scenario.snapshot.logs, scenario.graph.namespace, folder / "logs.ndjson")
+    return root
