@@ -72,17 +72,25 @@ def fault_scores(
     logs: Iterable[LogFinding],
     threshold: float,
     blamed_by_callers: float = 0.0,
+    settle_s: float = float("inf"),
 ) -> dict[FaultType, float]:
-    """Evidence for each fault type at one service; ``blamed_by_callers`` counts peers' errors
-    that name this service as unreachable."""
+    """Evidence for each fault type at one service.
+
+    ``blamed_by_callers`` counts peers' errors that name this service as unreachable.
+    Findings that begin more than ``settle_s`` after the service's first anomaly are
+    consequences (throttling once errors pile up), so they count half.
+    """
+    metrics = list(metrics)
+    first = min((f.onset for f in metrics), default=0.0)
     scores: dict[FaultType, float] = dict.fromkeys(FaultType, 0.0)
-    has_errors = has_latency = False
-    went_silent = 0.0
+    errors = latency = went_silent = 0.0
     for f in metrics:
-        w = strength(f.score, threshold)
+        w = strength(f.score, threshold) * (0.5 if f.onset - first > settle_s else 1.0)
         name = _name(f)
-        has_errors |= f.kind is SignalKind.ERRORS and f.direction > 0
-        has_latency |= f.kind is SignalKind.LATENCY and f.direction > 0
+        if f.kind is SignalKind.ERRORS and f.direction > 0:
+            errors = max(errors, w)
+        if f.kind is SignalKind.LATENCY and f.direction > 0:
+            latency = max(latency, w)
         if f.direction == 0 or (f.kind is SignalKind.TRAFFIC and _dropped_to_zero(f)):
             went_silent = max(went_silent, w)
         for rule in METRIC_RULES:
@@ -102,14 +110,13 @@ def fault_scores(
                 fault, weight = LOG_RULES[signature]
                 scores[fault] = max(scores[fault], w * weight)
     scores[FaultType.DEPENDENCY_OUTAGE] = max(went_silent * 1.3, blamed_by_callers)
-    if scores[FaultType.BAD_DEPLOY] and (has_errors or error_logs):
-        scores[FaultType.BAD_DEPLOY] += 0.5 * max(error_logs, 0.7)
-    if has_errors or error_logs:
-        scores[FaultType.CODE_EXCEPTION] = max(
-            scores[FaultType.CODE_EXCEPTION], 0.35 + 0.2 * error_logs
-        )
-    if has_latency:
-        scores[FaultType.NETWORK_LATENCY] = max(scores[FaultType.NETWORK_LATENCY], 0.4)
+    if scores[FaultType.BAD_DEPLOY] and (errors or error_logs):
+        scores[FaultType.BAD_DEPLOY] += 0.5 * max(error_logs, errors, 0.7)
+    # Symptoms alone: errors read as a code fault, latency alone as the network.
+    symptom_errors = 0.45 * errors + 0.25 * error_logs
+    scores[FaultType.CODE_EXCEPTION] = max(scores[FaultType.CODE_EXCEPTION], symptom_errors)
+    if latency > errors:
+        scores[FaultType.NETWORK_LATENCY] = max(scores[FaultType.NETWORK_LATENCY], 0.5 * latency)
     return scores
 
 

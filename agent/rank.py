@@ -98,7 +98,9 @@ def rank_services(
         s.onset = _onset(s.metrics, s.logs) or blamed_at
         s.score = s.strength
         unreachable = blamed if refused_blame.get(s.service) else 0.0
-        s.fault_type = hypothesize(fault_scores(s.metrics, s.logs, threshold, unreachable))
+        s.fault_type = hypothesize(
+            fault_scores(s.metrics, s.logs, threshold, unreachable, 5 * max(resolution_s, 15.0))
+        )
         if blamed:
             s.reasons.append("named as failing in other services' error logs")
 
