@@ -23,7 +23,7 @@ class MetricRule:
     fault: FaultType
     name: re.Pattern[str]
     weight: float
-    direction: int = 1  # +1: rising is the signature; 0: any change counts
+    direction: int = 1  # +1 rising / -1 falling is the signature; 0: any change counts
 
 
 METRIC_RULES: tuple[MetricRule, ...] = (
@@ -31,6 +31,12 @@ METRIC_RULES: tuple[MetricRule, ...] = (
     MetricRule(FaultType.MEMORY_LEAK, re.compile(r"mem|heap|rss|working_?set|swap"), 1.0),
     MetricRule(FaultType.MEMORY_LEAK, re.compile(r"oom"), 1.2, 0),
     MetricRule(FaultType.MEMORY_LEAK, re.compile(r"restart"), 0.5, 0),
+    MetricRule(
+        FaultType.DISK_FULL,
+        re.compile(r"(?:disk|fs_|filesystem|volume|storage).*(?:avail|free)|(?:avail|free).*disk"),
+        1.1,
+        -1,
+    ),
     MetricRule(FaultType.DISK_FULL, re.compile(r"disk|fs_|filesystem|volume|storage|inode"), 1.1),
     MetricRule(
         FaultType.DB_POOL_EXHAUSTION,

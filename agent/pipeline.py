@@ -25,7 +25,6 @@ from agent.snapshot import Snapshot
 from agent.summarize import Summarizer
 from agent.summarize.extractive import ExtractiveSummarizer
 
-
 LOOKBACK_SAMPLES = 120
 
 

@@ -84,7 +84,7 @@ def test_later_onset_is_discounted() -> None:
         15,
     )
     assert ranked[0].service == "b"
-    assert any("after the earliest" in r for r in ranked[1].reasons)
+    assert any("after the incident became visible" in r for r in ranked[1].reasons)
 
 
 def test_call_graph_demotes_callers_of_an_anomalous_dependency() -> None:

@@ -55,20 +55,39 @@ def test_a_single_sample_spike_does_not_count_but_three_samples_do() -> None:
     assert finding is not None and finding.score > 10
 
 
-def test_change_signals_count_single_samples() -> None:
-    values = [1.0] * 80 + [2.0] * 1 + [1.0] * 19
+def test_a_lasting_version_change_counts_but_a_one_sample_blip_does_not() -> None:
+    deploy = [68.0] * 80 + [69.0] * 20
     finding = score_signal(
-        _signal(values, name="app_version", kind=SignalKind.CHANGE),
+        _signal(deploy, name="app_version", kind=SignalKind.CHANGE),
         split=T0 + 15 * 70,
         threshold=4.0,
     )
     assert finding is not None and finding.kind is SignalKind.CHANGE
+    assert finding.onset == T0 + 15 * 80
+    blip = [1.0] * 80 + [0.0] + [1.0] * 19  # a restart counter read as 0 once
+    assert score_signal(_signal(blip, name="restarts"), split=T0 + 15 * 70, threshold=4.0) is None
+
+
+def test_one_quantum_over_a_flat_zero_baseline_is_not_news() -> None:
+    pending = [0.0] * 90 + [1.0] * 10
+    assert score_signal(_signal(pending, name="pool_pending"), T0 + 15 * 85, 4.0) is None
+    surge = [0.0] * 90 + [1.0, 3.0, 8.0, 12.0, 15.0, 15.0, 15.0, 15.0, 15.0, 15.0]
+    assert score_signal(_signal(surge, name="pool_pending"), T0 + 15 * 85, 4.0) is not None
+
+
+def test_a_gap_in_the_middle_of_the_incident_is_a_vanished_finding() -> None:
+    values: list[float | None] = [10.0] * 80 + [None] * 8 + [10.0] * 12
+    finding = score_signal(_signal(values), split=T0 + 15 * 75, threshold=4.0)
+    assert finding is not None and finding.direction == 0
+    assert finding.onset == T0 + 15 * 80
 
 
 def test_flat_baseline_does_not_divide_by_zero() -> None:
     median, scale = robust_scale(np.zeros(50))
     assert median == 0 and scale > 0
-    finding = score_signal(_signal([0.0] * 60 + [3.0] * 10), split=T0 + 15 * 55, threshold=4.0)
+    finding = score_signal(
+        _signal([0.0] * 60 + [1.0] + [3.0] * 9), split=T0 + 15 * 55, threshold=4.0
+    )
     assert finding is not None and np.isfinite(finding.score)
 
 

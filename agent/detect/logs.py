@@ -43,10 +43,11 @@ SIGNATURES: dict[str, re.Pattern[str]] = {
         r"out ?of ?memory|\boom|memory limit|killed process|heap space|cannot allocate"
     ),
     "disk": re.compile(
-        r"no space left|disk (?:is )?full|enospc|quota exceeded|read-only file ?system"
+        r"no space left|disk (?:is )?full|disk (?:usage|space)|enospc|quota exceeded|"
+        r"read-only file ?system|filesystem .*(?:full|usage)"
     ),
     "pool": re.compile(
-        r"pool|acquire (?:a )?connection|too many connections|connections? exhausted"
+        r"\bpool|acquire (?:a )?connection|too many connections|connections? exhausted"
     ),
     "refused": re.compile(
         r"refused|unavailable|no route to host|could not connect|connect(?:ion)? failed|dial tcp|"
