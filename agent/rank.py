@@ -16,13 +16,15 @@ A service's score multiplies four factors, each with a reason the report can sho
 from __future__ import annotations
 
 import math
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from agent.detect.kinds import CAUSE_KINDS
 from agent.detect.logs import LogFinding
 from agent.detect.series import SeriesFinding
 from agent.hypothesis import fault_scores, hypothesize, strength
-from agent.models import Edge, FaultType, SignalKind, Topology
+from agent.models import FaultType, SignalKind, Topology
 
 _BLAME_SIGNATURES = frozenset({"refused", "timeout", "reset", "upstream"})
 
@@ -86,7 +88,7 @@ def rank_services(
     for lf in logs:
         by_service.setdefault(lf.service, ServiceScore(lf.service)).logs.append(lf)
     blame = _blame(logs, threshold)
-    refused_blame = _blame([f for f in logs if "refused" in f.signatures], threshold)
+    unreachable = {p for f in logs if _blames(f) and "refused" in f.signatures for p in f.mentions}
     for service, (_, onset) in blame.items():
         by_service.setdefault(service, ServiceScore(service, onset=onset))
 
@@ -97,16 +99,16 @@ def rank_services(
         s.strength = _strength(weights) + blamed
         s.onset = _onset(s.metrics, s.logs) or blamed_at
         s.score = s.strength
-        unreachable = blamed if refused_blame.get(s.service) else 0.0
+        refused = blamed if s.service in unreachable else 0.0
         s.fault_type = hypothesize(
-            fault_scores(s.metrics, s.logs, threshold, unreachable, 5 * max(resolution_s, 15.0))
+            fault_scores(s.metrics, s.logs, threshold, refused, 5 * max(resolution_s, 15.0))
         )
         if blamed:
             s.reasons.append("named as failing in other services' error logs")
 
     _apply_onset_order(by_service, resolution_s, alerted)
-    graph = _with_log_edges(topology, logs)
-    if graph.edges:
+    graph = _call_graph(topology, logs)
+    if graph:
         _apply_call_graph(by_service, graph, resolution_s)
         _apply_alert_reach(by_service, graph, alerted)
     ranked = sorted(by_service.values(), key=lambda s: (-s.score, s.service))
@@ -134,17 +136,37 @@ def _blame(logs: list[LogFinding], threshold: float) -> dict[str, tuple[float, f
     return blamed
 
 
-def _with_log_edges(topology: Topology | None, logs: list[LogFinding]) -> Topology:
+class _CallGraph:
+    """Caller/callee adjacency built once per ranking (``Topology.callees`` scans all edges)."""
+
+    def __init__(self, services: Iterable[str], edges: Iterable[tuple[str, str]]) -> None:
+        self.callees: dict[str, list[str]] = defaultdict(list)
+        self.callers: dict[str, list[str]] = defaultdict(list)
+        for caller, callee in edges:
+            self.callees[caller].append(callee)
+            self.callers[callee].append(caller)
+        self.nodes = set(services) | set(self.callees) | set(self.callers)
+
+    def __bool__(self) -> bool:
+        return bool(self.callees)
+
+    def downstream(self, service: str) -> set[str]:
+        """Everything ``service`` depends on, directly or not."""
+        seen: set[str] = set()
+        stack = list(self.callees.get(service, ()))
+        while stack:
+            nxt = stack.pop()
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.extend(self.callees.get(nxt, ()))
+        return seen
+
+
+def _call_graph(topology: Topology | None, logs: list[LogFinding]) -> _CallGraph:
     """The call graph, plus caller -> callee edges that error logs reveal ("refused by X")."""
-    edges = list(topology.edges) if topology else []
-    known = {(e.caller, e.callee) for e in edges}
-    for f in logs:
-        if _blames(f):
-            for peer in sorted(f.mentions):
-                if (f.service, peer) not in known:
-                    known.add((f.service, peer))
-                    edges.append(Edge(caller=f.service, callee=peer))
-    return Topology(services=topology.services if topology else [], edges=edges)
+    edges = {(e.caller, e.callee) for e in topology.edges} if topology else set()
+    edges |= {(f.service, peer) for f in logs if _blames(f) for peer in f.mentions}
+    return _CallGraph(topology.services if topology else (), sorted(edges))
 
 
 def _incident_onset(by_service: dict[str, ServiceScore], alerted: tuple[str, ...]) -> float | None:
@@ -188,27 +210,16 @@ def _apply_onset_order(
             s.reasons.append("anomalies began just before or as the incident became visible")
 
 
-def _downstream(topology: Topology, service: str) -> set[str]:
-    seen: set[str] = set()
-    stack = topology.callees(service)
-    while stack:
-        nxt = stack.pop()
-        if nxt not in seen:
-            seen.add(nxt)
-            stack.extend(topology.callees(nxt))
-    return seen
-
-
 def _apply_alert_reach(
-    by_service: dict[str, ServiceScore], topology: Topology, alerted: tuple[str, ...]
+    by_service: dict[str, ServiceScore], graph: _CallGraph, alerted: tuple[str, ...]
 ) -> None:
     """Faults travel from a dependency up to its callers, so the cause of an alert is the
     alerted service or something it depends on; anything else is discounted (not dropped:
     call graphs are often incomplete)."""
-    known = [a for a in alerted if a in topology.services or topology.callees(a)]
+    known = [a for a in alerted if a in graph.nodes]
     if not known:
         return
-    reach = set(known).union(*(_downstream(topology, a) for a in known))
+    reach = set(known).union(*(graph.downstream(a) for a in known))
     for s in by_service.values():
         if s.service not in reach:
             s.score *= 0.6
@@ -216,14 +227,14 @@ def _apply_alert_reach(
 
 
 def _apply_call_graph(
-    by_service: dict[str, ServiceScore], topology: Topology, resolution_s: float
+    by_service: dict[str, ServiceScore], graph: _CallGraph, resolution_s: float
 ) -> None:
     tolerance = max(2 * resolution_s, 60.0)
     top = max((s.strength for s in by_service.values()), default=0.0)
     for s in by_service.values():
         explainers = [
             d
-            for name in _downstream(topology, s.service)
+            for name in graph.downstream(s.service)
             if (d := by_service.get(name)) is not None
             and d.strength >= 0.35 * top
             and (d.onset is None or s.onset is None or d.onset <= s.onset + tolerance)
@@ -233,7 +244,7 @@ def _apply_call_graph(
             own_cause = any(f.kind in CAUSE_KINDS and f.direction > 0 for f in s.metrics[:2])
             s.score *= 0.8 if own_cause else 0.5 if best.strength >= 0.4 * s.strength else 0.75
             s.reasons.append(f"its dependency {best.service} is anomalous too, from no later")
-        suffering = [c for c in topology.callers(s.service) if c in by_service]
+        suffering = [c for c in graph.callers.get(s.service, ()) if c in by_service]
         if suffering and not explainers:
             s.score *= 1.15
             s.reasons.append(f"its callers show symptoms: {', '.join(sorted(suffering)[:3])}")

@@ -83,4 +83,3 @@ def kind_of(signal: Signal) -> SignalKind:
 
 
 CAUSE_KINDS = frozenset({SignalKind.RESOURCE, SignalKind.SATURATION, SignalKind.CHANGE})
-SYMPTOM_KINDS = frozenset({SignalKind.LATENCY, SignalKind.ERRORS, SignalKind.TRAFFIC})

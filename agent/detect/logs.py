@@ -154,10 +154,7 @@ class _Templates:
         return cid
 
     def template(self, cid: int) -> str:
-        for cluster in self.miner.drain.clusters:
-            if cluster.cluster_id == cid:
-                return str(cluster.get_template())
-        return ""
+        return str(self.miner.drain.id_to_cluster[cid].get_template())
 
 
 def _rate_z(observed: float, expected: float) -> float:
@@ -190,7 +187,6 @@ class _Shape:
 
     cluster: int
     embedded_level: str | None
-    multiline: bool
 
 
 class _Shapes:
@@ -215,10 +211,22 @@ class _Shapes:
             if shape is None:
                 level = _embedded_level(masked)
                 cid = self.templates.cluster(headline(masked))
-                shape = _Shape(cid, level, "\n" in message.strip())
+                shape = _Shape(cid, level)
                 self.by_masked[masked] = shape
             self.by_key[key] = shape
         return shape
+
+
+@dataclass(frozen=True)
+class _Rates:
+    base_minutes: float
+    inc_minutes: float
+    split: float
+    end: float
+
+    @property
+    def scale(self) -> float:
+        return self.inc_minutes / self.base_minutes
 
 
 def mine_logs(
@@ -261,35 +269,14 @@ def mine_logs(
     findings: list[LogFinding] = []
     for (service, cid, level), tally in tallies.items():
         template = shapes.templates.template(cid)
-        finding = _template_finding(service, template, level, tally, rates, burst_ratio, threshold)
+        finding = _template_finding(
+            service, template, level, tally, rates, burst_ratio, threshold, services
+        )
         if finding is not None:
-            findings.append(_with_context(finding, services))
+            findings.append(finding)
     findings.extend(_service_findings(tallies, rates, threshold))
     findings.sort(key=lambda f: (-f.score, f.onset, f.service, f.template))
     return findings
-
-
-@dataclass(frozen=True)
-class _Rates:
-    base_minutes: float
-    inc_minutes: float
-    split: float
-    end: float
-
-    @property
-    def scale(self) -> float:
-        return self.inc_minutes / self.base_minutes
-
-
-def _with_context(finding: LogFinding, services: frozenset[str]) -> LogFinding:
-    from dataclasses import replace
-
-    text = f"{finding.template} {finding.sample or ''}"
-    return replace(
-        finding,
-        signatures=_signatures(text),
-        mentions=_mentions(finding.template, services, finding.service),
-    )
 
 
 def _template_finding(
@@ -300,6 +287,7 @@ def _template_finding(
     rates: _Rates,
     burst_ratio: float,
     threshold: float,
+    services: frozenset[str],
 ) -> LogFinding | None:
     if tally.incident == 0:
         return None
@@ -315,6 +303,7 @@ def _template_finding(
     score = min(SCORE_CAP, raw) * weight
     if score < threshold:
         return None
+    sample = headline(tally.sample or "") or None
     return LogFinding(
         service=service,
         pattern=pattern,
@@ -327,9 +316,9 @@ def _template_finding(
         score=score,
         onset=tally.first_incident,
         end=rates.end,
-        sample=headline(tally.sample or "") or None,
-        signatures=frozenset(),
-        mentions=frozenset(),
+        sample=sample,
+        signatures=_signatures(f"{template} {sample or ''}"),
+        mentions=_mentions(template, services, service),
     )
 
 
@@ -375,7 +364,7 @@ def _service_shift(
                 rates.split,
                 rates.end,
                 None,
-                frozenset({"refused"}),
+                frozenset(),
                 frozenset(),
             )
         )
