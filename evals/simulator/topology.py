@@ -8,6 +8,7 @@ demos, and random layered DAGs of any size so that tuning cannot overfit one arc
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import pairwise
@@ -97,29 +98,13 @@ class ServiceGraph:
         """``name`` and its ancestors, each after every affected service it calls."""
         members = {name, *self.ancestors(name)}
         pending = {m: sum(c in members for c in self.callees(m)) for m in members}
-        ready, order = deque([name]), []
-        while ready:
-            current = ready.popleft()
-            order.append(current)
-            for caller in self.callers(current):
-                pending[caller] -= 1
-                if pending[caller] == 0:
-                    ready.append(caller)
-        return order
+        return _kahn([name], pending, self.callers)
 
     def caller_first_order(self) -> list[str]:
         """All services, each after all of its callers (entries first)."""
         pending = {s.name: len(self.callers(s.name)) for s in self.services}
-        ready = deque(s.name for s in self.services if pending[s.name] == 0)
-        order: list[str] = []
-        while ready:
-            current = ready.popleft()
-            order.append(current)
-            for callee in self.callees(current):
-                pending[callee] -= 1
-                if pending[callee] == 0:
-                    ready.append(callee)
-        return order
+        entries = [s.name for s in self.services if pending[s.name] == 0]
+        return _kahn(entries, pending, self.callees)
 
     def topology(self) -> Topology:
         return Topology(
@@ -334,3 +319,18 @@ def random_graph(rng: np.random.Generator, size: int) -> ServiceGraph:
 
 def _language(rng: np.random.Generator, lead: str) -> str:
     return lead if rng.random() < 0.5 else LANGUAGES[int(rng.integers(len(LANGUAGES)))]
+
+
+def _kahn(
+    ready: list[str], pending: dict[str, int], successors: Callable[[str], list[str]]
+) -> list[str]:
+    """Kahn's topological order: a service comes once all ``pending`` predecessors came."""
+    queue, order = deque(ready), []
+    while queue:
+        current = queue.popleft()
+        order.append(current)
+        for nxt in successors(current):
+            pending[nxt] -= 1
+            if pending[nxt] == 0:
+                queue.append(nxt)
+    return order
