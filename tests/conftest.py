@@ -8,6 +8,7 @@ calls it and gets slow; ``frontend`` calls checkout. Ground truth: payments / me
 from __future__ import annotations
 
 import math
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -251,3 +252,10 @@ def analysis() -> Analysis:
 @pytest.fixture
 def snapshot_dir(tmp_path: Path) -> Path:
     return write_snapshot(build_snapshot(), tmp_path / "incident")
+
+
+@pytest.fixture
+def snap(tmp_path: Path) -> Path:
+    """A writable copy of the minimal snapshot fixture (tests/fixtures/snapshots/minimal)."""
+    minimal = Path(__file__).parent / "fixtures" / "snapshots" / "minimal"
+    return Path(shutil.copytree(minimal, tmp_path / "snap"))
