@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent.errors import ConfigError
+from agent.service.settings import ServiceSettings
+from agent.summarize.settings import SummarizerSettings
+from connectors.settings import ElasticsearchSettings, PrometheusSettings
 
 
 class EngineSettings(BaseModel):
@@ -42,8 +45,30 @@ class Settings(BaseSettings):
 
     config: Path | None = Field(None, description="YAML settings file")
     data_dir: Path = Field(Path(".rca"), description="where reports and the database live")
-    backend: str = Field("extractive", description="summarizer backend")
+    backend: str = Field("extractive", description="summarizer backend: extractive|openai|hf")
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    summarizer: SummarizerSettings = Field(default_factory=SummarizerSettings)
+
+    prometheus_url: str | None = Field(None, description="Prometheus (or Thanos/Mimir) base URL")
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    elasticsearch_url: str | None = Field(
+        None, description="Elasticsearch URL; several nodes separated by commas"
+    )
+    elasticsearch: ElasticsearchSettings = Field(default_factory=ElasticsearchSettings)
+    snapshot_dir: Path | None = Field(
+        None, description="offline source: a directory of recorded incident snapshots"
+    )
+
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default: SQLite file under data_dir"
+    )
+    api_tokens: list[SecretStr] = Field(
+        default_factory=list, description="bearer tokens accepted by the HTTP API"
+    )
+    webhook_token: SecretStr | None = Field(
+        None, description="bearer token Alertmanager sends to the webhook"
+    )
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

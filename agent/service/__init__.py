@@ -1,0 +1,1 @@
+"""The HTTP service: API, Alertmanager webhook, durable analysis jobs, storage, metrics."""
