@@ -18,7 +18,8 @@ from click.testing import CliRunner, Result
 from conftest import build_snapshot
 
 import agent.pipeline
-from agent.cli import FAULT_CHOICES, cli
+from agent.cli import cli
+from agent.clikit import FAULT_CHOICES
 from agent.snapshot import write_snapshot
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

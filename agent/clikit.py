@@ -1,0 +1,87 @@
+"""Shared pieces of the ``rca`` command line: the state every command reads, the error
+handling that turns exceptions into one stderr line, consoles and common option types.
+
+Command modules (``agent/cli.py``, ``evals/cli.py``, ...) import from here and are registered
+on the ``cli`` group in ``agent/cli.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from agent.config import EngineSettings, Settings, load_settings
+from agent.errors import RcaError
+from agent.models import FaultType
+
+FAULT_CHOICES = [f.value for f in FaultType if f is not FaultType.UNKNOWN]
+FILE_OPTION = click.Path(dir_okay=False, writable=True, path_type=Path)
+
+
+@dataclass(frozen=True)
+class CliState:
+    settings: Settings
+    debug: bool
+
+
+def _one_line(text: str) -> str:
+    return " | ".join(part.strip() for part in text.strip().splitlines() if part.strip())
+
+
+class RcaGroup(click.Group):
+    """Turns exceptions into one stderr line and an exit code, wherever they are raised."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
+            raise
+        except RcaError as err:
+            self._report(ctx, f"rca: error: {_one_line(str(err))}")
+            ctx.exit(err.exit_code)
+        except Exception as err:  # noqa: BLE001 - the last line of defence: no traceback
+            message = _one_line(str(err)) or "(no message)"
+            hint = "" if _debug(ctx) else " (re-run with --debug for the traceback)"
+            self._report(ctx, f"rca: internal error: {type(err).__name__}: {message}{hint}")
+            ctx.exit(1)
+
+    @staticmethod
+    def _report(ctx: click.Context, line: str) -> None:
+        if _debug(ctx):
+            traceback.print_exc(file=sys.stderr)
+        click.echo(line, err=True)
+
+
+def _debug(ctx: click.Context) -> bool:
+    return bool(ctx.params.get("debug"))
+
+
+def cli_state(ctx: click.Context) -> CliState:
+    state = ctx.find_object(CliState)
+    if state is None:  # commands invoked directly (tests): settings from the environment
+        state = CliState(settings=load_settings(), debug=False)
+    return state
+
+
+def stdout_console() -> Console:
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = 100  # pipes and files get tables uncut, not rich's 80 columns
+    return console
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def engine_settings(ctx: click.Context, lookback: float | None) -> EngineSettings:
+    engine = cli_state(ctx).settings.engine
+    if lookback is not None:
+        engine = engine.model_copy(update={"lookback_minutes": lookback})
+    return engine
