@@ -52,12 +52,15 @@ class Collected:
 def collect(scope: Scope, settings: Settings) -> Collected:
     """Fetch the scope from the configured sources; see the module docstring."""
     if settings.prometheus_url or settings.elasticsearch_url:
-        raise SourceError("live collection from Prometheus/Elasticsearch is not wired yet")
+        raise SourceError(
+            "collect", "live collection from Prometheus/Elasticsearch is not wired yet"
+        )
     if settings.snapshot_dir is not None:
         return Collected(snapshot=recorded_snapshot(scope, settings.snapshot_dir))
     raise SourceError(
+        "collect",
         "no source configured: set RCA_PROMETHEUS_URL and/or RCA_ELASTICSEARCH_URL, "
-        "or RCA_SNAPSHOT_DIR for recorded incidents"
+        "or RCA_SNAPSHOT_DIR for recorded incidents",
     )
 
 
@@ -69,7 +72,7 @@ def recorded_snapshot(scope: Scope, directory: Path) -> Snapshot:
     incident start wins. Unreadable snapshots are skipped.
     """
     if not directory.is_dir():
-        raise SourceError(f"snapshot_dir {directory} is not a directory")
+        raise SourceError("snapshot_dir", f"{directory} is not a directory")
     group_key = scope.alert.groupKey if scope.alert else None
     wanted = set(scope.services)
     best: tuple[tuple[int, float], Snapshot] | None = None
@@ -89,5 +92,7 @@ def recorded_snapshot(scope: Scope, directory: Path) -> Snapshot:
             best = (rank, snapshot)
     if best is None:
         services = ", ".join(scope.services) or "(none)"
-        raise SourceError(f"no recorded snapshot in {directory} matches services {services}")
+        raise SourceError(
+            "snapshot_dir", f"no recorded snapshot in {directory} matches services {services}"
+        )
     return best[1]
