@@ -268,6 +268,10 @@ class Analysis(Strict):
     next_steps: list[str]
     summary: str
     backend: str = "extractive"
+    summarizer_fallback: str | None = Field(
+        None, description="why the configured backend's output was replaced by extractive"
+    )
+    alternatives: list[str] = Field(default_factory=list)
     tokens: dict[str, int] = Field(default_factory=dict)
     timings: dict[str, float] = Field(default_factory=dict)
     source_failures: list[SourceFailure] = Field(default_factory=list)

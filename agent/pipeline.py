@@ -148,7 +148,10 @@ def analyze(
             "timeline": summary.timeline,
             "next_steps": summary.next_steps,
             "summary": summary.text,
-            "backend": backend.name,
+            "alternatives": summary.alternatives,
+            "backend": summary.backend or backend.name,
+            "summarizer_fallback": summary.fallback,
+            "tokens": summary.tokens,
             "timings": timings,
         }
     )

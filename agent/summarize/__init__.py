@@ -22,6 +22,9 @@ class Summary(BaseModel):
     next_steps: list[str]
     alternatives: list[str] = Field(default_factory=list)
     text: str
+    backend: str | None = Field(None, description="who wrote it, when not the summarizer's name")
+    fallback: str | None = Field(None, description="why a fallback backend wrote it")
+    tokens: dict[str, int] = Field(default_factory=dict, description="prompt/completion")
 
 
 class Summarizer(Protocol):
