@@ -49,7 +49,11 @@ METRIC_RULES: tuple[MetricRule, ...] = (
         1.2,
         0,
     ),
-    MetricRule(FaultType.PACKET_LOSS, re.compile(r"retrans|drop|loss|packet|reset|corrupt"), 1.1),
+    MetricRule(
+        FaultType.PACKET_LOSS,
+        re.compile(r"retrans|drop|loss|packet|reset|corrupt|net(?:work)?_.*err"),
+        1.1,
+    ),
     MetricRule(FaultType.NETWORK_LATENCY, re.compile(r"rtt|network.*(?:latency|delay)|ping"), 1.0),
 )
 
@@ -79,8 +83,12 @@ def fault_scores(
     threshold: float,
     blamed_by_callers: float = 0.0,
     settle_s: float = float("inf"),
+    external: bool = False,
 ) -> dict[FaultType, float]:
     """Evidence for each fault type at one service.
+
+    ``external`` marks a service with no resource series of its own (a third-party API, a
+    managed database): whatever goes wrong there is, for us, that dependency failing.
 
     ``blamed_by_callers`` counts peers' errors that name this service as unreachable.
     Findings that begin more than ``settle_s`` after the service's first anomaly are
@@ -115,14 +123,26 @@ def fault_scores(
             if signature in LOG_RULES:
                 fault, weight = LOG_RULES[signature]
                 scores[fault] = max(scores[fault], w * weight)
+    # A service that is alive enough to log its own exceptions is failing, not gone.
+    if scores[FaultType.CODE_EXCEPTION] > 0:
+        blamed_by_callers *= 0.5
     scores[FaultType.DEPENDENCY_OUTAGE] = max(went_silent * 1.3, blamed_by_callers)
     if scores[FaultType.BAD_DEPLOY] and (errors or error_logs):
         scores[FaultType.BAD_DEPLOY] += 0.5 * max(error_logs, errors, 0.7)
-    # Symptoms alone: errors read as a code fault, latency alone as the network.
-    symptom_errors = 0.45 * errors + 0.25 * error_logs
+    # Symptoms alone: errors read as a code fault, latency alone as the network. They are
+    # the fallback reading: a specific signature (a resource, a deploy, resets) outweighs them.
+    specific = max(scores.values())
+    damp = 0.6 if specific > 0.35 else 1.0
+    symptom_errors = (0.45 * errors + 0.25 * error_logs) * damp
     scores[FaultType.CODE_EXCEPTION] = max(scores[FaultType.CODE_EXCEPTION], symptom_errors)
     if latency > errors:
-        scores[FaultType.NETWORK_LATENCY] = max(scores[FaultType.NETWORK_LATENCY], 0.5 * latency)
+        scores[FaultType.NETWORK_LATENCY] = max(
+            scores[FaultType.NETWORK_LATENCY], 0.5 * latency * damp
+        )
+    if external:
+        scores[FaultType.DEPENDENCY_OUTAGE] = max(
+            scores[FaultType.DEPENDENCY_OUTAGE], 1.1 * max(errors, latency, error_logs)
+        )
     return scores
 
 

@@ -15,11 +15,20 @@ import numpy as np
 
 from agent import __version__
 from agent.config import EngineSettings
+from agent.detect.kinds import kind_of
 from agent.detect.logs import mine_logs
 from agent.detect.series import score_signals
 from agent.evidence import build_evidence
 from agent.hypothesis import strength
-from agent.models import Analysis, Candidate, Signal, SourceFailure, Trigger, Window
+from agent.models import (
+    Analysis,
+    Candidate,
+    Signal,
+    SignalKind,
+    SourceFailure,
+    Trigger,
+    Window,
+)
 from agent.rank import ServiceScore, rank_services
 from agent.snapshot import Snapshot
 from agent.summarize import Summarizer
@@ -34,6 +43,14 @@ def resolution_of(signals: list[Signal]) -> float:
         float(np.median(np.diff(s.timestamps))) for s in signals[:500] if len(s.timestamps) > 1
     ]
     return float(np.median(steps)) if steps else 60.0
+
+
+def _coverage(signals: list[Signal]) -> dict[str, frozenset[SignalKind]]:
+    """The kinds of series each service has, anomalous or not."""
+    kinds: dict[str, set[SignalKind]] = {}
+    for signal in signals:
+        kinds.setdefault(signal.service, set()).add(kind_of(signal))
+    return {service: frozenset(k) for service, k in kinds.items()}
 
 
 def _trigger(snapshot: Snapshot) -> Trigger:
@@ -107,6 +124,7 @@ def analyze(
         cfg.z_threshold,
         resolution,
         tuple(snapshot.alert.services()) if snapshot.alert else (),
+        _coverage(snapshot.signals),
     )[: cfg.max_candidates]
     evidence, ids = build_evidence(ranked, cfg.max_evidence)
     candidates = [

@@ -10,14 +10,21 @@ A service's score multiplies four factors, each with a reason the report can sho
 - **call graph** (when known): a service whose own callees are anomalous from no later than
   it is probably just waiting on them; a service whose callers suffer is consistent with a
   cause;
-- **blame**: error logs elsewhere that name this service as unreachable or failing.
+- **blame**: error logs elsewhere that name this service as unreachable or failing;
+- **own symptoms**: a saturated resource or a deploy that stays off the service's own
+  latency and errors (when those are measured) is probably harmless, and a dependency only
+  explains a caller's latency or errors by showing them itself (or by dying).
+
+A change that lands after the alerted services' symptoms began is a reaction to the incident,
+not its cause, and weighs little.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from agent.detect.kinds import CAUSE_KINDS
@@ -27,6 +34,7 @@ from agent.hypothesis import fault_scores, hypothesize, strength
 from agent.models import FaultType, SignalKind, Topology
 
 _BLAME_SIGNATURES = frozenset({"refused", "timeout", "reset", "upstream"})
+_CRASH = re.compile(r"restart|oom|crash|killed", re.IGNORECASE)
 
 
 @dataclass
@@ -41,8 +49,14 @@ class ServiceScore:
     strength: float = 0.0
 
 
-def metric_weight(f: SeriesFinding) -> float:
-    """How much one metric finding says "this is where it started"."""
+def metric_weight(f: SeriesFinding, visible: float | None = None) -> float:
+    """How much one metric finding says "this is where it started".
+
+    ``visible`` is when the alerted services' symptoms began: a change (deploy, config,
+    rollback) that lands after that is a reaction to the incident or unrelated to it.
+    """
+    if f.kind is SignalKind.CHANGE and visible is not None and f.onset > visible:
+        return 0.25
     if f.direction == 0:
         return 1.1  # the data stopped: the service (or its exporter) is down
     if f.kind in CAUSE_KINDS:
@@ -67,6 +81,23 @@ def _strength(items: list[float]) -> float:
     return sum(w * d for w, d in zip(items, (1.0, 0.5, 0.25), strict=False))
 
 
+def strength_by(
+    s: ServiceScore, cutoff: float | None, threshold: float, visible: float | None = None
+) -> float:
+    """The service's evidence strength from findings that began by ``cutoff`` (all: None)."""
+    weights = [
+        strength(f.score, threshold) * metric_weight(f, visible)
+        for f in s.metrics
+        if cutoff is None or f.onset <= cutoff
+    ]
+    weights += [
+        strength(f.score, threshold) * log_weight(f)
+        for f in s.logs
+        if cutoff is None or f.onset <= cutoff
+    ]
+    return _strength(weights)
+
+
 def _onset(metrics: list[SeriesFinding], logs: list[LogFinding]) -> float | None:
     if metrics:
         return min(f.onset for f in metrics)
@@ -80,8 +111,15 @@ def rank_services(
     threshold: float,
     resolution_s: float,
     alerted: tuple[str, ...] = (),
+    coverage: Mapping[str, frozenset[SignalKind]] | None = None,
 ) -> list[ServiceScore]:
-    """Candidates, best first. Deterministic: ties break on the service name."""
+    """Candidates, best first. Deterministic: ties break on the service name.
+
+    ``coverage`` gives the kinds of series each service has at all, anomalous or not: where
+    latency or errors are measured, a quiet serving path is evidence too (see
+    :func:`_apply_own_symptoms`); a service without resource series is not run by us.
+    """
+    coverage = coverage or {}
     by_service: dict[str, ServiceScore] = {}
     for f in metrics:
         by_service.setdefault(f.service, ServiceScore(f.service)).metrics.append(f)
@@ -92,24 +130,35 @@ def rank_services(
     for service, (_, onset) in blame.items():
         by_service.setdefault(service, ServiceScore(service, onset=onset))
 
+    visible = _alerted_symptom_onset(by_service, alerted)
     for s in by_service.values():
-        weights = [strength(f.score, threshold) * metric_weight(f) for f in s.metrics]
-        weights += [strength(f.score, threshold) * log_weight(f) for f in s.logs]
         blamed, blamed_at = blame.get(s.service, (0.0, None))
-        s.strength = _strength(weights) + blamed
+        s.strength = strength_by(s, None, threshold, visible) + blamed
         s.onset = _onset(s.metrics, s.logs) or blamed_at
         s.score = s.strength
         refused = blamed if s.service in unreachable else 0.0
+        kinds = coverage.get(s.service, frozenset())
         s.fault_type = hypothesize(
-            fault_scores(s.metrics, s.logs, threshold, refused, 5 * max(resolution_s, 15.0))
+            fault_scores(
+                s.metrics,
+                s.logs,
+                threshold,
+                refused,
+                5 * max(resolution_s, 15.0),
+                external=bool(kinds) and not kinds & {SignalKind.RESOURCE, SignalKind.SATURATION},
+            )
         )
         if blamed:
             s.reasons.append("named as failing in other services' error logs")
 
+    _apply_own_symptoms(
+        by_service,
+        frozenset(n for n, k in coverage.items() if k & {SignalKind.LATENCY, SignalKind.ERRORS}),
+    )
     _apply_onset_order(by_service, resolution_s, alerted)
     graph = _call_graph(topology, logs)
     if graph:
-        _apply_call_graph(by_service, graph, resolution_s)
+        _apply_call_graph(by_service, graph, resolution_s, threshold, visible, coverage)
         _apply_alert_reach(by_service, graph, alerted)
     ranked = sorted(by_service.values(), key=lambda s: (-s.score, s.service))
     return [s for s in ranked if s.score > 0]
@@ -169,18 +218,28 @@ def _call_graph(topology: Topology | None, logs: list[LogFinding]) -> _CallGraph
     return _CallGraph(topology.services if topology else (), sorted(edges))
 
 
+def _alerted_symptom_onset(
+    by_service: dict[str, ServiceScore], alerted: tuple[str, ...]
+) -> float | None:
+    """When the alerted services' latency or errors began to move, if they did."""
+    return min(
+        (
+            f.onset
+            for name in alerted
+            if (s := by_service.get(name)) is not None
+            for f in s.metrics
+            if f.kind in (SignalKind.LATENCY, SignalKind.ERRORS)
+        ),
+        default=None,
+    )
+
+
 def _incident_onset(by_service: dict[str, ServiceScore], alerted: tuple[str, ...]) -> float | None:
     """When the incident became visible: the alerted services' first symptoms if they have
     any findings, else the earliest onset among the strong candidates."""
-    symptoms = [
-        f.onset
-        for name in alerted
-        if (s := by_service.get(name)) is not None
-        for f in s.metrics
-        if f.kind in (SignalKind.LATENCY, SignalKind.ERRORS)
-    ]
-    if symptoms:
-        return min(symptoms)
+    visible = _alerted_symptom_onset(by_service, alerted)
+    if visible is not None:
+        return visible
     timed = [s for s in by_service.values() if s.onset is not None]
     if not timed:
         return None
@@ -210,6 +269,26 @@ def _apply_onset_order(
             s.reasons.append("anomalies began just before or as the incident became visible")
 
 
+def _apply_own_symptoms(by_service: dict[str, ServiceScore], measured: frozenset[str]) -> None:
+    """A saturated resource or a deploy that hurts callers hurts the service itself first: its
+    own latency or errors move, or it crashes. When its latency and errors are measured and
+    stayed normal, the finding is probably harmless (a batch job's CPU burst, an uneventful
+    rollout). Deploys are judged more gently: a bad pod can hide in the service average."""
+    for s in by_service.values():
+        if s.service not in measured:
+            continue
+        hurt = any(
+            f.kind in (SignalKind.LATENCY, SignalKind.ERRORS)
+            or f.direction == 0
+            or _CRASH.search(f.signal.name)
+            for f in s.metrics
+        ) or any(f.level in ("ERROR", "CRITICAL") and f.pattern != "vanished" for f in s.logs)
+        if not hurt:
+            deploy = any(f.kind is SignalKind.CHANGE for f in s.metrics)
+            s.score *= 0.75 if deploy else 0.55
+            s.reasons.append("its own latency and errors stayed normal")
+
+
 def _apply_alert_reach(
     by_service: dict[str, ServiceScore], graph: _CallGraph, alerted: tuple[str, ...]
 ) -> None:
@@ -226,23 +305,67 @@ def _apply_alert_reach(
             s.reasons.append("not on the alerted services' dependency path")
 
 
+def _symptoms(s: ServiceScore, cutoff: float | None = None) -> set[SignalKind]:
+    """Which golden signals of the service went bad (by ``cutoff``): latency, errors."""
+    kinds: set[SignalKind] = {
+        f.kind
+        for f in s.metrics
+        if f.kind in (SignalKind.LATENCY, SignalKind.ERRORS)
+        and f.direction > 0
+        and (cutoff is None or f.onset <= cutoff)
+    }
+    if any(
+        f.level in ("ERROR", "CRITICAL")
+        and f.pattern != "vanished"
+        and (cutoff is None or f.onset <= cutoff)
+        for f in s.logs
+    ):
+        kinds.add(SignalKind.ERRORS)
+    return kinds
+
+
+def _can_explain(
+    d: ServiceScore, s: ServiceScore, d_measures: frozenset[SignalKind], cutoff: float | None
+) -> bool:
+    """Whether dependency ``d`` can have caused ``s``'s symptoms: a caller's latency comes from
+    a slow callee, its errors from a failing one. A dead or crashing callee explains both; a
+    callee whose matching signal is not measured gets the benefit of the doubt."""
+    wanted = _symptoms(s)
+    if not wanted:
+        return True
+    early = [f for f in d.metrics if cutoff is None or f.onset <= cutoff]
+    if any(f.direction == 0 or _CRASH.search(f.signal.name) for f in early):
+        return True
+    shown = _symptoms(d, cutoff)
+    return any(kind in shown or kind not in d_measures for kind in wanted)
+
+
 def _apply_call_graph(
-    by_service: dict[str, ServiceScore], graph: _CallGraph, resolution_s: float
+    by_service: dict[str, ServiceScore],
+    graph: _CallGraph,
+    resolution_s: float,
+    threshold: float,
+    visible: float | None,
+    coverage: Mapping[str, frozenset[SignalKind]],
 ) -> None:
     tolerance = max(2 * resolution_s, 60.0)
     top = max((s.strength for s in by_service.values()), default=0.0)
     for s in by_service.values():
+        # A dependency explains this service only with what it showed by the time this
+        # service's own trouble began; what came later cannot have caused it.
+        cutoff = s.onset + tolerance if s.onset is not None else None
         explainers = [
-            d
+            (strength_by(d, cutoff, threshold, visible), d)
             for name in graph.downstream(s.service)
             if (d := by_service.get(name)) is not None
             and d.strength >= 0.35 * top
-            and (d.onset is None or s.onset is None or d.onset <= s.onset + tolerance)
+            and (d.onset is None or cutoff is None or d.onset <= cutoff)
+            and _can_explain(d, s, coverage.get(d.service, frozenset()), cutoff)
         ]
         if explainers:
-            best = max(explainers, key=lambda d: d.strength)
+            early, best = max(explainers, key=lambda pair: pair[0])
             own_cause = any(f.kind in CAUSE_KINDS and f.direction > 0 for f in s.metrics[:2])
-            s.score *= 0.8 if own_cause else 0.5 if best.strength >= 0.4 * s.strength else 0.75
+            s.score *= 0.8 if own_cause else 0.5 if early >= 0.4 * s.strength else 0.75
             s.reasons.append(f"its dependency {best.service} is anomalous too, from no later")
         suffering = [c for c in graph.callers.get(s.service, ()) if c in by_service]
         if suffering and not explainers:

@@ -176,3 +176,57 @@ def test_no_evidence_means_unknown_fault() -> None:
 def test_ranking_is_deterministic_on_ties() -> None:
     findings = [_metric("b", "cpu", 20), _metric("a", "cpu", 20)]
     assert [s.service for s in rank_services(findings, [], None, THR, 15)] == ["a", "b"]
+
+
+def test_a_deploy_after_the_alerted_symptoms_is_not_the_cause() -> None:
+    findings = [
+        _metric("front", "latency_p99", 20, onset=T0),
+        _metric("cart", "deployment_generation", 50, onset=T0 + 900, kind=SignalKind.CHANGE),
+    ]
+    ranked = rank_services(findings, [], None, THR, 15, alerted=("front",))
+    assert ranked[0].service == "front"
+
+
+MEASURED = frozenset({SignalKind.LATENCY, SignalKind.ERRORS, SignalKind.RESOURCE})
+
+
+def test_a_cpu_burst_that_leaves_the_service_itself_healthy_is_discounted() -> None:
+    findings = [_metric("batch", "cpu_usage", 30), _metric("front", "latency_p99", 10)]
+    blind = {s.service: s.score for s in rank_services(findings, [], None, THR, 15)}
+    seeing = {
+        s.service: s
+        for s in rank_services(
+            findings, [], None, THR, 15, coverage={"batch": MEASURED, "front": MEASURED}
+        )
+    }
+    assert seeing["batch"].score < 0.6 * blind["batch"]
+    assert "its own latency and errors stayed normal" in seeing["batch"].reasons
+    assert seeing["front"].score == pytest.approx(blind["front"])
+
+
+def test_a_dependency_whose_latency_stayed_normal_does_not_explain_a_slow_caller() -> None:
+    topo = Topology(edges=[Edge(caller="front", callee="batch")])
+    findings = [_metric("batch", "cpu_usage", 30), _metric("front", "latency_p99", 20)]
+    unmeasured = rank_services(findings, [], topo, THR, 15)
+    measured = rank_services(
+        findings, [], topo, THR, 15, coverage={"batch": MEASURED, "front": MEASURED}
+    )
+    before = {s.service: s for s in unmeasured}["front"]
+    assert any("its dependency batch" in r for r in before.reasons)
+    after = {s.service: s for s in measured}["front"]
+    assert not any("its dependency batch" in r for r in after.reasons)
+    assert after.score > before.score
+
+
+def test_errors_at_a_service_we_do_not_run_read_as_that_dependency_failing() -> None:
+    errors = [_metric("payment-gateway", "http_errors", 40, kind=SignalKind.ERRORS)]
+    assert hypothesize(fault_scores(errors, [], THR)) is FaultType.CODE_EXCEPTION
+    assert hypothesize(fault_scores(errors, [], THR, external=True)) is FaultType.DEPENDENCY_OUTAGE
+
+
+def test_network_interface_errors_read_as_packet_loss() -> None:
+    findings = [
+        _metric("promo", "k8s.pod.network.errors", 50),
+        _metric("promo", "http_server_errors", 50, kind=SignalKind.ERRORS),
+    ]
+    assert hypothesize(fault_scores(findings, [], THR)) is FaultType.PACKET_LOSS

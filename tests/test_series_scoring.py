@@ -138,3 +138,35 @@ def test_findings_are_sorted_strongest_first() -> None:
         [_signal(weak, name="a"), _signal(strong, name="b")], split=T0 + 15 * 85, threshold=4.0
     )
     assert [f.signal.name for f in found] == ["b", "a"]
+
+
+@pytest.mark.parametrize("gap_at", [175, 181, 189])
+def test_onset_reaches_back_across_a_missed_scrape(gap_at: int) -> None:
+    rng = np.random.default_rng(gap_at)
+    values: list[float | None] = list(rng.normal(50, 2, 200))
+    for i in range(170, 200):
+        values[i] = float(values[i] or 0) + 40
+    values[gap_at] = None
+    finding = score_signal(_signal(values), split=T0 + 15 * 160, threshold=4.0)
+    assert finding is not None
+    assert finding.onset == pytest.approx(T0 + 15 * 170, abs=15)
+
+
+def _pod_series(name: str, stops: bool, pod: str = "cart-0") -> Signal:
+    values: list[float | None] = [10.0 + (i % 3) for i in range(80)]
+    values += [None if stops else 10.0 + (i % 3) for i in range(20)]
+    return _signal(values, name=name, pod=pod)
+
+
+def test_one_series_stopping_while_its_pod_reports_on_is_not_a_finding() -> None:
+    signals = [_pod_series("cpu", stops=True)] + [
+        _pod_series(n, stops=False) for n in ("mem", "restarts", "threads")
+    ]
+    assert score_signals(signals, split=T0 + 15 * 75, threshold=4.0) == []
+
+
+def test_a_pod_whose_series_mostly_stop_is_down() -> None:
+    signals = [_pod_series(n, stops=True) for n in ("cpu", "mem", "threads")]
+    signals.append(_pod_series("kube_pod_status_ready", stops=False))
+    findings = score_signals(signals, split=T0 + 15 * 75, threshold=4.0)
+    assert sorted(f.signal.name for f in findings if f.direction == 0) == ["cpu", "mem", "threads"]

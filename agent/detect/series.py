@@ -10,6 +10,7 @@ their new level, so they pass the same test.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,12 +107,19 @@ def _persistent(z: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 def _onset_index(z: NDArray[np.float64], peak: int, sign: int, threshold: float) -> int:
-    """Start of the run of same-signed, clearly raised samples leading up to the peak."""
+    """Start of the run of same-signed, clearly raised samples leading up to the peak.
+
+    Missing samples (scrape gaps) neither end the run nor start it: a fault that began ten
+    minutes ago keeps that onset across a missed scrape.
+    """
+    missing = np.isnan(z)
     above = np.nan_to_num(z * sign, nan=0.0) >= threshold / 2
-    i = peak
-    while i > 0 and above[i - 1]:
+    onset = i = peak
+    while i > 0 and (above[i - 1] or missing[i - 1]):
         i -= 1
-    return i
+        if above[i]:
+            onset = i
+    return onset
 
 
 def score_signal(signal: Signal, split: float, threshold: float) -> SeriesFinding | None:
@@ -188,7 +196,25 @@ def _silence(incident: NDArray[np.float64], baseline: NDArray[np.float64]) -> in
 
 
 def score_signals(signals: list[Signal], split: float, threshold: float) -> list[SeriesFinding]:
-    """All anomalous series, strongest first."""
+    """All anomalous series, strongest first.
+
+    A series that stops while most of its siblings (the same pod, or the same service when it
+    has no pod) keep reporting is an exporter or relabelling hiccup, not the target going
+    down, so it is not a finding. (When a target dies, most of its series stop; a few, such
+    as ``up`` or kube-state-metrics' series, go on.)
+    """
     findings = [f for s in signals if (f := score_signal(s, split, threshold)) is not None]
+    vanished = Counter(_owner(f.signal) for f in findings if f.direction == 0)
+    if vanished:
+        series = Counter(_owner(signal) for signal in signals)
+        findings = [
+            f
+            for f in findings
+            if f.direction != 0 or 2 * vanished[_owner(f.signal)] >= series[_owner(f.signal)]
+        ]
     findings.sort(key=lambda f: (-f.score, f.onset, f.signal.series_id))
     return findings
+
+
+def _owner(signal: Signal) -> tuple[str, str | None]:
+    return signal.service, signal.pod
