@@ -8,6 +8,7 @@ the symptom-level hypothesis (latency -> network latency, errors -> code excepti
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections.abc import Iterable
@@ -98,6 +99,7 @@ def fault_scores(
     first = min((f.onset for f in metrics), default=0.0)
     scores: dict[FaultType, float] = dict.fromkeys(FaultType, 0.0)
     errors = latency = went_silent = 0.0
+    slowdown = 1.0  # the largest incident/baseline ratio of a rising latency series
     for f in metrics:
         w = strength(f.score, threshold) * (0.5 if f.onset - first > settle_s else 1.0)
         name = _name(f)
@@ -105,6 +107,7 @@ def fault_scores(
             errors = max(errors, w)
         if f.kind is SignalKind.LATENCY and f.direction > 0:
             latency = max(latency, w)
+            slowdown = max(slowdown, _ratio(f))
         if f.direction == 0 or (f.kind is SignalKind.TRAFFIC and _dropped_to_zero(f)):
             went_silent = max(went_silent, w)
         for rule in METRIC_RULES:
@@ -135,6 +138,12 @@ def fault_scores(
     damp = 0.6 if specific > 0.35 else 1.0
     symptom_errors = (0.45 * errors + 0.25 * error_logs) * damp
     scores[FaultType.CODE_EXCEPTION] = max(scores[FaultType.CODE_EXCEPTION], symptom_errors)
+    if errors and slowdown >= 3:
+        # Failing requests that are also several times slower point at the network
+        # (retransmits, resets, timeouts); a code path that throws fails fast.
+        scores[FaultType.PACKET_LOSS] = max(
+            scores[FaultType.PACKET_LOSS], (0.45 * errors + 0.25 * latency) * damp
+        )
     if latency > errors:
         scores[FaultType.NETWORK_LATENCY] = max(
             scores[FaultType.NETWORK_LATENCY], 0.5 * latency * damp
@@ -144,6 +153,17 @@ def fault_scores(
             scores[FaultType.DEPENDENCY_OUTAGE], 1.1 * max(errors, latency, error_logs)
         )
     return scores
+
+
+def _ratio(f: SeriesFinding) -> float:
+    """How many times its baseline median the series stood at its (two-sample) peak."""
+    base = f.baseline.median
+    if base is None or base <= 0:
+        return 1.0
+    stamps, values = f.signal.timestamps, f.signal.values
+    i = bisect.bisect_left(stamps, f.peak)
+    held = [v for v in values[i : i + 2] if v is not None]
+    return min(held) / base if held else 1.0
 
 
 def _dropped_to_zero(f: SeriesFinding) -> bool:

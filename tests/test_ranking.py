@@ -230,3 +230,17 @@ def test_network_interface_errors_read_as_packet_loss() -> None:
         _metric("promo", "http_server_errors", 50, kind=SignalKind.ERRORS),
     ]
     assert hypothesize(fault_scores(findings, [], THR)) is FaultType.PACKET_LOSS
+
+
+@pytest.mark.parametrize(
+    ("latency_base", "expected"), [(0.1, "packet_loss"), (0.8, "code_exception")]
+)
+def test_errors_with_a_several_fold_slowdown_read_as_the_network(
+    latency_base: float, expected: str
+) -> None:
+    # The latency series stands at 1.0 at its peak: 10x or 1.25x its baseline median.
+    findings = [
+        _metric("shipping", "http_server_errors", 50, kind=SignalKind.ERRORS),
+        _metric("shipping", "http_server_duration_p99", 40, base=latency_base),
+    ]
+    assert hypothesize(fault_scores(findings, [], THR)).value == expected
