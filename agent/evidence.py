@@ -95,6 +95,7 @@ def _log_evidence(eid: str, f: LogFinding) -> Evidence:
         incident=Stats(mean=f.incident_rate, count=f.incident_count),
         score=round(f.score, 3),
         description=shown,
+        link=f.link,
     )
 
 

@@ -273,6 +273,7 @@ class Analysis(Strict):
     )
     alternatives: list[str] = Field(default_factory=list)
     tokens: dict[str, int] = Field(default_factory=dict)
+    cost_usd: float = Field(0.0, ge=0, description="summarizer cost from the price table")
     timings: dict[str, float] = Field(default_factory=dict)
     source_failures: list[SourceFailure] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)

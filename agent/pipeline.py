@@ -53,6 +53,13 @@ def _coverage(signals: list[Signal]) -> dict[str, frozenset[SignalKind]]:
     return {service: frozenset(k) for service, k in kinds.items()}
 
 
+def _focus(snapshot: Snapshot, trigger: Trigger | None) -> tuple[str, ...]:
+    """The services where the incident is felt: the alert's, else the request's."""
+    if snapshot.alert is not None:
+        return tuple(snapshot.alert.services())
+    return tuple(trigger.services) if trigger is not None else ()
+
+
 def _trigger(snapshot: Snapshot) -> Trigger:
     alert = snapshot.alert
     if alert is None:
@@ -123,7 +130,7 @@ def analyze(
         snapshot.topology,
         cfg.z_threshold,
         resolution,
-        tuple(snapshot.alert.services()) if snapshot.alert else (),
+        _focus(snapshot, trigger),
         _coverage(snapshot.signals),
     )[: cfg.max_candidates]
     evidence, ids = build_evidence(ranked, cfg.max_evidence)
@@ -170,6 +177,7 @@ def analyze(
             "backend": summary.backend or backend.name,
             "summarizer_fallback": summary.fallback,
             "tokens": summary.tokens,
+            "cost_usd": summary.cost_usd,
             "timings": timings,
         }
     )

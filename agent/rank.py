@@ -99,9 +99,11 @@ def strength_by(
 
 
 def _onset(metrics: list[SeriesFinding], logs: list[LogFinding]) -> float | None:
+    """When the service's trouble began. Window-level log statistics (an error share, logs
+    going quiet) are dated at the window's split, not at an event, so they date nothing."""
     if metrics:
         return min(f.onset for f in metrics)
-    return min((f.onset for f in logs if f.pattern != "vanished"), default=None)
+    return min((f.onset for f in logs if f.pattern in ("new", "burst")), default=None)
 
 
 def rank_services(

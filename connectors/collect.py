@@ -9,22 +9,31 @@ Sources, in order of preference:
 - live Prometheus and/or Elasticsearch, when their URLs are configured;
 - otherwise a directory of recorded snapshots (``snapshot_dir``), for offline use.
 
-A source that fails is recorded as a :class:`~agent.models.SourceFailure`; collection
-continues with what the other sources returned. Only a scope that no source can serve at
-all raises :class:`~agent.errors.SourceError`.
+Live sources run side by side under one time budget; history before ``incident_start``
+(``baseline_minutes``) is fetched as the baseline. A source that fails, or is still running
+when the budget is spent, is recorded as a :class:`~agent.models.SourceFailure`; collection
+continues with what the other sources returned. Only a scope that no source can serve at all
+raises :class:`~agent.errors.SourceError`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, Protocol
 
 from agent.config import Settings
 from agent.errors import SnapshotError, SourceError
-from agent.models import SourceFailure
-from agent.snapshot import Snapshot, load_snapshot
+from agent.models import Edge, LogRecord, Signal, SourceFailure, Topology
+from agent.snapshot import Snapshot, SnapshotMeta, WindowSpec, load_snapshot
 from connectors.alertmanager import AlertmanagerWebhook
+from connectors.prometheus import MetricFetch
+from connectors.settings import CollectSettings
 
 
 @dataclass(frozen=True)
@@ -47,14 +56,49 @@ class Scope:
 class Collected:
     snapshot: Snapshot
     failures: list[SourceFailure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
-def collect(scope: Scope, settings: Settings) -> Collected:
+class MetricsSource(Protocol):
+    """A metrics backend: every catalog signal of the services over one window."""
+
+    name: str
+
+    def fetch(
+        self,
+        start: datetime,
+        end: datetime,
+        services: Sequence[str] = (),
+        alert_labels: Mapping[str, str] | None = None,
+        deadline: float | None = None,
+    ) -> MetricFetch: ...
+
+
+class LogFetchResult(Protocol):
+    """What a log source returns (``connectors.elasticsearch.LogFetch``)."""
+
+    records: list[LogRecord]
+    count_signals: list[Signal]
+    notes: list[str]
+
+
+class LogSource(Protocol):
+    """A log backend: sampled lines plus per service x level counts over one window."""
+
+    def fetch(
+        self,
+        services: Sequence[str],
+        start: datetime,
+        end: datetime,
+        deadline: float | None = None,
+    ) -> LogFetchResult: ...
+
+
+def collect(scope: Scope, settings: Settings, options: CollectSettings | None = None) -> Collected:
     """Fetch the scope from the configured sources; see the module docstring."""
     if settings.prometheus_url or settings.elasticsearch_url:
-        raise SourceError(
-            "collect", "live collection from Prometheus/Elasticsearch is not wired yet"
-        )
+        metrics, logs = live_sources(settings)
+        return collect_live(scope, metrics, logs, options or settings.collect)
     if settings.snapshot_dir is not None:
         return Collected(snapshot=recorded_snapshot(scope, settings.snapshot_dir))
     raise SourceError(
@@ -62,6 +106,116 @@ def collect(scope: Scope, settings: Settings) -> Collected:
         "no source configured: set RCA_PROMETHEUS_URL and/or RCA_ELASTICSEARCH_URL, "
         "or RCA_SNAPSHOT_DIR for recorded incidents",
     )
+
+
+def live_sources(settings: Settings) -> tuple[MetricsSource | None, LogSource | None]:
+    """The configured live sources; client libraries are imported only when configured."""
+    metrics: MetricsSource | None = None
+    logs: LogSource | None = None
+    if settings.prometheus_url:
+        from connectors.prometheus import PrometheusSource
+
+        metrics = PrometheusSource(settings.prometheus_url, settings.prometheus)
+    if settings.elasticsearch_url:
+        from connectors.elasticsearch import ElasticsearchSource
+
+        logs = ElasticsearchSource(settings.elasticsearch_url, settings.elasticsearch)
+    return metrics, logs
+
+
+def collect_live(
+    scope: Scope,
+    metrics: MetricsSource | None,
+    logs: LogSource | None,
+    options: CollectSettings,
+) -> Collected:
+    """Run the sources side by side until ``options.budget_s``; see the module docstring."""
+    start = scope.incident_start - timedelta(minutes=options.baseline_minutes)
+    deadline = time.monotonic() + options.budget_s
+    labels = _alert_labels(scope.alert)
+    pool = ThreadPoolExecutor(2, thread_name_prefix="collect")
+    jobs: dict[str, Future[Any]] = {}
+    if metrics is not None:
+        jobs[metrics.name] = pool.submit(
+            metrics.fetch, start, scope.end, scope.services, labels, deadline
+        )
+    if logs is not None:
+        jobs["elasticsearch"] = pool.submit(logs.fetch, scope.services, start, scope.end, deadline)
+    wait(jobs.values(), timeout=max(0.0, deadline - time.monotonic()))
+    pool.shutdown(wait=False, cancel_futures=True)
+
+    collected = Collected(snapshot=_empty_snapshot(scope, start))
+    signals: list[Signal] = []
+    records: list[LogRecord] = []
+    edges: list[Edge] = []
+    for name, future in jobs.items():
+        if not future.done():
+            error = f"no answer within the collection budget of {options.budget_s:g} s"
+            collected.failures.append(SourceFailure(source=name, error=error))
+            continue
+        try:
+            result = future.result()
+        except SourceError as exc:
+            collected.failures.append(SourceFailure(source=exc.source, error=exc.message))
+            continue
+        if isinstance(result, MetricFetch):
+            signals += result.signals
+            edges += result.edges
+            if result.failures:
+                collected.failures.append(_partial(name, result.failures))
+        else:
+            signals += result.count_signals
+            records += result.records
+        collected.notes += result.notes
+    if not signals and not records:
+        said = "; ".join(f"{f.source}: {f.error}" for f in collected.failures) or "no data"
+        raise SourceError("collect", f"no source returned data for the window ({said})")
+    collected.snapshot = collected.snapshot.model_copy(
+        update={"signals": signals, "logs": records, "topology": _topology(signals, edges)}
+    )
+    return collected
+
+
+def _alert_labels(alert: AlertmanagerWebhook | None) -> dict[str, str]:
+    """Labels shared by the whole alert group: they may scope the queries (``namespace``)."""
+    if alert is None:
+        return {}
+    common = dict(alert.commonLabels)
+    return common or dict(alert.alerts[0].labels)
+
+
+def _partial(source: str, failures: list[str]) -> SourceFailure:
+    shown = "; ".join(failures[:3]) + (
+        f"; and {len(failures) - 3} more" if len(failures) > 3 else ""
+    )
+    return SourceFailure(source=source, error=f"{len(failures)} queries failed: {shown}")
+
+
+def _topology(signals: list[Signal], edges: list[Edge]) -> Topology | None:
+    if not edges:
+        return None
+    unique = sorted({(e.caller, e.callee) for e in edges})
+    services = sorted({s.service for s in signals} | {name for pair in unique for name in pair})
+    return Topology(services=services, edges=[Edge(caller=a, callee=b) for a, b in unique])
+
+
+def _empty_snapshot(scope: Scope, start: datetime) -> Snapshot:
+    """The snapshot's frame. With an alert, ``incident_start`` stays unset so that the engine
+    derives it from the alert exactly as it does when the recording is replayed."""
+    key = scope.alert.groupKey if scope.alert else ",".join(scope.services)
+    digest = hashlib.sha256(f"{key}|{scope.incident_start.isoformat()}".encode()).hexdigest()
+    meta = SnapshotMeta(
+        id=f"live-{digest[:12]}",
+        created_at=datetime.now(UTC),
+        source="rca-agent live collection",
+        description=scope.question or "",
+        window=WindowSpec(
+            start=start,
+            end=scope.end,
+            incident_start=None if scope.alert else scope.incident_start,
+        ),
+    )
+    return Snapshot(meta=meta, alert=scope.alert)
 
 
 def recorded_snapshot(scope: Scope, directory: Path) -> Snapshot:
@@ -74,7 +228,7 @@ def recorded_snapshot(scope: Scope, directory: Path) -> Snapshot:
     if not directory.is_dir():
         raise SourceError("snapshot_dir", f"{directory} is not a directory")
     group_key = scope.alert.groupKey if scope.alert else None
-    wanted = set(scope.services)
+    wanted = set(scope.services) or set(scope.alert.services() if scope.alert else ())
     best: tuple[tuple[int, float], Snapshot] | None = None
     for path in sorted(p.parent for p in directory.glob("*/snapshot.json")):
         try:
@@ -91,7 +245,7 @@ def recorded_snapshot(scope: Scope, directory: Path) -> Snapshot:
         if best is None or rank < best[0]:
             best = (rank, snapshot)
     if best is None:
-        services = ", ".join(scope.services) or "(none)"
+        services = ", ".join(sorted(wanted)) or "(none)"
         raise SourceError(
             "snapshot_dir", f"no recorded snapshot in {directory} matches services {services}"
         )

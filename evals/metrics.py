@@ -6,8 +6,16 @@
   It is counted over every case, not only those whose service was right, so a wrong service
   with the right fault type still counts: the number says how well the engine names faults.
 
-Everything here is pure: the runner produces :class:`CaseResult` rows, these functions fold
-them into :class:`SuiteMetrics`.
+For a summarizer backend (``rca eval --backend``), per case and then per suite:
+
+* valid-output rate: model answers that passed the guard (schema, citations, known service),
+  over all answers including repairs; extractive counts as valid;
+* citation validity: cited evidence ids that exist, over all ids cited in all answers;
+* top-1 agreement: the summary's root cause is the engine's top candidate;
+* fallback rate: cases the extractive fallback wrote; plus latency, tokens in/out, cost.
+
+Everything here is pure: the runner produces :class:`CaseResult` / :class:`SummaryCase` rows,
+these functions fold them into :class:`SuiteMetrics` / :class:`SummarizerMetrics`.
 """
 
 from __future__ import annotations
@@ -97,3 +105,72 @@ def per_fault_type(results: Sequence[CaseResult]) -> dict[str, SuiteMetrics]:
     for result in results:
         groups.setdefault(result.truth_fault, []).append(result)
     return {fault: summarize(groups[fault]) for fault in sorted(groups)}
+
+
+# --- summarizer backends ---------------------------------------------------------------------
+
+
+class SummaryCase(BaseModel):
+    """How one backend summarized one case: validity, grounding, agreement, cost, latency."""
+
+    case: str
+    backend: str
+    answers: int  # model answers (0 for extractive, 1 or 2 with the repair call)
+    answers_valid: int
+    cited: int
+    cited_valid: int
+    fallback: str | None
+    agrees_top1: bool | None  # None: no root cause (insufficient evidence)
+    root_cause_correct: bool | None
+    latency_s: float
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+
+
+class SummarizerMetrics(BaseModel):
+    """Suite-level numbers of one summarizer backend (``rca eval --backend``)."""
+
+    backend: str
+    n_cases: int
+    valid_output_rate: float  # model answers that passed the guard (final text for extractive)
+    citation_validity: float | None  # cited evidence ids that exist; None if nothing was cited
+    top1_agreement: float  # root cause == the engine's top-1 candidate
+    root_cause_accuracy: float  # root cause == ground truth
+    fallback_rate: float
+    latency_p50_s: float
+    latency_p95_s: float
+    tokens_in_mean: float
+    tokens_out_mean: float
+    tokens_in_p95: float
+    cost_usd_total: float
+
+
+def _share(flags: Sequence[bool | None]) -> float:
+    return sum(1 for f in flags if f) / len(flags) if flags else 0.0
+
+
+def summarize_backend(backend: str, cases: Sequence[SummaryCase]) -> SummarizerMetrics:
+    """Fold per-case summary rows into a backend's headline numbers."""
+    if not cases:
+        raise ValueError("summary metrics over zero cases are undefined")
+    answers = sum(c.answers for c in cases)
+    valid = sum(c.answers_valid for c in cases)
+    cited = sum(c.cited for c in cases)
+    tokens_in = [float(c.tokens_in) for c in cases]
+    latencies = [c.latency_s for c in cases]
+    return SummarizerMetrics(
+        backend=backend,
+        n_cases=len(cases),
+        valid_output_rate=valid / answers if answers else 1.0,
+        citation_validity=sum(c.cited_valid for c in cases) / cited if cited else None,
+        top1_agreement=_share([c.agrees_top1 for c in cases]),
+        root_cause_accuracy=_share([c.root_cause_correct for c in cases]),
+        fallback_rate=_share([c.fallback is not None for c in cases]),
+        latency_p50_s=percentile(latencies, 50),
+        latency_p95_s=percentile(latencies, 95),
+        tokens_in_mean=float(np.mean(tokens_in)),
+        tokens_out_mean=float(np.mean([c.tokens_out for c in cases])),
+        tokens_in_p95=percentile(tokens_in, 95),
+        cost_usd_total=sum(c.cost_usd for c in cases),
+    )

@@ -2,10 +2,13 @@
 
 The per-fault-type breakdown is the point: an overall AC@1 of 0.8 can hide a fault type the
 engine never gets right, and that is where the next improvement (or the next bad release) is.
+With summarizer backends (``--backend``, ``--compare``) a second table and chart put the
+backends side by side: valid output, citation validity, agreement, fallback, latency, cost.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -71,4 +74,78 @@ def render_comparison(report: EvalReport) -> Figure:
 def write_comparison_png(report: EvalReport, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     render_comparison(report).savefig(path, format="png", dpi=110)
+    return path
+
+
+# --- summarizer backends ---------------------------------------------------------------------
+
+_RATES = (
+    ("valid_output_rate", "valid output"),
+    ("citation_validity", "citation validity"),
+    ("top1_agreement", "agrees with top-1"),
+    ("root_cause_accuracy", "root cause correct"),
+    ("fallback_rate", "fallback"),
+)
+
+
+def _rate(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def summarizer_table(reports: Sequence[EvalReport]) -> Table:
+    """One row per backend: validity, grounding, agreement, fallback, latency, tokens, cost."""
+    table = Table(title="summarizer backends", box=box.SIMPLE_HEAD, title_justify="left")
+    longest = max((len(r.summarizer.backend) for r in reports if r.summarizer), default=7)
+    table.add_column("backend", no_wrap=True, min_width=min(longest, 40))
+    for name in ("n", "AC@1", "valid", "cites", "top-1", "right", "fallb."):
+        table.add_column(name, justify="right")
+    for name in ("p50 s", "tok in", "tok out", "USD"):
+        table.add_column(name, justify="right")
+    for report in reports:
+        m = report.summarizer
+        if m is None:
+            continue
+        table.add_row(
+            m.backend,
+            str(m.n_cases),
+            f"{report.metrics.ac_at_1:.2f}",
+            *(_rate(getattr(m, field)) for field, _ in _RATES),
+            f"{m.latency_p50_s:.2f}",
+            f"{m.tokens_in_mean:.0f}",
+            f"{m.tokens_out_mean:.0f}",
+            f"{m.cost_usd_total:.3g}",
+        )
+    return table
+
+
+def render_backend_comparison(reports: Sequence[EvalReport]) -> Figure:
+    """Rates per backend (grouped bars) and summarizer latency per backend (log scale)."""
+    rows = [r.summarizer for r in reports if r.summarizer is not None]
+    fig = Figure(figsize=(max(8.0, 2.2 * len(rows) + 4), 4.5), layout="constrained")
+    rates, latency = fig.subplots(1, 2, width_ratios=[3, 1])
+    x = np.arange(len(_RATES))
+    width = 0.8 / max(len(rows), 1)
+    for i, m in enumerate(rows):
+        heights = [float(getattr(m, field) or 0.0) for field, _ in _RATES]
+        rates.bar(x + (i - (len(rows) - 1) / 2) * width, heights, width, label=m.backend)
+    rates.set_xticks(x, [label for _, label in _RATES], fontsize=8, rotation=15, ha="right")
+    rates.set_ylim(0, 1.18)
+    rates.set_ylabel("fraction")
+    title = f"rca eval — suite {reports[0].suite}" if reports else "rca eval"
+    rates.set_title(title + (f", seeds {reports[0].seeds}" if reports and reports[0].seeds else ""))
+    rates.legend(loc="upper center", ncol=max(len(rows), 1), fontsize=8, frameon=False)
+    rates.grid(True, axis="y", alpha=0.3)
+    names = [m.backend for m in rows]
+    latency.bar(names, [max(m.latency_p50_s, 1e-4) for m in rows], label="p50")
+    latency.scatter(names, [max(m.latency_p95_s, 1e-4) for m in rows], color="black", label="p95")
+    latency.set_yscale("log")
+    latency.set_ylabel("summarizer latency (s)")
+    latency.tick_params(axis="x", labelsize=8, rotation=15)
+    latency.legend(fontsize=8, frameon=False, scatterpoints=1)
+    return fig
+
+
+def write_backend_comparison_png(reports: Sequence[EvalReport], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    render_backend_comparison(reports).savefig(path, format="png", dpi=110)
     return path

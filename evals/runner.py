@@ -8,9 +8,12 @@ Two kinds of suite:
 
 The engine never sees the ground truth (it is stripped before ``analyze``), and latency is the
 time of ``analyze()`` alone: simulating and reading files are not what an on-call engineer
-waits for. Example::
+waits for. With a summarizer (``--backend``) each case also gets a :class:`SummaryCase`:
+what the backend wrote, whether the guard accepted it, tokens, cost and the summarizer's own
+latency. Examples::
 
     rca eval --suite sim --seeds 1000-1199 --json out/eval.json --png out/eval.png
+    rca eval --suite sim --seeds 30000-30049 --services 50 --backend hf
 """
 
 from __future__ import annotations
@@ -31,7 +34,17 @@ from agent.errors import RcaError, UsageError
 from agent.models import Analysis, FaultType
 from agent.pipeline import analyze
 from agent.snapshot import GROUND_TRUTH_FILE, META_FILE, Snapshot, load_snapshot
-from evals.metrics import CaseResult, SuiteMetrics, per_fault_type, rank_of, summarize
+from agent.summarize import Summarizer, Summary
+from evals.metrics import (
+    CaseResult,
+    SuiteMetrics,
+    SummarizerMetrics,
+    SummaryCase,
+    per_fault_type,
+    rank_of,
+    summarize,
+    summarize_backend,
+)
 
 SIM_SUITE = "sim"
 _SEEDS = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?")
@@ -57,6 +70,17 @@ class EvalReport(BaseModel):
     per_fault_type: dict[str, SuiteMetrics]
     cases: list[CaseResult]
     skipped: list[SkippedCase] = Field(default_factory=list)
+    backend: str | None = None
+    summarizer: SummarizerMetrics | None = None
+    summaries: list[SummaryCase] = Field(default_factory=list)
+
+
+class Comparison(BaseModel):
+    """``rca eval --compare``: the same cases scored with several summarizer backends."""
+
+    suite: str
+    seeds: str | None
+    reports: list[EvalReport]
 
 
 def parse_seed_range(text: str) -> range:
@@ -123,6 +147,10 @@ def _analyze(snapshot: Snapshot, engine: EngineSettings) -> Analysis:
     return analyze(snapshot, engine)
 
 
+def _analyze_with(snapshot: Snapshot, engine: EngineSettings, summarizer: Summarizer) -> Analysis:
+    return analyze(snapshot, engine, summarizer=summarizer)
+
+
 def evaluate_case(case: Case, engine: EngineSettings, analyzer: Analyzer = _analyze) -> CaseResult:
     """Analyze one case blind and compare with its ground truth."""
     snapshot = case.load()
@@ -151,6 +179,56 @@ def evaluate_case(case: Case, engine: EngineSettings, analyzer: Analyzer = _anal
     )
 
 
+class _RecordingSummarizer:
+    """Wraps the backend under test to keep the draft, the Summary and its latency."""
+
+    def __init__(self, inner: Summarizer) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.last: tuple[Analysis, Summary, float] | None = None
+
+    def summarize(self, draft: Analysis) -> Summary:
+        started = time.perf_counter()
+        summary = self.inner.summarize(draft)
+        self.last = (draft, summary, time.perf_counter() - started)
+        return summary
+
+
+def summary_case(
+    case: str, backend: str, draft: Analysis, summary: Summary, latency_s: float, truth: str
+) -> SummaryCase:
+    """Score one summary against the draft it was written from and the ground truth."""
+    known = {e.id for e in draft.evidence}
+    if summary.checks:
+        answers = len(summary.checks)
+        answers_valid = sum(1 for c in summary.checks if c.valid)
+        cited = sum(c.cited for c in summary.checks)
+        cited_valid = sum(c.cited_valid for c in summary.checks)
+    elif summary.backend in (None, backend):  # extractive: its own text is the one answer
+        answers, answers_valid = 1, int(summary.fallback is None)
+        cited = len(summary.evidence_ids)
+        cited_valid = len(set(summary.evidence_ids) & known)
+    else:  # an LLM backend that was not asked (insufficient evidence) or whose call failed
+        answers = answers_valid = cited = cited_valid = 0
+    root = summary.root_cause.service if summary.root_cause else None
+    top = draft.candidates[0].service if draft.candidates else None
+    return SummaryCase(
+        case=case,
+        backend=summary.backend or "",
+        answers=answers,
+        answers_valid=answers_valid,
+        cited=cited,
+        cited_valid=cited_valid,
+        fallback=summary.fallback,
+        agrees_top1=None if root is None else root == top,
+        root_cause_correct=None if root is None else root == truth,
+        latency_s=latency_s,
+        tokens_in=summary.tokens.get("prompt", 0),
+        tokens_out=summary.tokens.get("completion", 0),
+        cost_usd=summary.cost_usd,
+    )
+
+
 def _progress(console: Console | None) -> Progress:
     return Progress(
         TextColumn("[bold]eval[/] {task.description}"),
@@ -171,18 +249,36 @@ def run_suite(
     skipped: Sequence[SkippedCase] = (),
     console: Console | None = None,
     analyzer: Analyzer = _analyze,
+    summarizer: Summarizer | None = None,
 ) -> EvalReport:
-    """Evaluate every case with a progress bar; cases that fail to load are skipped and kept."""
+    """Evaluate every case with a progress bar; cases that fail to load are skipped and kept.
+
+    With ``summarizer`` the engine's analyses are summarized by it and scored as well.
+    """
     results: list[CaseResult] = []
+    summaries: list[SummaryCase] = []
     skips = list(skipped)
+    recorder = _RecordingSummarizer(summarizer) if summarizer is not None else None
+    if recorder is not None:
+        analyzer = functools.partial(_analyze_with, summarizer=recorder)
+
     with _progress(console) as progress:
         task = progress.add_task(suite, total=len(cases))
         for case in cases:
             progress.update(task, description=f"{suite} · {case.name}")
             try:
-                results.append(evaluate_case(case, engine, analyzer))
+                result = evaluate_case(case, engine, analyzer)
             except RcaError as err:
                 skips.append(SkippedCase(case=case.name, reason=str(err)))
+            else:
+                results.append(result)
+                if recorder is not None and recorder.last is not None:
+                    draft, summary, seconds = recorder.last
+                    summaries.append(
+                        summary_case(
+                            case.name, recorder.name, draft, summary, seconds, result.truth_service
+                        )
+                    )
             progress.advance(task)
     if not results:
         why = "; ".join(f"{s.case}: {s.reason}" for s in skips[:3])
@@ -194,10 +290,15 @@ def run_suite(
         per_fault_type=per_fault_type(results),
         cases=results,
         skipped=skips,
+        backend=summarizer.name if summarizer is not None else None,
+        summarizer=summarize_backend(summarizer.name, summaries)
+        if summarizer and summaries
+        else None,
+        summaries=summaries,
     )
 
 
-def write_report_json(report: EvalReport, path: Path) -> Path:
+def write_report_json(report: EvalReport | Comparison, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
     return path

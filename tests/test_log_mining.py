@@ -106,3 +106,21 @@ def test_level_written_in_the_message_is_used() -> None:
 
 def test_empty_logs_give_no_findings() -> None:
     assert mine_logs([], START, SPLIT, END) == []
+
+
+def test_log_findings_carry_the_source_link_of_their_service() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    link = "https://kibana.example/app/discover#/?q=service.name:cart"
+    records = [
+        LogRecord(
+            timestamp=datetime.fromtimestamp(t0 + 30 * i, tz=UTC),
+            service="cart",
+            level="ERROR" if i >= 100 else "INFO",
+            message="payment declined: upstream returned 503" if i >= 100 else "request ok",
+            fields={"link": link},
+        )
+        for i in range(120)
+    ]
+    findings = mine_logs(records, t0, t0 + 30 * 100, t0 + 30 * 120)
+    assert findings
+    assert {f.link for f in findings} == {link}

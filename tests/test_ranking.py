@@ -244,3 +244,12 @@ def test_errors_with_a_several_fold_slowdown_read_as_the_network(
         _metric("shipping", "http_server_duration_p99", 40, base=latency_base),
     ]
     assert hypothesize(fault_scores(findings, [], THR)).value == expected
+
+
+def test_window_level_log_statistics_do_not_date_the_incident() -> None:
+    split = T0 - 600  # an error share is dated at the window's split, not at an event
+    findings = [_metric("db", "disk_free_bytes", 40, onset=T0, direction=-1)]
+    logs = [_log("ads", "error share 1% -> 9%", 30, onset=split, pattern="error_rate")]
+    ranked = {s.service: s for s in rank_services(findings, logs, None, THR, 15)}
+    assert ranked["ads"].onset is None
+    assert not any("after the incident became visible" in r for r in ranked["db"].reasons)

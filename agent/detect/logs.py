@@ -12,7 +12,7 @@ import json
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from drain3 import TemplateMiner
@@ -84,6 +84,7 @@ class LogFinding:
     sample: str | None
     signatures: frozenset[str]
     mentions: frozenset[str]  # other services named in the template, e.g. a refused peer
+    link: str | None = None  # where to read these lines (a Kibana Discover URL), if known
 
 
 @dataclass
@@ -244,10 +245,13 @@ def mine_logs(
     late_start = split + (end - split) / 2
     shapes = _Shapes()
     tallies: dict[tuple[str, int, str], _Tally] = {}
+    links: dict[str, str] = {}
     for record in records:
         t = record.timestamp.timestamp()
         if t < start or t > end:
             continue
+        if record.service not in links and isinstance(link := record.fields.get("link"), str):
+            links[record.service] = link
         shape = shapes.of(record.message)
         level = record.level
         if shape.embedded_level and level in ("INFO", "DEBUG"):
@@ -275,6 +279,8 @@ def mine_logs(
         if finding is not None:
             findings.append(finding)
     findings.extend(_service_findings(tallies, rates, threshold))
+    if links:
+        findings = [replace(f, link=links.get(f.service)) for f in findings]
     findings.sort(key=lambda f: (-f.score, f.onset, f.service, f.template))
     return findings
 

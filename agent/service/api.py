@@ -1,0 +1,245 @@
+"""``/v1/analyses``: ad-hoc requests, status and results, reports, charts and feedback."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import AwareDatetime, BeforeValidator
+
+from agent.models import Analysis, Trigger
+from agent.service.auth import require
+from agent.service.charts import evidence_chart
+from agent.service.problems import ApiError
+from agent.service.schemas import (
+    AnalysisCreated,
+    AnalysisPage,
+    AnalysisRequest,
+    AnalysisStatus,
+    AnalysisSummary,
+    ErrorBody,
+    FeedbackRequest,
+    FeedbackStored,
+    IncidentState,
+    JobStatus,
+)
+from agent.service.state import ServiceState, service_state
+from agent.store import queries
+from agent.store.intake import NewJob, enqueue
+
+router = APIRouter(prefix="/v1/analyses", tags=["analyses"])
+State = Annotated[ServiceState, Depends(service_state)]
+_AUTH: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "missing or unknown token"},
+    403: {"model": ErrorBody, "description": "the token lacks the scope"},
+    503: {"model": ErrorBody, "description": "database unavailable"},
+}
+_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "no such analysis"}
+}
+_READ = [Depends(require("read"))]
+_WRITE = [Depends(require("write"))]
+
+
+def _not_found(analysis_id: str) -> ApiError:
+    return ApiError(404, "not_found", f"no analysis {analysis_id!r}")
+
+
+def _record(state: ServiceState, analysis_id: str) -> queries.AnalysisRecord:
+    with state.sessions.begin() as session:
+        record = queries.get_analysis(session, analysis_id)
+    if record is None:
+        raise _not_found(analysis_id)
+    return record
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=AnalysisCreated,
+    responses={**_AUTH, 413: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    dependencies=_WRITE,
+)
+def request_analysis(body: AnalysisRequest, state: State) -> AnalysisCreated:
+    """Queue an ad-hoc analysis of some services over a time range; 202 with its id."""
+    analysis_id = queue_request(state, body, "api")
+    return AnalysisCreated(id=analysis_id, status="pending", url=f"/v1/analyses/{analysis_id}")
+
+
+def queue_request(state: ServiceState, body: AnalysisRequest, kind: Literal["api", "slack"]) -> str:
+    """Queue an ad-hoc analysis (the API's, or Slack's ``/rca``); returns its id."""
+    now = state.clock()
+    start, end = body.range(now)
+    trigger = Trigger(kind=kind, services=body.services, question=body.question)
+    job = NewJob(
+        id="an-" + secrets.token_hex(10),
+        trigger=trigger,
+        incident_start=start,
+        window_end=end,
+        services=body.services,
+    )
+    with state.sessions.begin() as session:
+        enqueue(session, job, now)
+    state.workers.wake()
+    return job.id
+
+
+def _timestamp_text(value: Any) -> Any:
+    """Only RFC 3339 text is a timestamp here; pydantic would also read ``0.2`` as seconds
+    since 1970, which the schema (``format: date-time``) does not promise."""
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError("expected an RFC 3339 timestamp, e.g. 2024-05-14T10:00:00Z")
+    return value
+
+
+@router.get(
+    "",
+    response_model=AnalysisPage,
+    responses={**_AUTH, 422: {"model": ErrorBody}},
+    dependencies=_READ,
+)
+def list_analyses(
+    state: State,
+    service: Annotated[str | None, Query(max_length=200)] = None,
+    status: JobStatus | None = None,
+    since: Annotated[AwareDatetime | None, BeforeValidator(_timestamp_text)] = None,
+    limit: Annotated[int | None, Query(ge=1, le=500)] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> AnalysisPage:
+    """Analyses, newest first, filtered by service, status and creation time."""
+    try:
+        with state.sessions.begin() as session:
+            records, next_cursor = queries.list_analyses(
+                session,
+                service=service,
+                status=status,
+                since=since,
+                limit=limit or state.settings.service.page_size,
+                cursor=cursor,
+            )
+    except queries.BadCursor as exc:
+        raise ApiError(422, "invalid", f"query.cursor: {exc}") from None
+    items = [
+        AnalysisSummary(
+            id=r.id,
+            status=r.status,
+            trigger=r.trigger,
+            created_at=r.created_at,
+            finished_at=r.finished_at,
+            root_service=r.root_service,
+            confidence=r.confidence,
+            error=r.error,
+        )
+        for r in records
+    ]
+    return AnalysisPage(items=items, next_cursor=next_cursor)
+
+
+@router.get(
+    "/{analysis_id}",
+    response_model=AnalysisStatus,
+    responses={**_AUTH, **_FOUND},
+    dependencies=_READ,
+)
+def get_analysis(analysis_id: str, state: State) -> AnalysisStatus:
+    """The job's state; once done, the full Analysis."""
+    record = _record(state, analysis_id)
+    done = record.status == "done"
+    incident = (
+        IncidentState(status=record.incident_status, resolved_at=record.resolved_at)
+        if record.incident_status
+        else None
+    )
+    return AnalysisStatus(
+        id=record.id,
+        status=record.status,
+        trigger=record.trigger,
+        created_at=record.created_at,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+        attempts=record.attempts,
+        error=record.error,
+        incident=incident,
+        report_url=f"/v1/analyses/{record.id}/report.md" if done else None,
+        chart_url=f"/v1/analyses/{record.id}/chart.png" if record.has_chart else None,
+        analysis=Analysis.model_validate_json(record.result) if done and record.result else None,
+    )
+
+
+@router.get(
+    "/{analysis_id}/report.md",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/markdown": {}}, "description": "the Markdown report"},
+        409: {"model": ErrorBody, "description": "the analysis is not done"},
+        **_AUTH,
+        **_FOUND,
+    },
+    dependencies=_READ,
+)
+def get_report(analysis_id: str, state: State) -> Response:
+    """The Markdown report of a finished analysis."""
+    from agent.report import markdown_report
+
+    record = _record(state, analysis_id)
+    if record.status != "done" or record.result is None:
+        raise ApiError(409, "not_done", f"analysis {analysis_id!r} is {record.status}")
+    analysis = Analysis.model_validate_json(record.result)
+    chart = f"/v1/analyses/{analysis_id}/chart.png" if record.has_chart else None
+    text = markdown_report(analysis, chart=chart)
+    return Response(text, media_type="text/markdown; charset=utf-8")
+
+
+@router.get(
+    "/{analysis_id}/chart.png",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/png": {}}, "description": "the evidence chart"},
+        **_AUTH,
+        **_FOUND,
+    },
+    dependencies=_READ,
+)
+def get_chart(analysis_id: str, state: State) -> Response:
+    """The evidence chart (PNG), rendered on first request and then cached; 404 when the
+    analysis is not done or has nothing to draw."""
+    png = evidence_chart(state.sessions, analysis_id)
+    if png is None:
+        _record(state, analysis_id)  # 404 "no analysis" when it does not exist at all
+        raise ApiError(404, "not_found", f"no chart for analysis {analysis_id!r}")
+    return Response(png, media_type="image/png")
+
+
+@router.post(
+    "/{analysis_id}/feedback",
+    status_code=201,
+    response_model=FeedbackStored,
+    responses={**_AUTH, **_FOUND, 413: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    dependencies=_WRITE,
+)
+def post_feedback(analysis_id: str, body: FeedbackRequest, state: State) -> FeedbackStored:
+    """Rate an analysis: the verdict, the actual root cause, a note."""
+    stored = store_feedback(state, analysis_id, body)
+    if stored is None:
+        raise _not_found(analysis_id)
+    return FeedbackStored(**stored.__dict__)
+
+
+def store_feedback(
+    state: ServiceState, analysis_id: str, body: FeedbackRequest
+) -> queries.FeedbackRecord | None:
+    """The one way feedback is stored (the API, Slack's buttons); None: no such analysis."""
+    now: datetime = state.clock()
+    with state.sessions.begin() as session:
+        return queries.add_feedback(
+            session,
+            analysis_id,
+            verdict=body.verdict,
+            actual_service=body.actual_service,
+            actual_fault_type=body.actual_fault_type.value if body.actual_fault_type else None,
+            note=body.note,
+            author=body.author,
+            now=now,
+        )

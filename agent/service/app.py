@@ -1,0 +1,171 @@
+"""The FastAPI application factory: ``create_app(settings)``.
+
+Startup migrates the schema, requeues orphaned jobs on SQLite (one process by design) and
+starts the workers and, when a Slack bot token is set, the Slack publisher (and the bot at
+``/slack/events``, see :mod:`agent.service.slack_app`); shutdown stops them and hands
+unfinished work back. Two pure ASGI
+middlewares run before any route: the body size limit (413 before anything is parsed) and
+the webhook result counter.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy.orm import sessionmaker
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agent import __version__
+from agent.config import Settings
+from agent.service import api, health, problems, webhook
+from agent.service.jobs import WorkerPool, utcnow
+from agent.service.metrics import ServiceMetrics
+from agent.service.slack_app import install_slack
+from agent.service.state import ServiceState
+from agent.store import outbox, queue
+from agent.store.db import database_url, make_engine, migrate
+
+log = logging.getLogger("rca.service")
+WEBHOOK_PATH = "/v1/alertmanager"
+_STATUS_RESULT = {401: "unauthorized", 403: "forbidden", 413: "too_large", 422: "invalid"}
+
+
+class BodyLimit:
+    """Answer 413 for bodies over ``limit`` bytes, whether announced or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._too_large(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problems.error_response(
+            413, "too_large", f"request body over the limit of {self.limit} bytes"
+        )
+        await response(scope, receive, send)
+
+
+class WebhookCounter:
+    """Count every webhook request by result, including the ones rejected before the route."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != WEBHOOK_PATH:
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            state: dict[str, Any] = scope.get("state", {})
+            result = state.get("webhook_result") if status == 202 else None
+            if result is None:
+                result = _STATUS_RESULT.get(status, "unavailable" if status == 503 else "error")
+            self.metrics.webhook.labels(result).inc()
+
+
+def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> FastAPI:
+    """The service over ``settings``; nothing connects until the app starts."""
+    engine = make_engine(
+        database_url(settings.database_url, settings.data_dir),
+        pool_size=max(10, settings.service.workers + 5),
+    )
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    metrics = ServiceMetrics()
+    workers = WorkerPool(settings, sessions, metrics)
+    state = ServiceState(settings, engine, sessions, metrics, workers, clock)
+
+    def read_queue() -> tuple[int, float]:
+        with sessions.begin() as session:
+            return queue.queue_stats(session, clock())
+
+    metrics.watch_queue(read_queue)
+
+    def read_outbox() -> int:
+        with sessions.begin() as session:
+            return outbox.pending_count(session)
+
+    metrics.watch_outbox(read_outbox)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        migrate(engine)
+        if engine.dialect.name == "sqlite":
+            with sessions.begin() as session:
+                requeued = queue.requeue_orphans(session, clock())
+            if requeued:
+                log.info("requeued %d job(s) left running by a previous process", requeued)
+        workers.start()
+        if slack is not None:
+            slack.start(state)
+        try:
+            yield
+        finally:
+            workers.stop()
+            if slack is not None:
+                slack.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="rca-agent",
+        version=__version__,
+        summary="Root-cause analysis for on-call teams: Alertmanager webhook and analyses API.",
+        lifespan=lifespan,
+    )
+    app.state.rca = state
+    problems.install(app)
+    app.include_router(webhook.router)
+    app.include_router(api.router)
+    app.include_router(health.router)
+    slack = install_slack(app, state)
+    app.add_middleware(WebhookCounter, metrics=metrics)
+    app.add_middleware(BodyLimit, limit=settings.service.max_body_bytes)
+    return app

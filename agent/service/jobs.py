@@ -1,0 +1,188 @@
+"""Workers: threads that claim analysis jobs from the store and run them within a budget.
+
+Retry policy, by kind of failure:
+
+- no source can serve the scope, or it holds no data: not a failure; the job stores an
+  Analysis marked insufficient evidence, with ``source_failures`` saying why (see runner);
+- the database fails while a job runs (transient): the job goes back to the queue after
+  ``retry_backoff_s``; if even that write fails, its lease expires and it is claimed again;
+- the process dies mid-analysis (``kill -9``, OOM, lost node): the lease expires (SQLite:
+  the next start requeues at once, as SQLite means one process) and the job runs again;
+- over the time budget, or an unexpected exception (a bug, a poison input): permanent;
+  the job is ``failed`` with the reason, never retried in a loop;
+- a job claimed more than ``max_attempts`` times fails, so a snapshot that crashes the
+  process every time cannot take the service down forever.
+
+The engine is CPU-bound numpy, which releases the GIL in its inner loops, so a few threads
+give real concurrency without a process pool. A thread cannot be killed: an analysis over its
+budget is abandoned (its result discarded, the job failed) and finishes in the background.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import sessionmaker
+
+from agent.config import Settings
+from agent.service.metrics import ServiceMetrics
+from agent.service.runner import JobResult, chart_material, run_job, sources_of
+from agent.store import outbox, queue
+from agent.store.queue import ClaimedJob
+
+log = logging.getLogger("rca.jobs")
+T = TypeVar("T")
+
+
+class BudgetExceeded(Exception):
+    """An analysis ran past ``service.analysis_budget_s``."""
+
+
+def within_budget(work: Callable[[], T], budget_s: float) -> T:
+    """Run ``work`` in a daemon thread; raise BudgetExceeded if it is not done in time."""
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="rca-analysis", daemon=True)
+    thread.start()
+    thread.join(budget_s)
+    if thread.is_alive():
+        raise BudgetExceeded(f"analysis exceeded its time budget of {budget_s:g} s")
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class WorkerPool:
+    """``service.workers`` threads; ``on_done`` callbacks get each stored analysis id (the
+    Slack publisher wakes on it; the post itself is already durable in the outbox)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker,
+        metrics: ServiceMetrics,
+        on_done: list[Callable[[str], None]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.metrics = metrics
+        self.on_done = on_done or []
+        self.identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._wakeup = threading.Event()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        service = settings.service
+        self._lease = timedelta(seconds=service.analysis_budget_s + service.lease_grace_s)
+
+    def start(self) -> None:
+        for index in range(self.settings.service.workers):
+            thread = threading.Thread(
+                target=self._loop, args=(f"{self.identity}:{index}",), name=f"rca-worker-{index}"
+            )
+            thread.daemon = True
+            thread.start()
+            self._threads.append(thread)
+
+    def wake(self) -> None:
+        """A job was queued in this process: look now rather than at the next poll."""
+        self._wakeup.set()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop claiming; wait for running analyses a little, then hand the rest back."""
+        self._stopping.set()
+        self._wakeup.set()
+        for thread in self._threads:
+            thread.join(timeout_s)
+        try:
+            with self.sessions.begin() as session:
+                released = queue.release_prefix(session, self.identity, utcnow())
+            if released:
+                log.info("handed %d running job(s) back to the queue", released)
+        except SQLAlchemyError as exc:
+            log.warning("could not hand jobs back (their leases will expire): %s", exc)
+
+    def _loop(self, owner: str) -> None:
+        poll = self.settings.service.poll_interval_s
+        while not self._stopping.is_set():
+            try:
+                with self.sessions.begin() as session:
+                    job = queue.claim(session, owner, self._lease, utcnow())
+            except SQLAlchemyError as exc:
+                log.warning("cannot claim jobs: %s", exc)
+                self._stopping.wait(poll)
+                continue
+            if job is None:
+                self._wakeup.wait(poll)
+                self._wakeup.clear()
+                continue
+            try:
+                self._process(job, owner)
+            except SQLAlchemyError as exc:  # storing failed: the lease expires, then retry
+                log.warning("job %s: database error, will retry: %s", job.id, exc)
+
+    def _process(self, job: ClaimedJob, owner: str) -> None:
+        service = self.settings.service
+        if job.attempts > service.max_attempts:
+            self._fail(job, owner, f"gave up after {service.max_attempts} attempts")
+            return
+        try:
+            result = within_budget(lambda: run_job(job, self.settings), service.analysis_budget_s)
+        except BudgetExceeded as exc:
+            self._fail(job, owner, str(exc))
+            return
+        except SQLAlchemyError as exc:
+            when = utcnow() + timedelta(seconds=service.retry_backoff_s)
+            with self.sessions.begin() as session:
+                queue.retry_later(session, job.id, owner, f"transient: {exc}", when)
+            return
+        except Exception as exc:
+            log.exception("job %s failed", job.id)
+            self._fail(job, owner, f"{type(exc).__name__}: {exc}")
+            return
+        self._store(job, owner, result)
+
+    def _fail(self, job: ClaimedJob, owner: str, reason: str) -> None:
+        with self.sessions.begin() as session:
+            queue.fail(session, job.id, owner, reason, utcnow())
+        self.metrics.analyses.labels(job.trigger.kind, "failed").inc()
+        log.warning("job %s failed: %s", job.id, reason)
+
+    def _store(self, job: ClaimedJob, owner: str, result: JobResult) -> None:
+        analysis = result.analysis
+        material = None
+        if self.settings.service.charts and result.snapshot is not None:
+            material = chart_material(analysis, result.snapshot)
+        chart_data = material.model_dump_json() if material is not None else None
+        now = utcnow()
+        with self.sessions.begin() as session:
+            stored = queue.finish(
+                session, job.id, owner, analysis.model_dump_json(), now, chart_data
+            )
+            if stored and self.settings.slack_bot_token is not None:
+                # In the result's transaction: a stored incident analysis always gets its post.
+                outbox.enqueue(session, job.id, now)
+        if not stored:
+            log.warning("job %s: lease lost before the result was stored; discarded", job.id)
+            return
+        self.metrics.record_analysis(analysis, result.collect_s, result.total_s)
+        self.metrics.source_duration.labels(sources_of(self.settings)).observe(result.collect_s)
+        for callback in self.on_done:
+            callback(job.id)

@@ -1,0 +1,104 @@
+"""One place that turns every failure of a request into a JSON error (never a stack trace).
+
+- :class:`ApiError` (raised by routes and auth) carries its status and code;
+- request validation errors become 422 with the path of each bad field;
+- an unreachable or failing database becomes 503 with ``Retry-After``, so Alertmanager and
+  other clients retry; a value the database cannot store (NUL, lone surrogates) is 422;
+- anything else is a bug: logged with its traceback, answered 500 with no details.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from agent.service.schemas import ErrorBody, ErrorDetail, ErrorInfo
+
+log = logging.getLogger("rca.service")
+RETRY_AFTER_S = "5"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    fields: list[ErrorDetail] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = ErrorBody(error=ErrorInfo(code=code, message=message, fields=fields or []))
+    return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
+
+
+def _path(loc: tuple[object, ...] | list[object]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.code, exc.message, headers=exc.headers)
+
+
+async def _invalid(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    fields = [
+        ErrorDetail(path=_path(err.get("loc", ())), message=str(err.get("msg", "invalid")))
+        for err in exc.errors()
+    ]
+    first = fields[0] if fields else ErrorDetail(path="body", message="invalid")
+    return error_response(422, "invalid", f"{first.path}: {first.message}", fields)
+
+
+async def _http(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:  # FastAPI could not parse the body at all: malformed input
+        return error_response(422, "invalid", f"body: {exc.detail}")
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(exc.status_code, code, str(exc.detail), headers=headers)
+
+
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable during %s %s: %s", request.method, request.url.path, exc)
+    return error_response(
+        503,
+        "database_unavailable",
+        "the database is unavailable; nothing was stored, retry later",
+        headers={"Retry-After": RETRY_AFTER_S},
+    )
+
+
+async def _unstorable(_: Request, exc: Exception) -> JSONResponse:
+    return error_response(
+        422, "invalid", "a value cannot be stored: text must be valid Unicode without NUL"
+    )
+
+
+async def _bug(request: Request, exc: Exception) -> JSONResponse:
+    log.error("internal error in %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal", "internal error; the server log has the details")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(DataError, _unstorable)
+    app.add_exception_handler(UnicodeEncodeError, _unstorable)
+    for unavailable in (OperationalError, DisconnectionError, PoolTimeout, DBAPIError):
+        app.add_exception_handler(unavailable, _unavailable)
+    app.add_exception_handler(Exception, _bug)

@@ -1,0 +1,173 @@
+"""What one analysis job does: collect the scope, run the pipeline, render the chart.
+
+Pure of the queue: :class:`agent.service.jobs.WorkerPool` decides when to call it and what
+to do with errors. A scope that no source can serve (:class:`SourceError`) or that yields no
+data (:class:`SnapshotError`) is not an error of the job: it becomes an Analysis marked
+insufficient evidence whose ``source_failures`` say why, so the on-call engineer is told
+rather than left waiting.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from agent import __version__
+from agent.config import Settings
+from agent.errors import SnapshotError, SourceError
+from agent.models import Analysis, LogRecord, Signal, SourceFailure, Trigger, Window
+from agent.snapshot import Snapshot
+from agent.store.queue import ClaimedJob
+from agent.summarize import Summarizer
+from connectors.alertmanager import AlertmanagerWebhook
+
+_SUMMARIZERS: dict[int, tuple[Settings, Summarizer]] = {}
+_SUMMARIZERS_LOCK = threading.Lock()
+
+
+def _summarizer(settings: Settings) -> Summarizer:
+    """The configured summarizer backend, built once per settings object, so that a local
+    model loads once per process and not once per analysis."""
+    from agent.summarize.factory import build_summarizer
+
+    with _SUMMARIZERS_LOCK:
+        cached = _SUMMARIZERS.get(id(settings))
+        if cached is None or cached[0] is not settings:
+            cached = _SUMMARIZERS[id(settings)] = (settings, build_summarizer(settings))
+        return cached[1]
+
+
+@dataclass
+class JobResult:
+    analysis: Analysis
+    snapshot: Snapshot | None
+    collect_s: float
+    total_s: float
+
+
+def sources_of(settings: Settings) -> str:
+    """Which sources a collection asks, as a metric label."""
+    names = [
+        name
+        for name, configured in (
+            ("prometheus", settings.prometheus_url),
+            ("elasticsearch", settings.elasticsearch_url),
+        )
+        if configured
+    ]
+    if not names and settings.snapshot_dir is not None:
+        names = ["snapshot_dir"]
+    return ",".join(names) or "none"
+
+
+def no_data_analysis(
+    job: ClaimedJob, failures: list[SourceFailure], reason: str, now: datetime
+) -> Analysis:
+    """The answer when nothing could be collected: says so, names the failing sources."""
+    start, end = job.incident_start, job.window_end
+    if end <= start:
+        end = start + timedelta(minutes=1)
+    window = Window(start=start - (end - start), incident_start=start, end=end)
+    return Analysis(
+        id=job.id,
+        version=__version__,
+        created_at=now,
+        trigger=job.trigger,
+        window=window,
+        candidates=[],
+        root_cause=None,
+        confidence=0.0,
+        insufficient_evidence=True,
+        evidence=[],
+        timeline=[],
+        next_steps=[
+            "Check that the configured sources are reachable (GET /readyz) and hold data "
+            "for these services and this time range."
+        ],
+        summary=f"No analysis: no telemetry could be collected ({reason}).",
+        backend="none",
+        source_failures=failures,
+    )
+
+
+def run_job(job: ClaimedJob, settings: Settings) -> JobResult:
+    """Collect and analyze one job's scope. Raises only on bugs and unexpected errors."""
+    from agent.pipeline import analyze  # numpy and the engine: imported on first use
+    from connectors.collect import Scope, collect
+
+    began = time.perf_counter()
+    if settings.service.job_delay_s:
+        time.sleep(settings.service.job_delay_s)
+    alert = (
+        AlertmanagerWebhook.model_validate_json(job.alert_payload) if job.alert_payload else None
+    )
+    # An alert names where it hurts, not where it started: collect every service so that the
+    # engine can follow the call graph. An ad-hoc request's services are the user's choice.
+    scope = Scope(
+        services=() if alert is not None else tuple(job.trigger.services),
+        incident_start=job.incident_start,
+        end=job.window_end,
+        alert=alert,
+        question=job.trigger.question,
+    )
+    try:
+        collected = collect(scope, settings)
+    except SourceError as err:
+        failure = SourceFailure(source=err.source, error=err.message)
+        analysis = no_data_analysis(job, [failure], str(err), datetime.now(UTC))
+        elapsed = time.perf_counter() - began
+        return JobResult(analysis, None, elapsed, elapsed)
+    collect_s = time.perf_counter() - began
+    try:
+        analysis = analyze(
+            collected.snapshot,
+            settings.engine,
+            _trigger(job.trigger, collected.snapshot),
+            _summarizer(settings),
+            collected.failures,
+        )
+    except SnapshotError as err:
+        failures = [*collected.failures, SourceFailure(source="collect", error=err.message)]
+        analysis = no_data_analysis(job, failures, str(err), datetime.now(UTC))
+        return JobResult(analysis, None, collect_s, time.perf_counter() - began)
+    analysis = analysis.model_copy(
+        update={"id": job.id, "notes": [*analysis.notes, *collected.notes]}
+    )
+    return JobResult(analysis, collected.snapshot, collect_s, time.perf_counter() - began)
+
+
+def _trigger(trigger: Trigger, snapshot: Snapshot) -> Trigger:
+    """The job's trigger; an alert's services fall back to the snapshot's alert."""
+    if trigger.services or snapshot.alert is None:
+        return trigger
+    return trigger.model_copy(update={"services": snapshot.alert.services()})
+
+
+def chart_material(analysis: Analysis, snapshot: Snapshot) -> Snapshot | None:
+    """The part of the snapshot the evidence chart draws: every series and log line that
+    matches cited evidence. The chart drawn from it equals the chart drawn from the whole
+    snapshot, at a fraction of the size; None when there is nothing to draw."""
+    from agent.chart import matching_logs, matching_signals
+    from agent.report import cited_evidence
+
+    signals: dict[int, Signal] = {}
+    logs: dict[int, LogRecord] = {}
+    for evidence in cited_evidence(analysis, limit=len(analysis.evidence)):
+        signals.update((id(s), s) for s in matching_signals(snapshot, evidence))
+        logs.update((id(r), r) for r in matching_logs(snapshot, evidence))
+    if not signals and not logs:
+        return None
+    return Snapshot(meta=snapshot.meta, signals=list(signals.values()), logs=list(logs.values()))
+
+
+def render_chart(analysis: Analysis, material: Snapshot) -> bytes:
+    """The evidence chart as PNG bytes (matplotlib is imported here, on first use)."""
+    import io
+
+    from agent.chart import render_evidence_chart
+
+    buffer = io.BytesIO()
+    render_evidence_chart(analysis, material).savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()

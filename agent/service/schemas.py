@@ -1,0 +1,192 @@
+"""Request and response bodies of the HTTP API; the served OpenAPI schema is built from these.
+
+Requests are strict (unknown fields are 422) except the webhook payload, which follows
+Alertmanager's own model and keeps fields future releases may add.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from agent.models import Analysis, FaultType, Trigger
+from connectors.alertmanager import Alert, AlertmanagerWebhook
+
+# Times outside this range are typos or fuzz, and break window arithmetic downstream.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+MAX_RANGE = timedelta(days=7)
+_DURATION = re.compile(r"^(\d{1,6})([smhd])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+ServiceName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+JobStatus = Literal["pending", "running", "done", "failed"]
+
+
+class WebhookAlert(Alert):
+    """One alert of the payload, with ``startsAt`` checked to be a plausible time."""
+
+    @field_validator("startsAt")
+    @classmethod
+    def _plausible(cls, value: datetime) -> datetime:
+        if not EARLIEST <= value < LATEST:
+            raise ValueError("must lie between 1970 and 2200")
+        return value
+
+
+class WebhookPayload(AlertmanagerWebhook):
+    """Alertmanager's payload (version 4) as :mod:`connectors.alertmanager` models it."""
+
+    alerts: list[WebhookAlert] = Field(min_length=1)  # type: ignore[assignment]
+
+
+class ErrorDetail(BaseModel):
+    path: str = Field(description="where in the request, e.g. body.alerts.0.startsAt")
+    message: str
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="machine-readable: unauthorized, forbidden, invalid, ...")
+    message: str
+    fields: list[ErrorDetail] = Field(default_factory=list)
+
+
+class ErrorBody(BaseModel):
+    """Every error response: JSON, never a stack trace."""
+
+    error: ErrorInfo
+
+
+class WebhookAccepted(BaseModel):
+    outcome: Literal["new", "duplicate", "late", "resolved", "resolved_unseen"] = Field(
+        description="new: queued an analysis; duplicate/late: already seen; resolved: "
+        "marked the episode resolved; resolved_unseen: resolved before it was seen firing"
+    )
+    incident_id: str
+    analysis_id: str | None = Field(None, description="the analysis of this firing episode")
+
+
+class AnalysisRequest(BaseModel):
+    """An ad-hoc analysis: services and a time range (``start``/``end``, or ``last``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    services: list[ServiceName] = Field(min_length=1, max_length=100)
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+    last: str | None = Field(
+        None, pattern=r"^\d{1,6}[smhd]$", description='a range ending now, e.g. "30m" (default)'
+    )
+    question: str | None = Field(None, max_length=2000)
+
+    @model_validator(mode="after")
+    def _one_range(self) -> AnalysisRequest:
+        if (self.start is None) != (self.end is None):
+            raise ValueError("give both start and end, or neither")
+        if self.start is not None and self.last is not None:
+            raise ValueError("give start/end or last, not both")
+        if self.start is not None and self.end is not None:
+            if not EARLIEST <= self.start < self.end <= LATEST:
+                raise ValueError("need 1970 <= start < end <= 2200")
+            if self.end - self.start > MAX_RANGE:
+                raise ValueError("the range may span at most 7 days")
+        if self.last is not None and self.last_span() > MAX_RANGE:
+            raise ValueError("last may span at most 7 days")
+        return self
+
+    def last_span(self) -> timedelta:
+        match = _DURATION.match(self.last or "30m")
+        assert match is not None  # guaranteed by the field pattern
+        return timedelta(seconds=int(match.group(1)) * _UNIT_S[match.group(2)])
+
+    def range(self, now: datetime) -> tuple[datetime, datetime]:
+        """(incident start, end) of the request."""
+        if self.start is not None and self.end is not None:
+            return self.start.astimezone(UTC), self.end.astimezone(UTC)
+        return now - self.last_span(), now
+
+
+class AnalysisCreated(BaseModel):
+    id: str
+    status: JobStatus
+    url: str
+
+
+class IncidentState(BaseModel):
+    status: Literal["firing", "resolved"]
+    resolved_at: datetime | None
+
+
+class AnalysisStatus(BaseModel):
+    """A job's state; ``analysis`` is set once ``status`` is ``done``."""
+
+    id: str
+    status: JobStatus
+    trigger: Trigger
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+    error: str | None
+    incident: IncidentState | None
+    report_url: str | None
+    chart_url: str | None
+    analysis: Analysis | None
+
+
+class AnalysisSummary(BaseModel):
+    id: str
+    status: JobStatus
+    trigger: Trigger
+    created_at: datetime
+    finished_at: datetime | None
+    root_service: str | None
+    confidence: float | None
+    error: str | None
+
+
+class AnalysisPage(BaseModel):
+    items: list[AnalysisSummary]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page")
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    verdict: Literal["correct", "wrong", "partially"]
+    actual_service: ServiceName | None = None
+    actual_fault_type: FaultType | None = None
+    note: str = Field("", max_length=5000)
+    author: str = Field("", max_length=200)
+
+
+class FeedbackStored(BaseModel):
+    id: int
+    analysis_id: str
+    verdict: str
+    actual_service: str | None
+    actual_fault_type: str | None
+    note: str
+    author: str
+    created_at: datetime
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    database: bool
+    sources: dict[str, bool] = Field(description="reachability of each configured source")

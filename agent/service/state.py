@@ -1,0 +1,38 @@
+"""What the routes share: settings, the store's sessions, the workers, the metrics, a clock,
+and the Slack publisher."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from fastapi import Request
+from sqlalchemy import Engine
+from sqlalchemy.orm import sessionmaker
+
+from agent.config import Settings
+from agent.service.jobs import WorkerPool
+from agent.service.metrics import ServiceMetrics
+from agent.service.slack_outbox import SlackOutbox
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker
+    metrics: ServiceMetrics
+    workers: WorkerPool
+    clock: Callable[[], datetime]
+    slack: SlackOutbox | None = None  # the Slack publisher, when a bot token is set
+
+    def wake_slack(self) -> None:
+        """Outbox rows were written in this process: deliver now, not at the next poll."""
+        if self.slack is not None:
+            self.slack.wake()
+
+
+def service_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.rca
+    return state

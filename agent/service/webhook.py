@@ -1,0 +1,124 @@
+"""``POST /v1/alertmanager``: persist the notification and its job, answer 202.
+
+No analysis work happens in the request: it computes the episode's idempotency key, writes
+one transaction (episode + job) and wakes a worker. The key is the group key plus the sorted
+(fingerprint, startsAt) pairs of the firing alerts (of all alerts for a resolved
+notification), so Alertmanager's repeats of a notification map to one episode and one
+analysis, while a new alert joining the group starts a new episode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy.exc import IntegrityError
+
+from agent.models import Trigger
+from agent.service.auth import require_webhook
+from agent.service.schemas import ErrorBody, WebhookAccepted, WebhookPayload
+from agent.service.state import ServiceState, service_state
+from agent.store.intake import Episode, NewJob, Outcome, record_firing, record_resolved
+from connectors.alertmanager import Alert
+
+router = APIRouter(tags=["alertmanager"])
+_RACE_RETRIES = 3
+State = Annotated[ServiceState, Depends(service_state)]
+
+
+def _fingerprint(alert: Alert) -> str:
+    """Alertmanager's fingerprint, or a stable one from the labels when a sender omits it."""
+    if alert.fingerprint:
+        return alert.fingerprint
+    labels = json.dumps(alert.labels, sort_keys=True)
+    return "labels:" + hashlib.sha256(labels.encode()).hexdigest()[:16]
+
+
+def episode_of(payload: WebhookPayload) -> Episode:
+    firing = payload.status == "firing"
+    alerts = [a for a in payload.alerts if a.status == "firing" or not firing]
+    alerts = alerts or payload.alerts  # "firing" with every alert resolved: take them all
+    pairs = sorted({(_fingerprint(a), a.startsAt.isoformat()) for a in alerts})
+    material = json.dumps([payload.groupKey, pairs])
+    key = hashlib.sha256(material.encode()).hexdigest()
+    return Episode(
+        key=key,
+        id="in-" + key[:20],
+        group_key=payload.groupKey,
+        alert_name=payload.alert_name,
+        alerts=pairs,
+        starts_at=min(a.startsAt for a in alerts),
+        payload=payload.model_dump_json(),
+    )
+
+
+def job_of(payload: WebhookPayload, episode: Episode, lookback: timedelta, now: datetime) -> NewJob:
+    """The analysis of an episode: from ``lookback`` before its first alert until now."""
+    trigger = Trigger(
+        kind="alert",
+        alert_name=payload.alert_name or None,
+        services=payload.services(),
+        group_key=payload.groupKey,
+    )
+    end = max(now, episode.starts_at + timedelta(minutes=1))
+    return NewJob(
+        id="an-" + episode.key[:20],
+        trigger=trigger,
+        incident_start=episode.starts_at - lookback,
+        window_end=end,
+        services=trigger.services,
+    )
+
+
+def receive(state: ServiceState, payload: WebhookPayload) -> WebhookAccepted:
+    """Record one notification durably; see the module docstring."""
+    now = state.clock()
+    episode = episode_of(payload)
+    lookback = timedelta(minutes=state.settings.engine.lookback_minutes)
+    job = job_of(payload, episode, lookback, now)
+    for _ in range(_RACE_RETRIES):
+        try:
+            with state.sessions.begin() as session:
+                if payload.status == "firing":
+                    outcome = record_firing(session, episode, job, now)
+                else:
+                    outcome = record_resolved(session, episode, now)
+            break
+        except IntegrityError:  # a concurrent delivery created the episode first: re-read
+            continue
+    else:
+        raise RuntimeError(f"episode {episode.id} kept conflicting")
+    if outcome is Outcome.NEW:
+        state.workers.wake()
+    if outcome is Outcome.RESOLVED:
+        state.wake_slack()
+    queued = payload.status == "firing" and outcome in (Outcome.NEW, Outcome.DUPLICATE)
+    analysis_id = job.id if queued else None
+    return WebhookAccepted(outcome=outcome.value, incident_id=episode.id, analysis_id=analysis_id)
+
+
+@router.post(
+    "/v1/alertmanager",
+    status_code=202,
+    response_model=WebhookAccepted,
+    summary="Alertmanager webhook (payload version 4)",
+    responses={
+        401: {"model": ErrorBody, "description": "missing or unknown webhook token"},
+        413: {"model": ErrorBody, "description": "body over service.max_body_bytes"},
+        422: {"model": ErrorBody, "description": "not an Alertmanager v4 payload"},
+        503: {"model": ErrorBody, "description": "database unavailable: retry"},
+    },
+    dependencies=[Depends(require_webhook)],
+)
+def alertmanager(
+    payload: WebhookPayload,
+    request: Request,
+    state: Annotated[ServiceState, Depends(service_state)],
+) -> WebhookAccepted:
+    """Durably record the notification and queue its analysis; 202 once committed."""
+    accepted = receive(state, payload)
+    request.state.webhook_result = accepted.outcome
+    return accepted

@@ -1,0 +1,329 @@
+"""The Slack bot: ``/rca``, mentions in incident threads, the rating buttons and the 👎 modal.
+
+:func:`build_bot` returns a slack-bolt ``App`` in HTTP mode; mount it with
+:func:`agent.slack.transport.slack_router`. Every handler acks first (Slack wants an answer
+within 3 s) and does the slow part afterwards on bolt's worker threads, so the request that
+carried it is already answered. Requests without a valid signature (signing secret, 5-minute
+replay window) are refused with 401 by bolt's request verification before any handler runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import SecretStr
+from slack_bolt import Ack, App
+
+from agent.errors import ConfigError, RcaError
+from agent.models import Analysis
+from agent.slack.answers import answer_question
+from agent.slack.backend import AnalysisAsk, ReplyTo, SlackBackend
+from agent.slack.blocks import (
+    ACTION_CORRECT,
+    ACTION_RERUN,
+    ACTION_WRONG,
+    IncidentView,
+    fallback_text,
+    incident_blocks,
+)
+from agent.slack.commands import CommandError, parse_command
+from agent.slack.modal import FEEDBACK_VIEW, FeedbackOrigin, feedback_modal, read_submission
+from agent.slack.publish import publish_incident
+from connectors.slack import SlackError, SlackPublisher, SlackRef
+
+log = logging.getLogger(__name__)
+
+Answerer = Callable[[Analysis, str], str]
+_MENTION = re.compile(r"<@[A-Z0-9]+(\|[^>]*)?>")
+_RERUN = re.compile(r"^(re-?run|re-?analy[sz]e|again|refresh|update)\b", re.IGNORECASE)
+
+
+def _author(body: dict[str, Any]) -> str:
+    user = body.get("user") or {}
+    team = user.get("team_id") or (body.get("team") or {}).get("id")
+    return f"slack:{team}/{user.get('id')}" if team else f"slack:{user.get('id')}"
+
+
+class _Handlers:
+    """The bot's listeners; bolt passes ``ack``, ``body``, ``command``... by name."""
+
+    def __init__(
+        self,
+        backend: SlackBackend,
+        publisher: SlackPublisher,
+        answer: Answerer,
+        poll_s: float,
+        now: Callable[[], datetime],
+    ) -> None:
+        self.backend = backend
+        self.publisher = publisher
+        self.settings = publisher.settings
+        self.tz = ZoneInfo(self.settings.timezone)
+        self.answer = answer
+        self.poll_s = poll_s
+        self.now = now
+
+    # --- running an analysis and delivering it -----------------------------------------
+
+    def _wait(self, analysis_id: str) -> Analysis:
+        deadline = time.monotonic() + self.settings.analysis_wait_s
+        while (found := self.backend.get_analysis(analysis_id)) is None:
+            if time.monotonic() > deadline:
+                raise RcaError(f"analysis {analysis_id} did not finish in time; see the API")
+            time.sleep(self.poll_s)
+        return found
+
+    def _run(self, ask: AnalysisAsk, reply: ReplyTo, previous: Analysis | None = None) -> None:
+        try:
+            analysis = self._wait(self.backend.submit_analysis(ask, reply))
+            self._deliver(analysis, reply, previous, ask.question)
+        except SlackError as exc:
+            log.warning("slack: could not deliver an analysis to %s: %s", reply.channel, exc)
+        except RcaError as exc:
+            self._tell(reply.channel, reply.user, f":x: {exc}", reply.thread_ts)
+
+    def _deliver(
+        self, analysis: Analysis, reply: ReplyTo, previous: Analysis | None, question: str | None
+    ) -> None:
+        if reply.private:
+            view = IncidentView(public_url=self.settings.public_url, tz=self.tz)
+            self.publisher.post_ephemeral(
+                reply.channel,
+                reply.user,
+                fallback_text(analysis, view),
+                incident_blocks(analysis, view),
+                reply.thread_ts,
+            )
+            return
+        stored = SlackRef(reply.channel, reply.message_ts) if reply.message_ts else None
+        ref = publish_incident(
+            self.publisher,
+            analysis,
+            None,
+            stored,
+            previous=previous,
+            chart=self.backend.get_chart(analysis.id),
+            channel=reply.channel,
+        )
+        if ref is not None:
+            self.backend.remember_post(analysis.id, ref.channel, ref.ts)
+        if ref is not None and question:
+            self.publisher.reply(ref, self.answer(analysis, question))
+
+    def _tell(self, channel: str, user: str, text: str, thread_ts: str | None = None) -> None:
+        try:
+            self.publisher.post_ephemeral(channel, user, text, thread_ts=thread_ts)
+        except SlackError as exc:
+            log.warning("slack: could not tell %s in %s: %s", user, channel, exc)
+
+    def _announce(self, ask: AnalysisAsk) -> str:
+        start, end = (t.astimezone(self.tz) for t in (ask.start, ask.end))
+        return (
+            f"Analysing {', '.join(f'`{s}`' for s in ask.services)} from "
+            f"{start:%H:%M} to {end:%H:%M} {end.tzname()}…"
+        )
+
+    # --- /rca ---------------------------------------------------------------------------
+
+    def command(self, ack: Ack, command: dict[str, Any]) -> None:
+        channel, user = command["channel_id"], command["user_id"]
+        if not self.settings.allows(channel):
+            ack(text="`/rca` is not enabled in this channel.")
+            return
+        try:
+            parsed = parse_command(command.get("text") or "", self.backend.known_services())
+        except CommandError as exc:
+            ack(text=str(exc))
+            return
+        start, end = parsed.window(self.now(), self.tz)
+        ask = AnalysisAsk(parsed.services, start, end, parsed.question)
+        ack(text=self._announce(ask))
+        self._run(ask, ReplyTo(channel, user, parsed.private))
+
+    # --- mentions in incident threads ---------------------------------------------------
+
+    def mention(self, event: dict[str, Any]) -> None:
+        channel, user = event["channel"], event.get("user", "")
+        if not self.settings.allows(channel):
+            return
+        text = _MENTION.sub("", event.get("text") or "").strip()
+        thread = event.get("thread_ts")
+        here = SlackRef(channel, thread or event["ts"])
+        try:
+            analysis_id = self.backend.find_incident(channel, thread) if thread else None
+            if analysis_id is None:
+                self.publisher.reply(
+                    here,
+                    "I can only talk about incidents I posted: mention me in the thread of an "
+                    "incident message, or start one with `/rca <service>`.",
+                )
+                return
+            analysis = self.backend.get_analysis(analysis_id)
+            if analysis is None:
+                self.publisher.reply(here, "That analysis is still running; ask me again soon.")
+            elif not text or _RERUN.match(text):
+                self._rerun(analysis, channel, user, here.ts, widen=False)
+            else:
+                self.publisher.reply(here, self.answer(analysis, text))
+        except SlackError as exc:
+            log.warning("slack: could not answer a mention in %s: %s", channel, exc)
+        except RcaError as exc:
+            self._tell(channel, user, f":x: {exc}", thread)
+
+    def _rerun(
+        self, analysis: Analysis, channel: str, user: str, message_ts: str, widen: bool
+    ) -> None:
+        win = analysis.window
+        if widen:
+            end = win.end
+            start = end - 2 * (end - win.incident_start)
+        else:
+            start, end = win.incident_start, max(win.end, self.now())
+        services = tuple(analysis.trigger.services)
+        if not services and analysis.root_cause is not None:
+            services = (analysis.root_cause.service,)
+        ask = AnalysisAsk(services, start, end, analysis.trigger.question)
+        if not services:
+            self._tell(channel, user, ":x: This analysis names no service to re-run.")
+            return
+        how = " with a wider window" if widen else ""
+        self.publisher.reply(
+            SlackRef(channel, message_ts),
+            f"🔁 Re-running{how} at the request of <@{user}>: "
+            f"{self._announce(ask).removeprefix('Analysing ')}",
+        )
+        reply = ReplyTo(channel, user, thread_ts=message_ts, message_ts=message_ts)
+        self._run(ask, reply, previous=analysis)
+
+    # --- buttons and the modal ----------------------------------------------------------
+
+    def _origin(self, body: dict[str, Any]) -> tuple[str, str, str, str | None]:
+        action = (body.get("actions") or [{}])[0]
+        container = body.get("container") or {}
+        channel = (body.get("channel") or {}).get("id") or container.get("channel_id", "")
+        ts = None if container.get("is_ephemeral") else container.get("message_ts")
+        return str(action.get("value", "")), channel, body["user"]["id"], ts
+
+    def correct(self, ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        analysis_id, channel, user, ts = self._origin(body)
+        if not self.settings.allows(channel):
+            return
+        try:
+            analysis = self.backend.get_analysis(analysis_id)
+            cause = analysis.root_cause if analysis else None
+            self.backend.store_feedback(
+                analysis_id,
+                "correct",
+                cause.service if cause else None,
+                cause.fault_type if cause else None,
+                "",
+                _author(body),
+            )
+        except RcaError as exc:
+            self._tell(channel, user, f":x: Feedback not stored: {exc}", ts)
+            return
+        self._tell(channel, user, f"Thanks, recorded 👍 for `{analysis_id}`.", ts)
+
+    def wrong(self, ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        analysis_id, channel, _user, ts = self._origin(body)
+        if not self.settings.allows(channel):
+            return
+        try:
+            analysis = self.backend.get_analysis(analysis_id)
+        except RcaError:
+            analysis = None
+        origin = FeedbackOrigin(analysis_id, channel, ts)
+        modal = feedback_modal(origin, analysis, self.backend.known_services())
+        try:
+            self.publisher.open_view(body["trigger_id"], modal)
+        except SlackError as exc:
+            log.warning("slack: feedback modal not opened: %s", exc)
+
+    def submit(self, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        origin = FeedbackOrigin.load(view.get("private_metadata", ""))
+        answer, errors = read_submission(view)
+        if answer is None:
+            ack(response_action="errors", errors=errors)
+            return
+        try:
+            self.backend.store_feedback(
+                origin.analysis_id,
+                "wrong",
+                answer.service,
+                answer.fault_type,
+                answer.note,
+                _author(body),
+            )
+        except RcaError as exc:
+            ack(response_action="errors", errors={"note": f"Not stored: {exc}"})
+            return
+        ack()
+        self._tell(
+            origin.channel,
+            body["user"]["id"],
+            f"Thanks, recorded 👎 for `{origin.analysis_id}`: it was "
+            f"`{answer.service or 'another service'}` ({answer.fault_type.value}).",
+            origin.message_ts,
+        )
+
+    def rerun(self, ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        analysis_id, channel, user, ts = self._origin(body)
+        if not self.settings.allows(channel):
+            return
+        try:
+            analysis = self.backend.get_analysis(analysis_id)
+        except RcaError as exc:
+            self._tell(channel, user, f":x: {exc}", ts)
+            return
+        if analysis is None:
+            self._tell(channel, user, "That analysis is still running.", ts)
+        elif ts is None:
+            self._tell(channel, user, "Re-run works on channel messages; use `/rca` here.")
+        else:
+            self._rerun(analysis, channel, user, ts, widen=True)
+
+
+def build_bot(
+    backend: SlackBackend,
+    publisher: SlackPublisher,
+    signing_secret: SecretStr | None,
+    *,
+    answer: Answerer = answer_question,
+    poll_s: float = 0.5,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    socket_mode: bool = False,
+) -> App:
+    """The bolt app; ``publisher.client`` (with its base URL and retries) makes every call.
+
+    Over HTTP the signing secret is required; with ``socket_mode`` requests arrive over the
+    app's own WebSocket and an HTTP request with any signature is still refused.
+    """
+    secret = signing_secret.get_secret_value() if signing_secret else ""
+    if not secret and not socket_mode:
+        raise ConfigError("the Slack bot needs a signing secret: set RCA_SLACK_SIGNING_SECRET")
+    if not publisher.client.token:
+        raise ConfigError("the Slack bot needs a bot token: set RCA_SLACK_BOT_TOKEN")
+    app = App(
+        name="rca-agent",
+        signing_secret=secret,
+        client=publisher.client,
+        token_verification_enabled=False,  # startup must not depend on Slack being up
+        logger=log,
+    )
+    handlers = _Handlers(backend, publisher, answer, poll_s, now)
+    app.command("/rca")(handlers.command)
+    app.event("app_mention")(handlers.mention)
+    app.action(ACTION_CORRECT)(handlers.correct)
+    app.action(ACTION_WRONG)(handlers.wrong)
+    app.action(ACTION_RERUN)(handlers.rerun)
+    app.view(FEEDBACK_VIEW)(handlers.submit)
+    return app

@@ -1,0 +1,57 @@
+"""Pick the summarizer from settings or ``--backend``.
+
+Backend specs: ``extractive``; ``openai`` (or ``openai:MODEL`` to override
+``summarizer.model``); ``hf`` (``summarizer.hf_model`` + ``hf_adapter``) or
+``hf:BASE[+ADAPTER]`` where BASE is ``smollm2``, a model directory or a cached Hugging Face id
+and ADAPTER a LoRA adapter directory. Examples::
+
+    rca analyze incident/ --backend openai
+    rca eval --suite sim --seeds 30000-30049 --backend hf:smollm2+out/lora
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.config import Settings
+from agent.errors import UsageError
+from agent.summarize import Summarizer
+from agent.summarize.extractive import ExtractiveSummarizer
+from agent.summarize.guard import GuardedSummarizer
+from agent.summarize.redact import Redactor
+
+BACKEND_HELP = "extractive | openai[:MODEL] | hf | hf:BASE[+ADAPTER]"
+
+
+def build_summarizer(settings: Settings, backend: str | None = None) -> Summarizer:
+    """The summarizer for ``backend`` (default: ``settings.backend``), guards included."""
+    spec = (backend or settings.backend).strip()
+    kind, _, arg = spec.partition(":")
+    cfg = settings.summarizer
+    if kind == "extractive" and not arg:
+        return ExtractiveSummarizer()
+    if kind == "openai":
+        from agent.summarize.openai_backend import OpenAIBackend
+
+        if arg:
+            cfg = cfg.model_copy(update={"model": arg})
+        remote = OpenAIBackend(cfg)
+        return GuardedSummarizer(
+            remote, prompt_tokens=cfg.prompt_tokens, redact=Redactor(cfg.redact_patterns)
+        )
+    if kind == "hf":
+        from agent.summarize.hf_backend import HfBackend, resolve_model
+
+        base, _, adapter = arg.partition("+") if arg else (cfg.hf_model, "", "")
+        adapter_dir = Path(adapter) if adapter else (None if arg else cfg.hf_adapter)
+        local = HfBackend(
+            resolve_model(base, cfg.resolved_models_dir()),
+            adapter=adapter_dir,
+            device=cfg.hf_device,
+            max_new_tokens=cfg.max_new_tokens,
+            threads=cfg.hf_threads,
+            name=f"hf:{base}" + (f"+{adapter_dir}" if adapter_dir else ""),
+        )
+        redact = Redactor(cfg.redact_patterns) if cfg.hf_redact else None
+        return GuardedSummarizer(local, prompt_tokens=cfg.prompt_tokens, redact=redact)
+    raise UsageError(f"unknown summarizer backend {spec!r}: use {BACKEND_HELP}")
