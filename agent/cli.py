@@ -357,9 +357,11 @@ def demo(ctx: click.Context, out: Path, seed: int) -> None:
 cli.add_command(eval_command)
 from agent.service.cli import serve  # noqa: E402 - registration block
 from agent.summarize.fetch import models  # noqa: E402 - registration block
+from finetune.cli import finetune  # noqa: E402 - registration block
 
 cli.add_command(serve)
 cli.add_command(models)
+cli.add_command(finetune)
 
 
 def main() -> None:

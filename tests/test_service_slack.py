@@ -262,6 +262,16 @@ def test_feedback_buttons_and_mentions_on_an_incident_post(
     ]
     assert rated[1][1].note == "deploy 4711"
     assert replies and "Next steps" in replies[0].params["text"]
+    # ... and the fine-tuning dataset reads the Slack correction as the training target.
+    from finetune.dataset import feedback_incidents, read_feedback
+
+    url = engine.url.render_as_string(hide_password=False)
+    truths = {
+        (i.truth.service, i.truth.fault_type.value)
+        for i in feedback_incidents(read_feedback(url))
+        if not isinstance(i, str)
+    }
+    assert ("checkout", "bad_deploy") in truths
 
 
 # --- replicas -----------------------------------------------------------------------------

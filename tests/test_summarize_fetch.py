@@ -87,3 +87,16 @@ def test_hf_backend_without_a_cached_model_is_one_error_line(tmp_path: Path) -> 
         f"rca: error: model smollm2 is not cached in {tmp_path / 'none'}: "
         "run `rca models fetch smollm2`"
     ]
+
+
+@pytest.mark.parametrize("pointer", ["{not json", '{"adapter": "/x"}', "[]"])
+def test_a_broken_served_adapter_pointer_is_one_clear_error(tmp_path: Path, pointer: str) -> None:
+    (tmp_path / "served-adapter.json").write_text(pointer, encoding="utf-8")
+    result = CliRunner().invoke(
+        cli,
+        ["analyze", "--backend", "hf", str(tmp_path / "nowhere")],
+        env={"RCA_DATA_DIR": str(tmp_path)},
+    )
+    assert result.exit_code == 2
+    assert "served-adapter.json" in result.output
+    assert "promote an adapter again" in result.output

@@ -3,7 +3,9 @@
 Backend specs: ``extractive``; ``openai`` (or ``openai:MODEL`` to override
 ``summarizer.model``); ``hf`` (``summarizer.hf_model`` + ``hf_adapter``) or
 ``hf:BASE[+ADAPTER]`` where BASE is ``smollm2``, a model directory or a cached Hugging Face id
-and ADAPTER a LoRA adapter directory. Examples::
+and ADAPTER a LoRA adapter directory. A plain ``hf`` with no ``summarizer.hf_adapter`` serves
+the adapter ``rca finetune promote`` recorded (``<data_dir>/served-adapter.json``), with the
+prompt budget it was trained at. Examples::
 
     rca analyze incident/ --backend openai
     rca eval --suite sim --seeds 30000-30049 --backend hf:smollm2+out/lora
@@ -11,7 +13,9 @@ and ADAPTER a LoRA adapter directory. Examples::
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from agent.config import Settings
 from agent.errors import UsageError
@@ -21,6 +25,21 @@ from agent.summarize.guard import GuardedSummarizer
 from agent.summarize.redact import Redactor
 
 BACKEND_HELP = "extractive | openai[:MODEL] | hf | hf:BASE[+ADAPTER]"
+SERVED_ADAPTER_FILE = "served-adapter.json"
+
+
+def served_adapter(data_dir: Path) -> dict[str, Any] | None:
+    """What ``rca finetune promote`` recorded as the served adapter, if anything."""
+    path = data_dir / SERVED_ADAPTER_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path} is unreadable ({exc}); promote an adapter again") from None
+    if not isinstance(record, dict) or not {"base_model", "adapter"} <= record.keys():
+        raise UsageError(f"{path} lacks base_model/adapter; promote an adapter again")
+    return record
 
 
 def build_summarizer(settings: Settings, backend: str | None = None) -> Summarizer:
@@ -42,7 +61,14 @@ def build_summarizer(settings: Settings, backend: str | None = None) -> Summariz
     if kind == "hf":
         from agent.summarize.hf_backend import HfBackend, resolve_model
 
-        base, _, adapter = arg.partition("+") if arg else (cfg.hf_model, "", "")
+        served = None if arg or cfg.hf_adapter else served_adapter(settings.data_dir)
+        if served is not None:
+            base, adapter = str(served["base_model"]), str(served["adapter"])
+            budget = served.get("prompt_tokens_budget")
+            if isinstance(budget, int):
+                cfg = cfg.model_copy(update={"prompt_tokens": budget})
+        else:
+            base, _, adapter = arg.partition("+") if arg else (cfg.hf_model, "", "")
         adapter_dir = Path(adapter) if adapter else (None if arg else cfg.hf_adapter)
         local = HfBackend(
             resolve_model(base, cfg.resolved_models_dir()),
