@@ -70,8 +70,10 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None
 
 
 @contextmanager
-def served(data: Path, snapshots: Path, database: str | None) -> Iterator[tuple[str, int]]:
-    """``rca serve`` on a free port; yields (base URL, pid)."""
+def served(
+    data: Path, snapshots: Path, database: str | None, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[str, int]]:
+    """``rca serve`` on a free port (``extra_env`` adds settings); yields (base URL, pid)."""
     port = _port()
     env = {
         **os.environ,
@@ -81,6 +83,7 @@ def served(data: Path, snapshots: Path, database: str | None) -> Iterator[tuple[
         "RCA_API_TOKENS": f"{READ}:read",
         "RCA_SERVICE__PORT": str(port),
         "RCA_SERVICE__POLL_INTERVAL_S": "0.5",
+        **(extra_env or {}),
     }
     if database:
         env["RCA_DATABASE_URL"] = database

@@ -17,8 +17,6 @@ Example::
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,14 +31,11 @@ from rich.console import Console
 from rich.table import Table
 
 from evals.bench_service import (
-    READ,
-    TOKEN,
     WEBHOOK,
     _alert,
     _percentiles,
-    _port,
-    _wait_healthy,
     scratch_postgres,
+    served,
 )
 from evals.simulator import simulate, write_scenario
 
@@ -54,33 +49,13 @@ def served_with_slack(
     data: Path, snapshots: Path, database: str | None, slack_api_url: str, slack_token: str
 ) -> Iterator[str]:
     """``rca serve`` posting every incident to ``CHANNEL`` at ``slack_api_url``."""
-    port = _port()
-    env = {
-        **os.environ,
-        "RCA_DATA_DIR": str(data),
-        "RCA_SNAPSHOT_DIR": str(snapshots),
-        "RCA_WEBHOOK_TOKEN": TOKEN,
-        "RCA_API_TOKENS": f"{READ}:read",
-        "RCA_SERVICE__PORT": str(port),
-        "RCA_SERVICE__POLL_INTERVAL_S": "0.5",
+    slack = {
         "RCA_SLACK_API_URL": slack_api_url,
         "RCA_SLACK_BOT_TOKEN": slack_token,
         "RCA_SLACK__DEFAULT_CHANNEL": CHANNEL,
     }
-    if database:
-        env["RCA_DATABASE_URL"] = database
-    data.mkdir(parents=True, exist_ok=True)
-    log = data / "serve.log"
-    command = [sys.executable, "-c", "from agent.cli import main; main()", "serve"]
-    with log.open("ab") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, process, log)
+    with served(data, snapshots, database, slack) as (url, _pid):
         yield url
-    finally:
-        process.terminate()
-        process.wait(30)
 
 
 def _posted(api: Any, group_key: str) -> bool:
