@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -57,6 +57,7 @@ class Collected:
     snapshot: Snapshot
     failures: list[SourceFailure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    durations: dict[str, float] = field(default_factory=dict)  # seconds per source asked
 
 
 class MetricsSource(Protocol):
@@ -135,16 +136,30 @@ def collect_live(
     labels = _alert_labels(scope.alert)
     pool = ThreadPoolExecutor(2, thread_name_prefix="collect")
     jobs: dict[str, Future[Any]] = {}
+    began = time.monotonic()
+    finished: dict[str, float] = {}
+
+    def timed(name: str, fetch: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fetch(*args)
+        finally:
+            finished[name] = time.monotonic()
+
     if metrics is not None:
         jobs[metrics.name] = pool.submit(
-            metrics.fetch, start, scope.end, scope.services, labels, deadline
+            timed, metrics.name, metrics.fetch, start, scope.end, scope.services, labels, deadline
         )
     if logs is not None:
-        jobs["elasticsearch"] = pool.submit(logs.fetch, scope.services, start, scope.end, deadline)
+        jobs["elasticsearch"] = pool.submit(
+            timed, "elasticsearch", logs.fetch, scope.services, start, scope.end, deadline
+        )
     wait(jobs.values(), timeout=max(0.0, deadline - time.monotonic()))
     pool.shutdown(wait=False, cancel_futures=True)
 
     collected = Collected(snapshot=_empty_snapshot(scope, start))
+    # A source still running at the deadline took (at least) the whole budget.
+    stop = time.monotonic()
+    collected.durations = {name: finished.get(name, stop) - began for name in jobs}
     signals: list[Signal] = []
     records: list[LogRecord] = []
     edges: list[Edge] = []

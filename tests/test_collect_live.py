@@ -101,9 +101,15 @@ def test_the_collection_budget_bounds_a_slow_source() -> None:
     server = SilentServer()
     try:
         slow = PrometheusSettings(timeout_s=5, retries=0)
-        error = _completes_naming_prometheus(_collect(server.url, slow, budget=0.5))
+        collected = _collect(server.url, slow, budget=0.5)
+        error = _completes_naming_prometheus(collected)
     finally:
         server.close()
+    # Each source's time is kept for the service's per-source metric; the slow one took
+    # about the budget, the in-memory logs next to nothing.
+    assert set(collected.durations) == {"prometheus", "elasticsearch"}
+    assert 0.3 < collected.durations["prometheus"] < 5
+    assert collected.durations["elasticsearch"] < collected.durations["prometheus"]
     # Whichever notices first: the source (its timeouts shrink to the time left) or collect.
     assert error in (
         "probe up: no answer within 0.5 s",

@@ -262,7 +262,8 @@ def test_unknown_route_is_json_404(client: TestClient) -> None:
 
 
 def test_operations_endpoints(client: TestClient) -> None:
-    post_alert(client, notification(group="m"))
+    accepted = post_alert(client, notification(group="m"))
+    assert finished(client, accepted["analysis_id"])["status"] == "done"
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
     assert ready["database"] is True
@@ -271,3 +272,4 @@ def test_operations_endpoints(client: TestClient) -> None:
     assert 'rca_webhook_requests_total{result="new"} 1.0' in metrics
     assert "rca_queue_depth" in metrics
     assert "rca_oldest_pending_job_age_seconds" in metrics
+    assert 'rca_source_query_duration_seconds_count{source="snapshot_dir"} 1.0' in metrics

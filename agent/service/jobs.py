@@ -34,7 +34,7 @@ from sqlalchemy.orm import sessionmaker
 
 from agent.config import Settings
 from agent.service.metrics import ServiceMetrics
-from agent.service.runner import JobResult, chart_material, run_job, sources_of
+from agent.service.runner import JobResult, chart_material, run_job
 from agent.store import outbox, queue
 from agent.store.queue import ClaimedJob
 
@@ -183,6 +183,7 @@ class WorkerPool:
             log.warning("job %s: lease lost before the result was stored; discarded", job.id)
             return
         self.metrics.record_analysis(analysis, result.collect_s, result.total_s)
-        self.metrics.source_duration.labels(sources_of(self.settings)).observe(result.collect_s)
+        for source, seconds in result.source_s.items():
+            self.metrics.source_duration.labels(source).observe(seconds)
         for callback in self.on_done:
             callback(job.id)

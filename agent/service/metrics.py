@@ -70,7 +70,7 @@ class ServiceMetrics:
         )
         self.source_duration = Histogram(
             "rca_source_query_duration_seconds",
-            "time spent collecting from the sources",
+            "time spent collecting from each source (one observation per source and analysis)",
             ["source"],
             buckets=STAGE_BUCKETS,
             registry=self.registry,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from agent import __version__
@@ -45,6 +45,7 @@ class JobResult:
     snapshot: Snapshot | None
     collect_s: float
     total_s: float
+    source_s: dict[str, float] = field(default_factory=dict)  # collection time per source
 
 
 def sources_of(settings: Settings) -> str:
@@ -135,7 +136,10 @@ def run_job(job: ClaimedJob, settings: Settings) -> JobResult:
     analysis = analysis.model_copy(
         update={"id": job.id, "notes": [*analysis.notes, *collected.notes]}
     )
-    return JobResult(analysis, collected.snapshot, collect_s, time.perf_counter() - began)
+    per_source = collected.durations or {sources_of(settings): collect_s}
+    return JobResult(
+        analysis, collected.snapshot, collect_s, time.perf_counter() - began, per_source
+    )
 
 
 def _trigger(trigger: Trigger, snapshot: Snapshot) -> Trigger:
