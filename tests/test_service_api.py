@@ -129,6 +129,9 @@ def test_ad_hoc_request_filters_and_pages(client: TestClient) -> None:
     assert other.json()["items"] == []
     bad = client.get("/v1/analyses", params={"cursor": "!!"}, headers=auth(READ_TOKEN))
     assert bad.status_code == 422
+    typo = client.get("/v1/analyses", params={"servce": "frontend"}, headers=auth(READ_TOKEN))
+    assert typo.status_code == 422
+    assert "query.servce" in typo.text
     for since in ("0.2", "1715680800", "yesterday"):
         bad = client.get("/v1/analyses", params={"since": since}, headers=auth(READ_TOKEN))
         assert bad.status_code == 422, since

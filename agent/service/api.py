@@ -12,7 +12,7 @@ from pydantic import AwareDatetime, BeforeValidator
 from agent.models import Analysis, Trigger
 from agent.service.auth import require
 from agent.service.charts import evidence_chart
-from agent.service.problems import ApiError
+from agent.service.problems import ApiError, known_query_only
 from agent.service.schemas import (
     AnalysisCreated,
     AnalysisPage,
@@ -29,7 +29,9 @@ from agent.service.state import ServiceState, service_state
 from agent.store import queries
 from agent.store.intake import NewJob, enqueue
 
-router = APIRouter(prefix="/v1/analyses", tags=["analyses"])
+router = APIRouter(
+    prefix="/v1/analyses", tags=["analyses"], dependencies=[Depends(known_query_only)]
+)
 State = Annotated[ServiceState, Depends(service_state)]
 _AUTH: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "missing or unknown token"},

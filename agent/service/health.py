@@ -13,10 +13,11 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from agent.config import Settings
+from agent.service.problems import known_query_only
 from agent.service.schemas import Health, Readiness
 from agent.service.state import ServiceState, service_state
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], dependencies=[Depends(known_query_only)])
 State = Annotated[ServiceState, Depends(service_state)]
 
 

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -102,3 +103,21 @@ def install(app: FastAPI) -> None:
     for unavailable in (OperationalError, DisconnectionError, PoolTimeout, DBAPIError):
         app.add_exception_handler(unavailable, _unavailable)
     app.add_exception_handler(Exception, _bug)
+
+
+def _query_names(dependant: Any) -> set[str]:
+    names = {field.alias for field in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def known_query_only(request: Request) -> None:
+    """Strict validation: a query parameter the route does not declare is a 422 naming it,
+    not silently ignored (a typo such as ``?servce=cart`` would otherwise list everything)."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if dependant is None:
+        return
+    unknown = sorted(set(request.query_params) - _query_names(dependant))
+    if unknown:
+        raise ApiError(422, "invalid", f"query.{unknown[0]}: unknown query parameter")

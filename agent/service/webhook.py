@@ -19,12 +19,13 @@ from sqlalchemy.exc import IntegrityError
 
 from agent.models import Trigger
 from agent.service.auth import require_webhook
+from agent.service.problems import known_query_only
 from agent.service.schemas import ErrorBody, WebhookAccepted, WebhookPayload
 from agent.service.state import ServiceState, service_state
 from agent.store.intake import Episode, NewJob, Outcome, record_firing, record_resolved
 from connectors.alertmanager import Alert
 
-router = APIRouter(tags=["alertmanager"])
+router = APIRouter(tags=["alertmanager"], dependencies=[Depends(known_query_only)])
 _RACE_RETRIES = 3
 State = Annotated[ServiceState, Depends(service_state)]
 
