@@ -6,19 +6,15 @@ kubelet would, so the agent can be started exactly as the chart configures it.
 from __future__ import annotations
 
 import base64
-import os
 import shlex
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import helm_python as helm
-import httpx
-import pytest
 import yaml
-from service_support import free_port, wait_for
+from service_support import AgentProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "deploy" / "helm" / "rca-agent"
@@ -117,7 +113,7 @@ def write_config(rendered: Rendered, config_dir: Path) -> None:
         (config_dir / name).write_text(text)
 
 
-class Pod:
+class Pod(AgentProcess):
     """The agent container run as a local process: the container's command and arguments
     (the `rca` console script of this environment), the pod's environment, the ConfigMap and
     the data volume as local directories, and a free port instead of the container port."""
@@ -129,38 +125,10 @@ class Pod:
         env = local_paths(pod_env(rendered, self.secrets), config_dir, data_dir)
         container = rendered.agent_container()
         argv = [*container["command"], *container["args"]]
-        self.port = free_port()
-        argv[argv.index("--port") + 1] = str(self.port)
+        port = free_port()
+        argv[argv.index("--port") + 1] = str(port)
         argv[0] = str(Path(sys.executable).parent / argv[0])
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = root / "pod.log"
-        self._out = self.log.open("ab")
-        self.process = subprocess.Popen(
-            argv,
-            cwd=root,
-            env={**os.environ, **env, **extra_env},
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-        )
-        wait_for(self._healthy, 60, f"the agent on port {self.port} (log: {self.log})")
-
-    def _healthy(self) -> bool:
-        if self.process.poll() is not None:
-            pytest.fail(f"the agent exited with {self.process.returncode}: {self.log.read_text()}")
-        try:
-            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self._out.close()
+        super().__init__(argv, {**env, **extra_env}, root, root / "pod.log", port, "the agent")
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:

@@ -163,27 +163,31 @@ def postgres_database() -> Iterator[str]:
         admin.dispose()
 
 
-class Served:
-    """One ``rca serve`` subprocess on a free port."""
+class AgentProcess:
+    """An agent subprocess that answers ``/healthz`` on ``port``; ``stop`` or ``kill`` ends it."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    def __init__(
+        self, argv: list[str], env: dict[str, str], cwd: Path, log: Path, port: int, what: str
+    ) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
         self.log = log
-        full_env = {**os.environ, **env, "RCA_SERVICE__PORT": str(self.port)}
+        self.what = what
         self._out = log.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-c", "from agent.cli import main; main()", "serve"],
-            cwd=ROOT,
-            env=full_env,
+            argv,
+            cwd=cwd,
+            env={**os.environ, **env},
             stdout=self._out,
             stderr=subprocess.STDOUT,
         )
-        wait_for(self._healthy, 60, f"rca serve on port {self.port} (log: {log})")
+        wait_for(self._healthy, 60, f"{what} on port {port} (log: {log})")
 
     def _healthy(self) -> bool:
         if self.process.poll() is not None:
-            pytest.fail(f"rca serve exited with {self.process.returncode}: {self.log.read_text()}")
+            pytest.fail(
+                f"{self.what} exited with {self.process.returncode}: {self.log.read_text()}"
+            )
         try:
             return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
         except httpx.HTTPError:
@@ -204,6 +208,21 @@ class Served:
                 self.process.kill()
                 self.process.wait(10)
         self._out.close()
+
+
+class Served(AgentProcess):
+    """One ``rca serve`` subprocess on a free port."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        port = free_port()
+        super().__init__(
+            [sys.executable, "-c", "from agent.cli import main; main()", "serve"],
+            {**env, "RCA_SERVICE__PORT": str(port)},
+            ROOT,
+            log,
+            port,
+            "rca serve",
+        )
 
 
 def serve_env(tmp_path: Path, **extra: str) -> dict[str, str]:
