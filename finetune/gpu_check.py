@@ -18,8 +18,7 @@ from typing import Any
 
 from finetune.config import TrainConfig
 from finetune.dataset import Collected, dataset_card, write_dataset
-from finetune.examples import Example
-from finetune.tiny import build_tiny_model
+from finetune.tiny import build_tiny_model, toy_examples
 
 ANSWER = json.dumps(
     {
@@ -34,22 +33,7 @@ ANSWER = json.dumps(
 
 
 def _dataset(directory: Path, tokenizer: str) -> Path:
-    rows = [
-        Example(
-            id=f"sim:sim-{i}:x",
-            incident=f"sim-{i}",
-            source="sim",
-            service="payments",
-            fault_type="memory_leak",
-            messages=[
-                {"role": "system", "content": "Answer with JSON."},
-                {"role": "user", "content": f"incident {i}: payments memory [M1]"},
-                {"role": "assistant", "content": ANSWER},
-            ],
-            prompt_tokens=16,
-        )
-        for i in range(24)
-    ]
+    rows = toy_examples(ANSWER, 24, "[M1]", prompt_tokens=16)
     splits = {"train": rows[:20], "validation": rows[20:]}
     provenance = {"tokenizer": tokenizer, "prompt_tokens_budget": 1000, "train_seeds": None}
     return write_dataset(

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from finetune.examples import Example
+
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -62,3 +64,23 @@ def build_tiny_model(directory: Path, seed: int = 0) -> Path:
     transformers.LlamaForCausalLM(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def toy_examples(answer: str, count: int, cited: str, prompt_tokens: int) -> list[Example]:
+    """``count`` short chat examples of simulated incidents, each answered with ``answer``."""
+    return [
+        Example(
+            id=f"sim:sim-{i}:x",
+            incident=f"sim-{i}",
+            source="sim",
+            service="payments",
+            fault_type="memory_leak",
+            messages=[
+                {"role": "system", "content": "Answer with JSON."},
+                {"role": "user", "content": f"incident {i}: payments memory {cited}"},
+                {"role": "assistant", "content": answer},
+            ],
+            prompt_tokens=prompt_tokens,
+        )
+        for i in range(count)
+    ]

@@ -32,7 +32,7 @@ from finetune.evaluate import compare, contenders, load_suite, write_outputs  # 
 from finetune.examples import Example, Truth, target_answer  # noqa: E402
 from finetune.merge import merge_adapter  # noqa: E402
 from finetune.promote import PromotionPolicy, promote, refusals, served_adapter  # noqa: E402
-from finetune.tiny import build_tiny_model  # noqa: E402
+from finetune.tiny import build_tiny_model, toy_examples  # noqa: E402
 from finetune.train import IGNORE, TrainResult, encode, train  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -44,22 +44,7 @@ def _examples() -> list[Example]:
     draft = build_analysis()
     answer = target_answer(draft, Truth("payments", FaultType.MEMORY_LEAK), ["M1", "L1", "M2"])
     text = json.dumps(answer.model_dump(mode="json"))
-    return [
-        Example(
-            id=f"sim:sim-{i}:x",
-            incident=f"sim-{i}",
-            source="sim",
-            service="payments",
-            fault_type="memory_leak",
-            messages=[
-                {"role": "system", "content": "Answer with JSON."},
-                {"role": "user", "content": f"incident {i}: payments memory [M1] [L1]"},
-                {"role": "assistant", "content": text},
-            ],
-            prompt_tokens=20,
-        )
-        for i in range(10)
-    ]
+    return toy_examples(text, 10, "[M1] [L1]", prompt_tokens=20)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from conftest import build_analysis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from slack_double import SIGNING_SECRET, TEAM_ID, TOKEN, SlackDouble, sign
+from slack_double import SIGNING_SECRET, TEAM_ID, TOKEN, SlackDouble, block_action, sign
 
 from agent.errors import ConfigError, RcaError
 from agent.models import Analysis, FaultType
@@ -129,27 +129,8 @@ def _post(
     return client.post(EVENTS_PATH, content=body, headers=all_headers)
 
 
-def _action(action_id: str, message_ts: str = "1715680000.000100", **extra: Any) -> str:
-    payload = {
-        "type": "block_actions",
-        "team": {"id": TEAM_ID},
-        "user": {"id": USER, "team_id": TEAM_ID},
-        "api_app_id": "A0RCA",
-        "trigger_id": "1337.42.trigger",
-        "container": {"type": "message", "message_ts": message_ts, "channel_id": CHANNEL},
-        "channel": {"id": CHANNEL},
-        "message": {"ts": message_ts, "text": "incident"},
-        "actions": [
-            {
-                "action_id": action_id,
-                "block_id": "rca_actions",
-                "value": "an-test-1",
-                "type": "button",
-            }
-        ],
-        **extra,
-    }
-    return _form(payload=json.dumps(payload))
+def _action(action_id: str, message_ts: str = "1715680000.000100") -> str:
+    return block_action(action_id, "an-test-1", CHANNEL, message_ts, USER)
 
 
 def _event(text: str, thread_ts: str | None) -> str:
