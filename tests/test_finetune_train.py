@@ -6,13 +6,16 @@ refuses a checkpoint that does not beat the served model. Skipped without ``[fin
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from conftest import build_analysis
+from rich.console import Console
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
@@ -81,9 +84,26 @@ def _config(dataset: Path, out: Path, tiny: Path, **extra: Any) -> TrainConfig:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, dataset: Path, tiny: Path) -> TrainResult:
+def train_console() -> Console:
+    """Where training reports, as in a log file: not a terminal."""
+    return Console(file=io.StringIO(), width=200)
+
+
+@pytest.fixture(scope="module")
+def trained(
+    tmp_path_factory: pytest.TempPathFactory, dataset: Path, tiny: Path, train_console: Console
+) -> TrainResult:
     out = tmp_path_factory.mktemp("adapter")
-    return train(_config(dataset, out, tiny), models_dir=out)
+    return train(_config(dataset, out, tiny), models_dir=out, console=train_console)
+
+
+def test_progress_reaches_a_log_file_line_by_line(
+    trained: TrainResult, train_console: Console
+) -> None:
+    log = train_console.file.getvalue()  # type: ignore[attr-defined]
+    steps = re.findall(r"train (\d+)/4 loss (\d+\.\d+) elapsed \S+ ETA \S+", log)
+    assert [int(step) for step, _ in steps] == [1, 2, 3, 4]  # logging_every=1
+    assert "validation loss" in log
 
 
 def test_only_the_answer_is_trained(tiny: Path) -> None:
@@ -182,13 +202,13 @@ def test_eval_scores_checkpoint_base_and_extractive_side_by_side(
 ) -> None:
     suite = load_suite("sim", "30000-30001")
     rows = contenders([trained.output_dir], _settings(tmp_path), suite)
-    specs = ["extractive", f"hf:{tiny}", f"hf:{tiny}+{trained.output_dir}"]
+    specs = ["extractive", f"hf:{tiny}+{trained.output_dir}", f"hf:{tiny}"]
     assert [r.spec for r in rows] == specs
     assert all(r.settings.summarizer.prompt_tokens == 700 for r in rows[1:])
     comparison = compare(rows, suite)
     write_outputs(comparison, tmp_path / "eval.json", tmp_path / "eval.png")
     backends = [r.summarizer.backend for r in comparison.reports if r.summarizer]
-    assert backends[0] == "extractive" and backends[2].endswith(str(trained.output_dir))
+    assert backends[0] == "extractive" and backends[1].endswith(str(trained.output_dir))
     assert (tmp_path / "eval.png").read_bytes().startswith(PNG)
     assert len(json.loads((tmp_path / "eval.json").read_text())["reports"]) == 3
     with pytest.raises(UsageError, match="overlap"):
