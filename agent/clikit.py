@@ -8,6 +8,7 @@ on the ``cli`` group in ``agent/cli.py``.
 from __future__ import annotations
 
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,3 +86,36 @@ def engine_settings(ctx: click.Context, lookback: float | None) -> EngineSetting
     if lookback is not None:
         engine = engine.model_copy(update={"lookback_minutes": lookback})
     return engine
+
+
+class LogLines:
+    """Progress for output that is not a terminal (``nohup``, CI, a log file).
+
+    A rich bar draws nothing there until it ends, so a long job (an eval, a training run)
+    would look hung. This prints one plain line per ``every`` steps instead: the step, what
+    the caller adds (a loss), the elapsed time and the ETA. On a terminal it stays silent.
+    """
+
+    def __init__(
+        self, console: Console, label: str, total: int, *, every: int = 1, start: int = 0
+    ) -> None:
+        """``start``: steps already done (a resumed run); the ETA is timed from here."""
+        self.console, self.label, self.total, self.every = console, label, total, max(every, 1)
+        self.started, self.first = time.monotonic(), start
+
+    def step(self, done: int, detail: str = "") -> None:
+        if self.console.is_terminal or (done % self.every and done != self.total):
+            return
+        elapsed = time.monotonic() - self.started
+        rate = (done - self.first) / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - done) / rate if rate > 0 else 0.0
+        extra = f" {detail}" if detail else ""
+        self.console.print(
+            f"{self.label} {done}/{self.total}{extra} elapsed {_clock(elapsed)} ETA {_clock(eta)}",
+            highlight=False,
+        )
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"

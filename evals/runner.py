@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from agent.clikit import LogLines
 from agent.config import EngineSettings
 from agent.errors import RcaError, UsageError
 from agent.models import Analysis, FaultType
@@ -229,15 +230,20 @@ def summary_case(
     )
 
 
-def _progress(console: Console | None) -> Progress:
+def _progress(console: Console) -> Progress:
     return Progress(
         TextColumn("[bold]eval[/] {task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
-        console=console or Console(stderr=True),
+        console=console,
         transient=False,
     )
+
+
+def _log_every(cases: int, summarizer: Summarizer | None) -> int:
+    """Log lines per case for a model (seconds each), per tenth of the suite for the engine."""
+    return 1 if summarizer is not None else max(cases // 10, 1)
 
 
 def run_suite(
@@ -262,9 +268,11 @@ def run_suite(
     if recorder is not None:
         analyzer = functools.partial(_analyze_with, summarizer=recorder)
 
+    console = console or Console(stderr=True)
+    lines = LogLines(console, f"eval {suite}", len(cases), every=_log_every(len(cases), summarizer))
     with _progress(console) as progress:
         task = progress.add_task(suite, total=len(cases))
-        for case in cases:
+        for done, case in enumerate(cases, 1):
             progress.update(task, description=f"{suite} · {case.name}")
             try:
                 result = evaluate_case(case, engine, analyzer)
@@ -280,6 +288,7 @@ def run_suite(
                         )
                     )
             progress.advance(task)
+            lines.step(done)
     if not results:
         why = "; ".join(f"{s.case}: {s.reason}" for s in skips[:3])
         raise UsageError(f"no case of suite {suite} could be evaluated ({why})")

@@ -8,7 +8,6 @@ logging step prints one plain line with the same step, loss and ETA instead.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from rich.console import Console
@@ -22,6 +21,8 @@ from rich.progress import (
 )
 from transformers import TrainerCallback
 
+from agent.clikit import LogLines
+
 
 class RichProgress(TrainerCallback):
     def __init__(self, console: Console) -> None:
@@ -29,13 +30,12 @@ class RichProgress(TrainerCallback):
         self.progress: Progress | None = None
         self.task: Any = None
         self.losses = "loss —"
-        self.started = 0.0
-        self.first_step = 0
+        self.lines: LogLines | None = None
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
             return
-        self.started, self.first_step = time.monotonic(), state.global_step
+        self.lines = LogLines(self.console, "train", state.max_steps, start=state.global_step)
         self.progress = Progress(
             TextColumn("[bold]train[/]"),
             BarColumn(),
@@ -63,19 +63,8 @@ class RichProgress(TrainerCallback):
         if "eval_loss" in logs:
             self.console.print(f"step {state.global_step}: validation loss {logs['eval_loss']:.4f}")
         self.progress.update(self.task, description=self.losses)
-        if "loss" in logs and not self.console.is_terminal:
-            self.console.print(self.plain_line(state.global_step, state.max_steps))
-
-    def plain_line(self, step: int, total: int) -> str:
-        elapsed = time.monotonic() - self.started
-        done = step - self.first_step
-        eta = elapsed / done * (total - step) if done > 0 else 0.0
-        return f"train {step}/{total} {self.losses} elapsed {_clock(elapsed)} ETA {_clock(eta)}"
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+        if "loss" in logs and self.lines is not None:
+            self.lines.step(state.global_step, self.losses)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.progress is not None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from pathlib import Path
 
 import pytest
 from conftest import build_analysis, build_snapshot
+from rich.console import Console
 
 from agent.config import EngineSettings
 from agent.errors import UsageError
@@ -175,6 +178,14 @@ def test_eval_table_and_png(tmp_path: Path) -> None:
     assert metrics_table(report).row_count == 2  # overall + memory_leak
     png = write_comparison_png(report, tmp_path / "eval.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_eval_logs_plain_progress_lines_when_not_on_a_terminal(analysis: Analysis) -> None:
+    log = Console(file=io.StringIO(), width=200)  # a log file, as under nohup or in CI
+    cases = [Case(f"case-{i}", build_snapshot) for i in range(12)]
+    run_suite("sim", cases, EngineSettings(), console=log, analyzer=lambda _s, _e: analysis)
+    lines = re.findall(r"eval sim (\d+)/12 elapsed \S+ ETA \S+", log.file.getvalue())  # type: ignore[attr-defined]
+    assert [int(n) for n in lines] == list(range(1, 13))  # 12 cases: a line per tenth, at least 1
 
 
 def test_bench_snapshot_has_the_documented_shape() -> None:
