@@ -73,7 +73,7 @@ def cli_state(ctx: click.Context) -> CliState:
 def stdout_console() -> Console:
     console = Console(highlight=False)
     if not console.is_terminal:
-        console.width = 100  # pipes and files get tables uncut, not rich's 80 columns
+        console.width = 160  # pipes and files get tables uncut, not rich's 80 columns
     return console
 
 
