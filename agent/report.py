@@ -117,7 +117,8 @@ def stamp(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _offset(value: datetime, reference: datetime) -> str:
+def offset_text(value: datetime, reference: datetime) -> str:
+    """``value`` relative to ``reference``, e.g. ``+3m05s`` (the Markdown and Slack reports)."""
     seconds = int((value - reference).total_seconds())
     sign = "+" if seconds >= 0 else "-"
     minutes, secs = divmod(abs(seconds), 60)
@@ -127,7 +128,7 @@ def _offset(value: datetime, reference: datetime) -> str:
 def onset_text(evidence: Evidence, incident_start: datetime) -> str:
     if evidence.onset is None:
         return "onset unknown"
-    return f"onset {clock(evidence.onset)} ({_offset(evidence.onset, incident_start)})"
+    return f"onset {clock(evidence.onset)} ({offset_text(evidence.onset, incident_start)})"
 
 
 def confidence_text(confidence: float) -> str:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
 
 from agent.models import Analysis, Evidence
-from agent.report import change_text, cited_evidence, confidence_text, subject
+from agent.report import change_text, cited_evidence, confidence_text, offset_text, subject
 from agent.slack.limits import (
     BUTTON_VALUE,
     HEADER_TEXT,
@@ -64,12 +64,6 @@ class _Cuts:
 
 def _clock(value: datetime, tz: tzinfo) -> str:
     return value.astimezone(tz).strftime("%H:%M:%S")
-
-
-def _offset(value: datetime, reference: datetime) -> str:
-    seconds = int((value - reference).total_seconds())
-    minutes, secs = divmod(abs(seconds), 60)
-    return f"{'+' if seconds >= 0 else '-'}{minutes}m{secs:02d}s"
 
 
 def _mrkdwn(text: str) -> dict[str, str]:
@@ -133,7 +127,7 @@ def evidence_line(evidence: Evidence, analysis: Analysis, tz: tzinfo) -> str:
     """One bullet: what, how it moved (baseline → incident), when, and where to look."""
     onset = (
         f"onset {_clock(evidence.onset, tz)} "
-        f"({_offset(evidence.onset, analysis.window.incident_start)})"
+        f"({offset_text(evidence.onset, analysis.window.incident_start)})"
         if evidence.onset
         else "onset unknown"
     )
