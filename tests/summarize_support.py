@@ -8,6 +8,7 @@ from typing import Any
 
 from agent.summarize.llm import Completion
 from agent.summarize.prompt import Message, estimate_tokens
+from agent.summarize.spec import AnswerSpec
 
 
 def answer(**overrides: Any) -> dict[str, Any]:
@@ -32,20 +33,22 @@ def answer(**overrides: Any) -> dict[str, Any]:
 
 
 class ScriptedBackend:
-    """Answers from a list, in order; records the messages of every call."""
+    """Answers from a list, in order; records the messages and the spec of every call."""
 
     name = "scripted"
 
     def __init__(self, *answers: str | Exception, remote: bool = True) -> None:
         self.answers = list(answers)
         self.calls: list[list[Message]] = []
+        self.specs: list[AnswerSpec | None] = []
         self.remote = remote
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return estimate_tokens(messages)
 
-    def complete(self, messages: Sequence[Message]) -> Completion:
+    def complete(self, messages: Sequence[Message], spec: AnswerSpec | None = None) -> Completion:
         self.calls.append(list(messages))
+        self.specs.append(spec)
         reply = self.answers.pop(0)
         if isinstance(reply, Exception):
             raise reply

@@ -15,6 +15,7 @@ from agent.summarize.answer import answer_for
 from agent.summarize.guard import AnswerRejected, GuardedSummarizer, check_answer
 from agent.summarize.llm import LlmCallError
 from agent.summarize.redact import Redactor
+from agent.summarize.spec import answer_spec
 
 
 def guarded(backend: ScriptedBackend) -> GuardedSummarizer:
@@ -38,6 +39,16 @@ def test_valid_answer_becomes_the_summary() -> None:
     assert summary.cost_usd == pytest.approx(0.001)
     assert [c.valid for c in summary.checks] == [True]
     assert len(backend.calls) == 1
+
+
+def test_first_and_repair_call_get_the_answer_spec_of_the_draft() -> None:
+    backend = ScriptedBackend(json.dumps(answer(evidence_ids=["M42"])), json.dumps(answer()))
+    draft = build_analysis()
+    summarizer = guarded(backend)
+    assert summarizer.summarize(draft).fallback is None
+    spec = answer_spec(draft, summarizer.prompt(draft))
+    assert spec is not None and backend.specs == [spec, spec]
+    assert spec.services == ("payments", "checkout") and "M1" in spec.owned["payments"]
 
 
 def test_missing_timeline_comes_from_the_evidence() -> None:

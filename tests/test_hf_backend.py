@@ -1,5 +1,6 @@
 """The hf backend with a tiny randomly initialized Llama and a tokenizer built here (no
-downloads): load, count, generate, validate, fall back; LoRA adapters; missing models.
+downloads): load, count, generate, validate, fall back; constrained decoding (even a random
+model's answer passes the guard); LoRA adapters; missing models.
 
 Skipped without the ``[local]`` extra (torch, transformers, peft). The SmolLM2 test runs only
 when ``rca models fetch smollm2`` has cached the model.
@@ -19,11 +20,14 @@ tokenizers = pytest.importorskip("tokenizers")
 from agent.config import Settings  # noqa: E402 - after the importorskips
 from agent.pipeline import analyze  # noqa: E402
 from agent.summarize.factory import build_summarizer  # noqa: E402
-from agent.summarize.guard import GuardedSummarizer  # noqa: E402
+from agent.summarize.grammar import AnswerGrammar  # noqa: E402
+from agent.summarize.guard import AnswerRejected, GuardedSummarizer, check_answer  # noqa: E402
+from agent.summarize.guide import TOP_K, AnswerGuide, TokenTable  # noqa: E402
 from agent.summarize.hf_backend import ALIASES, HfBackend, resolve_model  # noqa: E402
 from agent.summarize.llm import ModelNotAvailableError  # noqa: E402
-from agent.summarize.prompt import build_prompt  # noqa: E402
+from agent.summarize.prompt import Prompt, build_prompt  # noqa: E402
 from agent.summarize.settings import SummarizerSettings  # noqa: E402
+from agent.summarize.spec import AnswerSpec, answer_spec  # noqa: E402
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
@@ -92,8 +96,17 @@ def adapter(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-def _backend(model: Path, adapter: Path | None = None) -> HfBackend:
-    return HfBackend(str(model), adapter=adapter, device="cpu", max_new_tokens=12, name="hf:tiny")
+def _backend(
+    model: Path, adapter: Path | None = None, *, max_new_tokens: int = 12, constrained: bool = True
+) -> HfBackend:
+    return HfBackend(
+        str(model),
+        adapter=adapter,
+        device="cpu",
+        max_new_tokens=max_new_tokens,
+        name="hf:tiny",
+        constrained=constrained,
+    )
 
 
 def test_loads_on_cpu_in_float32_and_counts_with_its_tokenizer(tiny_model: Path) -> None:
@@ -117,7 +130,8 @@ def test_generates_greedily_with_capped_new_tokens(tiny_model: Path) -> None:
 
 
 def test_random_model_output_is_rejected_and_falls_back(tiny_model: Path) -> None:
-    summarizer = GuardedSummarizer(_backend(tiny_model), prompt_tokens=1200, redact=None)
+    backend = _backend(tiny_model, constrained=False)
+    summarizer = GuardedSummarizer(backend, prompt_tokens=1200, redact=None)
     summary = summarizer.summarize(build_analysis())
     assert summary.backend == "extractive"
     assert summary.fallback is not None
@@ -125,6 +139,72 @@ def test_random_model_output_is_rejected_and_falls_back(tiny_model: Path) -> Non
     assert [c.valid for c in summary.checks] == [False, False]
     assert summary.tokens["prompt"] > 1000 and 0 < summary.tokens["completion"] <= 24
     assert summary.root_cause is not None and summary.root_cause.service == "payments"
+
+
+def _prompt_and_spec(backend: HfBackend) -> tuple[Prompt, AnswerSpec]:
+    draft = build_analysis()
+    prompt = build_prompt(draft, budget=1200, count_tokens=backend.count_tokens)
+    spec = answer_spec(draft, prompt)
+    assert spec is not None
+    return prompt, spec
+
+
+def test_constrained_random_model_passes_the_guard_and_free_one_does_not(
+    tiny_model: Path,
+) -> None:
+    free = _backend(tiny_model, max_new_tokens=400, constrained=False)
+    prompt, spec = _prompt_and_spec(free)
+    with pytest.raises(AnswerRejected):
+        check_answer(free.complete(prompt.messages, spec).text, build_analysis())
+    summarizer = GuardedSummarizer(
+        _backend(tiny_model, max_new_tokens=400), prompt_tokens=1200, redact=None
+    )
+    summary = summarizer.summarize(build_analysis())
+    assert summary.fallback is None and summary.backend == "hf:tiny"
+    assert [c.valid for c in summary.checks] == [True]  # no repair call needed
+    assert 0 < summary.tokens["completion"] <= 400
+    assert summary.root_cause is not None and summary.root_cause.service in spec.services
+
+
+def test_constrained_answer_closes_inside_the_smallest_budget(tiny_model: Path) -> None:
+    probe = _backend(tiny_model)
+    prompt, spec = _prompt_and_spec(probe)
+    floor = len(AnswerGrammar(spec).start().closing().encode())  # one token per byte at worst
+    tight = _backend(tiny_model, max_new_tokens=floor)
+    completion = tight.complete(prompt.messages, spec)
+    assert completion.completion_tokens <= floor
+    check_answer(completion.text, build_analysis())
+
+
+def test_token_table_reads_tokens_as_the_decoder_writes_them(tiny_model: Path) -> None:
+    backend = _backend(tiny_model)
+    table, tokenizer = backend.token_table, backend.tokenizer
+    assert table.text(tokenizer.eos_token_id) is None and table.eos_id == tokenizer.eos_token_id
+    text = '{"root_cause": {"service": "payments"}} [M1] é'
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    assert "".join(table.text(i) or "?" for i in ids).replace("\ufffd", "") in text
+    assert tokenizer.decode(ids) == text
+    assert {t for t in ids if "\ufffd" in (table.text(t) or "")}  # é is two byte tokens here
+
+
+def test_guide_finds_the_best_valid_token_beyond_the_top_k(tiny_model: Path) -> None:
+    table: TokenTable = _backend(tiny_model).token_table
+    _, spec = _prompt_and_spec(_backend(tiny_model))
+    guide = AnswerGuide(AnswerGrammar(spec), table, prompt_len=1, max_new_tokens=400)
+    scores = torch.arange(len(table.texts), dtype=torch.float32).flip(0)[None, :]  # id 0 best
+    opening = [t for t, text in enumerate(table.texts) if text and text in ('{"', "{")]
+    assert opening and min(opening) > TOP_K  # no valid token among the model's favourites
+    out = guide(torch.tensor([[0]]), scores)
+    assert int(out[0].argmax()) == min(opening) and guide.fallbacks == 1
+    assert torch.isinf(out).sum() == out.numel() - 1  # everything else masked
+
+
+def test_setting_turns_constraints_off(tiny_model: Path) -> None:
+    cfg = SummarizerSettings(hf_model=str(tiny_model), hf_constrained=False)
+    summarizer = build_summarizer(Settings(summarizer=cfg), "hf")
+    assert isinstance(summarizer, GuardedSummarizer)
+    assert isinstance(summarizer.backend, HfBackend) and not summarizer.backend.constrained
+    assert SummarizerSettings().hf_constrained  # on by default
 
 
 def test_lora_adapter_is_applied(tiny_model: Path, adapter: Path) -> None:

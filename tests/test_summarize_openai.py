@@ -24,6 +24,7 @@ from agent.summarize.factory import build_summarizer
 from agent.summarize.guard import GuardedSummarizer
 from agent.summarize.openai_backend import OpenAIBackend, price_of
 from agent.summarize.settings import ModelPrice, SummarizerSettings
+from agent.summarize.spec import answer_spec
 
 VALID = json.dumps(answer())
 
@@ -64,9 +65,10 @@ def test_exact_request_and_accounting(api: OpenAIDouble) -> None:
     assert body["model"] == "gpt-4o-mini"
     assert body["messages"] == summarizer.prompt(draft).messages
     assert [m["role"] for m in body["messages"]] == ["system", "user"]
+    spec = answer_spec(draft, summarizer.prompt(draft))
     assert body["response_format"] == {
         "type": "json_schema",
-        "json_schema": {"name": "rca_summary", "strict": True, "schema": answer_schema()},
+        "json_schema": {"name": "rca_summary", "strict": True, "schema": answer_schema(spec)},
     }
     assert body["temperature"] == 0
     assert body["max_tokens"] == 400
@@ -95,6 +97,21 @@ def test_json_schema_is_openai_strict() -> None:
         assert node["additionalProperties"] is False
         assert set(node["required"]) == set(node["properties"])  # type: ignore[arg-type]
     assert "minLength" not in json.dumps(answer_schema())
+
+
+def test_request_schema_enumerates_this_incidents_services_and_evidence(
+    api: OpenAIDouble,
+) -> None:
+    openai_summarizer(api).summarize(build_analysis())
+    schema = api.requests[0].body["response_format"]["json_schema"]["schema"]
+    defs = schema["$defs"]
+    # frontend is a candidate without evidence of its own: it could never pass the guard
+    assert defs["RootCauseAnswer"]["properties"]["service"]["enum"] == ["payments", "checkout"]
+    assert sorted(schema["properties"]["evidence_ids"]["items"]["enum"]) == ["L1", "M1", "M2"]
+    timeline_ids = defs["TimelineAnswer"]["properties"]["evidence_id"]["enum"]
+    assert sorted(timeline_ids) == ["L1", "M1", "M2"]
+    assert "memory_leak" in defs["FaultType"]["enum"]
+    assert "enum" not in answer_schema()["properties"]["evidence_ids"]["items"]  # no spec
 
 
 def test_json_mode_setting(api: OpenAIDouble) -> None:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.models import Analysis, FaultType
+
+if TYPE_CHECKING:  # spec.py imports the prompt, which imports this module
+    from agent.summarize.spec import AnswerSpec
 
 
 class _Answer(BaseModel):
@@ -62,19 +65,31 @@ def _without(schema: Any, keys: frozenset[str]) -> Any:
     return schema
 
 
-def answer_schema() -> dict[str, Any]:
-    """JSON schema of :class:`ModelAnswer` in the subset OpenAI's ``json_schema`` accepts."""
+def answer_schema(spec: AnswerSpec | None = None) -> dict[str, Any]:
+    """JSON schema of :class:`ModelAnswer` in the subset OpenAI's ``json_schema`` accepts.
+
+    With a spec, the service, fault type and evidence ids are ``enum``s of what it allows, so
+    an endpoint that decodes against the schema (vLLM, OpenAI strict mode) cannot misspell a
+    service or invent an id. Citations inside text and the own-evidence rule stay the guard's.
+    """
     unsupported = frozenset({"title", "minLength", "maxLength", "minItems", "maxItems"})
-    schema = _without(ModelAnswer.model_json_schema(), unsupported)
-    return _strict(schema)
+    schema = _strict(_without(ModelAnswer.model_json_schema(), unsupported))
+    if spec is not None:
+        defs = schema["$defs"]
+        defs["RootCauseAnswer"]["properties"]["service"]["enum"] = list(spec.services)
+        defs["FaultType"]["enum"] = list(spec.fault_types)
+        defs["TimelineAnswer"]["properties"]["evidence_id"]["enum"] = list(spec.evidence_ids)
+        schema["properties"]["evidence_ids"]["items"]["enum"] = list(spec.evidence_ids)
+    return schema
 
 
-def response_format(mode: str) -> dict[str, Any]:
+def response_format(mode: str, spec: AnswerSpec | None = None) -> dict[str, Any]:
     """The ``response_format`` request field for ``json_schema`` or ``json_object`` mode."""
     if mode == "json_schema":
+        schema = answer_schema(spec)
         return {
             "type": "json_schema",
-            "json_schema": {"name": "rca_summary", "strict": True, "schema": answer_schema()},
+            "json_schema": {"name": "rca_summary", "strict": True, "schema": schema},
         }
     return {"type": "json_object"}
 

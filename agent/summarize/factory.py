@@ -76,6 +76,7 @@ def build_summarizer(settings: Settings, backend: str | None = None) -> Summariz
             device=cfg.hf_device,
             max_new_tokens=cfg.max_new_tokens,
             threads=cfg.hf_threads,
+            constrained=cfg.hf_constrained,
             name=f"hf:{base}" + (f"+{adapter_dir}" if adapter_dir else ""),
         )
         redact = Redactor(cfg.redact_patterns) if cfg.hf_redact else None

@@ -4,7 +4,9 @@ For one analysis :class:`GuardedSummarizer`:
 
 1. builds the shared prompt (:mod:`agent.summarize.prompt`) within the token budget, with
    telemetry text redacted (always for remote endpoints, by setting for in-process models);
-2. asks the backend once and checks the answer (:func:`check_answer`): valid JSON of the
+2. asks the backend once, with the :class:`~agent.summarize.spec.AnswerSpec` of the answers
+   these checks accept (backends that can constrain their output hold it to that), and
+   checks the answer (:func:`check_answer`): valid JSON of the
    :class:`~agent.summarize.answer.ModelAnswer` schema, every cited evidence id exists, the
    root cause is a candidate service with evidence of its own cited, the summary cites
    evidence, no links;
@@ -32,6 +34,7 @@ from agent.summarize.answer import ModelAnswer
 from agent.summarize.extractive import ExtractiveSummarizer, timeline
 from agent.summarize.llm import Completion, LlmBackend, LlmCallError
 from agent.summarize.prompt import Prompt, build_prompt, repair_messages
+from agent.summarize.spec import answer_spec
 
 _CITATION = re.compile(r"\[([A-Z]\d+)\]")
 _ID_LIKE = re.compile(r"\b[A-Z]\d{1,4}\b")
@@ -213,11 +216,12 @@ class GuardedSummarizer:
             # Nothing for a model to phrase: the extractive "insufficient evidence" text.
             return self.fallback.summarize(draft).model_copy(update={"backend": "extractive"})
         prompt = self.prompt(draft)
+        spec = answer_spec(draft, prompt)
         account = _Account()
         messages = prompt.messages
         for _attempt in range(2):
             try:
-                completion = self.backend.complete(messages)
+                completion = self.backend.complete(messages, spec)
             except LlmCallError as exc:
                 return self._fall_back(draft, f"{self.name} call failed: {exc}", account)
             account.add(completion)

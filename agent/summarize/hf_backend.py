@@ -1,10 +1,15 @@
 """The ``hf`` backend: a causal LM (plus an optional LoRA adapter) in this process.
 
 transformers + peft, CPU or CUDA (float32 on CPU, bfloat16 on CUDA when supported, else
-float16), greedy decoding, capped new tokens, the model's own chat template. Nothing is
-downloaded at run time: the base model is a local directory, the ``smollm2`` alias (cached by
-``rca models fetch smollm2``) or a Hugging Face id already in the local cache; anything else
-is a :class:`~agent.summarize.llm.ModelNotAvailableError` naming the command that fetches it.
+float16), greedy decoding, capped new tokens, the model's own chat template. Given an
+:class:`~agent.summarize.spec.AnswerSpec` (the guard always passes one), decoding is
+constrained to the answer grammar (:mod:`agent.summarize.guide`), so the answer passes the
+guard by construction; ``constrained=False`` (``summarizer.hf_constrained``) turns that off.
+
+Nothing is downloaded at run time: the base model is a local directory, the ``smollm2`` alias
+(cached by ``rca models fetch smollm2``) or a Hugging Face id already in the local cache;
+anything else is a :class:`~agent.summarize.llm.ModelNotAvailableError` naming the command
+that fetches it.
 
 torch and transformers are imported only when a model is loaded, so the core install (no
 ``[local]`` extra) still imports this package.
@@ -19,8 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import ConfigError
+from agent.summarize.grammar import AnswerGrammar
+from agent.summarize.guide import AnswerGuide, TokenTable
 from agent.summarize.llm import Completion, LlmCallError, ModelNotAvailableError
 from agent.summarize.prompt import Message
+from agent.summarize.spec import AnswerSpec
 
 ALIASES = {"smollm2": "smollm2-135m-instruct"}
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -84,6 +92,7 @@ class HfBackend:
         max_new_tokens: int = 400,
         threads: int | None = None,
         name: str = "hf",
+        constrained: bool = True,
     ) -> None:
         if adapter is not None and not (adapter / "adapter_config.json").is_file():
             raise ModelNotAvailableError(f"LoRA adapter {adapter} has no adapter_config.json")
@@ -93,6 +102,7 @@ class HfBackend:
         self.max_new_tokens = max_new_tokens
         self.threads = threads
         self.name = name
+        self.constrained = constrained
 
     @cached_property
     def tokenizer(self) -> Any:
@@ -143,12 +153,35 @@ class HfBackend:
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return int(self._encode(messages)["input_ids"].shape[-1])
 
-    def complete(self, messages: Sequence[Message]) -> Completion:
+    @cached_property
+    def token_table(self) -> TokenTable:
+        """What each token writes (built once per tokenizer, well under a second)."""
+        return TokenTable.from_tokenizer(self.tokenizer)
+
+    def _guided(self, spec: AnswerSpec, prompt_len: int) -> dict[str, Any]:
+        """The generate() arguments that keep decoding inside the answer grammar of ``spec``."""
+        transformers = _require("transformers")
+        table = self.token_table
+        guide = AnswerGuide(
+            AnswerGrammar(spec), table, prompt_len=prompt_len, max_new_tokens=self.max_new_tokens
+        )
+        return {
+            "logits_processor": transformers.LogitsProcessorList([guide]),
+            "eos_token_id": table.eos_id,
+        }
+
+    def complete(self, messages: Sequence[Message], spec: AnswerSpec | None = None) -> Completion:
         torch = _require("torch")
         model = self.model
         inputs = self._encode(messages).to(model.device)
         prompt_len = int(inputs["input_ids"].shape[-1])
         pad = self.tokenizer.pad_token_id
+        extra: dict[str, Any] = {}
+        decoding: dict[str, Any] = {"skip_special_tokens": True}
+        if spec is not None and self.constrained:
+            extra = self._guided(spec, prompt_len)
+            # the guide checked the tokens' own texts: no clean-up of spaces around them
+            decoding["clean_up_tokenization_spaces"] = False
         try:
             with torch.inference_mode():
                 output = model.generate(
@@ -156,11 +189,12 @@ class HfBackend:
                     max_new_tokens=self.max_new_tokens,
                     do_sample=False,
                     pad_token_id=pad if pad is not None else self.tokenizer.eos_token_id,
+                    **extra,
                 )
         except (RuntimeError, ValueError) as exc:  # OOM, bad generation config
             raise LlmCallError(f"generation failed: {_first_line(exc)}") from None
         new = output[0][prompt_len:]
-        text = self.tokenizer.decode(new, skip_special_tokens=True)
+        text = self.tokenizer.decode(new, **decoding)
         return Completion(text, prompt_len, int(new.shape[-1]))
 
 

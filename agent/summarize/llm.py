@@ -2,6 +2,9 @@
 
 An :class:`LlmBackend` knows nothing about incidents; prompts, redaction, validation, repair
 and fallback live in :mod:`agent.summarize.guard`, so every backend gets them the same way.
+The guard does pass each call the :class:`~agent.summarize.spec.AnswerSpec` of the answer it
+will accept, so a backend that can constrain its output (hf: decoding, openai: the JSON
+schema) makes a rejected answer impossible instead of unlikely; one that cannot ignores it.
 Tests script a backend in a few lines (see ``tests/test_guard.py``).
 """
 
@@ -13,6 +16,7 @@ from typing import Protocol
 
 from agent.errors import ConfigError, RcaError
 from agent.summarize.prompt import Message
+from agent.summarize.spec import AnswerSpec
 
 
 class LlmCallError(RcaError):
@@ -44,6 +48,7 @@ class LlmBackend(Protocol):
         """Prompt tokens of ``messages`` as this backend's model will see them."""
         ...
 
-    def complete(self, messages: Sequence[Message]) -> Completion:
-        """One chat completion; raises :class:`LlmCallError` when no answer can be had."""
+    def complete(self, messages: Sequence[Message], spec: AnswerSpec | None = None) -> Completion:
+        """One chat completion, held to ``spec`` where the backend can; raises
+        :class:`LlmCallError` when no answer can be had."""
         ...

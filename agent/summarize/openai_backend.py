@@ -4,8 +4,10 @@ Works with api.openai.com, Azure OpenAI (``summarizer.azure_endpoint``) and any
 OpenAI-compatible base URL: vLLM serving our LoRA adapter, Ollama, a gateway.
 
 * Structured output: ``response_format`` ``json_schema`` (strict) where the endpoint supports
-  it, ``json_object`` otherwise. An endpoint that rejects ``json_schema`` with a 400 is asked
-  again in ``json_object`` mode, and this backend stays in that mode afterwards.
+  it, ``json_object`` otherwise. With an answer spec the schema is per request, with ``enum``s
+  for the root-cause service, the fault type and the evidence ids (vLLM decodes against it).
+  An endpoint that rejects ``json_schema`` with a 400 is asked again in ``json_object`` mode,
+  and this backend stays in that mode afterwards.
 * Timeouts and retries are the SDK's: ``timeout_s`` per request and ``max_retries`` with
   exponential backoff on 429 (honouring ``Retry-After``), 5xx, connection errors and timeouts.
 * Accounting: ``usage`` of each response, priced with ``summarizer.prices``.
@@ -27,6 +29,7 @@ from agent.summarize.answer import response_format
 from agent.summarize.llm import Completion, LlmCallError
 from agent.summarize.prompt import Message, estimate_tokens
 from agent.summarize.settings import ModelPrice, SummarizerSettings
+from agent.summarize.spec import AnswerSpec
 
 # Local servers (vLLM, Ollama) ignore the key, but the SDK needs a non-empty one.
 _LOCAL_KEY = "not-needed"
@@ -89,24 +92,24 @@ class OpenAIBackend:
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return estimate_tokens(messages)
 
-    def _create(self, messages: Sequence[Message]) -> Any:
+    def _create(self, messages: Sequence[Message], spec: AnswerSpec | None) -> Any:
         return self.client.chat.completions.create(  # type: ignore[call-overload]
             model=self.settings.model,
             messages=list(messages),
-            response_format=response_format(self.mode),
+            response_format=response_format(self.mode, spec),
             temperature=0,
             max_tokens=self.settings.max_new_tokens,
         )
 
-    def complete(self, messages: Sequence[Message]) -> Completion:
+    def complete(self, messages: Sequence[Message], spec: AnswerSpec | None = None) -> Completion:
         try:
             try:
-                response = self._create(messages)
+                response = self._create(messages, spec)
             except openai.BadRequestError as exc:
                 if self.mode != "json_schema" or not _rejects_json_schema(exc):
                     raise
                 self.mode = "json_object"
-                response = self._create(messages)
+                response = self._create(messages, spec)
         except openai.APITimeoutError:
             raise LlmCallError(
                 f"timed out after {self.settings.timeout_s:g} s "

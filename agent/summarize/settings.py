@@ -94,6 +94,11 @@ class SummarizerSettings(BaseModel):
     hf_threads: int | None = Field(
         None, ge=1, description="CPU threads for torch; 1 avoids thrashing on a busy host"
     )
+    hf_constrained: bool = Field(
+        True,
+        description="constrain hf decoding to the answers the guard accepts (valid JSON, "
+        "candidate service, existing ids, own evidence cited); false: free greedy decoding",
+    )
     hf_redact: bool = Field(
         True, description="redact prompts for the in-process hf backend too (nothing leaves)"
     )
