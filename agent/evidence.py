@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from agent.detect.logs import LogFinding
 from agent.detect.series import SeriesFinding
 from agent.models import Evidence, Stats
-from agent.rank import ServiceScore
+from agent.service_score import ServiceScore
 
 PER_CANDIDATE_METRICS = 4
 PER_CANDIDATE_LOGS = 3

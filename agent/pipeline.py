@@ -29,7 +29,8 @@ from agent.models import (
     Trigger,
     Window,
 )
-from agent.rank import ServiceScore, rank_services
+from agent.rank import rank_services
+from agent.service_score import ServiceScore
 from agent.snapshot import Snapshot
 from agent.summarize import Summarizer
 from agent.summarize.extractive import ExtractiveSummarizer

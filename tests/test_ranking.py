@@ -3,81 +3,23 @@
 from __future__ import annotations
 
 import pytest
+from findings_support import T0, THR, log_finding, metric
 
-from agent.detect.logs import LogFinding
-from agent.detect.series import SeriesFinding
 from agent.hypothesis import fault_scores, hypothesize
-from agent.models import Edge, FaultType, Signal, SignalKind, Stats, Topology
+from agent.models import Edge, FaultType, SignalKind, Topology
 from agent.rank import rank_services
-
-T0 = 1_767_225_600.0
-THR = 4.0
-
-
-def _metric(
-    service: str,
-    name: str,
-    score: float,
-    onset: float = T0,
-    direction: int = 1,
-    kind: SignalKind | None = None,
-    base: float = 1.0,
-    inc: float = 5.0,
-) -> SeriesFinding:
-    from agent.detect.kinds import infer_kind
-
-    signal = Signal(service=service, name=name, timestamps=[T0], values=[1.0])
-    return SeriesFinding(
-        signal=signal,
-        kind=kind or infer_kind(name),
-        score=score,
-        direction=direction,
-        onset=onset,
-        peak=onset,
-        end=onset + 600,
-        baseline=Stats(median=base, count=10),
-        incident=Stats(median=inc, max=inc, count=5),
-    )
-
-
-def _log(
-    service: str,
-    template: str,
-    score: float,
-    onset: float = T0,
-    level: str = "ERROR",
-    pattern: str = "new",
-    signatures: frozenset[str] = frozenset(),
-    mentions: frozenset[str] = frozenset(),
-) -> LogFinding:
-    return LogFinding(
-        service,
-        pattern,
-        template,
-        level,
-        0,
-        10,
-        0.0,
-        1.0,
-        score,
-        onset,  # type: ignore[arg-type]
-        onset + 600,
-        template,
-        signatures,
-        mentions,
-    )
 
 
 def test_cause_signal_outranks_an_equally_strong_symptom() -> None:
     ranked = rank_services(
-        [_metric("db", "cpu", 20), _metric("api", "latency_p99", 20)], [], None, THR, 15
+        [metric("db", "cpu", 20), metric("api", "latency_p99", 20)], [], None, THR, 15
     )
     assert [s.service for s in ranked] == ["db", "api"]
 
 
 def test_later_onset_is_discounted() -> None:
     ranked = rank_services(
-        [_metric("a", "errors", 20, onset=T0 + 600), _metric("b", "errors", 20, onset=T0)],
+        [metric("a", "errors", 20, onset=T0 + 600), metric("b", "errors", 20, onset=T0)],
         [],
         None,
         THR,
@@ -93,9 +35,9 @@ def test_call_graph_demotes_callers_of_an_anomalous_dependency() -> None:
         edges=[Edge(caller="front", callee="cart"), Edge(caller="cart", callee="redis")],
     )
     findings = [
-        _metric("front", "errors", 40),
-        _metric("cart", "errors", 35),
-        _metric("redis", "latency", 15),
+        metric("front", "errors", 40),
+        metric("cart", "errors", 35),
+        metric("redis", "latency", 15),
     ]
     without = rank_services(findings, [], None, THR, 15)
     with_graph = rank_services(findings, [], topo, THR, 15)
@@ -105,7 +47,7 @@ def test_call_graph_demotes_callers_of_an_anomalous_dependency() -> None:
 
 def test_service_named_in_peers_refused_errors_becomes_a_candidate() -> None:
     logs = [
-        _log(
+        log_finding(
             "checkout",
             "connect to payment-gw failed: connection refused",
             30,
@@ -113,7 +55,7 @@ def test_service_named_in_peers_refused_errors_becomes_a_candidate() -> None:
             mentions=frozenset({"payment-gw"}),
         ),
     ]
-    ranked = rank_services([_metric("checkout", "errors", 12)], logs, None, THR, 15)
+    ranked = rank_services([metric("checkout", "errors", 12)], logs, None, THR, 15)
     assert ranked[0].service == "payment-gw"
     assert ranked[0].fault_type is FaultType.DEPENDENCY_OUTAGE
 
@@ -122,42 +64,46 @@ def test_service_named_in_peers_refused_errors_becomes_a_candidate() -> None:
     ("metrics", "logs", "fault"),
     [
         (
-            [_metric("s", "container_cpu_usage_seconds_total", 30), _metric("s", "latency", 10)],
+            [metric("s", "container_cpu_usage_seconds_total", 30), metric("s", "latency", 10)],
             [],
             FaultType.CPU_SATURATION,
         ),
         (
-            [_metric("s", "mem", 25), _metric("s", "restarts", 8, kind=SignalKind.CHANGE)],
+            [metric("s", "mem", 25), metric("s", "restarts", 8, kind=SignalKind.CHANGE)],
             [],
             FaultType.MEMORY_LEAK,
         ),
-        ([_metric("s", "disk_used_percent", 20)], [], FaultType.DISK_FULL),
+        ([metric("s", "disk_used_percent", 20)], [], FaultType.DISK_FULL),
         (
-            [_metric("s", "db_pool_in_use", 20), _metric("s", "latency", 15)],
+            [metric("s", "db_pool_in_use", 20), metric("s", "latency", 15)],
             [],
             FaultType.DB_POOL_EXHAUSTION,
         ),
         (
-            [_metric("s", "app_version", 50, kind=SignalKind.CHANGE), _metric("s", "errors", 20)],
+            [metric("s", "app_version", 50, kind=SignalKind.CHANGE), metric("s", "errors", 20)],
             [],
             FaultType.BAD_DEPLOY,
         ),
         (
-            [_metric("s", "tcp_retransmits", 20), _metric("s", "errors", 8)],
+            [metric("s", "tcp_retransmits", 20), metric("s", "errors", 8)],
             [],
             FaultType.PACKET_LOSS,
         ),
-        ([_metric("s", "latency_p99", 25)], [], FaultType.NETWORK_LATENCY),
+        ([metric("s", "latency_p99", 25)], [], FaultType.NETWORK_LATENCY),
         (
-            [_metric("s", "errors", 25)],
-            [_log("s", "NullPointerException in handler", 20, signatures=frozenset({"exception"}))],
+            [metric("s", "errors", 25)],
+            [
+                log_finding(
+                    "s", "NullPointerException in handler", 20, signatures=frozenset({"exception"})
+                )
+            ],
             FaultType.CODE_EXCEPTION,
         ),
-        ([_metric("s", "requests", 25, direction=0)], [], FaultType.DEPENDENCY_OUTAGE),
+        ([metric("s", "requests", 25, direction=0)], [], FaultType.DEPENDENCY_OUTAGE),
         (
             [],
             [
-                _log(
+                log_finding(
                     "s", "write failed: No space left on device", 25, signatures=frozenset({"disk"})
                 )
             ],
@@ -174,14 +120,14 @@ def test_no_evidence_means_unknown_fault() -> None:
 
 
 def test_ranking_is_deterministic_on_ties() -> None:
-    findings = [_metric("b", "cpu", 20), _metric("a", "cpu", 20)]
+    findings = [metric("b", "cpu", 20), metric("a", "cpu", 20)]
     assert [s.service for s in rank_services(findings, [], None, THR, 15)] == ["a", "b"]
 
 
 def test_a_deploy_after_the_alerted_symptoms_is_not_the_cause() -> None:
     findings = [
-        _metric("front", "latency_p99", 20, onset=T0),
-        _metric("cart", "deployment_generation", 50, onset=T0 + 900, kind=SignalKind.CHANGE),
+        metric("front", "latency_p99", 20, onset=T0),
+        metric("cart", "deployment_generation", 50, onset=T0 + 900, kind=SignalKind.CHANGE),
     ]
     ranked = rank_services(findings, [], None, THR, 15, alerted=("front",))
     assert ranked[0].service == "front"
@@ -191,7 +137,7 @@ MEASURED = frozenset({SignalKind.LATENCY, SignalKind.ERRORS, SignalKind.RESOURCE
 
 
 def test_a_cpu_burst_that_leaves_the_service_itself_healthy_is_discounted() -> None:
-    findings = [_metric("batch", "cpu_usage", 30), _metric("front", "latency_p99", 10)]
+    findings = [metric("batch", "cpu_usage", 30), metric("front", "latency_p99", 10)]
     blind = {s.service: s.score for s in rank_services(findings, [], None, THR, 15)}
     seeing = {
         s.service: s
@@ -206,7 +152,7 @@ def test_a_cpu_burst_that_leaves_the_service_itself_healthy_is_discounted() -> N
 
 def test_a_dependency_whose_latency_stayed_normal_does_not_explain_a_slow_caller() -> None:
     topo = Topology(edges=[Edge(caller="front", callee="batch")])
-    findings = [_metric("batch", "cpu_usage", 30), _metric("front", "latency_p99", 20)]
+    findings = [metric("batch", "cpu_usage", 30), metric("front", "latency_p99", 20)]
     unmeasured = rank_services(findings, [], topo, THR, 15)
     measured = rank_services(
         findings, [], topo, THR, 15, coverage={"batch": MEASURED, "front": MEASURED}
@@ -219,15 +165,15 @@ def test_a_dependency_whose_latency_stayed_normal_does_not_explain_a_slow_caller
 
 
 def test_errors_at_a_service_we_do_not_run_read_as_that_dependency_failing() -> None:
-    errors = [_metric("payment-gateway", "http_errors", 40, kind=SignalKind.ERRORS)]
+    errors = [metric("payment-gateway", "http_errors", 40, kind=SignalKind.ERRORS)]
     assert hypothesize(fault_scores(errors, [], THR)) is FaultType.CODE_EXCEPTION
     assert hypothesize(fault_scores(errors, [], THR, external=True)) is FaultType.DEPENDENCY_OUTAGE
 
 
 def test_network_interface_errors_read_as_packet_loss() -> None:
     findings = [
-        _metric("promo", "k8s.pod.network.errors", 50),
-        _metric("promo", "http_server_errors", 50, kind=SignalKind.ERRORS),
+        metric("promo", "k8s.pod.network.errors", 50),
+        metric("promo", "http_server_errors", 50, kind=SignalKind.ERRORS),
     ]
     assert hypothesize(fault_scores(findings, [], THR)) is FaultType.PACKET_LOSS
 
@@ -240,16 +186,16 @@ def test_errors_with_a_several_fold_slowdown_read_as_the_network(
 ) -> None:
     # The latency series stands at 1.0 at its peak: 10x or 1.25x its baseline median.
     findings = [
-        _metric("shipping", "http_server_errors", 50, kind=SignalKind.ERRORS),
-        _metric("shipping", "http_server_duration_p99", 40, base=latency_base),
+        metric("shipping", "http_server_errors", 50, kind=SignalKind.ERRORS),
+        metric("shipping", "http_server_duration_p99", 40, base=latency_base),
     ]
     assert hypothesize(fault_scores(findings, [], THR)).value == expected
 
 
 def test_window_level_log_statistics_do_not_date_the_incident() -> None:
     split = T0 - 600  # an error share is dated at the window's split, not at an event
-    findings = [_metric("db", "disk_free_bytes", 40, onset=T0, direction=-1)]
-    logs = [_log("ads", "error share 1% -> 9%", 30, onset=split, pattern="error_rate")]
+    findings = [metric("db", "disk_free_bytes", 40, onset=T0, direction=-1)]
+    logs = [log_finding("ads", "error share 1% -> 9%", 30, onset=split, pattern="error_rate")]
     ranked = {s.service: s for s in rank_services(findings, logs, None, THR, 15)}
     assert ranked["ads"].onset is None
     assert not any("after the incident became visible" in r for r in ranked["db"].reasons)

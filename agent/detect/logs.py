@@ -163,6 +163,23 @@ def _rate_z(observed: float, expected: float) -> float:
     return (observed - expected) / math.sqrt(expected + 1.0)
 
 
+# Signatures that say what broke; a never-seen line that carries one is news even twice.
+FAULT_SIGNATURES = frozenset({"oom", "disk", "pool", "exception"})
+NOVELTY_GAIN = 1.6
+
+
+def _novelty(tally: _Tally, rates: _Rates) -> float:
+    """How unlikely it is that a template seen only in the incident is just rare.
+
+    A template with a steady rate lands all its ``k`` lines in the incident part with
+    probability ``q**k``, ``q`` being the incident's share of the window; this is that
+    surprise on a z-like scale. Two lines of a rare warning in a window whose baseline is as
+    short as its incident are a coin toss, not news.
+    """
+    share = rates.inc_minutes / (rates.inc_minutes + rates.base_minutes)
+    return NOVELTY_GAIN * math.sqrt(-2.0 * tally.incident * math.log(share))
+
+
 def _mentions(template: str, services: frozenset[str], own: str) -> frozenset[str]:
     lowered = template.lower()
     return frozenset(s for s in services if s != own and len(s) > 2 and s.lower() in lowered)
@@ -300,8 +317,13 @@ def _template_finding(
     weight = _LEVEL_WEIGHT.get(level, 0.4)
     expected = tally.baseline * rates.scale
     pattern: Pattern
+    sample = headline(tally.sample or "") or None
+    signatures = _signatures(f"{template} {sample or ''}")
     if tally.baseline == 0 and tally.incident >= 2:
-        pattern, raw = "new", 3.0 + 2.0 * math.sqrt(tally.incident)
+        raw = 3.0 + 2.0 * math.sqrt(tally.incident)
+        if not signatures & FAULT_SIGNATURES:
+            raw = min(raw, _novelty(tally, rates))
+        pattern = "new"
     elif tally.incident >= 3 and tally.incident >= burst_ratio * (expected + 0.5):
         pattern, raw = "burst", _rate_z(tally.incident, expected)
     else:
@@ -309,7 +331,6 @@ def _template_finding(
     score = min(SCORE_CAP, raw) * weight
     if score < threshold:
         return None
-    sample = headline(tally.sample or "") or None
     return LogFinding(
         service=service,
         pattern=pattern,
@@ -323,7 +344,7 @@ def _template_finding(
         onset=tally.first_incident,
         end=rates.end,
         sample=sample,
-        signatures=_signatures(f"{template} {sample or ''}"),
+        signatures=signatures,
         mentions=_mentions(template, services, service),
     )
 

@@ -33,7 +33,7 @@ class SeriesFinding:
     direction: int  # +1 up, -1 down, 0 vanished (data stopped)
     onset: float  # Unix seconds
     peak: float  # Unix seconds of the strongest persistent deviation
-    end: float
+    end: float  # the incident's last sample; for a vanished series, when data came back
     baseline: Stats
     incident: Stats
 
@@ -135,9 +135,9 @@ def score_signal(signal: Signal, split: float, threshold: float) -> SeriesFindin
         return None
     kind = kind_of(signal)
     present = ~np.isnan(inc)
-    silent_from = _silence(inc, values[in_base])
-    if silent_from is not None:
-        first_missing = silent_from
+    silence = _silence(inc, values[in_base])
+    if silence is not None:
+        first_missing, back = silence
         return SeriesFinding(
             signal,
             kind,
@@ -145,7 +145,7 @@ def score_signal(signal: Signal, split: float, threshold: float) -> SeriesFindin
             0,
             float(inc_ts[first_missing]),
             float(inc_ts[first_missing]),
-            float(inc_ts[-1]),
+            float(inc_ts[min(back, inc_ts.size - 1)]),
             _stats(base),
             _stats(inc[present]),
         )
@@ -153,14 +153,14 @@ def score_signal(signal: Signal, split: float, threshold: float) -> SeriesFindin
     quantum = float(nonzero.min()) if nonzero.size else 0.0
     median, scale = robust_scale(base, quantum, stepwise=kind is SignalKind.CHANGE)
     z = np.clip((values - median) / scale, -Z_CAP, Z_CAP)
-    z_inc = z[~in_base]
+    offset = int(in_base.sum())
+    z_inc = z[offset:]
     sustained = _persistent(z_inc)
     peak = int(np.argmax(np.abs(sustained)))
     score = float(abs(sustained[peak]))
     if score < threshold:
         return None
     sign = 1 if sustained[peak] > 0 else -1
-    offset = int(in_base.sum())
     onset = _onset_index(z, offset + peak, sign, threshold)
     return SeriesFinding(
         signal=signal,
@@ -186,13 +186,16 @@ def _longest_gap(values: NDArray[np.float64]) -> tuple[int, int]:
     return int(lengths[longest]), int(edges[::2][longest])
 
 
-def _silence(incident: NDArray[np.float64], baseline: NDArray[np.float64]) -> int | None:
-    """Where data that was reliably there stopped for a while (the target went down)."""
+def _silence(
+    incident: NDArray[np.float64], baseline: NDArray[np.float64]
+) -> tuple[int, int] | None:
+    """Where data that was reliably there stopped for a while (the target went down), and
+    where it came back (the incident's length when it did not)."""
     if baseline.size == 0 or incident.size < 3 or float(np.mean(np.isnan(baseline))) > 0.1:
         return None
     gap, start = _longest_gap(incident)
     usual_gap, _ = _longest_gap(baseline)
-    return start if gap >= max(3, 3 * usual_gap) else None
+    return (start, start + gap) if gap >= max(3, 3 * usual_gap) else None
 
 
 def score_signals(signals: list[Signal], split: float, threshold: float) -> list[SeriesFinding]:

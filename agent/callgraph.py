@@ -1,0 +1,180 @@
+"""Call-graph rules of the ranking: faults travel from a dependency up to its callers.
+
+- a service whose own dependencies are anomalous from no later than it, with the symptoms it
+  has, is probably just waiting on them; one whose callers suffer is consistent with a cause;
+- the cause of an alert is the alerted service or something it depends on;
+- a target whose data stops is down only if its callers notice.
+
+The graph is the topology's edges plus caller -> callee edges that error logs reveal
+("connection refused by X").
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+
+from agent.detect.kinds import CAUSE_KINDS
+from agent.detect.logs import LogFinding
+from agent.models import SignalKind, Topology
+from agent.service_score import CRASH, ServiceScore, blames, strength_by, symptoms
+
+
+class CallGraph:
+    """Caller/callee adjacency built once per ranking (``Topology.callees`` scans all edges)."""
+
+    def __init__(self, services: Iterable[str], edges: Iterable[tuple[str, str]]) -> None:
+        self.callees: dict[str, list[str]] = defaultdict(list)
+        self.callers: dict[str, list[str]] = defaultdict(list)
+        for caller, callee in edges:
+            self.callees[caller].append(callee)
+            self.callers[callee].append(caller)
+        self.nodes = set(services) | set(self.callees) | set(self.callers)
+
+    def __bool__(self) -> bool:
+        return bool(self.callees)
+
+    def downstream(self, service: str) -> set[str]:
+        """Everything ``service`` depends on, directly or not."""
+        return _reach(self.callees, service)
+
+    def upstream(self, service: str) -> set[str]:
+        """Everything that depends on ``service``, directly or not."""
+        return _reach(self.callers, service)
+
+
+def _reach(adjacency: Mapping[str, list[str]], service: str) -> set[str]:
+    seen: set[str] = set()
+    stack = list(adjacency.get(service, ()))
+    while stack:
+        nxt = stack.pop()
+        if nxt not in seen:
+            seen.add(nxt)
+            stack.extend(adjacency.get(nxt, ()))
+    return seen
+
+
+def call_graph(topology: Topology | None, logs: list[LogFinding]) -> CallGraph:
+    """The call graph, plus caller -> callee edges that error logs reveal ("refused by X")."""
+    edges = {(e.caller, e.callee) for e in topology.edges} if topology else set()
+    edges |= {(f.service, peer) for f in logs if blames(f) for peer in f.mentions}
+    return CallGraph(topology.services if topology else (), sorted(edges))
+
+
+def _felt(s: ServiceScore, start: float, end: float) -> bool:
+    """Whether the service's latency or errors went bad between ``start`` and ``end``."""
+    return any(
+        f.kind in (SignalKind.LATENCY, SignalKind.ERRORS)
+        and f.direction > 0
+        and start <= f.onset <= end
+        for f in s.metrics
+    ) or any(
+        f.level in ("ERROR", "CRITICAL")
+        and f.pattern in ("new", "burst")
+        and start <= f.onset <= end
+        for f in s.logs
+    )
+
+
+def doubt_unfelt_silences(
+    by_service: dict[str, ServiceScore],
+    graph: CallGraph,
+    blame: Mapping[str, tuple[float, float]],
+    threshold: float,
+    tolerance: float,
+) -> None:
+    """A target whose data stops is down only if someone notices: its callers (any service
+    when the call graph does not know it) fail or slow down, or name it in their errors,
+    before its data comes back. A gap nobody feels is a scrape or exporter hiccup, so its
+    silent series count as barely anomalous."""
+    for s in by_service.values():
+        gaps = [f for f in s.metrics if f.direction == 0]
+        if not gaps:
+            continue
+        start = min(f.onset for f in gaps) - tolerance
+        back = max(f.end for f in gaps) + tolerance
+        if s.service in blame and blame[s.service][1] <= back:
+            continue
+        watchers = graph.upstream(s.service) if s.service in graph.nodes else set(by_service)
+        if any(
+            _felt(w, start, back)
+            for name in watchers - {s.service}
+            if (w := by_service.get(name)) is not None
+        ):
+            continue
+        s.metrics = [replace(f, score=threshold) if f.direction == 0 else f for f in s.metrics]
+        s.reasons.append("its data stopped, but no caller failed meanwhile (a scrape gap?)")
+
+
+def apply_alert_reach(
+    by_service: dict[str, ServiceScore], graph: CallGraph, alerted: tuple[str, ...]
+) -> None:
+    """Faults travel from a dependency up to its callers, so the cause of an alert is the
+    alerted service or something it depends on; anything else is discounted (not dropped:
+    call graphs are often incomplete)."""
+    known = [a for a in alerted if a in graph.nodes]
+    if not known:
+        return
+    reach = set(known).union(*(graph.downstream(a) for a in known))
+    for s in by_service.values():
+        if s.service not in reach:
+            s.score *= 0.6
+            s.reasons.append("not on the alerted services' dependency path")
+
+
+def _can_explain(
+    d: ServiceScore, s: ServiceScore, d_measures: frozenset[SignalKind], cutoff: float | None
+) -> bool:
+    """Whether dependency ``d`` can have caused ``s``'s symptoms: a caller's latency comes from
+    a slow callee, its errors from a failing one. A dead or crashing callee explains both; a
+    callee whose matching signal is not measured gets the benefit of the doubt."""
+    wanted = symptoms(s)
+    if not wanted:
+        return True
+    early = [f for f in d.metrics if cutoff is None or f.onset <= cutoff]
+    if any(f.direction == 0 or CRASH.search(f.signal.name) for f in early):
+        return True
+    shown = symptoms(d, cutoff)
+    return any(kind in shown or kind not in d_measures for kind in wanted)
+
+
+def apply_call_graph(
+    by_service: dict[str, ServiceScore],
+    graph: CallGraph,
+    resolution_s: float,
+    threshold: float,
+    visible: float | None,
+    coverage: Mapping[str, frozenset[SignalKind]],
+) -> None:
+    # Onsets are good to a sample or two (scrape and rate-window lag), so what a dependency
+    # showed more than three samples after a caller's trouble began cannot have caused it.
+    tolerance = max(3 * resolution_s, 10.0)
+    top = max((s.strength for s in by_service.values()), default=0.0)
+    for s in by_service.values():
+        # A dependency explains this service only with what it showed by the time this
+        # service's own trouble began; what came later cannot have caused it.
+        cutoff = s.onset + tolerance if s.onset is not None else None
+        explainers = [
+            (strength_by(d, cutoff, threshold, visible), d)
+            for name in graph.downstream(s.service)
+            if (d := by_service.get(name)) is not None
+            and d.strength >= 0.35 * top
+            and (d.onset is None or cutoff is None or d.onset <= cutoff)
+            and _can_explain(d, s, coverage.get(d.service, frozenset()), cutoff)
+        ]
+        if explainers:
+            early, best = max(explainers, key=lambda pair: pair[0])
+            # Its own saturation or change counts only if it did not come after the
+            # dependency's trouble (throttling once requests pile up is a consequence).
+            lead = best.onset if best.onset is not None else math.inf
+            own_cause = any(
+                f.kind in CAUSE_KINDS and f.direction > 0 and f.onset <= lead for f in s.metrics[:2]
+            )
+            s.score *= 0.8 if own_cause else 0.5 if early >= 0.4 * s.strength else 0.75
+            s.reasons.append(f"its dependency {best.service} is anomalous too, from no later")
+        suffering = [c for c in graph.callers.get(s.service, ()) if c in by_service]
+        if suffering and not explainers:
+            s.score *= 1.15
+            s.reasons.append(f"its callers show symptoms: {', '.join(sorted(suffering)[:3])}")

@@ -1,0 +1,124 @@
+"""A candidate service's standing: its findings, the weight each one carries as evidence of
+a cause, and the few questions every ranking rule asks of them (when did its trouble begin,
+which golden signals went bad, does it crash).
+
+A finding's weight says whether its kind reads as a cause (saturated resources, changes, the
+service going silent) or as a symptom (latency, errors, traffic); a service's strength adds
+its three strongest weights with decaying factors, so one huge series does not win alone.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from agent.detect.kinds import CAUSE_KINDS
+from agent.detect.logs import LogFinding
+from agent.detect.series import SeriesFinding
+from agent.hypothesis import strength
+from agent.models import FaultType, SignalKind
+
+# Findings at least this share of the strongest one date a service's (or the alert's)
+# trouble; weaker ones are too often noise that happens to sit earlier.
+CLEAR_SHARE = 0.5
+BLAME_SIGNATURES = frozenset({"refused", "timeout", "reset", "upstream"})
+CRASH = re.compile(r"restart|oom|crash|killed", re.IGNORECASE)
+
+
+@dataclass
+class ServiceScore:
+    service: str
+    score: float = 0.0
+    onset: float | None = None
+    fault_type: FaultType = FaultType.UNKNOWN
+    metrics: list[SeriesFinding] = field(default_factory=list)
+    logs: list[LogFinding] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    strength: float = 0.0
+
+
+def metric_weight(f: SeriesFinding, visible: float | None = None) -> float:
+    """How much one metric finding says "this is where it started".
+
+    ``visible`` is when the alerted services' symptoms began: a change (deploy, config,
+    rollback) that lands after that is a reaction to the incident or unrelated to it.
+    """
+    if f.kind is SignalKind.CHANGE and visible is not None and f.onset > visible:
+        return 0.25
+    if f.direction == 0:
+        return 1.1  # the data stopped: the service (or its exporter) is down
+    if f.kind in CAUSE_KINDS:
+        return 1.0 if f.direction > 0 or f.kind is SignalKind.CHANGE else 0.35
+    return {
+        SignalKind.ERRORS: 0.75,
+        SignalKind.LATENCY: 0.65,
+        SignalKind.TRAFFIC: 0.35 if f.direction > 0 else 0.5,
+    }.get(f.kind, 0.5)
+
+
+def log_weight(f: LogFinding) -> float:
+    if f.pattern == "vanished":
+        return 0.9
+    base = 0.7 if f.level in ("ERROR", "CRITICAL") else 0.45
+    # A peer's "connection refused" is about someone else; it is weaker evidence here.
+    return base * (0.4 if blames(f) else 1.0)
+
+
+def _combined(items: list[float]) -> float:
+    items = sorted(items, reverse=True)[:3]
+    return sum(w * d for w, d in zip(items, (1.0, 0.5, 0.25), strict=False))
+
+
+def strength_by(
+    s: ServiceScore, cutoff: float | None, threshold: float, visible: float | None = None
+) -> float:
+    """The service's evidence strength from findings that began by ``cutoff`` (all: None)."""
+    weights = [
+        strength(f.score, threshold) * metric_weight(f, visible)
+        for f in s.metrics
+        if cutoff is None or f.onset <= cutoff
+    ]
+    weights += [
+        strength(f.score, threshold) * log_weight(f)
+        for f in s.logs
+        if cutoff is None or f.onset <= cutoff
+    ]
+    return _combined(weights)
+
+
+def onset_of(metrics: list[SeriesFinding], logs: list[LogFinding]) -> float | None:
+    """When the service's trouble began. Window-level log statistics (an error share, logs
+    going quiet) are dated at the window's split, not at an event, so they date nothing."""
+    if metrics:
+        clear = CLEAR_SHARE * max(f.score for f in metrics)
+        return min(f.onset for f in metrics if f.score >= clear)
+    return min((f.onset for f in logs if f.pattern in ("new", "burst")), default=None)
+
+
+def blames(f: LogFinding) -> bool:
+    """An error about reaching a peer (not about a local pool that happens to name it)."""
+    return bool(
+        f.mentions
+        and f.signatures & BLAME_SIGNATURES
+        and "pool" not in f.signatures
+        and f.pattern != "vanished"
+    )
+
+
+def symptoms(s: ServiceScore, cutoff: float | None = None) -> set[SignalKind]:
+    """Which golden signals of the service went bad (by ``cutoff``): latency, errors."""
+    kinds: set[SignalKind] = {
+        f.kind
+        for f in s.metrics
+        if f.kind in (SignalKind.LATENCY, SignalKind.ERRORS)
+        and f.direction > 0
+        and (cutoff is None or f.onset <= cutoff)
+    }
+    if any(
+        f.level in ("ERROR", "CRITICAL")
+        and f.pattern != "vanished"
+        and (cutoff is None or f.onset <= cutoff)
+        for f in s.logs
+    ):
+        kinds.add(SignalKind.ERRORS)
+    return kinds

@@ -1,0 +1,95 @@
+"""Ranking rules about time: what dates a service's trouble, which dependency can explain a
+caller, and when data that stops is an outage rather than a scrape gap."""
+
+from __future__ import annotations
+
+from findings_support import T0, THR, metric
+
+from agent.models import Edge, FaultType, SignalKind, Topology
+from agent.rank import rank_services
+from agent.service_score import ServiceScore
+
+
+def _graph(*edges: tuple[str, str]) -> Topology:
+    names = sorted({n for e in edges for n in e})
+    return Topology(services=names, edges=[Edge(caller=a, callee=b) for a, b in edges])
+
+
+def _by_name(ranked: list[ServiceScore]) -> dict[str, ServiceScore]:
+    return {s.service: s for s in ranked}
+
+
+def test_a_service_is_dated_by_its_clear_findings_not_by_an_early_blip() -> None:
+    ranked = rank_services(
+        [metric("api", "db_pool_pending", 4.5, onset=T0 - 300), metric("api", "errors", 40)],
+        [],
+        None,
+        THR,
+        15,
+    )
+    assert ranked[0].onset == T0
+
+
+def test_the_alert_is_dated_by_its_clear_symptoms() -> None:
+    findings = [
+        metric("front", "latency_p99", 4.2, onset=T0 - 900),
+        metric("front", "errors", 40),
+        metric("db", "cpu", 30, onset=T0 - 30),
+    ]
+    db = _by_name(rank_services(findings, [], None, THR, 15, alerted=("front",)))["db"]
+    assert not any("before the incident" in r for r in db.reasons)
+    assert db.reasons == ["anomalies began just before or as the incident became visible"]
+
+
+def test_a_dependency_whose_trouble_starts_well_after_its_caller_explains_nothing() -> None:
+    topology = _graph(("api", "db"))
+
+    def api_reasons(db_onset: float) -> list[str]:
+        findings = [metric("api", "latency_p99", 30), metric("db", "cpu", 30, onset=db_onset)]
+        return _by_name(rank_services(findings, [], topology, THR, 1))["api"].reasons
+
+    explained = "its dependency db is anomalous too, from no later"
+    assert explained in api_reasons(T0 + 2)  # within a few 1 s samples: may be the cause
+    assert explained not in api_reasons(T0 + 60)  # a minute later: a consequence at most
+
+
+def test_a_callers_throttling_after_its_dependency_failed_is_not_its_own_cause() -> None:
+    topology = _graph(("api", "db"))
+
+    def api_score(throttled_at: float) -> float:
+        findings = [
+            metric("api", "errors", 40, onset=T0 + 60),
+            metric("api", "cpu_throttled_ratio", 39, onset=throttled_at),
+            metric("db", "errors", 30, onset=T0),
+            metric("db", "disk_used_ratio", 30, onset=T0),
+        ]
+        return _by_name(rank_services(findings, [], topology, THR, 60))["api"].score
+
+    # Throttled before the database failed: maybe its own trouble. Long after: piled-up work.
+    assert api_score(T0 + 1200) < 0.7 * api_score(T0 - 60)
+
+
+def _gap(service: str, name: str, onset: float = T0) -> object:
+    return metric(service, name, 25, onset=onset, direction=0, kind=SignalKind.TRAFFIC, end=T0 + 60)
+
+
+def test_data_that_stops_while_callers_fail_is_an_outage() -> None:
+    findings = [
+        _gap("redis", "redis_commands_total"),
+        _gap("redis", "redis_memory_used_bytes"),
+        metric("cart", "errors", 20, onset=T0 + 15),
+    ]
+    ranked = rank_services(findings, [], _graph(("cart", "redis")), THR, 15)
+    assert ranked[0].service == "redis"
+    assert ranked[0].fault_type is FaultType.DEPENDENCY_OUTAGE
+
+
+def test_a_gap_that_no_caller_feels_is_doubted() -> None:
+    findings = [
+        _gap("redis", "redis_commands_total"),
+        _gap("redis", "redis_memory_used_bytes"),
+        metric("cart", "errors", 20, onset=T0 + 900),  # long after the data came back
+    ]
+    redis = _by_name(rank_services(findings, [], _graph(("cart", "redis")), THR, 15))["redis"]
+    assert "its data stopped, but no caller failed meanwhile (a scrape gap?)" in redis.reasons
+    assert all(f.score == THR for f in redis.metrics)
