@@ -170,3 +170,26 @@ def test_a_pod_whose_series_mostly_stop_is_down() -> None:
     signals.append(_pod_series("kube_pod_status_ready", stops=False))
     findings = score_signals(signals, split=T0 + 15 * 75, threshold=4.0)
     assert sorted(f.signal.name for f in findings if f.direction == 0) == ["cpu", "mem", "threads"]
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_a_lasting_latency_shift_below_the_noise_is_found(seed: int) -> None:
+    # One pod of four slowed by 100 ms: the service p99 moves by about 1.5 sigma, which no
+    # single sample gives away, for 60 samples.
+    rng = np.random.default_rng(seed)
+    values = rng.normal(0.5, 0.07, 300)
+    values[240:] += 0.1
+    split = T0 + 15 * 220
+    latency = score_signal(_signal(values, name="http_p99_seconds"), split, threshold=4.0)
+    assert latency is not None and latency.direction == 1
+    assert latency.onset == pytest.approx(T0 + 15 * 240, abs=15 * 4)
+    # Only latency is averaged this way: the same shift on a CPU series stays below the bar.
+    assert score_signal(_signal(values, name="cpu"), split, threshold=4.0) is None
+
+
+@pytest.mark.parametrize("seed", [21, 22, 23, 24, 25])
+def test_latency_noise_alone_is_not_a_lasting_shift(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    values = rng.normal(0.5, 0.07, 300) * (1 + 0.05 * np.sin(np.arange(300) / 40))
+    sig = _signal(values, name="http_p99_seconds")
+    assert score_signal(sig, split=T0 + 15 * 220, threshold=4.0) is None

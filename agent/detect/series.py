@@ -5,7 +5,9 @@ Each series is split at the incident start. The baseline gives a median and a ro
 robust z-scores. A finding's score is the largest z that *persists* for two consecutive
 samples, so single-sample scrape glitches and harmless spikes do not win, while a fault that
 lasts only three samples still does. Cumulative series (restart counters, versions) keep
-their new level, so they pass the same test.
+their new level, so they pass the same test. A latency series that no sample gives away is
+also judged by short moving averages (:func:`_shift_z`), which catch a lasting shift smaller
+than its noise.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from agent.models import Signal, SignalKind, Stats
 
 Z_CAP = 50.0  # beyond this a bigger z says nothing more; keeps flat-then-step series finite
 MIN_BASELINE_POINTS = 4
+# Latency is where a small lasting shift is news (a network delay on one pod of several);
+# averaging other kinds this way finds more harmless drift than faults.
+SHIFT_KINDS = frozenset({SignalKind.LATENCY})
+SHIFT_WINDOW = 5  # samples averaged when judging a lasting shift
 
 
 @dataclass(frozen=True)
@@ -154,14 +160,19 @@ def score_signal(signal: Signal, split: float, threshold: float) -> SeriesFindin
     median, scale = robust_scale(base, quantum, stepwise=kind is SignalKind.CHANGE)
     z = np.clip((values - median) / scale, -Z_CAP, Z_CAP)
     offset = int(in_base.sum())
-    z_inc = z[offset:]
-    sustained = _persistent(z_inc)
+    shifted = None
+    if kind in SHIFT_KINDS and float(np.max(np.abs(_persistent(z[offset:])))) < threshold:
+        shifted = _shift_z(z, offset, threshold)
+    sustained = _persistent(z[offset:] if shifted is None else shifted[offset:])
     peak = int(np.argmax(np.abs(sustained)))
     score = float(abs(sustained[peak]))
     if score < threshold:
         return None
     sign = 1 if sustained[peak] > 0 else -1
-    onset = _onset_index(z, offset + peak, sign, threshold)
+    if shifted is None:
+        onset = _onset_index(z, offset + peak, sign, threshold)
+    else:
+        onset = _change_point(z, offset, offset + peak, sign, threshold)
     return SeriesFinding(
         signal=signal,
         kind=kind,
@@ -173,6 +184,40 @@ def score_signal(signal: Signal, split: float, threshold: float) -> SeriesFindin
         baseline=_stats(base),
         incident=_stats(inc[present]),
     )
+
+
+def _shift_z(z: NDArray[np.float64], split: int, threshold: float) -> NDArray[np.float64] | None:
+    """Robust z of a centred moving average of the (clipped) per-sample z.
+
+    An added delay on one pod of several (a few tens of ms on a jittery p99) never makes one
+    sample stand out, but it moves every average of a few samples. Each sample's z is clipped
+    at the threshold first, so one spike cannot carry an average, and the averages are judged
+    against the spread of the baseline's own averages, which already holds the series'
+    autocorrelation and slow drift. ``None`` when there is too little data on either side.
+    """
+    half = SHIFT_WINDOW // 2
+    if split < 4 * SHIFT_WINDOW or z.size - split < 2 * SHIFT_WINDOW:
+        return None
+    clipped = np.clip(np.nan_to_num(z, nan=0.0), -threshold, threshold)
+    smooth = np.convolve(clipped, np.ones(SHIFT_WINDOW) / SHIFT_WINDOW, mode="same")
+    median, scale = robust_scale(smooth[half : split - half])
+    shifted = (smooth - median) / max(scale, 0.2)
+    shifted[:half] = 0.0
+    shifted[-half:] = 0.0
+    return np.asarray(np.clip(shifted, -Z_CAP, Z_CAP), dtype=np.float64)
+
+
+def _change_point(
+    z: NDArray[np.float64], split: int, peak: int, sign: int, threshold: float
+) -> int:
+    """Where a lasting shift most likely began (the CUSUM estimate): the start that best
+    splits the samples up to ``peak`` into an unshifted part and a shifted one."""
+    clipped = np.clip(np.nan_to_num(z * sign, nan=0.0), -threshold, threshold)
+    level = float(np.median(clipped[:split]))
+    part = clipped[split : peak + 1] - level
+    shift = max(float(np.mean(part[-SHIFT_WINDOW:])), 1e-6)
+    gain = np.cumsum((part - shift / 2)[::-1])[::-1]
+    return split + int(np.argmax(gain))
 
 
 def _longest_gap(values: NDArray[np.float64]) -> tuple[int, int]:
