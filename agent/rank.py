@@ -69,7 +69,7 @@ def rank_services(
         by_service.setdefault(service, ServiceScore(service, onset=onset))
 
     graph = call_graph(topology, logs)
-    doubt_unfelt_silences(by_service, graph, blame, threshold, max(2 * resolution_s, 60.0))
+    doubt_unfelt_silences(by_service, graph, blame, threshold, max(3 * resolution_s, 10.0))
     visible = _alerted_symptom_onset(by_service, alerted)
     for s in by_service.values():
         blamed, blamed_at = blame.get(s.service, (0.0, None))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime
 
+import pytest
+
 from agent.detect.logs import headline, mask, mine_logs
 from agent.models import LogRecord
 
@@ -145,3 +147,16 @@ def test_a_rare_generic_line_seen_twice_is_not_news_when_the_baseline_is_short()
     ]
     (found,) = [f for f in mine_logs(disk, start, split, end) if f.pattern == "new"]
     assert "disk" in found.signatures
+
+
+def test_a_burst_is_dated_when_the_rate_rose_not_at_its_first_line_in_the_incident() -> None:
+    steady = [
+        _log(t, "cart", "GET /cart 500 upstream error", "ERROR")
+        for t in range(int(START), int(SPLIT + 600), 60)
+    ]
+    burst = [
+        _log(SPLIT + 600 + 3 * i, "cart", "GET /cart 500 upstream error", "ERROR")
+        for i in range(200)
+    ]
+    (found,) = [f for f in mine_logs(steady + burst, START, SPLIT, END) if f.pattern == "burst"]
+    assert found.onset == pytest.approx(SPLIT + 600, abs=60)

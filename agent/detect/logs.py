@@ -12,7 +12,7 @@ import json
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from drain3 import TemplateMiner
@@ -180,6 +180,27 @@ def _novelty(tally: _Tally, rates: _Rates) -> float:
     return NOVELTY_GAIN * math.sqrt(-2.0 * tally.incident * math.log(share))
 
 
+def _burst_onset(tally: _Tally, rates: _Rates) -> float:
+    """When a template that was already there began to come faster (Poisson CUSUM).
+
+    Its first line in the incident part says nothing: it was due anyway. The onset is the
+    line time that best splits the incident into the baseline rate before and a higher rate
+    after it.
+    """
+    times = sorted(tally.times)
+    before = tally.baseline / (rates.base_minutes * 60.0)
+    after = len(times) / max(rates.end - rates.split, 1e-6)
+    if after <= before or before <= 0:
+        return times[0]
+    log_ratio = math.log(after / before)
+    best, onset = -math.inf, times[0]
+    for i, t in enumerate(times):
+        gain = (len(times) - i) * log_ratio - (after - before) * (rates.end - t)
+        if gain > best:
+            best, onset = gain, t
+    return onset
+
+
 def _mentions(template: str, services: frozenset[str], own: str) -> frozenset[str]:
     lowered = template.lower()
     return frozenset(s for s in services if s != own and len(s) > 2 and s.lower() in lowered)
@@ -197,6 +218,7 @@ class _Tally:
     late: int = 0
     first_incident: float = math.inf
     sample: str | None = None
+    times: list[float] = field(default_factory=list)  # of the incident's lines
 
 
 @dataclass(frozen=True)
@@ -282,6 +304,7 @@ def mine_logs(
         else:
             tally.incident += 1
             tally.late += t >= late_start
+            tally.times.append(t)
             if t < tally.first_incident:
                 tally.first_incident = t
                 tally.sample = record.message
@@ -319,6 +342,7 @@ def _template_finding(
     pattern: Pattern
     sample = headline(tally.sample or "") or None
     signatures = _signatures(f"{template} {sample or ''}")
+    onset = tally.first_incident
     if tally.baseline == 0 and tally.incident >= 2:
         raw = 3.0 + 2.0 * math.sqrt(tally.incident)
         if not signatures & FAULT_SIGNATURES:
@@ -326,6 +350,7 @@ def _template_finding(
         pattern = "new"
     elif tally.incident >= 3 and tally.incident >= burst_ratio * (expected + 0.5):
         pattern, raw = "burst", _rate_z(tally.incident, expected)
+        onset = _burst_onset(tally, rates)
     else:
         return None
     score = min(SCORE_CAP, raw) * weight
@@ -341,7 +366,7 @@ def _template_finding(
         baseline_rate=tally.baseline / rates.base_minutes,
         incident_rate=tally.incident / rates.inc_minutes,
         score=score,
-        onset=tally.first_incident,
+        onset=onset,
         end=rates.end,
         sample=sample,
         signatures=signatures,
