@@ -125,18 +125,24 @@ def apply_alert_reach(
 
 
 def _can_explain(
-    d: ServiceScore, s: ServiceScore, d_measures: frozenset[SignalKind], cutoff: float | None
+    d: ServiceScore,
+    s: ServiceScore,
+    d_measures: frozenset[SignalKind],
+    cutoff: float | None,
+    since: float | None,
 ) -> bool:
     """Whether dependency ``d`` can have caused ``s``'s symptoms: a caller's latency comes from
-    a slow callee, its errors from a failing one. A dead or crashing callee explains both; a
-    callee whose matching signal is not measured gets the benefit of the doubt."""
+    a slow callee, its errors from a failing one, and they show up at the caller at once, so
+    the callee's must have begun about when the caller's did (``since`` .. ``cutoff``), not
+    minutes before. A dead or crashing callee explains both; a callee whose matching signal
+    is not measured gets the benefit of the doubt."""
     wanted = symptoms(s)
     if not wanted:
         return True
     early = [f for f in d.metrics if cutoff is None or f.onset <= cutoff]
     if any(f.direction == 0 or CRASH.search(f.signal.name) for f in early):
         return True
-    shown = symptoms(d, cutoff)
+    shown = symptoms(d, cutoff, since)
     return any(kind in shown or kind not in d_measures for kind in wanted)
 
 
@@ -154,15 +160,17 @@ def apply_call_graph(
     top = max((s.strength for s in by_service.values()), default=0.0)
     for s in by_service.values():
         # A dependency explains this service only with what it showed by the time this
-        # service's own trouble began; what came later cannot have caused it.
+        # service's own trouble began; what came later cannot have caused it, and symptoms
+        # that began well before would have reached this service well before.
         cutoff = s.onset + tolerance if s.onset is not None else None
+        since = s.onset - tolerance if s.onset is not None else None
         explainers = [
             (strength_by(d, cutoff, threshold, visible), d)
             for name in graph.downstream(s.service)
             if (d := by_service.get(name)) is not None
             and d.strength >= 0.35 * top
             and (d.onset is None or cutoff is None or d.onset <= cutoff)
-            and _can_explain(d, s, coverage.get(d.service, frozenset()), cutoff)
+            and _can_explain(d, s, coverage.get(d.service, frozenset()), cutoff, since)
         ]
         if explainers:
             early, best = max(explainers, key=lambda pair: pair[0])

@@ -105,19 +105,22 @@ def blames(f: LogFinding) -> bool:
     )
 
 
-def symptoms(s: ServiceScore, cutoff: float | None = None) -> set[SignalKind]:
-    """Which golden signals of the service went bad (by ``cutoff``): latency, errors."""
+def symptoms(
+    s: ServiceScore, cutoff: float | None = None, since: float | None = None
+) -> set[SignalKind]:
+    """Which golden signals of the service went bad (between ``since`` and ``cutoff``):
+    latency, errors."""
+
+    def within(onset: float) -> bool:
+        return (cutoff is None or onset <= cutoff) and (since is None or onset >= since)
+
     kinds: set[SignalKind] = {
         f.kind
         for f in s.metrics
-        if f.kind in (SignalKind.LATENCY, SignalKind.ERRORS)
-        and f.direction > 0
-        and (cutoff is None or f.onset <= cutoff)
+        if f.kind in (SignalKind.LATENCY, SignalKind.ERRORS) and f.direction > 0 and within(f.onset)
     }
     if any(
-        f.level in ("ERROR", "CRITICAL")
-        and f.pattern != "vanished"
-        and (cutoff is None or f.onset <= cutoff)
+        f.level in ("ERROR", "CRITICAL") and f.pattern != "vanished" and within(f.onset)
         for f in s.logs
     ):
         kinds.add(SignalKind.ERRORS)

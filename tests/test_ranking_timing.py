@@ -93,3 +93,21 @@ def test_a_gap_that_no_caller_feels_is_doubted() -> None:
     redis = _by_name(rank_services(findings, [], _graph(("cart", "redis")), THR, 15))["redis"]
     assert "its data stopped, but no caller failed meanwhile (a scrape gap?)" in redis.reasons
     assert all(f.score == THR for f in redis.metrics)
+
+
+def test_a_dependency_slow_since_long_before_does_not_explain_a_callers_new_slowness() -> None:
+    topology = _graph(("api", "db"))
+
+    def api_reasons(db_onset: float) -> list[str]:
+        findings = [
+            metric("api", "latency_p99", 40),
+            metric("db", "latency_p99", 30, onset=db_onset),
+        ]
+        measured = {"api": frozenset({SignalKind.LATENCY}), "db": frozenset({SignalKind.LATENCY})}
+        ranked = rank_services(findings, [], topology, THR, 10, coverage=measured)
+        return _by_name(ranked)["api"].reasons
+
+    explained = "its dependency db is anomalous too, from no later"
+    assert explained in api_reasons(T0 - 20)  # the callee slowed just before: it explains
+    # Slow for five minutes before the caller noticed: the caller's new slowness is its own.
+    assert explained not in api_reasons(T0 - 300)
