@@ -133,6 +133,7 @@ def analyze(
         resolution,
         _focus(snapshot, trigger),
         _coverage(snapshot.signals),
+        snapshot.alert.starts_at.timestamp() if snapshot.alert is not None else None,
     )[: cfg.max_candidates]
     evidence, ids = build_evidence(ranked, cfg.max_evidence)
     candidates = [

@@ -50,8 +50,12 @@ def rank_services(
     resolution_s: float,
     alerted: tuple[str, ...] = (),
     coverage: Mapping[str, frozenset[SignalKind]] | None = None,
+    fired_at: float | None = None,
 ) -> list[ServiceScore]:
     """Candidates, best first. Deterministic: ties break on the service name.
+
+    ``fired_at`` is when the alert fired (Unix seconds), if one did: the incident was visible
+    by then at the latest, whatever the alerted services' series say.
 
     ``coverage`` gives the kinds of series each service has at all, anomalous or not: where
     latency or errors are measured, a quiet serving path is evidence too (see
@@ -70,7 +74,7 @@ def rank_services(
 
     graph = call_graph(topology, logs)
     doubt_unfelt_silences(by_service, graph, blame, threshold, max(3 * resolution_s, 10.0))
-    visible = _alerted_symptom_onset(by_service, alerted)
+    visible = _visible(by_service, alerted, fired_at)
     for s in by_service.values():
         blamed, blamed_at = blame.get(s.service, (0.0, None))
         s.strength = strength_by(s, None, threshold, visible) + blamed
@@ -95,7 +99,7 @@ def rank_services(
         by_service,
         frozenset(n for n, k in coverage.items() if k & {SignalKind.LATENCY, SignalKind.ERRORS}),
     )
-    _apply_onset_order(by_service, resolution_s, alerted)
+    _apply_onset_order(by_service, resolution_s, visible)
     if graph:
         apply_call_graph(by_service, graph, resolution_s, threshold, visible, coverage)
         apply_alert_reach(by_service, graph, alerted)
@@ -134,10 +138,17 @@ def _alerted_symptom_onset(
     return min(f.onset for f in symptoms if f.score >= clear)
 
 
-def _incident_onset(by_service: dict[str, ServiceScore], alerted: tuple[str, ...]) -> float | None:
-    """When the incident became visible: the alerted services' first symptoms if they have
-    any findings, else the earliest onset among the strong candidates."""
-    visible = _alerted_symptom_onset(by_service, alerted)
+def _visible(
+    by_service: dict[str, ServiceScore], alerted: tuple[str, ...], fired_at: float | None
+) -> float | None:
+    """When the alerted services' symptoms began, or the alert fired if that was earlier."""
+    times = [t for t in (_alerted_symptom_onset(by_service, alerted), fired_at) if t is not None]
+    return min(times, default=None)
+
+
+def _incident_onset(by_service: dict[str, ServiceScore], visible: float | None) -> float | None:
+    """When the incident became visible (see :func:`_visible`), else the earliest onset
+    among the strong candidates."""
     if visible is not None:
         return visible
     timed = [s for s in by_service.values() if s.onset is not None]
@@ -148,10 +159,10 @@ def _incident_onset(by_service: dict[str, ServiceScore], alerted: tuple[str, ...
 
 
 def _apply_onset_order(
-    by_service: dict[str, ServiceScore], resolution_s: float, alerted: tuple[str, ...]
+    by_service: dict[str, ServiceScore], resolution_s: float, visible: float | None
 ) -> None:
     """Causes start shortly before the symptoms; much earlier is a bystander, later an effect."""
-    reference = _incident_onset(by_service, alerted)
+    reference = _incident_onset(by_service, visible)
     if reference is None:
         return
     tau = max(3 * resolution_s, 15.0)

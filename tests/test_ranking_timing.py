@@ -111,3 +111,18 @@ def test_a_dependency_slow_since_long_before_does_not_explain_a_callers_new_slow
     assert explained in api_reasons(T0 - 20)  # the callee slowed just before: it explains
     # Slow for five minutes before the caller noticed: the caller's new slowness is its own.
     assert explained not in api_reasons(T0 - 300)
+
+
+def test_the_incident_was_visible_by_the_time_the_alert_fired() -> None:
+    # The alerted service's series only catch up 40 minutes later; the alert fired at T0.
+    findings = [
+        metric("api", "errors", 6, onset=T0 + 2400),
+        metric("db", "disk_used_ratio", 40, onset=T0 - 60),
+    ]
+    late = _by_name(rank_services(findings, [], None, THR, 15, alerted=("api",)))["db"]
+    assert any("before the incident, maybe unrelated" in r for r in late.reasons)
+    fired = rank_services(findings, [], None, THR, 15, alerted=("api",), fired_at=T0)
+    assert _by_name(fired)["db"].reasons == [
+        "anomalies began just before or as the incident became visible"
+    ]
+    assert _by_name(fired)["db"].score > late.score
