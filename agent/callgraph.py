@@ -19,7 +19,7 @@ from dataclasses import replace
 from agent.detect.kinds import CAUSE_KINDS
 from agent.detect.logs import LogFinding
 from agent.models import SignalKind, Topology
-from agent.service_score import CRASH, ServiceScore, blames, strength_by, symptoms
+from agent.service_score import ServiceScore, blames, crashed, strength_by, symptoms
 
 
 class CallGraph:
@@ -140,7 +140,7 @@ def _can_explain(
     if not wanted:
         return True
     early = [f for f in d.metrics if cutoff is None or f.onset <= cutoff]
-    if any(f.direction == 0 or CRASH.search(f.signal.name) for f in early):
+    if any(f.direction == 0 or crashed(f) for f in early):
         return True
     shown = symptoms(d, cutoff, since)
     return any(kind in shown or kind not in d_measures for kind in wanted)

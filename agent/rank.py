@@ -34,9 +34,9 @@ from agent.hypothesis import fault_scores, hypothesize, strength
 from agent.models import SignalKind, Topology
 from agent.service_score import (
     CLEAR_SHARE,
-    CRASH,
     ServiceScore,
     blames,
+    crashed,
     onset_of,
     strength_by,
 )
@@ -189,9 +189,7 @@ def _apply_own_symptoms(by_service: dict[str, ServiceScore], measured: frozenset
         if s.service not in measured:
             continue
         hurt = any(
-            f.kind in (SignalKind.LATENCY, SignalKind.ERRORS)
-            or f.direction == 0
-            or CRASH.search(f.signal.name)
+            f.kind in (SignalKind.LATENCY, SignalKind.ERRORS) or f.direction == 0 or crashed(f)
             for f in s.metrics
         ) or any(f.level in ("ERROR", "CRITICAL") and f.pattern != "vanished" for f in s.logs)
         if not hurt:

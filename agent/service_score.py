@@ -22,7 +22,7 @@ from agent.models import FaultType, SignalKind
 # trouble; weaker ones are too often noise that happens to sit earlier.
 CLEAR_SHARE = 0.5
 BLAME_SIGNATURES = frozenset({"refused", "timeout", "reset", "upstream"})
-CRASH = re.compile(r"restart|oom|crash|killed", re.IGNORECASE)
+_CRASH = re.compile(r"restart|oom|crash|killed", re.IGNORECASE)
 
 
 @dataclass
@@ -125,3 +125,9 @@ def symptoms(
     ):
         kinds.add(SignalKind.ERRORS)
     return kinds
+
+
+def crashed(f: SeriesFinding) -> bool:
+    """A restart or OOM-kill counter that went up. One that went down is a new pod (a
+    rollout or a rescheduling) starting its count again, not a crash."""
+    return f.direction > 0 and bool(_CRASH.search(f.signal.name))

@@ -126,3 +126,19 @@ def test_the_incident_was_visible_by_the_time_the_alert_fired() -> None:
         "anomalies began just before or as the incident became visible"
     ]
     assert _by_name(fired)["db"].score > late.score
+
+
+def test_a_restart_counter_that_resets_with_a_rollout_is_not_a_crash() -> None:
+    measured = {"auth": frozenset({SignalKind.LATENCY, SignalKind.ERRORS})}
+
+    def auth(restarts_direction: int) -> ServiceScore:
+        findings = [
+            metric("auth", "deployment_version", 40, kind=SignalKind.CHANGE),
+            metric("auth", "container_restarts_total", 15, direction=restarts_direction),
+        ]
+        return rank_services(findings, [], None, THR, 15, coverage=measured)[0]
+
+    # A new pod counts from zero again: an uneventful rollout whose service stayed healthy.
+    assert "its own latency and errors stayed normal" in auth(-1).reasons
+    # Restarts going up are a crash loop: the deploy hurt the service.
+    assert "its own latency and errors stayed normal" not in auth(+1).reasons
