@@ -28,6 +28,7 @@ MAX_CITED = 4
 MAX_TIMELINE = 3
 MAX_ALTERNATIVES = 2
 _WHAT_CHARS = 60
+_UNQUOTED = str.maketrans({'"': "'", "\\": "/"})
 
 PromptBuilder = Callable[[Analysis], Prompt]
 
@@ -75,7 +76,10 @@ class NoExample(ValueError):
 
 
 def _what(e: Evidence) -> str:
+    """A short name for the evidence, in the characters constrained decoding lets a model
+    write (no quotes or backslashes: they would need JSON escapes, which it never emits)."""
     what = " ".join((e.signal or e.template or "logs").split())
+    what = what.translate(_UNQUOTED)
     if len(what) > _WHAT_CHARS:
         what = what[: _WHAT_CHARS - 1] + "…"
     return f"{what} {e.pattern}"

@@ -71,7 +71,8 @@ def test_accepts_the_shared_test_answer(grammar: AnswerGrammar) -> None:
     assert grammar.accepts(canonical(answer()))
 
 
-@pytest.mark.parametrize("seed", [30000, 30002])
+# 8023's root cause cites a JSON log template: its quotes must not reach the target text.
+@pytest.mark.parametrize("seed", [30000, 30002, 8023])
 def test_accepts_a_real_training_target(seed: int) -> None:
     snapshot = simulate(seed).snapshot
     truth = snapshot.ground_truth
