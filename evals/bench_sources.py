@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -60,12 +61,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def serve(scenario: Scenario, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Backfill the scenario into ``workdir`` and start Prometheus on it; returns the URL."""
+def serve(scenarios: Iterable[Scenario], workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Backfill the scenarios into ``workdir`` and start Prometheus on them; returns the URL."""
     from agent.cli_sources import scenario_openmetrics
     from connectors.promtool import backfill
 
-    data = backfill(scenario_openmetrics(scenario, workdir / "metrics.om"), workdir / "tsdb")
+    data = workdir / "tsdb"
+    for scenario in scenarios:
+        backfill(scenario_openmetrics(scenario, workdir / f"{scenario.seed}.om"), data)
     (workdir / "prometheus.yml").write_text("global:\n  scrape_interval: 1h\n")
     port = _free_port()
     process = subprocess.Popen(
@@ -154,7 +157,7 @@ def main(
         process = None
         if url is None:
             with console.status("backfilling and starting prometheus"):
-                process, url = serve(scenario, work)
+                process, url = serve([scenario], work)
         try:
             record_and_analyze(url, scenario, work / "warmup")
             results = [record_and_analyze(url, scenario, work / f"run{i}") for i in range(runs)]

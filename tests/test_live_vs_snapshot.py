@@ -2,9 +2,16 @@
 
 One Prometheus serves one TSDB that holds one simulated incident per fault type (their time
 ranges differ). For each, the live path (catalog queries, rate(), histogram quantiles, pods,
-the service-graph topology, the scenario's own logs as the log source) must rank the same
-top three services as the engine does on the snapshot the simulator wrote. Both paths run
-the same engine, so this tests the connectors, not the engine's accuracy.
+the service-graph topology, the scenario's own logs as the log source) must collect without
+failures, see the same call graph and window, and name the same root-cause service as the
+engine does on the snapshot the simulator wrote, with the top three mostly shared. Both
+paths run the same engine, so this tests the connectors.
+
+The top three are not required to match exactly: PromQL interpolates percentiles inside
+histogram buckets and averages rates over a window, so findings near the threshold fall on
+either side of it: the weak bystanders at ranks 2-3 swap, and a fault hypothesis that rests
+on a latency peak can change. ``evals.live_agreement`` measures how often
+(docs/benchmarks.md).
 
 The seeds are scenarios whose snapshot uses the Prometheus naming dialect with per-pod
 series: the raw export always uses Prometheus names, so there a snapshot series and a live
@@ -14,8 +21,8 @@ series describe the same quantity (other dialects rename, rescale or roll up pod
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,12 +36,12 @@ from prometheus_server import (
 )
 
 from agent.cli import cli
-from agent.models import Candidate, FaultType, LogRecord, Signal
-from agent.pipeline import analyze
+from agent.models import FaultType
 from agent.snapshot import load_snapshot, write_snapshot
 from connectors.collect import Scope, collect_live
 from connectors.prometheus import PrometheusSource
 from connectors.settings import CollectSettings, PrometheusSettings
+from evals.live_agreement import analyze_both, compare, overlapping, same_quantities
 from evals.simulator import Scenario, simulate
 
 SEEDS = {
@@ -51,42 +58,9 @@ SEEDS = {
 
 
 @dataclass
-class ScenarioLogs:
-    """The scenario's own log lines, standing in for Elasticsearch (same LogFetch shape)."""
-
-    lines: list[LogRecord]
-    records: list[LogRecord] = field(default_factory=list)
-    count_signals: list[Signal] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def fetch(
-        self,
-        services: Sequence[str],
-        start: datetime,
-        end: datetime,
-        deadline: float | None = None,
-    ) -> ScenarioLogs:
-        inside = [r for r in self.lines if start <= r.timestamp <= end]
-        return ScenarioLogs(self.lines, records=inside)
-
-
-@dataclass
 class Incidents:
     server: PrometheusServer
     scenarios: dict[FaultType, Scenario]
-
-
-def _overlapping(scenarios: list[Scenario]) -> list[tuple[int, int]]:
-    spans = [
-        (s.seed, s.graph.namespace, s.telemetry.timeline.start, s.telemetry.timeline.end)
-        for s in scenarios
-    ]
-    return [
-        (a[0], b[0])
-        for i, a in enumerate(spans)
-        for b in spans[i + 1 :]
-        if a[1] == b[1] and a[2] <= b[3] and b[2] <= a[3]
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -95,33 +69,21 @@ def incidents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Incidents]:
     root = tmp_path_factory.mktemp("live-vs-snapshot")
     scenarios = {fault: simulate(seed) for fault, seed in SEEDS.items()}
     assert {f: s.plan.fault for f, s in scenarios.items()} == {f: f for f in scenarios}
-    assert _overlapping(list(scenarios.values())) == [], "scenarios would mix in one TSDB"
+    assert all(same_quantities(s) for s in scenarios.values())
+    assert overlapping(scenarios.values()) == [], "scenarios would mix in one TSDB"
     server = start_prometheus(backfill_scenarios(scenarios.values(), root / "tsdb"), root / "run")
     yield Incidents(server, scenarios)
     server.stop()
 
 
-def _top(candidates: Sequence[Candidate], n: int = 3) -> list[str]:
-    return [c.service for c in candidates[:n]]
-
-
 @pytest.mark.integration
 @pytest.mark.parametrize("fault", list(SEEDS), ids=[f.value for f in SEEDS])
-def test_live_analysis_ranks_the_same_top_three_as_the_snapshot(
+def test_live_analysis_names_the_snapshots_root_cause(
     incidents: Incidents, fault: FaultType
 ) -> None:
     scenario = incidents.scenarios[fault]
-    snapshot = scenario.snapshot.model_copy(update={"ground_truth": None})
-    offline = analyze(snapshot)
-    timeline = scenario.telemetry.timeline
-    start = datetime.fromtimestamp(timeline.start, UTC)
-    incident_start = offline.window.incident_start
-    scope = Scope((), incident_start, datetime.fromtimestamp(timeline.end, UTC), snapshot.alert)
-    baseline = CollectSettings(baseline_minutes=(incident_start - start).total_seconds() / 60)
-    source = PrometheusSource(incidents.server.url, PrometheusSettings())
-    collected = collect_live(scope, source, ScenarioLogs(list(snapshot.logs)), baseline)
-
-    live = analyze(collected.snapshot, source_failures=collected.failures)
+    offline, live, collected = analyze_both(scenario, incidents.server.url)
+    snapshot = scenario.snapshot
 
     assert collected.failures == []
     assert collected.snapshot.topology is not None and snapshot.topology is not None
@@ -129,9 +91,10 @@ def test_live_analysis_ranks_the_same_top_three_as_the_snapshot(
         (e.caller, e.callee) for e in snapshot.topology.edges
     }
     assert live.window == offline.window
-    assert set(_top(live.candidates)) == set(_top(offline.candidates)), (
-        f"live {_top(live.candidates)} vs snapshot {_top(offline.candidates)}"
-    )
+    agreement = compare(scenario, offline, live)
+    ranked = f"live {live.candidates[:3]} vs snapshot {offline.candidates[:3]}"
+    assert agreement.same_root_cause, ranked
+    assert agreement.top3_shared >= min(2, len(offline.candidates), len(live.candidates)), ranked
 
 
 # --- rca record, then rca analyze DIR: the same analysis as rca analyze --alert -------------
