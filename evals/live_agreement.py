@@ -176,8 +176,14 @@ def main(seeds: str, json_out: Path | None) -> None:
                 offline, live, collected = analyze_both(scenario, url)
                 if collected.failures:
                     raise click.ClickException(f"seed {scenario.seed}: {collected.failures}")
-                results.append(compare(scenario, offline, live))
-                console.print(results[-1])
+                r = compare(scenario, offline, live)
+                results.append(r)
+                console.print(
+                    f"seed {r.seed} {r.fault}: same root cause {r.same_root_cause}, "
+                    f"top-3 shared {r.top3_shared}, right: snapshot {r.snapshot_right}, "
+                    f"live {r.live_right}",
+                    highlight=False,
+                )
         finally:
             process.terminate()
             process.wait(timeout=10)
