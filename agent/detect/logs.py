@@ -1,42 +1,24 @@
-"""Log template mining with Drain3: new, bursting and vanished templates, error-rate shifts.
+"""Log findings: new, bursting and vanished templates, error-rate shifts.
 
-Lines are reduced to one line of text (JSON and logfmt bodies unwrapped, stack traces cut to
-their headline and exception), parameters are masked with a single regex pass, identical
-masked lines are counted once, and only distinct lines go through Drain. That keeps 100,000
-lines well inside the engine's one-second budget while the templates stay Drain's.
+Each line's template comes from :mod:`agent.detect.logshape` (Drain3 over masked headlines);
+here templates are tallied per service and level, before and during the incident, and scored.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from drain3 import TemplateMiner
-from drain3.template_miner_config import TemplateMinerConfig
-
+from agent.detect.logshape import Shapes, headline
 from agent.models import LogRecord
 
 Pattern = Literal["new", "burst", "vanished", "error_rate"]
 ERROR_LEVELS = frozenset({"ERROR", "CRITICAL", "SEVERE", "PANIC", "ALERT", "EMERGENCY"})
 _LEVEL_WEIGHT = {"ERROR": 1.0, "CRITICAL": 1.0, "WARN": 0.7}
 SCORE_CAP = 50.0
-
-# Any word that holds a digit is a parameter: ids, numbers, durations, IPs, hashes, UUIDs.
-# One character-class scan is several times faster than an alternation of typed patterns.
-_NO_DIGITS = str.maketrans("", "", "0123456789")
-_MASK = re.compile(r"\b[\w.\-]*\d[\w.\-]*")
-_EMBEDDED_LEVEL = re.compile(
-    r"(?:\blevel\"?\s*[=:]\s*\"?|^\s*\[?|^\S+\s+\[?|^\S+\s+\S+\s+\[?)"
-    r"(error|err|warn|warning|fatal|critical|crit|panic|severe|info|debug)\b",
-    re.IGNORECASE,
-)
-_LOGFMT_MSG = re.compile(r"\bmsg=(?:\"((?:[^\"\\]|\\.)*)\"|(\S+))")
-_EXCEPTION_LINE = re.compile(r"(?:Caused by: )?[\w.$]+(?:Exception|Error)\b")
-_LEVEL_NAMES = {"err": "ERROR", "warning": "WARN", "fatal": "CRITICAL", "crit": "CRITICAL"}
 
 SIGNATURES: dict[str, re.Pattern[str]] = {
     "oom": re.compile(
@@ -85,77 +67,6 @@ class LogFinding:
     signatures: frozenset[str]
     mentions: frozenset[str]  # other services named in the template, e.g. a refused peer
     link: str | None = None  # where to read these lines (a Kibana Discover URL), if known
-
-
-@dataclass
-class _Line:
-    time: float
-    service: str
-    level: str
-    text: str
-
-
-def headline(message: str) -> str:
-    """The one line that names what happened: unwraps JSON/logfmt, cuts stack traces."""
-    text = message.strip()
-    if text.startswith("{"):
-        try:
-            body = json.loads(text)
-        except ValueError:
-            body = None
-        if isinstance(body, dict):
-            text = str(body.get("msg") or body.get("message") or body.get("error") or text)
-    if "\n" in text:
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        head = lines[0] if lines else ""
-        if head.startswith("Traceback") and len(lines) > 1:
-            head = lines[-1]
-        elif exc := next((ln for ln in lines[1:4] if _EXCEPTION_LINE.match(ln)), None):
-            head = f"{head} | {exc}"
-        text = head
-    if "msg=" in text and (m := _LOGFMT_MSG.search(text)):
-        text = m.group(1) or m.group(2) or text
-    return text[:300]
-
-
-def _embedded_level(text: str) -> str | None:
-    """A level written in the message itself (logfmt, JSON, ``[ERROR]`` prefixes)."""
-    m = _EMBEDDED_LEVEL.search(text[:120])
-    if m is None:
-        return None
-    word = m.group(1).lower()
-    return _LEVEL_NAMES.get(word, word.upper())
-
-
-def mask(text: str) -> str:
-    return _MASK.sub("<*>", text)
-
-
-def _new_miner() -> TemplateMiner:
-    config = TemplateMinerConfig()
-    config.profiling_enabled = False
-    config.drain_sim_th = 0.4
-    config.drain_depth = 4
-    config.parametrize_numeric_tokens = True
-    return TemplateMiner(config=config)
-
-
-class _Templates:
-    """Masked line -> Drain cluster id, mining each distinct masked line once."""
-
-    def __init__(self) -> None:
-        self.miner = _new_miner()
-        self.cluster_of: dict[str, int] = {}
-
-    def cluster(self, masked: str) -> int:
-        cid = self.cluster_of.get(masked)
-        if cid is None:
-            cid = int(self.miner.add_log_message(masked)["cluster_id"])
-            self.cluster_of[masked] = cid
-        return cid
-
-    def template(self, cid: int) -> str:
-        return str(self.miner.drain.id_to_cluster[cid].get_template())
 
 
 def _rate_z(observed: float, expected: float) -> float:
@@ -222,42 +133,6 @@ class _Tally:
 
 
 @dataclass(frozen=True)
-class _Shape:
-    """What every line with the same masked text shares: its template and its level."""
-
-    cluster: int
-    embedded_level: str | None
-
-
-class _Shapes:
-    """Raw line -> shape; parsing (JSON, logfmt, stack traces) runs once per shape.
-
-    Lines are first keyed with their digits deleted (a C-speed ``str.translate``), which
-    already merges most lines of one template; only unseen keys pay for the regex mask.
-    """
-
-    def __init__(self) -> None:
-        self.templates = _Templates()
-        self.by_masked: dict[str, _Shape] = {}
-        self.by_key: dict[str, _Shape] = {}
-
-    def of(self, message: str) -> _Shape:
-        head = message[:400]
-        key = head.translate(_NO_DIGITS)
-        shape = self.by_key.get(key)
-        if shape is None:
-            masked = mask(head)
-            shape = self.by_masked.get(masked)
-            if shape is None:
-                level = _embedded_level(masked)
-                cid = self.templates.cluster(headline(masked))
-                shape = _Shape(cid, level)
-                self.by_masked[masked] = shape
-            self.by_key[key] = shape
-        return shape
-
-
-@dataclass(frozen=True)
 class _Rates:
     base_minutes: float
     inc_minutes: float
@@ -282,7 +157,7 @@ def mine_logs(
     base_minutes = max((split - start) / 60.0, 1e-6)
     inc_minutes = max((end - split) / 60.0, 1e-6)
     late_start = split + (end - split) / 2
-    shapes = _Shapes()
+    shapes = Shapes()
     tallies: dict[tuple[str, int, str], _Tally] = {}
     links: dict[str, str] = {}
     for record in records:
