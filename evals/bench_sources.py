@@ -61,14 +61,20 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def serve(scenarios: Iterable[Scenario], workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Backfill the scenarios into ``workdir`` and start Prometheus on them; returns the URL."""
+def backfill_scenarios(scenarios: Iterable[Scenario], data_dir: Path) -> Path:
+    """Every scenario's metrics and call graph, as ``rca simulate --load-prometheus`` loads them."""
     from agent.cli_sources import scenario_openmetrics
     from connectors.promtool import backfill
 
-    data = workdir / "tsdb"
-    for scenario in scenarios:
-        backfill(scenario_openmetrics(scenario, workdir / f"{scenario.seed}.om"), data)
+    with tempfile.TemporaryDirectory(prefix="rca-om-") as tmp:
+        for scenario in scenarios:
+            backfill(scenario_openmetrics(scenario, Path(tmp) / f"{scenario.seed}.om"), data_dir)
+    return data_dir
+
+
+def serve(scenarios: Iterable[Scenario], workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Backfill the scenarios into ``workdir`` and start Prometheus on them; returns the URL."""
+    data = backfill_scenarios(scenarios, workdir / "tsdb")
     (workdir / "prometheus.yml").write_text("global:\n  scrape_interval: 1h\n")
     port = _free_port()
     process = subprocess.Popen(

@@ -10,14 +10,14 @@ This benchmark measures that over every scenario in a seed range whose snapshot 
 Prometheus naming dialect with per-pod series (the raw export always uses Prometheus names, so
 there both paths describe the same quantities), backfilled into one real Prometheus. Example::
 
-    python -m evals.live_agreement --seeds 200-319 --json out/live_agreement.json
+    python -m evals.live_agreement --seeds 200-399 --json out/live_agreement.json
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,12 +112,11 @@ def compare(scenario: Scenario, offline: Analysis, live: Analysis) -> Agreement:
         return (a.candidates[0].service, a.candidates[0].fault_type) if a.candidates else None
 
     truth = scenario.plan.service
-    same_service = bool(offline.candidates) and top(offline, 1) == top(live, 1)
     return Agreement(
         seed=scenario.seed,
         fault=scenario.plan.fault.value,
-        same_root_cause=same_service,
-        same_fault_type=same_service and root(offline) == root(live),
+        same_root_cause=bool(offline.candidates) and top(offline, 1) == top(live, 1),
+        same_fault_type=root(offline) is not None and root(offline) == root(live),
         same_top3=set(top(offline, 3)) == set(top(live, 3)),
         top3_shared=len(set(top(offline, 3)) & set(top(live, 3))),
         snapshot_right=top(offline, 1) == [truth],
@@ -138,19 +137,17 @@ def comparable_scenarios(seeds: range) -> list[Scenario]:
 def summarize(results: list[Agreement]) -> dict[str, float | int]:
     n = len(results)
 
-    def share(flag: str) -> float:
-        return round(sum(getattr(r, flag) for r in results) / n, 3) if n else 0.0
+    def share(holds: Callable[[Agreement], bool]) -> float:
+        return round(sum(holds(r) for r in results) / n, 3) if n else 0.0
 
     return {
         "n": n,
-        "same_root_cause": share("same_root_cause"),
-        "same_fault_type": share("same_fault_type"),
-        "same_top3": share("same_top3"),
-        "top3_shared_2_or_more": round(sum(r.top3_shared >= 2 for r in results) / n, 3)
-        if n
-        else 0.0,
-        "snapshot_ac_at_1": share("snapshot_right"),
-        "live_ac_at_1": share("live_right"),
+        "same_root_cause": share(lambda r: r.same_root_cause),
+        "same_fault_type": share(lambda r: r.same_fault_type),
+        "same_top3": share(lambda r: r.same_top3),
+        "top3_shared_2_or_more": share(lambda r: r.top3_shared >= 2),
+        "snapshot_ac_at_1": share(lambda r: r.snapshot_right),
+        "live_ac_at_1": share(lambda r: r.live_right),
     }
 
 

@@ -13,20 +13,14 @@ import os
 import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
-
-from agent.cli_sources import scenario_openmetrics
-from connectors.promtool import backfill
-from evals.simulator import Scenario
 
 READY_TIMEOUT_S = 30.0
 
@@ -69,14 +63,6 @@ class PrometheusServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
-
-
-def backfill_scenarios(scenarios: Iterable[Scenario], data_dir: Path) -> Path:
-    """Every scenario's metrics and call graph, as ``rca simulate --load-prometheus`` loads them."""
-    with tempfile.TemporaryDirectory(prefix="rca-om-") as tmp:
-        for scenario in scenarios:
-            backfill(scenario_openmetrics(scenario, Path(tmp) / f"{scenario.seed}.om"), data_dir)
-    return data_dir
 
 
 def start_prometheus(data_dir: Path, workdir: Path, basic_auth: bool = False) -> PrometheusServer:

@@ -16,7 +16,6 @@ from prometheus_server import (
     PrometheusServer,
     SilentServer,
     StubPrometheus,
-    backfill_scenarios,
     closed_port_url,
     require_binaries,
     start_prometheus,
@@ -29,6 +28,7 @@ from agent.pipeline import analyze
 from connectors.collect import Collected, Scope, collect, collect_live
 from connectors.prometheus import PrometheusSource
 from connectors.settings import CollectSettings, PrometheusSettings
+from evals.bench_sources import backfill_scenarios
 from evals.simulator import Scenario, simulate
 
 START = datetime(2024, 5, 14, 10, 0, tzinfo=UTC)

@@ -30,7 +30,6 @@ import pytest
 from click.testing import CliRunner
 from prometheus_server import (
     PrometheusServer,
-    backfill_scenarios,
     require_binaries,
     start_prometheus,
 )
@@ -41,6 +40,7 @@ from agent.snapshot import load_snapshot, write_snapshot
 from connectors.collect import Scope, collect_live
 from connectors.prometheus import PrometheusSource
 from connectors.settings import CollectSettings, PrometheusSettings
+from evals.bench_sources import backfill_scenarios
 from evals.live_agreement import analyze_both, compare, overlapping, same_quantities
 from evals.simulator import Scenario, simulate
 

@@ -18,7 +18,6 @@ from prometheus_server import (
     EMPTY_MATRIX,
     PrometheusServer,
     StubPrometheus,
-    backfill_scenarios,
     require_binaries,
     start_prometheus,
 )
@@ -29,6 +28,7 @@ from connectors.catalog import CatalogSignal, load_catalog
 from connectors.prometheus import MetricFetch, PrometheusSource
 from connectors.promql import equals
 from connectors.settings import PrometheusSettings
+from evals.bench_sources import backfill_scenarios
 from evals.simulator import Scenario, simulate
 
 SEED = 12  # packet loss on a 13-service graph at 10 s resolution: small and quick
