@@ -21,6 +21,7 @@ from agent.summarize.prompt import (
     PROMPT_FORMAT_VERSION,
     build_prompt,
     estimate_tokens,
+    evidence_priority,
 )
 from agent.summarize.settings import SummarizerSettings
 from evals.simulator import simulate
@@ -58,18 +59,35 @@ def test_all_evidence_fits_a_large_budget() -> None:
     assert user.index('"service":"payments"') < user.index('"service":"checkout"')
 
 
-def test_budget_drops_lowest_score_first() -> None:
-    draft = _many_evidence(30)
+def test_budget_drops_unclaimed_evidence_lowest_score_first() -> None:
+    draft = _many_evidence(30)  # candidates claim M1 + L1 (payments) and M2 (checkout)
     prompt = build_prompt(draft, budget=2000)
     assert prompt.tokens <= 2000
     assert prompt.dropped_ids, "the budget must force drops"
-    kept = [int(i[1:]) for i in prompt.evidence_ids]
+    assert {"M1", "M2"} <= set(prompt.evidence_ids)  # the candidates' own, though weakest
+    kept = [int(i[1:]) for i in prompt.evidence_ids if i not in ("M1", "M2")]
     dropped = [int(i[1:]) for i in prompt.dropped_ids]
     assert min(kept) > max(dropped)  # score == number: the weakest went first
     user = prompt.messages[1]["content"]
     assert all(f'"id":"{i}"' not in user for i in prompt.dropped_ids)
     # the largest prefix that fits: one more item would not
     assert build_prompt(draft, budget=prompt.tokens - 1).evidence_ids != prompt.evidence_ids
+
+
+def test_top_candidate_evidence_outlasts_louder_bystanders() -> None:
+    """A cascade's symptoms often outscore the cause (scores saturate): with room for two
+    items, the prompt keeps each candidate's strongest, leader first, not the two loudest."""
+    draft = _many_evidence(6)
+    candidates = [
+        draft.candidates[0].model_copy(update={"evidence_ids": ["M1", "M2"]}),
+        draft.candidates[1].model_copy(update={"evidence_ids": ["M5", "M6"]}),
+    ]
+    draft = draft.model_copy(update={"candidates": candidates})
+    assert [e.id for e in evidence_priority(draft)] == ["M2", "M6", "M1", "M5", "M4", "M3"]
+    two = build_prompt(draft, budget=build_prompt(draft, budget=10_000).tokens - 1)
+    while len(two.evidence_ids) > 2:
+        two = build_prompt(draft, budget=two.tokens - 1)
+    assert two.evidence_ids == ["M2", "M6"]
 
 
 def test_budget_uses_the_given_tokenizer() -> None:

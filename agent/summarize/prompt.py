@@ -3,7 +3,11 @@ model is served the exact format it was trained on (:data:`PROMPT_FORMAT_VERSION
 
 The prompt is a compact evidence bundle under a token budget (default 3,000): candidates as
 the engine ranked them, then evidence items as JSON objects with their ids. When the bundle
-is too long, evidence is dropped lowest score first. Telemetry text (log templates, samples,
+is too long, evidence is kept in candidate order (:func:`evidence_priority`): each shown
+candidate's strongest item, best candidate first, then each one's second strongest, and so on;
+evidence of no shown candidate comes last, by score. So the top candidate's evidence is never
+dropped for a bystander's louder symptom (evidence scores saturate, and a cascade's symptoms
+often outscore the cause), and every shown candidate stays citable while the budget allows. Telemetry text (log templates, samples,
 labels, alert names) is JSON-quoted inside ``<incident_data>`` with ``<`` escaped, so a log
 line can neither close the data block nor pass for an instruction; the system message says
 that text there is data.
@@ -18,6 +22,7 @@ estimate overstates the count and the real prompt stays under the budget.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -28,7 +33,7 @@ from typing import Any
 from agent.models import Analysis, Candidate, Evidence, FaultType
 from agent.summarize.answer import example_answer
 
-PROMPT_FORMAT_VERSION = 1
+PROMPT_FORMAT_VERSION = 2  # 2: evidence kept in candidate order, not by score alone
 BYTES_PER_TOKEN = 2.5
 MAX_TEXT_CHARS = 240
 MAX_CANDIDATES = 6
@@ -211,15 +216,15 @@ def build_prompt(
 ) -> Prompt:
     """Messages for ``draft`` with as much evidence as fits in ``budget`` tokens.
 
-    Evidence is ranked by score; the largest prefix that fits is kept (binary search, so the
-    tokenizer runs O(log n) times). ``redact`` is applied to each telemetry field before it is
+    Evidence is ranked by :func:`evidence_priority`; the largest prefix that fits is kept
+    (binary search, so the tokenizer runs O(log n) times). ``redact`` is applied to each telemetry field before it is
     clipped, and again to the whole rendered bundle as a safety net, before counting: the
     budget holds for what is actually sent.
     """
     system = system_message()
     if redact is not None:
         draft = _redacted(draft, redact)
-    ranked = sorted(draft.evidence, key=lambda e: -e.score)
+    ranked = evidence_priority(draft)
 
     def render(n: int) -> tuple[list[Message], int]:
         user = _user_message(draft, sorted(ranked[:n], key=lambda e: _id_order(e.id)))
@@ -248,6 +253,24 @@ def build_prompt(
         dropped_ids=sorted((e.id for e in ranked[low:]), key=_id_order),
         tokens=tokens,
     )
+
+
+def evidence_priority(draft: Analysis) -> list[Evidence]:
+    """The order in which the prompt keeps evidence under its budget (see the module docstring).
+
+    Round robin over the shown candidates in rank order, each one's items strongest first;
+    then the evidence no shown candidate claims, strongest first. Each item appears once.
+    """
+    by_score = sorted(draft.evidence, key=lambda e: -e.score)
+    rank = {e.id: n for n, e in enumerate(by_score)}
+    owned = [
+        sorted((i for i in c.evidence_ids if i in rank), key=rank.__getitem__)
+        for c in draft.candidates[:MAX_CANDIDATES]
+    ]
+    first = [i for rnd in itertools.zip_longest(*owned) for i in rnd if i is not None]
+    order = list(dict.fromkeys(first))
+    claimed = set(order)
+    return [by_score[rank[i]] for i in order] + [e for e in by_score if e.id not in claimed]
 
 
 def _id_order(evidence_id: str) -> tuple[str, int]:
