@@ -7,10 +7,10 @@ is too long, evidence is kept in candidate order (:func:`evidence_priority`): ea
 candidate's strongest item, best candidate first, then each one's second strongest, and so on;
 evidence of no shown candidate comes last, by score. So the top candidate's evidence is never
 dropped for a bystander's louder symptom (evidence scores saturate, and a cascade's symptoms
-often outscore the cause), and every shown candidate stays citable while the budget allows. Telemetry text (log templates, samples,
-labels, alert names) is JSON-quoted inside ``<incident_data>`` with ``<`` escaped, so a log
-line can neither close the data block nor pass for an instruction; the system message says
-that text there is data.
+often outscore the cause), and every shown candidate stays citable while the budget allows.
+Telemetry text (log templates, samples, labels, alert names) is JSON-quoted inside
+``<incident_data>`` with ``<`` escaped, so a log line can neither close the data block nor
+pass for an instruction; the system message says that text there is data.
 
 Token counts come from the backend: the hf backend counts with its own tokenizer and chat
 template; for remote endpoints no tokenizer can be fetched at run time, so
@@ -217,9 +217,9 @@ def build_prompt(
     """Messages for ``draft`` with as much evidence as fits in ``budget`` tokens.
 
     Evidence is ranked by :func:`evidence_priority`; the largest prefix that fits is kept
-    (binary search, so the tokenizer runs O(log n) times). ``redact`` is applied to each telemetry field before it is
-    clipped, and again to the whole rendered bundle as a safety net, before counting: the
-    budget holds for what is actually sent.
+    (binary search, so the tokenizer runs O(log n) times). ``redact`` is applied to each
+    telemetry field before it is clipped, and again to the whole rendered bundle as a safety
+    net, before counting: the budget holds for what is actually sent.
     """
     system = system_message()
     if redact is not None:

@@ -72,7 +72,10 @@ class SummarizerSettings(BaseModel):
     prompt_tokens: int = Field(
         DEFAULT_PROMPT_TOKENS,
         ge=500,
-        description="prompt token budget; evidence is dropped lowest score first to fit",
+        description=(
+            "prompt token budget; evidence is kept in candidate order (each candidate's "
+            "strongest first, best candidate first) until it is full"
+        ),
     )
     max_new_tokens: int = Field(
         400, ge=16, description="cap on generated tokens (a full answer takes ~150-300)"
