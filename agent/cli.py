@@ -61,7 +61,7 @@ def cli(ctx: click.Context, config_file: Path | None, debug: bool) -> None:
 def _run_analysis(
     snapshot: Snapshot, engine: EngineSettings, summarizer: Summarizer | None = None
 ) -> Analysis:
-    from agent.pipeline import analyze
+    from agent.engine.pipeline import analyze
 
     return analyze(snapshot, engine, summarizer=summarizer)
 

@@ -95,7 +95,7 @@ def collect_for_alert(
 def analyze_collected(
     collected: Collected, engine: EngineSettings, summarizer: Summarizer | None = None
 ) -> Analysis:
-    from agent.pipeline import analyze
+    from agent.engine.pipeline import analyze
 
     analysis = analyze(
         collected.snapshot, engine, summarizer=summarizer, source_failures=collected.failures

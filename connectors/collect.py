@@ -2,7 +2,7 @@
 
 This is the ``collect`` stage of the pipeline: the CLI (``rca analyze --alert``, ``rca
 record``) and the service's jobs call :func:`collect`, then hand the snapshot to
-:func:`agent.pipeline.analyze` with the failures. Replaying a recorded snapshot therefore
+:func:`agent.engine.pipeline.analyze` with the failures. Replaying a recorded snapshot therefore
 runs exactly the same engine on exactly the same data.
 
 Sources, in order of preference:

@@ -30,8 +30,8 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from agent.config import EngineSettings
+from agent.engine.pipeline import analyze
 from agent.models import Edge, LogRecord, Signal, SignalKind, Topology
-from agent.pipeline import analyze
 from agent.snapshot import Snapshot, SnapshotMeta, WindowSpec
 
 STEP_S = 15

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.pipeline import analyze
+from agent.engine.pipeline import analyze
 from agent.summarize.prompt import Message, build_prompt, estimate_tokens
 from agent.summarize.redact import Redactor
 from agent.summarize.settings import DEFAULT_PROMPT_TOKENS, SummarizerSettings

@@ -29,7 +29,7 @@ import numpy as np
 from rich.console import Console
 
 from agent.config import EngineSettings
-from agent.pipeline import analyze
+from agent.engine.pipeline import analyze
 from agent.snapshot import write_snapshot
 from connectors.collect import Scope, collect_live
 from connectors.prometheus import PrometheusSource

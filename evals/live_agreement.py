@@ -25,9 +25,9 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from agent.engine.pipeline import analyze
 from agent.errors import RcaError
 from agent.models import Analysis, LogRecord, Signal
-from agent.pipeline import analyze
 from connectors.collect import Collected, Scope, collect_live
 from connectors.prometheus import PrometheusSource
 from connectors.settings import CollectSettings, PrometheusSettings

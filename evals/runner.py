@@ -31,9 +31,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from agent.clikit import LogLines
 from agent.config import EngineSettings
+from agent.engine.pipeline import analyze
 from agent.errors import RcaError, UsageError
 from agent.models import Analysis, FaultType
-from agent.pipeline import analyze
 from agent.snapshot import GROUND_TRUTH_FILE, META_FILE, Snapshot, load_snapshot
 from agent.summarize import Summarizer, Summary
 from evals.metrics import (

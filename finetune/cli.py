@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from agent.clikit import FILE_OPTION, cli_state, stderr_console, stdout_console
+from finetune.train import train_command
 
 DIR = click.Path(file_okay=False, path_type=Path)
 EXISTING_DIR = click.Path(file_okay=False, exists=True, path_type=Path)
@@ -85,60 +86,6 @@ def dataset_command(
     for why, count in card["skipped"].items():
         click.echo(f"skipped {count}: {why}")
     click.echo(f"content hash {card['content_hash']}; wrote {out}")
-
-
-@finetune.command(name="train")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
-@click.option(
-    "--resume",
-    is_flag=False,
-    flag_value="auto",
-    default=None,
-    metavar="[CHECKPOINT]",
-    help="Resume from the last checkpoint of output_dir, or from CHECKPOINT.",
-)
-@click.option("--help-config", is_flag=True, help="List the config keys with help and exit.")
-@click.option(
-    "--mlflow-uri",
-    envvar="MLFLOW_TRACKING_URI",
-    metavar="URI",
-    help="Log params, metrics and artifacts to MLflow (default: $MLFLOW_TRACKING_URI).",
-)
-@click.pass_context
-def train_command(
-    ctx: click.Context,
-    config_file: Path | None,
-    overrides: tuple[str, ...],
-    resume: str | None,
-    help_config: bool,
-    mlflow_uri: str | None,
-) -> None:
-    """Train a LoRA adapter (CPU, one GPU, or several under `accelerate launch`)."""
-    from finetune.config import help_lines, load_config, parse_overrides
-
-    if help_config:
-        click.echo("\n".join(help_lines()))
-        return
-    config = load_config(config_file, parse_overrides(overrides))
-    from finetune.train import train
-
-    models_dir = cli_state(ctx).settings.summarizer.resolved_models_dir()
-    result = train(
-        config,
-        models_dir=models_dir,
-        resume=resume or False,
-        mlflow_uri=mlflow_uri,
-        console=stderr_console(),
-    )
-    meta = result.metadata
-    if meta:
-        val = meta["final_val_loss"]
-        click.echo(
-            f"adapter in {result.output_dir}: {meta['steps']} steps, train loss "
-            f"{meta['final_train_loss']:.4f}, val loss {'—' if val is None else f'{val:.4f}'}, "
-            f"{meta['wall_time_s']:.0f} s on {meta['device']}"
-        )
 
 
 @finetune.command(name="eval")
@@ -240,3 +187,6 @@ def merge_command(ctx: click.Context, checkpoint: Path, out: Path, dtype: str) -
     models_dir = cli_state(ctx).settings.summarizer.resolved_models_dir()
     merge_adapter(checkpoint, out, models_dir=models_dir, dtype=dtype)
     click.echo(f"merged model in {out}; serve it with --backend hf:{out} or vLLM")
+
+
+finetune.add_command(train_command)  # the command lives beside the code it runs

@@ -34,9 +34,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from agent.config import EngineSettings, Settings
+from agent.engine.pipeline import analyze
 from agent.errors import ConfigError, UsageError
 from agent.models import Analysis, FaultType
-from agent.pipeline import analyze
 from agent.snapshot import Snapshot
 from agent.store.queries import FeedbackRecord
 from agent.summarize.prompt import PROMPT_FORMAT_VERSION, build_prompt

@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
 from rich.console import Console
 
+from agent.clikit import cli_state, stderr_console
 from agent.errors import ConfigError, RcaError, UsageError
 from agent.summarize.prompt import Message
 from finetune.artifacts import (
@@ -32,8 +34,7 @@ from finetune.artifacts import (
     write_loss_curve,
     write_metadata,
 )
-from finetune.config import TrainConfig
-from finetune.dataset import read_card
+from finetune.config import TrainConfig, help_lines, load_config, parse_overrides
 
 IGNORE = -100
 _INSTALL = "training needs the finetune extra: pip install 'rca-agent[finetune]'"
@@ -196,6 +197,7 @@ def train(
     except ImportError:
         raise ConfigError(_INSTALL) from None
     from agent.summarize.hf_backend import resolve_model
+    from finetune.dataset import read_card  # the engine and evals: not needed for `rca --help`
     from finetune.progress import RichProgress
 
     console = console or Console(stderr=True)
@@ -325,14 +327,60 @@ def _log_mlflow(
                 mlflow.log_artifact(str(out / name))
 
 
+@click.command(name="train")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
+@click.option(
+    "--resume",
+    is_flag=False,
+    flag_value="auto",
+    default=None,
+    metavar="[CHECKPOINT]",
+    help="Resume from the last checkpoint of output_dir, or from CHECKPOINT.",
+)
+@click.option("--help-config", is_flag=True, help="List the config keys with help and exit.")
+@click.option(
+    "--mlflow-uri",
+    envvar="MLFLOW_TRACKING_URI",
+    metavar="URI",
+    help="Log params, metrics and artifacts to MLflow (default: $MLFLOW_TRACKING_URI).",
+)
+@click.pass_context
+def train_command(
+    ctx: click.Context,
+    config_file: Path | None,
+    overrides: tuple[str, ...],
+    resume: str | None,
+    help_config: bool,
+    mlflow_uri: str | None,
+) -> None:
+    """Train a LoRA adapter (CPU, one GPU, or several under `accelerate launch`)."""
+    if help_config:
+        click.echo("\n".join(help_lines()))
+        return
+    config = load_config(config_file, parse_overrides(overrides))
+    models_dir = cli_state(ctx).settings.summarizer.resolved_models_dir()
+    result = train(
+        config,
+        models_dir=models_dir,
+        resume=resume or False,
+        mlflow_uri=mlflow_uri,
+        console=stderr_console(),
+    )
+    meta = result.metadata
+    if meta:
+        val = meta["final_val_loss"]
+        click.echo(
+            f"adapter in {result.output_dir}: {meta['steps']} steps, train loss "
+            f"{meta['final_train_loss']:.4f}, val loss {'—' if val is None else f'{val:.4f}'}, "
+            f"{meta['wall_time_s']:.0f} s on {meta['device']}"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m finetune.train`` (what ``accelerate launch`` runs): same flags as
-    ``rca finetune train``, and the same one-line errors."""
+    """``python -m finetune.train`` (what ``accelerate launch`` runs): the command ``rca finetune
+    train`` registers, with the same one-line errors."""
     import sys
-
-    import click
-
-    from finetune.cli import train_command
 
     try:
         train_command.main(args=argv, prog_name="finetune.train", standalone_mode=False)

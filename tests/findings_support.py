@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agent.detect.logs import LogFinding
-from agent.detect.series import SeriesFinding
+from agent.engine.detect.logs import LogFinding
+from agent.engine.detect.series import SeriesFinding
 from agent.models import Signal, SignalKind, Stats
 
 T0 = 1_767_225_600.0
@@ -21,7 +21,7 @@ def metric(
     inc: float = 5.0,
     end: float | None = None,
 ) -> SeriesFinding:
-    from agent.detect.kinds import infer_kind
+    from agent.engine.detect.kinds import infer_kind
 
     signal = Signal(service=service, name=name, timestamps=[T0], values=[1.0])
     return SeriesFinding(

@@ -12,8 +12,8 @@ import pytest
 from conftest import build_analysis
 from summarize_support import answer
 
+from agent.engine.pipeline import analyze
 from agent.models import Analysis
-from agent.pipeline import analyze
 from agent.summarize.grammar import AnswerGrammar, AnswerState
 from agent.summarize.guard import AnswerRejected, check_answer
 from agent.summarize.prompt import build_prompt

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 from conftest import build_snapshot
 
-import agent.pipeline
+import agent.engine.pipeline
 from agent.cli import cli
 from agent.clikit import FAULT_CHOICES
 from agent.snapshot import write_snapshot
@@ -77,7 +77,7 @@ def test_unexpected_exception_is_one_line_unless_debug(monkeypatch: pytest.Monke
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(agent.pipeline, "analyze", broken)
+    monkeypatch.setattr(agent.engine.pipeline, "analyze", broken)
     result = rca("analyze", FIXTURE)
     assert result.exit_code == 1
     assert one_error_line(result) == (

@@ -22,9 +22,9 @@ from prometheus_server import (
 )
 
 from agent.config import Settings
+from agent.engine.pipeline import analyze
 from agent.errors import SourceError
 from agent.models import LogRecord, Signal
-from agent.pipeline import analyze
 from connectors.collect import Collected, Scope, collect, collect_live
 from connectors.prometheus import PrometheusSource
 from connectors.settings import CollectSettings, PrometheusSettings

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from agent.engine.pipeline import analyze
 from agent.models import FaultType
-from agent.pipeline import analyze
 from evals.simulator import simulate
 
 FAULTS = [f for f in FaultType if f is not FaultType.UNKNOWN]

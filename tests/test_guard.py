@@ -9,8 +9,8 @@ import pytest
 from conftest import build_analysis, build_snapshot
 from summarize_support import ScriptedBackend, answer
 
+from agent.engine.pipeline import analyze
 from agent.models import Analysis, FaultType
-from agent.pipeline import analyze
 from agent.summarize.answer import answer_for
 from agent.summarize.guard import AnswerRejected, GuardedSummarizer, check_answer
 from agent.summarize.llm import LlmCallError

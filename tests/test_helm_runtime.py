@@ -26,7 +26,7 @@ from service_support import (
 )
 
 from agent.config import Settings, load_settings
-from agent.pipeline import analyze
+from agent.engine.pipeline import analyze
 from agent.snapshot import load_snapshot
 from agent.summarize.factory import build_summarizer
 

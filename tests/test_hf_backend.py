@@ -18,7 +18,7 @@ transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
 from agent.config import Settings  # noqa: E402 - after the importorskips
-from agent.pipeline import analyze  # noqa: E402
+from agent.engine.pipeline import analyze  # noqa: E402
 from agent.summarize.factory import build_summarizer  # noqa: E402
 from agent.summarize.grammar import AnswerGrammar  # noqa: E402
 from agent.summarize.guard import AnswerRejected, GuardedSummarizer, check_answer  # noqa: E402

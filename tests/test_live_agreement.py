@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
+from agent.engine.pipeline import analyze
 from agent.models import Analysis
-from agent.pipeline import analyze
 from evals.live_agreement import compare, main, same_quantities, summarize
 from evals.simulator import Scenario, simulate
 

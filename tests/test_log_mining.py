@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agent.detect.logs import mine_logs
-from agent.detect.logshape import headline, mask
+from agent.engine.detect.logs import mine_logs
+from agent.engine.detect.logshape import headline, mask
 from agent.models import LogRecord
 
 START = 1_767_225_600.0

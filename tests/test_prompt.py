@@ -13,8 +13,8 @@ from conftest import INCIDENT, build_analysis, build_snapshot
 from openai_double import OpenAIDouble, Reply
 
 from agent.config import Settings
+from agent.engine.pipeline import analyze
 from agent.models import Analysis, LogRecord
-from agent.pipeline import analyze
 from agent.summarize.extractive import ExtractiveSummarizer
 from agent.summarize.factory import build_summarizer
 from agent.summarize.prompt import (

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from findings_support import T0, THR, log_finding, metric
 
-from agent.hypothesis import fault_scores, hypothesize
+from agent.engine.hypothesis import fault_scores, hypothesize
+from agent.engine.rank import rank_services
 from agent.models import Edge, FaultType, SignalKind, Topology
-from agent.rank import rank_services
 
 
 def test_cause_signal_outranks_an_equally_strong_symptom() -> None:

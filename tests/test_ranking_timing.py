@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from findings_support import T0, THR, metric
 
+from agent.engine.rank import rank_services
+from agent.engine.service_score import ServiceScore
 from agent.models import Edge, FaultType, SignalKind, Topology
-from agent.rank import rank_services
-from agent.service_score import ServiceScore
 
 
 def _graph(*edges: tuple[str, str]) -> Topology:

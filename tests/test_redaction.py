@@ -13,9 +13,9 @@ from openai_double import OpenAIDouble, Reply
 from summarize_support import answer
 
 from agent.config import Settings, load_settings
+from agent.engine.pipeline import analyze
 from agent.errors import ConfigError
 from agent.models import Analysis, LogRecord
-from agent.pipeline import analyze
 from agent.snapshot import Snapshot
 from agent.summarize.factory import build_summarizer
 from agent.summarize.guard import GuardedSummarizer

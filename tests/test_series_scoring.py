@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.detect.series import robust_scale, score_signal, score_signals
+from agent.engine.detect.series import robust_scale, score_signal, score_signals
 from agent.models import Signal, SignalKind
 
 T0 = 1_767_225_600.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.detect.kinds import infer_kind
+from agent.engine.detect.kinds import infer_kind
 from agent.models import SignalKind
 
 

@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import build_analysis
 
+from agent.engine.pipeline import analyze
 from agent.models import Analysis, TimelineEvent
-from agent.pipeline import analyze
 from agent.slack.blocks import (
     ACTION_CORRECT,
     ACTION_RERUN,

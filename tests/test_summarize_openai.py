@@ -16,8 +16,8 @@ from openai_double import OpenAIDouble, Reply
 from summarize_support import answer
 
 from agent.config import Settings
+from agent.engine.pipeline import analyze
 from agent.errors import ConfigError, UsageError
-from agent.pipeline import analyze
 from agent.summarize.answer import answer_schema
 from agent.summarize.extractive import ExtractiveSummarizer
 from agent.summarize.factory import build_summarizer

@@ -95,7 +95,7 @@ def no_data_analysis(
 
 def run_job(job: ClaimedJob, settings: Settings) -> JobResult:
     """Collect and analyze one job's scope. Raises only on bugs and unexpected errors."""
-    from agent.pipeline import analyze  # numpy and the engine: imported on first use
+    from agent.engine.pipeline import analyze  # numpy and the engine: imported on first use
     from connectors.collect import Scope, collect
 
     began = time.perf_counter()

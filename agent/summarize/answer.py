@@ -6,16 +6,13 @@ times: timeline times come from the cited evidence, so a model cannot invent the
 
 from __future__ import annotations
 
-import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.models import Analysis, FaultType
-
-if TYPE_CHECKING:  # spec.py imports the prompt, which imports this module
-    from agent.summarize.spec import AnswerSpec
+from agent.summarize.spec import AnswerSpec
 
 
 class _Answer(BaseModel):
@@ -92,23 +89,6 @@ def response_format(mode: str, spec: AnswerSpec | None = None) -> dict[str, Any]
             "json_schema": {"name": "rca_summary", "strict": True, "schema": schema},
         }
     return {"type": "json_object"}
-
-
-def example_answer() -> str:
-    """The shape shown to the model in the instructions (values are placeholders)."""
-    example = {
-        "root_cause": {
-            "service": "<service from the candidates>",
-            "fault_type": "<one of the fault types>",
-            "summary": "<what happened, citing ids like [M1] [L1]>",
-        },
-        "confidence": 0.0,
-        "evidence_ids": ["M1", "L1"],
-        "timeline": [{"evidence_id": "M1", "text": "<what changed>"}],
-        "next_steps": ["<what the on-call engineer should check>"],
-        "alternatives": ["<other candidate service (fault_type)>"],
-    }
-    return json.dumps(example)
 
 
 _CITED = re.compile(r"\[([A-Z]\d+)\]")

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.models import Analysis, Candidate, Evidence, FaultType
-from agent.summarize.answer import example_answer
 
 PROMPT_FORMAT_VERSION = 2  # 2: evidence kept in candidate order, not by score alone
 BYTES_PER_TOKEN = 2.5
@@ -88,6 +87,24 @@ class Prompt:
 def estimate_tokens(messages: Sequence[Message]) -> int:
     """Conservative token count without a tokenizer (see the module docstring)."""
     return sum(4 + math.ceil(len(m["content"].encode("utf-8")) / BYTES_PER_TOKEN) for m in messages)
+
+
+def example_answer() -> str:
+    """The shape of :class:`~agent.summarize.answer.ModelAnswer` shown to the model in the
+    instructions (values are placeholders)."""
+    example = {
+        "root_cause": {
+            "service": "<service from the candidates>",
+            "fault_type": "<one of the fault types>",
+            "summary": "<what happened, citing ids like [M1] [L1]>",
+        },
+        "confidence": 0.0,
+        "evidence_ids": ["M1", "L1"],
+        "timeline": [{"evidence_id": "M1", "text": "<what changed>"}],
+        "next_steps": ["<what the on-call engineer should check>"],
+        "alternatives": ["<other candidate service (fault_type)>"],
+    }
+    return json.dumps(example)
 
 
 def system_message() -> Message:

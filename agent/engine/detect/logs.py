@@ -1,6 +1,6 @@
 """Log findings: new, bursting and vanished templates, error-rate shifts.
 
-Each line's template comes from :mod:`agent.detect.logshape` (Drain3 over masked headlines);
+Each line's template comes from :mod:`agent.engine.detect.logshape` (Drain3 over masked headlines);
 here templates are tallied per service and level, before and during the incident, and scored.
 """
 
@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from agent.detect.logshape import Shapes, headline
+from agent.engine.detect.logshape import Shapes, headline
 from agent.models import LogRecord
 
 Pattern = Literal["new", "burst", "vanished", "error_rate"]

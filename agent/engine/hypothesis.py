@@ -14,8 +14,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from agent.detect.logs import LogFinding
-from agent.detect.series import SeriesFinding
+from agent.engine.detect.logs import LogFinding
+from agent.engine.detect.series import SeriesFinding
 from agent.models import FaultType, SignalKind
 
 

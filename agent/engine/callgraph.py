@@ -16,10 +16,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
-from agent.detect.kinds import CAUSE_KINDS
-from agent.detect.logs import LogFinding
+from agent.engine.detect.kinds import CAUSE_KINDS
+from agent.engine.detect.logs import LogFinding
+from agent.engine.service_score import ServiceScore, blames, crashed, strength_by, symptoms
 from agent.models import SignalKind, Topology
-from agent.service_score import ServiceScore, blames, crashed, strength_by, symptoms
 
 
 class CallGraph:

@@ -15,11 +15,13 @@ import numpy as np
 
 from agent import __version__
 from agent.config import EngineSettings
-from agent.detect.kinds import kind_of
-from agent.detect.logs import mine_logs
-from agent.detect.series import score_signals
-from agent.evidence import build_evidence
-from agent.hypothesis import strength
+from agent.engine.detect.kinds import kind_of
+from agent.engine.detect.logs import mine_logs
+from agent.engine.detect.series import score_signals
+from agent.engine.evidence import build_evidence
+from agent.engine.hypothesis import strength
+from agent.engine.rank import rank_services
+from agent.engine.service_score import ServiceScore
 from agent.models import (
     Analysis,
     Candidate,
@@ -29,8 +31,6 @@ from agent.models import (
     Trigger,
     Window,
 )
-from agent.rank import rank_services
-from agent.service_score import ServiceScore
 from agent.snapshot import Snapshot
 from agent.summarize import Summarizer
 from agent.summarize.extractive import ExtractiveSummarizer

@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from agent.detect.kinds import CAUSE_KINDS
-from agent.detect.logs import LogFinding
-from agent.detect.series import SeriesFinding
-from agent.hypothesis import strength
+from agent.engine.detect.kinds import CAUSE_KINDS
+from agent.engine.detect.logs import LogFinding
+from agent.engine.detect.series import SeriesFinding
+from agent.engine.hypothesis import strength
 from agent.models import FaultType, SignalKind
 
 # Findings at least this share of the strongest one date a service's (or the alert's)

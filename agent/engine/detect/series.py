@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from agent.detect.kinds import kind_of
+from agent.engine.detect.kinds import kind_of
 from agent.models import Signal, SignalKind, Stats
 
 Z_CAP = 50.0  # beyond this a bigger z says nothing more; keeps flat-then-step series finite

@@ -9,7 +9,7 @@ A service's score multiplies four factors, each with a reason the report can sho
   later than the incident became visible are discounted, gently (onsets are noisy at 1 min).
   A service's trouble, and the alert's, is dated by its clear findings, not by a marginal
   blip that happens to sit earlier;
-- **call graph** (when known, :mod:`agent.callgraph`): a service whose own callees are
+- **call graph** (when known, :mod:`agent.engine.callgraph`): a service whose own callees are
   anomalous from no later than it is probably just waiting on them; a service whose callers
   suffer is consistent with a cause; data that stops counts as an outage only when callers
   feel it;
@@ -27,12 +27,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from agent.callgraph import apply_alert_reach, apply_call_graph, call_graph, doubt_unfelt_silences
-from agent.detect.logs import LogFinding
-from agent.detect.series import SeriesFinding
-from agent.hypothesis import fault_scores, hypothesize, strength
-from agent.models import SignalKind, Topology
-from agent.service_score import (
+from agent.engine.callgraph import (
+    apply_alert_reach,
+    apply_call_graph,
+    call_graph,
+    doubt_unfelt_silences,
+)
+from agent.engine.detect.logs import LogFinding
+from agent.engine.detect.series import SeriesFinding
+from agent.engine.hypothesis import fault_scores, hypothesize, strength
+from agent.engine.service_score import (
     CLEAR_SHARE,
     ServiceScore,
     blames,
@@ -40,6 +44,7 @@ from agent.service_score import (
     onset_of,
     strength_by,
 )
+from agent.models import SignalKind, Topology
 
 
 def rank_services(

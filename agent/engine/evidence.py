@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from agent.detect.logs import LogFinding
-from agent.detect.series import SeriesFinding
+from agent.engine.detect.logs import LogFinding
+from agent.engine.detect.series import SeriesFinding
+from agent.engine.service_score import ServiceScore
 from agent.models import Evidence, Stats
-from agent.service_score import ServiceScore
 
 PER_CANDIDATE_METRICS = 4
 PER_CANDIDATE_LOGS = 3
