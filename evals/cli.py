@@ -1,7 +1,10 @@
-"""``rca eval``: score the engine on a suite of incidents with known root causes, and the
+"""``rca eval``: score the engine on suites of incidents with known root causes, and the
 summarizer backends on top of it. Examples::
 
     rca eval --suite sim --seeds 1000-1199 --json out/eval.json --png out/eval.png
+    rca eval --suite ../shared/real/nezha-dev/oracle/ob
+    rca eval --suite ../shared/real/nezha-dev --json out/real.json --png out/real.png
+    rca eval --suite sim --seeds 1000-1049 --suite incidents/ --suite ../shared/real/nezha-dev/alert
     rca eval --suite sim --seeds 30000-30049 --services 50 --backend hf
     rca eval --suite sim --seeds 30000-30049 --compare extractive hf hf:smollm2+out/lora \\
         --json out/compare.json --png out/compare.png
@@ -22,26 +25,38 @@ from agent.clikit import (
     stderr_console,
     stdout_console,
 )
-from agent.errors import RcaError
+from agent.errors import RcaError, UsageError
 from agent.models import FaultType
 
 if TYPE_CHECKING:
-    from evals.runner import Case, EvalReport, SkippedCase
+    from agent.summarize import Summarizer
+    from evals.runner import Case, EvalReport, SkippedCase, Suite
 
 
-@click.command(name="eval", short_help="Score ranking accuracy on a suite of known incidents.")
+@click.command(name="eval", short_help="Score ranking accuracy on suites of known incidents.")
 @click.option(
     "--suite",
+    "suites",
     required=True,
+    multiple=True,
     metavar="sim|DIR",
-    help="'sim' or a directory of snapshot directories.",
+    help="'sim', a directory of snapshot directories, or a folder holding such directories at "
+    "any depth (each becomes a suite named by its relative path). Repeat for several suites.",
 )
 @click.option("--seeds", metavar="A-B", help="Seed range for --suite sim, e.g. 1000-1199.")
 @click.option(
-    "--json", "json_file", type=FILE_OPTION, metavar="FILE", help="Write results as JSON."
+    "--json",
+    "json_file",
+    type=FILE_OPTION,
+    metavar="FILE",
+    help='Write results as JSON; with several suites {"suites": [...], "summary": [...]}.',
 )
 @click.option(
-    "--png", "png_file", type=FILE_OPTION, metavar="FILE", help="Write a comparison chart."
+    "--png",
+    "png_file",
+    type=FILE_OPTION,
+    metavar="FILE",
+    help="Write a chart: per fault type for one suite, per suite for several.",
 )
 @click.option("--services", type=click.IntRange(min=1), help="Services per simulated case.")
 @click.option("--fault", type=click.Choice(FAULT_CHOICES), help="Only simulate this fault type.")
@@ -54,13 +69,13 @@ if TYPE_CHECKING:
 @click.option(
     "--compare",
     is_flag=True,
-    help="Score each backend given as an argument and show them side by side.",
+    help="Score each backend given as an argument and show them side by side (one suite).",
 )
 @click.argument("backends", nargs=-1, metavar="[BACKEND]...")
 @click.pass_context
 def eval_command(
     ctx: click.Context,
-    suite: str,
+    suites: tuple[str, ...],
     seeds: str | None,
     json_file: Path | None,
     png_file: Path | None,
@@ -70,35 +85,52 @@ def eval_command(
     compare: bool,
     backends: tuple[str, ...],
 ) -> None:
-    """Score the engine on a suite: AC@1, AC@3, Avg@5, fault-type accuracy, latency; and the
+    """Score the engine on suites: AC@1, AC@3, Avg@5, fault-type accuracy, latency; and the
     summarizer: valid output, citation validity, top-1 agreement, fallback, latency, tokens.
+
+    Several suites (--suite repeated, or a parent folder of suites) get one table each and a
+    summary table; --json then holds every suite's report and the summary rows.
 
     With --compare, every BACKEND is scored on the same cases; --json and --png then hold the
     comparison.
     """
-    from evals.runner import SIM_SUITE, directory_cases
+    from agent.summarize.factory import build_summarizer
+    from evals.runner import expand_suites
 
     if backends and not compare:
         raise click.UsageError("backends as arguments need --compare, e.g. --compare extractive hf")
     if compare and (len(backends) < 2 or backend):
         raise click.UsageError("--compare needs two or more backends as arguments, no --backend")
-
-    skipped: list[SkippedCase] = []
-    if suite == SIM_SUITE:
-        cases = _sim_cases(seeds, fault, services)
-    else:
-        if seeds or fault or services:
-            raise click.UsageError("--seeds, --fault and --services apply only to --suite sim")
-        cases, skipped = directory_cases(Path(suite))
-    specs = list(backends) if compare else [backend or cli_state(ctx).settings.backend]
-    reports = [
-        _run(ctx, suite, cases, seeds if suite == SIM_SUITE else None, skipped, spec)
-        for spec in specs
-    ]
+    plan = expand_suites(suites)
+    if compare and len(plan) > 1:
+        names = ", ".join(suite.name for suite in plan)
+        raise UsageError(f"--compare scores one suite, got {len(plan)} ({names}): give one --suite")
+    if (seeds or fault or services) and all(suite.path is not None for suite in plan):
+        raise click.UsageError("--seeds, --fault and --services apply only to --suite sim")
+    loaded = [_load(suite, seeds, fault, services) for suite in plan]
+    settings = cli_state(ctx).settings
     if compare:
+        reports = [_run(ctx, *loaded[0], build_summarizer(settings, spec)) for spec in backends]
         _write_comparison(reports, json_file, png_file)
-    else:
+        return
+    summarizer = build_summarizer(settings, backend)
+    reports = [_run(ctx, *suite, summarizer) for suite in loaded]
+    if len(reports) == 1:
         _write_single(reports[0], json_file, png_file)
+    else:
+        _write_suites(reports, json_file, png_file)
+
+
+def _load(
+    suite: Suite, seeds: str | None, fault: str | None, services: int | None
+) -> tuple[str, list[Case], str | None, list[SkippedCase]]:
+    """A suite's name, its cases (simulated lazily), its seed range and the cases it skipped."""
+    from evals.runner import directory_cases
+
+    if suite.path is None:
+        return suite.name, _sim_cases(seeds, fault, services), seeds, []
+    cases, skipped = directory_cases(suite.path)
+    return suite.name, cases, None, skipped
 
 
 def _run(
@@ -107,13 +139,11 @@ def _run(
     cases: list[Case],
     seeds: str | None,
     skipped: list[SkippedCase],
-    spec: str,
+    summarizer: Summarizer,
 ) -> EvalReport:
-    from agent.summarize.factory import build_summarizer
     from evals.report import metrics_table, summarizer_table
     from evals.runner import run_suite
 
-    settings = cli_state(ctx).settings
     report = run_suite(
         suite,
         cases,
@@ -121,7 +151,7 @@ def _run(
         seeds=seeds,
         skipped=skipped,
         console=stderr_console(),
-        summarizer=build_summarizer(settings, spec),
+        summarizer=summarizer,
     )
     for skip in report.skipped:
         click.echo(f"skipped {skip.case}: {skip.reason}", err=True)
@@ -138,6 +168,18 @@ def _write_single(report: EvalReport, json_file: Path | None, png_file: Path | N
         click.echo(f"wrote {write_report_json(report, json_file)}", err=True)
     if png_file is not None:
         click.echo(f"wrote {write_comparison_png(report, png_file)}", err=True)
+
+
+def _write_suites(reports: list[EvalReport], json_file: Path | None, png_file: Path | None) -> None:
+    from evals.report import suites_table, write_suites_png
+    from evals.runner import MultiSuiteReport, write_report_json
+
+    combined = MultiSuiteReport.of(reports)
+    stdout_console().print(suites_table(combined.summary))
+    if json_file is not None:
+        click.echo(f"wrote {write_report_json(combined, json_file)}", err=True)
+    if png_file is not None:
+        click.echo(f"wrote {write_suites_png(combined.summary, png_file)}", err=True)
 
 
 def _write_comparison(

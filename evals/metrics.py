@@ -107,6 +107,32 @@ def per_fault_type(results: Sequence[CaseResult]) -> dict[str, SuiteMetrics]:
     return {fault: summarize(groups[fault]) for fault in sorted(groups)}
 
 
+class SuiteRow(BaseModel):
+    """One suite's headline numbers in the summary of a several-suite ``rca eval``."""
+
+    suite: str
+    seeds: str | None
+    n_cases: int
+    n_skipped: int
+    ac_at_1: float
+    ac_at_3: float
+    avg_at_5: float
+    fault_type_accuracy: float
+
+
+def suite_row(suite: str, seeds: str | None, metrics: SuiteMetrics, skipped: int) -> SuiteRow:
+    return SuiteRow(
+        suite=suite,
+        seeds=seeds,
+        n_cases=metrics.n_cases,
+        n_skipped=skipped,
+        ac_at_1=metrics.ac_at_1,
+        ac_at_3=metrics.ac_at_3,
+        avg_at_5=metrics.avg_at_5,
+        fault_type_accuracy=metrics.fault_type_accuracy,
+    )
+
+
 # --- summarizer backends ---------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ The per-fault-type breakdown is the point: an overall AC@1 of 0.8 can hide a fau
 engine never gets right, and that is where the next improvement (or the next bad release) is.
 With summarizer backends (``--backend``, ``--compare``) a second table and chart put the
 backends side by side: valid output, citation validity, agreement, fallback, latency, cost.
+With several suites, a summary table and chart put the suites side by side.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from matplotlib.figure import Figure
 from rich import box
 from rich.table import Table
 
-from evals.metrics import SuiteMetrics
+from evals.metrics import SuiteMetrics, SuiteRow
 from evals.runner import EvalReport
 
 _BARS = (("ac_at_1", "AC@1"), ("ac_at_3", "AC@3"), ("fault_type_accuracy", "fault type"))
@@ -74,6 +75,53 @@ def render_comparison(report: EvalReport) -> Figure:
 def write_comparison_png(report: EvalReport, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     render_comparison(report).savefig(path, format="png", dpi=110)
+    return path
+
+
+# --- several suites -------------------------------------------------------------------------
+
+
+def suites_table(rows: Sequence[SuiteRow]) -> Table:
+    """One row per suite; each suite's per-fault-type rows are in its own table above."""
+    table = Table(title="suites", box=box.SIMPLE_HEAD, title_justify="left")
+    table.add_column("suite", no_wrap=True)
+    for name in ("n", "skipped", "AC@1", "AC@3", "Avg@5", "fault acc."):
+        table.add_column(name, justify="right")
+    for row in rows:
+        table.add_row(
+            row.suite + (f" · seeds {row.seeds}" if row.seeds else ""),
+            str(row.n_cases),
+            str(row.n_skipped),
+            f"{row.ac_at_1:.2f}",
+            f"{row.ac_at_3:.2f}",
+            f"{row.avg_at_5:.2f}",
+            f"{row.fault_type_accuracy:.2f}",
+        )
+    return table
+
+
+def render_suites(rows: Sequence[SuiteRow]) -> Figure:
+    """Grouped bars: AC@1, AC@3 and fault-type accuracy per suite."""
+    names = [f"{row.suite}\n(n={row.n_cases})" for row in rows]
+    x = np.arange(len(rows))
+    width = 0.8 / len(_BARS)
+    fig = Figure(figsize=(max(6.0, 1.1 * len(rows) + 2), 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    for i, (field, label) in enumerate(_BARS):
+        ax.bar(x + (i - 1) * width, [float(getattr(r, field)) for r in rows], width, label=label)
+    ax.set_xticks(x, names, fontsize=8, rotation=20, ha="right")
+    ax.set_ylim(0, 1.18)
+    ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    ax.set_ylabel("fraction of cases")
+    ax.set_title(f"rca eval — {len(rows)} suites")
+    ax.legend(loc="upper center", ncol=len(_BARS), fontsize=8, frameon=False)
+    ax.grid(True, axis="y", alpha=0.3)
+    return fig
+
+
+def write_suites_png(rows: Sequence[SuiteRow], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    render_suites(rows).savefig(path, format="png", dpi=110)
     return path
 
 

@@ -6,6 +6,10 @@ Two kinds of suite:
 * a directory of snapshot directories, each with a ``ground_truth.json`` (recorded or
   hand-made incidents; HolmesGPT-style "cases as folders").
 
+A parent folder of suites (``real/nezha-dev`` holding ``oracle/ob``, ``alert/tt``, ...) expands
+to each suite below it, at any depth (:func:`expand_suites`): one command scores a whole data
+set, and each suite keeps its own table so that one system's misses are not averaged away.
+
 The engine never sees the ground truth (it is stripped before ``analyze``), and latency is the
 time of ``analyze()`` alone: simulating and reading files are not what an on-call engineer
 waits for. With a summarizer (``--backend``) each case also gets a :class:`SummaryCase`:
@@ -14,6 +18,7 @@ latency. Examples::
 
     rca eval --suite sim --seeds 1000-1199 --json out/eval.json --png out/eval.png
     rca eval --suite sim --seeds 30000-30049 --services 50 --backend hf
+    rca eval --suite ../shared/real/nezha-dev --suite sim --seeds 1000-1049 --json out/all.json
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import functools
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,10 +44,12 @@ from agent.summarize import Summarizer, Summary
 from evals.metrics import (
     CaseResult,
     SuiteMetrics,
+    SuiteRow,
     SummarizerMetrics,
     SummaryCase,
     per_fault_type,
     rank_of,
+    suite_row,
     summarize,
     summarize_backend,
 )
@@ -82,6 +89,26 @@ class Comparison(BaseModel):
     suite: str
     seeds: str | None
     reports: list[EvalReport]
+
+
+class MultiSuiteReport(BaseModel):
+    """``rca eval`` with several suites: each one's report as it would be alone, and a summary."""
+
+    suites: list[EvalReport]
+    summary: list[SuiteRow]
+
+    @classmethod
+    def of(cls, reports: Sequence[EvalReport]) -> MultiSuiteReport:
+        rows = [suite_row(r.suite, r.seeds, r.metrics, len(r.skipped)) for r in reports]
+        return cls(suites=list(reports), summary=rows)
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One suite to score: ``sim`` (``path`` is None) or a directory of snapshot directories."""
+
+    name: str
+    path: Path | None
 
 
 def parse_seed_range(text: str) -> range:
@@ -135,6 +162,60 @@ def directory_cases(root: Path) -> tuple[list[Case], list[SkippedCase]]:
         why = "; ".join(f"{s.case}: {s.reason}" for s in skipped) or "it is empty"
         raise UsageError(f"no usable cases in {root} ({why})")
     return cases, skipped
+
+
+def _is_suite(directory: Path) -> bool:
+    """A snapshot directory, or a directory with at least one snapshot directory in it."""
+    return _has(directory, META_FILE) or any(
+        _has(child, META_FILE) for child in directory.iterdir() if child.is_dir()
+    )
+
+
+def _suite_dirs(directory: Path, seen: set[Path]) -> Iterator[Path]:
+    """Suites at or below ``directory``, depth first in name order; a suite is not entered.
+
+    Hidden folders are passed over, and a folder reached twice (symlinks) is walked once.
+    """
+    real = directory.resolve()
+    if real in seen:
+        return
+    seen.add(real)
+    if _is_suite(directory):
+        yield directory
+        return
+    for child in sorted(directory.iterdir()):
+        if child.is_dir() and not child.name.startswith("."):
+            yield from _suite_dirs(child, seen)
+
+
+def expand_suites(specs: Sequence[str]) -> list[Suite]:
+    """Each ``--suite`` value in order: ``sim``, a suite, or a parent folder of suites.
+
+    A suite given directly keeps its name as typed (the JSON of one suite is unchanged); one
+    found below a parent is named by its path relative to that parent, qualified with the parent
+    when two parents hold suites of the same name.
+    """
+    found: list[tuple[Suite, str]] = []  # (suite with its short name, its qualified name)
+    for spec in specs:
+        if spec == SIM_SUITE:
+            found.append((Suite(spec, None), spec))
+            continue
+        root = Path(spec)
+        if not root.is_dir():
+            raise UsageError(f"--suite {spec}: not a directory (give '{SIM_SUITE}' or a folder)")
+        dirs = list(_suite_dirs(root, set()))
+        if not dirs:
+            raise UsageError(f"--suite {spec}: no snapshot directories in it, at any depth")
+        for directory in dirs:
+            name = directory.relative_to(root).as_posix()
+            full = spec if directory == root else f"{spec.rstrip('/')}/{name}"
+            found.append((Suite(full if directory == root else name, directory), full))
+    places = [SIM_SUITE if s.path is None else s.path.resolve() for s, _ in found]
+    for i, place in enumerate(places):
+        if place in places[:i]:
+            raise UsageError(f"suite {found[i][1]} is given more than once")
+    names = [suite.name for suite, _ in found]
+    return [s if names.count(s.name) == 1 else Suite(full, s.path) for s, full in found]
 
 
 def _ranked_services(services: Sequence[str]) -> list[str]:
@@ -307,7 +388,7 @@ def run_suite(
     )
 
 
-def write_report_json(report: EvalReport | Comparison, path: Path) -> Path:
+def write_report_json(report: EvalReport | Comparison | MultiSuiteReport, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
     return path
