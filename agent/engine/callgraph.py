@@ -56,9 +56,15 @@ def _reach(adjacency: Mapping[str, list[str]], service: str) -> set[str]:
     return seen
 
 
-def call_graph(topology: Topology | None, logs: list[LogFinding]) -> CallGraph:
-    """The call graph, plus caller -> callee edges that error logs reveal ("refused by X")."""
+def call_graph(
+    topology: Topology | None,
+    logs: list[LogFinding],
+    observed: Iterable[tuple[str, str]] = (),
+) -> CallGraph:
+    """The call graph, plus caller -> callee edges that per-edge series measure
+    (``observed``) and that error logs reveal ("refused by X")."""
     edges = {(e.caller, e.callee) for e in topology.edges} if topology else set()
+    edges |= set(observed)
     edges |= {(f.service, peer) for f in logs if blames(f) for peer in f.mentions}
     return CallGraph(topology.services if topology else (), sorted(edges))
 
@@ -137,7 +143,7 @@ def _can_explain(
     minutes before. A dead or crashing callee explains both; a callee whose matching signal
     is not measured gets the benefit of the doubt."""
     wanted = symptoms(s)
-    if not wanted:
+    if not wanted or s.service in d.waited_by:
         return True
     early = [f for f in d.metrics if cutoff is None or f.onset <= cutoff]
     if any(f.direction == 0 or crashed(f) for f in early):

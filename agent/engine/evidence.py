@@ -78,9 +78,12 @@ def _log_evidence(eid: str, f: LogFinding) -> Evidence:
         "new": f"new {f.level} log template ({f.incident_count} lines)",
         "burst": f"{f.level} log template bursting ({rates})",
         "vanished": f"logs went silent ({rates})",
+        "stopped": f"log template stopped ({rates})",
         "error_rate": f"share of error lines rose: {f.template}",
     }[f.pattern]
-    shown = f"{f.service}: {what}" + (f': "{f.template}"' if f.pattern in ("new", "burst") else "")
+    shown = f"{f.service}: {what}" + (
+        f': "{f.template}"' if f.pattern in ("new", "burst", "stopped") else ""
+    )
     return Evidence(
         id=eid,
         source="log",

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from agent.engine.detect.kinds import side_of
 from agent.engine.detect.logs import LogFinding
 from agent.engine.detect.series import SeriesFinding
 from agent.models import FaultType, SignalKind
@@ -85,20 +86,23 @@ def fault_scores(
     blamed_by_callers: float = 0.0,
     settle_s: float = float("inf"),
     external: bool = False,
+    waited_on: float = 0.0,
 ) -> dict[FaultType, float]:
     """Evidence for each fault type at one service.
 
     ``external`` marks a service with no resource series of its own (a third-party API, a
     managed database): whatever goes wrong there is, for us, that dependency failing.
 
-    ``blamed_by_callers`` counts peers' errors that name this service as unreachable.
+    ``blamed_by_callers`` counts peers' errors that name this service as unreachable;
+    ``waited_on``, callers' client-side waits on it: slow answers from a service whose own
+    serving latency stayed flat point at its network path.
     Findings that begin more than ``settle_s`` after the service's first anomaly are
     consequences (throttling once errors pile up), so they count half.
     """
     metrics = list(metrics)
     first = min((f.onset for f in metrics), default=0.0)
     scores: dict[FaultType, float] = dict.fromkeys(FaultType, 0.0)
-    errors = latency = went_silent = 0.0
+    errors = latency = serving = went_silent = 0.0
     slowdown = 1.0  # the largest incident/baseline ratio of a rising latency series
     for f in metrics:
         w = strength(f.score, threshold) * (0.5 if f.onset - first > settle_s else 1.0)
@@ -107,6 +111,8 @@ def fault_scores(
             errors = max(errors, w)
         if f.kind is SignalKind.LATENCY and f.direction > 0:
             latency = max(latency, w)
+            if side_of(f.signal) != "client":
+                serving = max(serving, w)
             slowdown = max(slowdown, _ratio(f))
         if f.direction == 0 or (f.kind is SignalKind.TRAFFIC and _dropped_to_zero(f)):
             went_silent = max(went_silent, w)
@@ -114,11 +120,15 @@ def fault_scores(
             if rule.name.search(name) and (rule.direction == 0 or f.direction == rule.direction):
                 scores[rule.fault] = max(scores[rule.fault], w * rule.weight)
                 break
-    error_logs = 0.0
+    error_logs = stopped = 0.0
     for lf in logs:
         w = strength(lf.score, threshold)
         if lf.pattern == "vanished":
             went_silent = max(went_silent, w)
+            continue
+        if lf.pattern == "stopped":
+            # The service still logs, but one operation no longer gets this far: it fails.
+            stopped = max(stopped, w)
             continue
         if lf.level in ("ERROR", "CRITICAL"):
             error_logs = max(error_logs, w)
@@ -136,7 +146,7 @@ def fault_scores(
     # the fallback reading: a specific signature (a resource, a deploy, resets) outweighs them.
     specific = max(scores.values())
     damp = 0.6 if specific > 0.35 else 1.0
-    symptom_errors = (0.45 * errors + 0.25 * error_logs) * damp
+    symptom_errors = (0.45 * errors + 0.25 * max(error_logs, stopped)) * damp
     scores[FaultType.CODE_EXCEPTION] = max(scores[FaultType.CODE_EXCEPTION], symptom_errors)
     if errors and slowdown >= 3:
         # Failing requests that are also several times slower point at the network
@@ -148,6 +158,8 @@ def fault_scores(
         scores[FaultType.NETWORK_LATENCY] = max(
             scores[FaultType.NETWORK_LATENCY], 0.5 * latency * damp
         )
+    if waited_on and not serving:
+        scores[FaultType.NETWORK_LATENCY] = max(scores[FaultType.NETWORK_LATENCY], 0.6 * waited_on)
     if external:
         scores[FaultType.DEPENDENCY_OUTAGE] = max(
             scores[FaultType.DEPENDENCY_OUTAGE], 1.1 * max(errors, latency, error_logs)

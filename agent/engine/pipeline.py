@@ -15,11 +15,12 @@ import numpy as np
 
 from agent import __version__
 from agent.config import EngineSettings
-from agent.engine.detect.kinds import kind_of
+from agent.engine.detect.kinds import callee_of, kind_of, side_of
 from agent.engine.detect.logs import mine_logs
 from agent.engine.detect.series import score_signals
 from agent.engine.evidence import build_evidence
 from agent.engine.hypothesis import strength
+from agent.engine.onset import onset_from_data
 from agent.engine.rank import rank_services
 from agent.engine.service_score import ServiceScore
 from agent.models import (
@@ -52,6 +53,42 @@ def _coverage(signals: list[Signal]) -> dict[str, frozenset[SignalKind]]:
     for signal in signals:
         kinds.setdefault(signal.service, set()).add(kind_of(signal))
     return {service: frozenset(k) for service, k in kinds.items()}
+
+
+def _call_sides(signals: list[Signal]) -> tuple[frozenset[str], frozenset[tuple[str, str]]]:
+    """Services with client-side series (they can say whether they wait), and the caller ->
+    callee pairs that per-edge series measure."""
+    waiters: set[str] = set()
+    edges: set[tuple[str, str]] = set()
+    for signal in signals:
+        if side_of(signal) == "client":
+            waiters.add(signal.service)
+        if (callee := callee_of(signal)) is not None:
+            edges.add((signal.service, callee))
+    return frozenset(waiters), frozenset(edges)
+
+
+def _window(snapshot: Snapshot, lookback: float, resolution: float) -> tuple[Window, str | None]:
+    """The analysed window; when only an alert dates the incident, its start comes from the
+    data (:mod:`agent.engine.onset`), with a note that says so."""
+    window = snapshot.window(timedelta(seconds=lookback))
+    alert = snapshot.alert
+    if snapshot.meta.window.incident_start is not None or alert is None:
+        return window, None
+    fired = alert.starts_at.timestamp()
+    earliest = max(window.start.timestamp(), fired - lookback)
+    onset = onset_from_data(snapshot.signals, earliest, fired, resolution)
+    if onset is None or not window.start.timestamp() < onset.at < window.end.timestamp():
+        return window, (
+            f"incident start taken as {lookback / 60:.0f} min before the alert fired "
+            f"({window.incident_start:%H:%M:%S}): no clear common rise in the data"
+        )
+    start = datetime.fromtimestamp(onset.at, tz=UTC)
+    note = (
+        f"incident start {start:%H:%M:%S} estimated from the data ({onset.series} series rose "
+        f"then); the alert fired at {alert.starts_at:%H:%M:%S}"
+    )
+    return window.model_copy(update={"incident_start": start}), note
 
 
 def _focus(snapshot: Snapshot, trigger: Trigger | None) -> tuple[str, ...]:
@@ -89,6 +126,34 @@ def _confidence(ranked: list[ServiceScore]) -> float:
     return round(min(0.99, 0.15 + 0.55 * margin + 0.3 * absolute), 3)
 
 
+UNDECIDED_MARGIN = 0.15  # leaders closer than this share of the top score are a toss-up
+UNDECIDED_CONFIDENCE = 0.35
+
+
+def _undecided(ranked: list[ServiceScore]) -> str | None:
+    """A note naming the two leading candidates when the data cannot separate them, and
+    what would: the evidence that each one's own findings lack."""
+    if len(ranked) < 2 or ranked[0].score <= 0:
+        return None
+    first, second = ranked[0], ranked[1]
+    if (first.score - second.score) / first.score >= UNDECIDED_MARGIN:
+        return None
+    if first.waited_by or second.waited_by:
+        settle = (
+            "per-edge latency (a series with source/destination labels, as a service mesh "
+            "exports) or traces would show which callee the callers wait on"
+        )
+    else:
+        settle = (
+            f"traces through both, or {first.service}'s and {second.service}'s own error "
+            "logs and serving latency, would tell which one failed first"
+        )
+    return (
+        f"the data cannot decide between {first.service} (score {first.score:.2f}) and "
+        f"{second.service} (score {second.score:.2f}): {settle}"
+    )
+
+
 def analyze(
     snapshot: Snapshot,
     settings: EngineSettings | None = None,
@@ -111,7 +176,7 @@ def analyze(
     # Alerts fire a few evaluation intervals after a fault; at 1 s sampling ten minutes of
     # lookback would pull unrelated history into the incident.
     lookback = min(cfg.lookback_minutes * 60, LOOKBACK_SAMPLES * resolution)
-    window = snapshot.window(timedelta(seconds=lookback))
+    window, onset_note = _window(snapshot, lookback, resolution)
     start, split, end = (t.timestamp() for t in (window.start, window.incident_start, window.end))
     metric_findings = score_signals(snapshot.signals, split, cfg.z_threshold)
     lap("detect_metrics")
@@ -125,6 +190,7 @@ def analyze(
         frozenset(snapshot.services()),
     )
     lap("detect_logs")
+    waiters, edges = _call_sides(snapshot.signals)
     ranked = rank_services(
         metric_findings,
         log_findings,
@@ -134,6 +200,8 @@ def analyze(
         _focus(snapshot, trigger),
         _coverage(snapshot.signals),
         snapshot.alert.starts_at.timestamp() if snapshot.alert is not None else None,
+        waiters,
+        edges,
     )[: cfg.max_candidates]
     evidence, ids = build_evidence(ranked, cfg.max_evidence)
     candidates = [
@@ -149,6 +217,8 @@ def analyze(
     ]
     lap("rank")
     weak = not ranked or ranked[0].strength < strength(cfg.z_threshold * 1.5, cfg.z_threshold)
+    undecided = _undecided(ranked)
+    cap = 0.2 if weak else UNDECIDED_CONFIDENCE if undecided else 1.0
     draft = Analysis(
         id=_analysis_id(snapshot, window),
         version=__version__,
@@ -157,13 +227,14 @@ def analyze(
         window=window,
         candidates=candidates,
         root_cause=None,
-        confidence=min(_confidence(ranked), 0.2 if weak else 1.0),
+        confidence=min(_confidence(ranked), cap),
         insufficient_evidence=weak,
         evidence=evidence,
         timeline=[],
         next_steps=[],
         summary="",
         source_failures=source_failures or [],
+        notes=[note for note in (onset_note, undecided) if note],
     )
     backend = summarizer or ExtractiveSummarizer()
     summary = backend.summarize(draft)

@@ -42,8 +42,10 @@ from agent.engine.service_score import (
     blames,
     crashed,
     onset_of,
+    own_failure,
     strength_by,
 )
+from agent.engine.waits import Wait, wait_blame
 from agent.models import SignalKind, Topology
 
 
@@ -56,6 +58,8 @@ def rank_services(
     alerted: tuple[str, ...] = (),
     coverage: Mapping[str, frozenset[SignalKind]] | None = None,
     fired_at: float | None = None,
+    waiters: frozenset[str] = frozenset(),
+    observed_edges: frozenset[tuple[str, str]] = frozenset(),
 ) -> list[ServiceScore]:
     """Candidates, best first. Deterministic: ties break on the service name.
 
@@ -65,6 +69,8 @@ def rank_services(
     ``coverage`` gives the kinds of series each service has at all, anomalous or not: where
     latency or errors are measured, a quiet serving path is evidence too (see
     :func:`_apply_own_symptoms`); a service without resource series is not run by us.
+    ``waiters`` have client-side latency series; ``observed_edges`` are the caller -> callee
+    pairs that per-edge series measure (:mod:`agent.engine.waits`).
     """
     coverage = coverage or {}
     by_service: dict[str, ServiceScore] = {}
@@ -77,13 +83,18 @@ def rank_services(
     for service, (_, onset) in blame.items():
         by_service.setdefault(service, ServiceScore(service, onset=onset))
 
-    graph = call_graph(topology, logs)
+    graph = call_graph(topology, logs, observed_edges)
     doubt_unfelt_silences(by_service, graph, blame, threshold, max(3 * resolution_s, 10.0))
+    waits = wait_blame(by_service, graph, waiters, threshold)
+    for service, pointing in waits.items():
+        by_service.setdefault(service, ServiceScore(service)).waited_by = pointing.callers
     visible = _visible(by_service, alerted, fired_at)
     for s in by_service.values():
         blamed, blamed_at = blame.get(s.service, (0.0, None))
-        s.strength = strength_by(s, None, threshold, visible) + blamed
-        s.onset = onset_of(s.metrics, s.logs) or blamed_at
+        wait = waits.get(s.service)
+        waited = wait.strength if wait is not None else 0.0
+        s.strength = strength_by(s, None, threshold, visible) + blamed + waited
+        s.onset = onset_of(s.metrics, s.logs) or _earliest(blamed_at, wait)
         s.score = s.strength
         refused = blamed if s.service in unreachable else 0.0
         kinds = coverage.get(s.service, frozenset())
@@ -95,10 +106,14 @@ def rank_services(
                 refused,
                 5 * max(resolution_s, 15.0),
                 external=bool(kinds) and not kinds & {SignalKind.RESOURCE, SignalKind.SATURATION},
+                waited_on=waited,
             )
         )
         if blamed:
             s.reasons.append("named as failing in other services' error logs")
+        if wait is not None:
+            callers = ", ".join(sorted(set(wait.callers))[:3])
+            s.reasons.append(f"its callers wait longer on it (client-side latency): {callers}")
 
     _apply_own_symptoms(
         by_service,
@@ -110,6 +125,11 @@ def rank_services(
         apply_alert_reach(by_service, graph, alerted)
     ranked = sorted(by_service.values(), key=lambda s: (-s.score, s.service))
     return [s for s in ranked if s.score > 0]
+
+
+def _earliest(blamed_at: float | None, wait: Wait | None) -> float | None:
+    times = [t for t in (blamed_at, wait.onset if wait is not None else None) if t is not None]
+    return min(times, default=None)
 
 
 def _blame(logs: list[LogFinding], threshold: float) -> dict[str, tuple[float, float]]:
@@ -196,7 +216,7 @@ def _apply_own_symptoms(by_service: dict[str, ServiceScore], measured: frozenset
         hurt = any(
             f.kind in (SignalKind.LATENCY, SignalKind.ERRORS) or f.direction == 0 or crashed(f)
             for f in s.metrics
-        ) or any(f.level in ("ERROR", "CRITICAL") and f.pattern != "vanished" for f in s.logs)
+        ) or any(own_failure(f) for f in s.logs)
         if not hurt:
             deploy = any(f.kind is SignalKind.CHANGE for f in s.metrics)
             s.score *= 0.75 if deploy else 0.35

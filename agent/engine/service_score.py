@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from agent.engine.detect.kinds import CAUSE_KINDS
+from agent.engine.detect.kinds import CAUSE_KINDS, side_of
 from agent.engine.detect.logs import LogFinding
 from agent.engine.detect.series import SeriesFinding
 from agent.engine.hypothesis import strength
@@ -35,6 +35,16 @@ class ServiceScore:
     logs: list[LogFinding] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     strength: float = 0.0
+    waited_by: list[str] = field(default_factory=list)  # callers whose waits point here
+
+
+def is_wait(f: SeriesFinding) -> bool:
+    """A rising client-side latency or error series: the service waiting on a dependency."""
+    return (
+        f.direction > 0
+        and f.kind in (SignalKind.LATENCY, SignalKind.ERRORS)
+        and side_of(f.signal) == "client"
+    )
 
 
 def metric_weight(f: SeriesFinding, visible: float | None = None) -> float:
@@ -45,6 +55,10 @@ def metric_weight(f: SeriesFinding, visible: float | None = None) -> float:
     """
     if f.kind is SignalKind.CHANGE and visible is not None and f.onset > visible:
         return 0.25
+    if f.kind in (SignalKind.LATENCY, SignalKind.ERRORS) and side_of(f.signal) == "client":
+        return 0.2  # what it waits on: evidence about a dependency (engine.waits), not itself
+    if f.pinned:
+        return 0.2  # a quantile over next to no requests (detect.series._pinned)
     if f.direction == 0:
         return 1.1  # the data stopped: the service (or its exporter) is down
     if f.kind in CAUSE_KINDS:
@@ -59,6 +73,8 @@ def metric_weight(f: SeriesFinding, visible: float | None = None) -> float:
 def log_weight(f: LogFinding) -> float:
     if f.pattern == "vanished":
         return 0.9
+    if f.pattern == "stopped":
+        return 0.6  # an operation stopped getting this far: it fails before, or is not called
     base = 0.7 if f.level in ("ERROR", "CRITICAL") else 0.45
     # A peer's "connection refused" is about someone else; it is weaker evidence here.
     return base * (0.4 if blames(f) else 1.0)
@@ -119,12 +135,15 @@ def symptoms(
         for f in s.metrics
         if f.kind in (SignalKind.LATENCY, SignalKind.ERRORS) and f.direction > 0 and within(f.onset)
     }
-    if any(
-        f.level in ("ERROR", "CRITICAL") and f.pattern != "vanished" and within(f.onset)
-        for f in s.logs
-    ):
+    if any(own_failure(f) and within(f.onset) for f in s.logs):
         kinds.add(SignalKind.ERRORS)
     return kinds
+
+
+def own_failure(f: LogFinding) -> bool:
+    """A log finding that says the service itself fails: its error lines came or grew, or one
+    of its operations stopped getting as far as a line it used to write."""
+    return f.pattern == "stopped" or (f.level in ("ERROR", "CRITICAL") and f.pattern != "vanished")
 
 
 def crashed(f: SeriesFinding) -> bool:

@@ -83,3 +83,56 @@ def kind_of(signal: Signal) -> SignalKind:
 
 
 CAUSE_KINDS = frozenset({SignalKind.RESOURCE, SignalKind.SATURATION, SignalKind.CHANGE})
+
+
+# Which side of a call a latency or error series measures. A client-side series is what a pod
+# waits for from its dependencies (OpenTelemetry's ``http.client.*``, gRPC's
+# ``grpc_client_*``, Istio's ``reporter="source"``); a server-side one is what it serves.
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_CLIENT_WORDS = frozenset({"client", "outbound", "egress"})
+_SERVER_WORDS = frozenset({"server", "inbound", "ingress"})
+_REPORTER_SIDE = {"source": "client", "destination": "server"}
+# Labels that name the callee of a per-edge series (Istio, Linkerd, OpenTelemetry span
+# metrics, service-graph connectors); the series then belongs to the caller.
+CALLEE_LABELS = (
+    "destination_service",
+    "destination_service_name",
+    "destination_workload",
+    "destination_app",
+    "destination",
+    "dst_service",
+    "dst",
+    "callee",
+    "peer_service",
+)
+
+
+def _words(name: str) -> set[str]:
+    return set(re.split(r"[^a-z0-9]+", _CAMEL.sub("_", name).lower()))
+
+
+def callee_of(signal: Signal) -> str | None:
+    """The callee a per-edge series measures calls to, if a label names one other than the
+    series' own service (Istio's ``destination_service`` is a DNS name: its first label)."""
+    for label in CALLEE_LABELS:
+        value = signal.labels.get(label)
+        if value:
+            callee = value.split(".", 1)[0]
+            return callee if callee != signal.service else None
+    return None
+
+
+def side_of(signal: Signal) -> str | None:
+    """``"client"`` for what the service waits on, ``"server"`` for what it serves, ``None``
+    when the series does not say. A per-edge series is always the caller's wait."""
+    if callee_of(signal) is not None:
+        return "client"
+    reporter = _REPORTER_SIDE.get(signal.labels.get("reporter", ""))
+    if reporter is not None:
+        return reporter
+    words = _words(signal.name)
+    if words & _CLIENT_WORDS:
+        return "client"
+    if words & _SERVER_WORDS:
+        return "server"
+    return None

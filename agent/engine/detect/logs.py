@@ -1,7 +1,11 @@
-"""Log findings: new, bursting and vanished templates, error-rate shifts.
+"""Log findings: new, bursting and stopped templates, services going silent, error-rate shifts.
 
 Each line's template comes from :mod:`agent.engine.detect.logshape` (Drain3 over masked headlines);
 here templates are tallied per service and level, before and during the incident, and scored.
+
+Rates are per minute of the span the log lines cover, not of the whole window: log shipping
+often starts late or stops early (a retention cut, a sampled export), and dividing by minutes
+without lines would read a steady service as one that went quiet.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Literal
 from agent.engine.detect.logshape import Shapes, headline
 from agent.models import LogRecord
 
-Pattern = Literal["new", "burst", "vanished", "error_rate"]
+Pattern = Literal["new", "burst", "vanished", "stopped", "error_rate"]
 ERROR_LEVELS = frozenset({"ERROR", "CRITICAL", "SEVERE", "PANIC", "ALERT", "EMERGENCY"})
 _LEVEL_WEIGHT = {"ERROR": 1.0, "CRITICAL": 1.0, "WARN": 0.7}
 SCORE_CAP = 50.0
@@ -73,6 +77,19 @@ def _rate_z(observed: float, expected: float) -> float:
     """Poisson deviation of ``observed`` from ``expected`` counts."""
     return (observed - expected) / math.sqrt(expected + 1.0)
 
+
+def _drop_z(observed: float, expected: float) -> float:
+    """How surprising it is to see only ``observed`` lines where ``expected`` were due
+    (the Poisson deviance, on a z-like scale)."""
+    if observed >= expected:
+        return 0.0
+    tail = observed * math.log(observed / expected) if observed > 0 else 0.0
+    return math.sqrt(2.0 * (expected - observed + tail))
+
+
+# A template that stopped counts only if this many lines were due and at most this share came.
+STOPPED_MIN_EXPECTED = 6.0
+STOPPED_MAX_SHARE = 0.25
 
 # Signatures that say what broke; a never-seen line that carries one is news even twice.
 FAULT_SIGNATURES = frozenset({"oom", "disk", "pool", "exception"})
@@ -154,6 +171,7 @@ def mine_logs(
     services: frozenset[str] = frozenset(),
 ) -> list[LogFinding]:
     """Log findings for the incident part ``[split, end]`` against the baseline before it."""
+    start, end = _covered(records, start, end)
     base_minutes = max((split - start) / 60.0, 1e-6)
     inc_minutes = max((end - split) / 60.0, 1e-6)
     late_start = split + (end - split) / 2
@@ -193,11 +211,25 @@ def mine_logs(
         )
         if finding is not None:
             findings.append(finding)
-    findings.extend(_service_findings(tallies, rates, threshold))
+    shifts, silent = _service_findings(tallies, rates, threshold)
+    # A service that went silent as a whole says so once, not once per template.
+    findings = [f for f in findings if not (f.pattern == "stopped" and f.service in silent)]
+    findings.extend(shifts)
     if links:
         findings = [replace(f, link=links.get(f.service)) for f in findings]
     findings.sort(key=lambda f: (-f.score, f.onset, f.service, f.template))
     return findings
+
+
+def _covered(records: list[LogRecord], start: float, end: float) -> tuple[float, float]:
+    """The part of ``[start, end]`` that the log lines cover: from the first line to the last.
+    A cut that is short against the window (under a minute of it) is an edge of the data, not
+    a stretch of silence; a source that simply went quiet for the incident keeps its span."""
+    times = [t for r in records if start <= (t := r.timestamp.timestamp()) <= end]
+    if not times:
+        return start, end
+    first, last = min(times), max(times)
+    return (first if first - start > 60.0 else start), (last if end - last > 60.0 else end)
 
 
 def _template_finding(
@@ -210,10 +242,12 @@ def _template_finding(
     threshold: float,
     services: frozenset[str],
 ) -> LogFinding | None:
+    expected = tally.baseline * rates.scale
+    if tally.incident <= STOPPED_MAX_SHARE * expected and expected >= STOPPED_MIN_EXPECTED:
+        return _stopped(service, template, level, tally, rates, expected, threshold)
     if tally.incident == 0:
         return None
     weight = _LEVEL_WEIGHT.get(level, 0.4)
-    expected = tally.baseline * rates.scale
     pattern: Pattern
     sample = headline(tally.sample or "") or None
     signatures = _signatures(f"{template} {sample or ''}")
@@ -249,9 +283,43 @@ def _template_finding(
     )
 
 
+def _stopped(
+    service: str,
+    template: str,
+    level: str,
+    tally: _Tally,
+    rates: _Rates,
+    expected: float,
+    threshold: float,
+) -> LogFinding | None:
+    """A template that came steadily and (nearly) stopped: an operation that no longer gets
+    as far as this line, typically because it now throws earlier. Whether the rest of the
+    service still logs is the ranking's question (a service that went silent as a whole is
+    a different finding)."""
+    score = min(SCORE_CAP, _drop_z(tally.incident, expected))
+    if score < threshold:
+        return None
+    return LogFinding(
+        service=service,
+        pattern="stopped",
+        template=template,
+        level=level,
+        baseline_count=tally.baseline,
+        incident_count=tally.incident,
+        baseline_rate=tally.baseline / rates.base_minutes,
+        incident_rate=tally.incident / rates.inc_minutes,
+        score=score,
+        onset=rates.split,
+        end=rates.end,
+        sample=None,
+        signatures=_signatures(template),
+        mentions=frozenset(),
+    )
+
+
 def _service_findings(
     tallies: dict[tuple[str, int, str], _Tally], rates: _Rates, threshold: float
-) -> list[LogFinding]:
+) -> tuple[list[LogFinding], set[str]]:
     """Whole-service shifts: the service went quiet, or its share of error lines jumped."""
     totals: dict[str, Counter[str]] = {}
     for (service, _, level), tally in tallies.items():
@@ -265,7 +333,8 @@ def _service_findings(
     found: list[LogFinding] = []
     for service, counts in totals.items():
         found.extend(_service_shift(service, counts, rates, threshold))
-    return found
+    silent = {f.service for f in found if f.pattern == "vanished"}
+    return found, silent
 
 
 def _service_shift(
@@ -275,7 +344,7 @@ def _service_shift(
     base, inc = counts["base"], counts["inc"]
     base_rate, inc_rate = base / rates.base_minutes, inc / rates.inc_minutes
     expected_late = base * rates.scale / 2
-    if expected_late >= 10 and counts["late"] <= 0.05 * expected_late:
+    if expected_late >= 10 and counts["late"] <= 0.05 * expected_late and inc_rate < base_rate:
         score = min(SCORE_CAP, _rate_z(expected_late, 0) / 2)
         found.append(
             LogFinding(

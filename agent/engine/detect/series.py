@@ -22,11 +22,13 @@ from agent.engine.detect.kinds import kind_of
 from agent.models import Signal, SignalKind, Stats
 
 Z_CAP = 50.0  # beyond this a bigger z says nothing more; keeps flat-then-step series finite
-MIN_BASELINE_POINTS = 4
+MIN_BASELINE_POINTS = 3
 # Latency is where a small lasting shift is news (a network delay on one pod of several);
 # averaging other kinds this way finds more harmless drift than faults.
 SHIFT_KINDS = frozenset({SignalKind.LATENCY})
 SHIFT_WINDOW = 5  # samples averaged when judging a lasting shift
+PINNED_SHARE = 0.7  # share of identical baseline samples that marks a quantile without traffic
+REGIME_T = 8.0  # how clearly an older level must differ before the baseline drops it
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class SeriesFinding:
     end: float  # the incident's last sample; for a vanished series, when data came back
     baseline: Stats
     incident: Stats
+    pinned: bool = False  # a latency quantile that sat on one value: too few requests to judge
 
     @property
     def service(self) -> str:
@@ -101,6 +104,30 @@ def robust_scale(
     return float(median), max(scale, floor)
 
 
+def recent_regime(baseline: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The baseline's last stable stretch, when an earlier level ended inside it.
+
+    Faults follow each other: the window before one incident can hold the tail of the
+    previous one (a CPU burst that ended three minutes ago), and a median over both levels
+    sits between them while their spread swamps the new fault. The split is the one that best
+    separates an older level from a recent one (a two-sample t statistic whose noise comes
+    from first differences, which a level shift barely moves); only a clear one counts, and
+    the recent stretch keeps at least :data:`MIN_BASELINE_POINTS` samples.
+    """
+    n = baseline.size
+    if n < MIN_BASELINE_POINTS + 2:
+        return baseline
+    steps = np.abs(np.diff(baseline))
+    noise = max(float(np.median(steps)) / 0.954, 1e-9)  # MAD-of-differences sigma
+    k = np.arange(2, n - MIN_BASELINE_POINTS + 1)
+    sums = np.cumsum(baseline)
+    older = sums[k - 1] / k
+    recent = (sums[-1] - sums[k - 1]) / (n - k)
+    t = (older - recent) / (noise * np.sqrt(1.0 / k + 1.0 / (n - k)))
+    best = int(np.argmax(t))
+    return baseline[k[best] :] if t[best] >= REGIME_T else baseline
+
+
 def _persistent(z: NDArray[np.float64]) -> NDArray[np.float64]:
     """The deviation each sample keeps for two samples in a row (NaN-tolerant)."""
     if z.size < 2:
@@ -140,6 +167,8 @@ def score_signal(signal: Signal, split: float, threshold: float) -> SeriesFindin
     if base.size < MIN_BASELINE_POINTS or inc.size == 0:
         return None
     kind = kind_of(signal)
+    if kind is not SignalKind.CHANGE:
+        base = recent_regime(base)
     present = ~np.isnan(inc)
     silence = _silence(inc, values[in_base])
     if silence is not None:
@@ -183,6 +212,19 @@ def score_signal(signal: Signal, split: float, threshold: float) -> SeriesFindin
         end=float(inc_ts[-1]),
         baseline=_stats(base),
         incident=_stats(inc[present]),
+        pinned=kind is SignalKind.LATENCY and _pinned(base),
+    )
+
+
+def _pinned(baseline: NDArray[np.float64]) -> bool:
+    """Whether a latency quantile sat on one value for most of the baseline.
+
+    Real request latencies vary from scrape to scrape; a quantile that repeats one value
+    exactly is reading a histogram bucket bound (or a default) over next to no requests,
+    and its jumps (0.005 s to 28 s: the next bucket's interpolation) say little."""
+    _, counts = np.unique(baseline, return_counts=True)
+    return (
+        baseline.size >= MIN_BASELINE_POINTS and int(counts.max()) >= PINNED_SHARE * baseline.size
     )
 
 
