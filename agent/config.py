@@ -8,7 +8,7 @@ Sources, highest priority first: explicit arguments, environment (``RCA_*``, nes
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -28,6 +28,11 @@ class EngineSettings(BaseModel):
 
     lookback_minutes: float = Field(
         10.0, gt=0, description="incident window starts this long before the alert fired"
+    )
+    onset: Literal["lookback", "data"] = Field(
+        "lookback",
+        description="without an incident start, split at lookback_minutes before the alert, "
+        "or where the series rose together before it (docs/benchmarks.md, Real incidents)",
     )
     z_threshold: float = Field(
         4.0, gt=0, description="robust z-score above which a series counts as anomalous"

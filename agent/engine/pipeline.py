@@ -68,13 +68,21 @@ def _call_sides(signals: list[Signal]) -> tuple[frozenset[str], frozenset[tuple[
     return frozenset(waiters), frozenset(edges)
 
 
-def _window(snapshot: Snapshot, lookback: float, resolution: float) -> tuple[Window, str | None]:
-    """The analysed window; when only an alert dates the incident, its start comes from the
-    data (:mod:`agent.engine.onset`), with a note that says so."""
+def _window(
+    snapshot: Snapshot, lookback: float, resolution: float, from_data: bool
+) -> tuple[Window, str | None]:
+    """The analysed window, and a note that says how its split was chosen when only an alert
+    dates the incident: ``lookback`` before it, or (``from_data``) where the series rose
+    together (:mod:`agent.engine.onset`)."""
     window = snapshot.window(timedelta(seconds=lookback))
     alert = snapshot.alert
     if snapshot.meta.window.incident_start is not None or alert is None:
         return window, None
+    if not from_data:
+        return window, (
+            f"incident start taken as {window.incident_start:%H:%M:%S}, {lookback / 60:.0f} min "
+            f"before the alert fired at {alert.starts_at:%H:%M:%S}"
+        )
     fired = alert.starts_at.timestamp()
     earliest = max(window.start.timestamp(), fired - lookback)
     onset = onset_from_data(snapshot.signals, earliest, fired, resolution)
@@ -176,7 +184,7 @@ def analyze(
     # Alerts fire a few evaluation intervals after a fault; at 1 s sampling ten minutes of
     # lookback would pull unrelated history into the incident.
     lookback = min(cfg.lookback_minutes * 60, LOOKBACK_SAMPLES * resolution)
-    window, onset_note = _window(snapshot, lookback, resolution)
+    window, onset_note = _window(snapshot, lookback, resolution, cfg.onset == "data")
     start, split, end = (t.timestamp() for t in (window.start, window.incident_start, window.end))
     metric_findings = score_signals(snapshot.signals, split, cfg.z_threshold)
     lap("detect_metrics")

@@ -20,12 +20,16 @@ from drain3.template_miner_config import TemplateMinerConfig
 _NO_DIGITS = str.maketrans("", "", "0123456789")
 _MASK = re.compile(r"\b[\w.\-]*\d[\w.\-]*")
 _EMBEDDED_LEVEL = re.compile(
-    r"(?:\blevel\"?\s*[=:]\s*\"?|^\s*\[?|^\S+\s+\[?|^\S+\s+\S+\s+\[?)"
+    r"(?:\blevel\"?\s*[=:]\s*\"?|^\s*\[?|^\S+\s+\[?|^\S+\s+\S+\s+\[?|\s-\s)"
     r"(error|err|warn|warning|fatal|critical|crit|panic|severe|info|debug)\b",
     re.IGNORECASE,
 )
 _LOGFMT_MSG = re.compile(r"\bmsg=(?:\"((?:[^\"\\]|\\.)*)\"|(\S+))")
 _EXCEPTION_LINE = re.compile(r"(?:Caused by: )?[\w.$]+(?:Exception|Error)\b")
+# klog/glog (Kubernetes, many Go services): "E0129 08:42:22.383123 1 server.go:42] ...";
+# the masked line loses the letter with the date, so it is read from the raw line.
+_KLOG = re.compile(r"^\s*([IWEF])\d{4} ")
+_KLOG_LEVELS = {"I": "INFO", "W": "WARN", "E": "ERROR", "F": "CRITICAL"}
 _LEVEL_NAMES = {"err": "ERROR", "warning": "WARN", "fatal": "CRITICAL", "crit": "CRITICAL"}
 
 
@@ -118,6 +122,8 @@ class Shapes:
         shape = self.by_key.get(key)
         if shape is None:
             masked = mask(head)
+            if klog := _KLOG.match(head):
+                masked = f"{_KLOG_LEVELS[klog.group(1)]} {masked}"
             shape = self.by_masked.get(masked)
             if shape is None:
                 level = _embedded_level(masked)

@@ -1,0 +1,170 @@
+"""Callers' waits, regime-aware baselines, onsets from the data and toss-up notes, on small
+synthetic cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from findings_support import T0, THR, metric
+
+from agent.engine.detect.kinds import callee_of, side_of
+from agent.engine.detect.series import recent_regime, score_signal
+from agent.engine.onset import onset_from_data
+from agent.engine.pipeline import _undecided
+from agent.engine.rank import rank_services
+from agent.engine.service_score import ServiceScore
+from agent.models import Edge, FaultType, Signal, SignalKind, Topology
+
+
+def _signal(name: str, labels: dict[str, str] | None = None, service: str = "api") -> Signal:
+    return Signal(service=service, name=name, timestamps=[T0], values=[1.0], labels=labels or {})
+
+
+@pytest.mark.parametrize(
+    ("name", "labels", "side"),
+    [
+        ("PodClientLatencyP90(s)", {}, "client"),
+        ("http.client.request.duration", {}, "client"),
+        ("grpc_server_handling_seconds", {}, "server"),
+        ("http_server_duration_seconds", {}, "server"),
+        ("istio_request_duration_milliseconds", {"reporter": "source"}, "client"),
+        ("istio_request_duration_milliseconds", {"reporter": "destination"}, "server"),
+        ("request_latency", {"destination_service": "cart.shop.svc.cluster.local"}, "client"),
+        ("request_latency", {}, None),
+        ("clientele_count", {}, None),
+    ],
+)
+def test_the_side_of_a_series_comes_from_its_name_or_labels(
+    name: str, labels: dict[str, str], side: str | None
+) -> None:
+    assert side_of(_signal(name, labels)) == side
+
+
+def test_a_per_edge_series_names_its_callee_by_its_short_dns_name() -> None:
+    assert callee_of(_signal("lat", {"destination_service": "cart.shop.svc"})) == "cart"
+    assert callee_of(_signal("lat", {"destination_service": "api.shop.svc"})) is None
+
+
+def _wait(service: str, score: float = 30.0, **labels: str) -> object:
+    f = metric(service, "client_latency_p99", score, kind=SignalKind.LATENCY)
+    signal = f.signal.model_copy(update={"labels": labels})
+    return type(f)(**{**f.__dict__, "signal": signal})
+
+
+def _shop() -> Topology:
+    edges = [("front", "cart"), ("front", "ads"), ("checkout", "cart"), ("checkout", "mail")]
+    edges += [("reco", "ads")]
+    return Topology(
+        services=["front", "checkout", "reco", "cart", "ads", "mail"],
+        edges=[Edge(caller=a, callee=b) for a, b in edges],
+    )
+
+
+def test_the_callee_that_all_its_callers_wait_on_leads() -> None:
+    # front and checkout wait; both call cart; ads' other caller (reco) is fine, mail's
+    # only caller waits but only one of the two waiting callers calls it.
+    ranked = rank_services(
+        [_wait("front"), _wait("checkout")],  # type: ignore[list-item]
+        [],
+        _shop(),
+        THR,
+        60,
+        waiters=frozenset({"front", "checkout", "reco"}),
+    )
+    assert ranked[0].service == "cart"
+    assert ranked[0].fault_type is FaultType.NETWORK_LATENCY
+    assert ranked[0].waited_by == ["front", "checkout"] or set(ranked[0].waited_by) == {
+        "front",
+        "checkout",
+    }
+    assert {"front", "checkout"}.isdisjoint({s.service for s in ranked[:1]})
+    ads = next(s for s in ranked if s.service == "ads")
+    assert ads.score < ranked[0].score
+
+
+def test_a_per_edge_wait_blames_its_callee_without_a_topology() -> None:
+    ranked = rank_services(
+        [_wait("front", destination_service="pay")],  # type: ignore[list-item]
+        [],
+        None,
+        THR,
+        60,
+        waiters=frozenset({"front"}),
+        observed_edges=frozenset({("front", "pay")}),
+    )
+    assert ranked[0].service == "pay"
+
+
+def test_without_callers_measured_a_wait_stays_a_weak_symptom_of_the_waiter() -> None:
+    ranked = rank_services(
+        [_wait("front"), metric("db", "cpu_usage", 12.0)],  # type: ignore[list-item]
+        [],
+        None,
+        THR,
+        60,
+    )
+    assert ranked[0].service == "db"
+
+
+def test_the_baseline_drops_a_raised_older_level() -> None:
+    rng = np.random.default_rng(7)
+    base = np.concatenate([95 + rng.normal(0, 3, 4), 8 + rng.normal(0, 1, 6)])
+    assert recent_regime(base).size == 6
+    assert float(np.median(recent_regime(base))) < 12
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_steady_or_late_rising_baseline_is_kept_whole(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    steady = 10 + rng.normal(0, 1, 12)
+    assert recent_regime(steady).size == 12
+    rising = np.concatenate([10 + rng.normal(0, 1, 8), 40 + rng.normal(0, 1, 4)])
+    assert recent_regime(rising).size == 12
+
+
+def test_a_burst_after_an_earlier_burst_on_the_same_series_is_found() -> None:
+    values = [98.0, 101, 97, 99, 8, 7, 9, 8, 7, 8, 85, 90, 88, 92, 87]
+    signal = Signal(
+        service="reco",
+        name="cpu_usage_percent",
+        timestamps=[T0 + 60 * i for i in range(15)],
+        values=values,
+    )
+    finding = score_signal(signal, T0 + 600, THR)
+    assert finding is not None and finding.direction == 1
+    assert finding.baseline.median is not None and finding.baseline.median < 10
+
+
+def _rising(service: str, at: int, earlier: int | None = None, n: int = 20) -> Signal:
+    rng = np.random.default_rng(abs(hash((service, at))) % 2**32)
+    values = 10 + rng.normal(0, 0.5, n)
+    values[at:] += 20
+    if earlier is not None:
+        values[earlier : earlier + 3] += 30
+    return Signal(
+        service=service,
+        name="latency_p99",
+        timestamps=[T0 + 15 * i for i in range(n)],
+        values=values.tolist(),
+    )
+
+
+def test_the_onset_is_the_latest_common_rise_before_the_alert() -> None:
+    signals = [_rising(f"s{i}", at=14, earlier=4) for i in range(6)]
+    onset = onset_from_data(signals, T0, T0 + 15 * 16, 15)
+    assert onset is not None
+    assert onset.at == T0 + 15 * 14
+    assert onset.series == 6
+
+
+def test_no_onset_without_a_rise() -> None:
+    flat = [_rising(f"s{i}", at=30) for i in range(4)]  # the rise is past the data
+    assert onset_from_data(flat, T0, T0 + 15 * 19, 15) is None
+
+
+def test_two_leaders_within_a_hair_are_named_with_what_would_settle_it() -> None:
+    a = ServiceScore("cart", score=1.0, waited_by=["front"])
+    b = ServiceScore("ads", score=0.95)
+    note = _undecided([a, b])
+    assert note is not None and "cart" in note and "ads" in note and "per-edge" in note
+    assert _undecided([a, ServiceScore("ads", score=0.5)]) is None
