@@ -171,7 +171,7 @@ def mine_logs(
     services: frozenset[str] = frozenset(),
 ) -> list[LogFinding]:
     """Log findings for the incident part ``[split, end]`` against the baseline before it."""
-    start, end = _covered(records, start, end)
+    start, end = _covered(records, start, split, end)
     base_minutes = max((split - start) / 60.0, 1e-6)
     inc_minutes = max((end - split) / 60.0, 1e-6)
     late_start = split + (end - split) / 2
@@ -221,14 +221,19 @@ def mine_logs(
     return findings
 
 
-def _covered(records: list[LogRecord], start: float, end: float) -> tuple[float, float]:
+def _covered(
+    records: list[LogRecord], start: float, split: float, end: float
+) -> tuple[float, float]:
     """The part of ``[start, end]`` that the log lines cover: from the first line to the last.
-    A cut that is short against the window (under a minute of it) is an edge of the data, not
-    a stretch of silence; a source that simply went quiet for the incident keeps its span."""
+    A gap of under a minute at either edge is ordinary quiet, not an edge of the data. Lines
+    on only one side of the split say nothing about coverage (a few lines of a new error, or
+    a service that went quiet), so they keep the whole window."""
     times = [t for r in records if start <= (t := r.timestamp.timestamp()) <= end]
     if not times:
         return start, end
     first, last = min(times), max(times)
+    if not first < split < last:
+        return start, end
     return (first if first - start > 60.0 else start), (last if end - last > 60.0 else end)
 
 
