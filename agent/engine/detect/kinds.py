@@ -9,6 +9,7 @@ kube-state-metrics, Prometheus client libraries and OpenTelemetry.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from agent.models import Signal, SignalKind
@@ -107,8 +108,15 @@ CALLEE_LABELS = (
 )
 
 
-def _words(name: str) -> set[str]:
-    return set(re.split(r"[^a-z0-9]+", _CAMEL.sub("_", name).lower()))
+@functools.lru_cache(maxsize=4096)
+def _side_of_name(name: str) -> str | None:
+    """The side a series name says it measures (ranking asks it of every finding, often)."""
+    words = set(re.split(r"[^a-z0-9]+", _CAMEL.sub("_", name).lower()))
+    if words & _CLIENT_WORDS:
+        return "client"
+    if words & _SERVER_WORDS:
+        return "server"
+    return None
 
 
 def callee_of(signal: Signal) -> str | None:
@@ -130,9 +138,4 @@ def side_of(signal: Signal) -> str | None:
     reporter = _REPORTER_SIDE.get(signal.labels.get("reporter", ""))
     if reporter is not None:
         return reporter
-    words = _words(signal.name)
-    if words & _CLIENT_WORDS:
-        return "client"
-    if words & _SERVER_WORDS:
-        return "server"
-    return None
+    return _side_of_name(signal.name)

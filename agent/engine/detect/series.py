@@ -12,6 +12,7 @@ than its noise.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass
 
@@ -117,15 +118,25 @@ def recent_regime(baseline: NDArray[np.float64]) -> NDArray[np.float64]:
     n = baseline.size
     if n < MIN_BASELINE_POINTS + 2:
         return baseline
-    steps = np.abs(np.diff(baseline))
-    noise = max(float(np.median(steps)) / 0.954, 1e-9)  # MAD-of-differences sigma
-    k = np.arange(2, n - MIN_BASELINE_POINTS + 1)
+    k, weight = _splits(n)
     sums = np.cumsum(baseline)
     older = sums[k - 1] / k
     recent = (sums[-1] - sums[k - 1]) / (n - k)
-    t = (older - recent) / (noise * np.sqrt(1.0 / k + 1.0 / (n - k)))
-    best = int(np.argmax(t))
-    return baseline[k[best] :] if t[best] >= REGIME_T else baseline
+    gap = (older - recent) * weight  # the t statistic times the noise, which is one number
+    best = int(np.argmax(gap))
+    if gap[best] <= 0:
+        return baseline
+    steps = np.sort(np.abs(np.diff(baseline)))
+    noise = max(_quantiles(steps, (0.5,))[0] / 0.954, 1e-9)  # MAD-of-differences sigma
+    return baseline[k[best] :] if gap[best] / noise >= REGIME_T else baseline
+
+
+@functools.lru_cache(maxsize=64)
+def _splits(n: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Where a baseline of ``n`` samples may split (2 older, MIN_BASELINE_POINTS recent at
+    least) and each split's 1 / sqrt(1/k + 1/(n-k)); series in one snapshot share ``n``."""
+    k = np.arange(2, n - MIN_BASELINE_POINTS + 1)
+    return k, 1.0 / np.sqrt(1.0 / k + 1.0 / (n - k))
 
 
 def _persistent(z: NDArray[np.float64]) -> NDArray[np.float64]:
