@@ -247,17 +247,26 @@ def _template_finding(
     threshold: float,
     services: frozenset[str],
 ) -> LogFinding | None:
+    """A template that is new, bursting, or stopped.
+
+    Stopped: it came steadily and (nearly) stopped, so an operation no longer gets as far as
+    this line, typically because it now throws earlier. Whether the rest of the service still
+    logs is decided with the whole service's tally (a service that went silent as a whole is
+    a different finding)."""
     expected = tally.baseline * rates.scale
-    if tally.incident <= STOPPED_MAX_SHARE * expected and expected >= STOPPED_MIN_EXPECTED:
-        return _stopped(service, template, level, tally, rates, expected, threshold)
-    if tally.incident == 0:
-        return None
-    weight = _LEVEL_WEIGHT.get(level, 0.4)
     pattern: Pattern
     sample = headline(tally.sample or "") or None
     signatures = _signatures(f"{template} {sample or ''}")
+    mentions = _mentions(template, services, service)
+    weight = _LEVEL_WEIGHT.get(level, 0.4)
     onset = tally.first_incident
-    if tally.baseline == 0 and tally.incident >= 2:
+    if tally.incident <= STOPPED_MAX_SHARE * expected and expected >= STOPPED_MIN_EXPECTED:
+        pattern, raw, weight, onset = "stopped", _drop_z(tally.incident, expected), 1.0, rates.split
+        # What a stopped line says is not news, nor a peer's failure: no sample, no mentions.
+        sample, mentions, signatures = None, frozenset(), _signatures(template)
+    elif tally.incident == 0:
+        return None
+    elif tally.baseline == 0 and tally.incident >= 2:
         raw = 3.0 + 2.0 * math.sqrt(tally.incident)
         if not signatures & FAULT_SIGNATURES:
             raw = min(raw, _novelty(tally, rates))
@@ -284,41 +293,7 @@ def _template_finding(
         end=rates.end,
         sample=sample,
         signatures=signatures,
-        mentions=_mentions(template, services, service),
-    )
-
-
-def _stopped(
-    service: str,
-    template: str,
-    level: str,
-    tally: _Tally,
-    rates: _Rates,
-    expected: float,
-    threshold: float,
-) -> LogFinding | None:
-    """A template that came steadily and (nearly) stopped: an operation that no longer gets
-    as far as this line, typically because it now throws earlier. Whether the rest of the
-    service still logs is the ranking's question (a service that went silent as a whole is
-    a different finding)."""
-    score = min(SCORE_CAP, _drop_z(tally.incident, expected))
-    if score < threshold:
-        return None
-    return LogFinding(
-        service=service,
-        pattern="stopped",
-        template=template,
-        level=level,
-        baseline_count=tally.baseline,
-        incident_count=tally.incident,
-        baseline_rate=tally.baseline / rates.base_minutes,
-        incident_rate=tally.incident / rates.inc_minutes,
-        score=score,
-        onset=rates.split,
-        end=rates.end,
-        sample=None,
-        signatures=_signatures(template),
-        mentions=frozenset(),
+        mentions=mentions,
     )
 
 
