@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from findings_support import T0, THR, metric
+from findings_support import T0, THR, log_finding, metric
 
 from agent.engine.detect.kinds import callee_of, side_of
 from agent.engine.detect.series import recent_regime, score_signal
@@ -149,7 +149,7 @@ def _rising(service: str, at: int, earlier: int | None = None, n: int = 20) -> S
     )
 
 
-def test_the_onset_is_the_latest_common_rise_before_the_alert() -> None:
+def test_the_onset_is_the_rise_that_holds_until_the_alert_not_an_earlier_bump() -> None:
     signals = [_rising(f"s{i}", at=14, earlier=4) for i in range(6)]
     onset = onset_from_data(signals, T0, T0 + 15 * 16, 15)
     assert onset is not None
@@ -168,3 +168,55 @@ def test_two_leaders_within_a_hair_are_named_with_what_would_settle_it() -> None
     note = _undecided([a, b])
     assert note is not None and "cart" in note and "ads" in note and "per-edge" in note
     assert _undecided([a, ServiceScore("ads", score=0.5)]) is None
+
+
+def test_a_spike_in_the_last_sample_before_the_alert_is_not_the_onset() -> None:
+    signals = [_rising(f"s{i}", at=10) for i in range(3)]
+    spike = _rising("alerted", at=30)
+    values = list(spike.values)
+    values[16] = 500.0  # the alert's own last-minute spike
+    signals.append(spike.model_copy(update={"values": values}))
+    onset = onset_from_data(signals, T0, T0 + 15 * 16, 15)
+    assert onset is not None and onset.at == T0 + 15 * 10
+
+
+def _latency(service: str, baseline: list[float], incident: list[float]) -> Signal:
+    values = baseline + incident
+    return Signal(
+        service=service,
+        name="http_server_latency_p99",
+        unit="s",
+        timestamps=[T0 + 60 * i for i in range(len(values))],
+        values=values,
+    )
+
+
+def test_a_quantile_that_never_left_one_bucket_is_pinned() -> None:
+    flat = [0.0095, 0.0094, 0.0095, 0.0093, 0.0095, 0.0094, 0.0095, 0.0094, 0.0095, 0.0094]
+    finding = score_signal(_latency("price", flat, [0.0095, 0.0098, 0.055]), T0 + 600, THR)
+    assert finding is not None and finding.pinned
+    rng = np.random.default_rng(3)
+    busy = (0.2 + rng.normal(0, 0.02, 10)).tolist()
+    finding = score_signal(_latency("cart", busy, [0.9, 0.95, 1.0]), T0 + 600, THR)
+    assert finding is not None and not finding.pinned
+
+
+def test_a_service_that_served_nothing_is_discounted_unless_it_logs_its_own_failures() -> None:
+    findings = [metric("idle", "syscall_read_total", 40.0), metric("api", "cpu_usage", 9.0)]
+    ranked = rank_services(findings, [], None, THR, 60, idle=frozenset({"idle"}))
+    assert ranked[0].service == "api"
+    assert any("served no requests" in r for r in ranked[-1].reasons)
+    errors = log_finding("idle", "order <*> failed", 12.0)
+    ranked = rank_services(findings, [errors], None, THR, 60, idle=frozenset({"idle"}))
+    assert not any("served no requests" in r for s in ranked for r in s.reasons)
+
+
+def test_idle_means_every_serving_latency_held_one_value() -> None:
+    from agent.engine.pipeline import _idle
+
+    empty = _latency("idle", [0.0] * 10, [0.0] * 5)
+    moving = _latency("api", [0.2, 0.21, 0.19] * 3 + [0.2], [0.3] * 5)
+    waiting = _latency("api2", [0.0] * 10, [0.0] * 5).model_copy(
+        update={"name": "http_client_latency_p99"}
+    )
+    assert _idle([empty, moving, waiting]) == frozenset({"idle"})

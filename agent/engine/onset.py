@@ -5,9 +5,10 @@ and how long before is not written anywhere. A fixed lookback puts the split in 
 place: too early, and the baseline is short and the incident diluted with normal minutes; too
 late, and the fault's first minutes sit in the baseline. So each series votes for the sample
 where it rose most clearly before the alert (a two-sample t statistic whose noise comes from
-first differences), and the incident starts at the latest time that many series agree on.
-The latest, because faults come one after another: an earlier incident's rise in the same
-lookback belongs to that incident, not to this alert's.
+first differences), by the size of its rise, and the incident starts at the time with the most
+weight. A rise must hold for :data:`MIN_AFTER` samples, so the alert's own last-minute spike
+does not win; an earlier incident that has ended by the alert rises and falls, and its rise
+weighs little against the level that holds to the end.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from numpy.typing import NDArray
 from agent.models import Signal
 
 MIN_BEFORE = 3  # samples of normal before a rise, or it cannot be told from the window edge
+MIN_AFTER = 2  # samples a rise must hold: one raised sample is a spike, not an onset
 RISE_T = 8.0  # how clear a rise must be to vote
-AGREEMENT = 0.3  # a time needs this share of the strongest time's votes to count
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,11 @@ def _rise(values: NDArray[np.float64]) -> tuple[int, float, float]:
     """The index where the clearest rise begins, its t statistic and its size in noise units
     (zeros when there is none)."""
     n = values.size
-    if n < MIN_BEFORE + 1:
+    if n < MIN_BEFORE + MIN_AFTER:
         return 0, 0.0, 0.0
     steps = np.abs(np.diff(values))
     noise = max(float(np.median(steps)) / 0.954, 1e-9 * max(float(np.max(np.abs(values))), 1.0))
-    k = np.arange(MIN_BEFORE, n)
+    k = np.arange(MIN_BEFORE, n - MIN_AFTER + 1)
     sums = np.cumsum(values)
     before = sums[k - 1] / k
     after = (sums[-1] - sums[k - 1]) / (n - k)
@@ -65,7 +66,7 @@ def onset_from_data(
             keep
         ]
         present = ~np.isnan(values)
-        if present.sum() < MIN_BEFORE + 1:
+        if present.sum() < MIN_BEFORE + MIN_AFTER:
             continue
         index, t, size = _rise(values[present])
         if t >= RISE_T:
@@ -79,11 +80,5 @@ def onset_from_data(
             first[slot] = min(first.get(slot, at), at)
     if not votes:
         return None
-    top = max(votes.values())
-    strong = sorted(s for s, v in votes.items() if v >= AGREEMENT * top)
-    # The last strong slot is this incident; when the slot before it is strong too, the rise
-    # began there and spread (one step back only: further back is an earlier incident).
-    start = strong[-1]
-    if start - 1 in strong:
-        start -= 1
+    start = max(votes, key=lambda slot: (votes[slot], slot))
     return Onset(first[start], voters[start])

@@ -99,6 +99,18 @@ def _window(
     return window.model_copy(update={"incident_start": start}), note
 
 
+def _idle(signals: list[Signal]) -> frozenset[str]:
+    """Services that served nothing measurable: every serving-side latency series they have
+    held one value through the whole window (an empty histogram reads as a constant)."""
+    moved: dict[str, bool] = {}
+    for signal in signals:
+        if kind_of(signal) is not SignalKind.LATENCY or side_of(signal) == "client":
+            continue
+        values = {v for v in signal.values if v is not None}
+        moved[signal.service] = moved.get(signal.service, False) or len(values) > 1
+    return frozenset(service for service, m in moved.items() if not m)
+
+
 def _focus(snapshot: Snapshot, trigger: Trigger | None) -> tuple[str, ...]:
     """The services where the incident is felt: the alert's, else the request's."""
     if snapshot.alert is not None:
@@ -210,6 +222,7 @@ def analyze(
         snapshot.alert.starts_at.timestamp() if snapshot.alert is not None else None,
         waiters,
         edges,
+        _idle(snapshot.signals),
     )[: cfg.max_candidates]
     evidence, ids = build_evidence(ranked, cfg.max_evidence)
     candidates = [

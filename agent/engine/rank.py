@@ -60,6 +60,7 @@ def rank_services(
     fired_at: float | None = None,
     waiters: frozenset[str] = frozenset(),
     observed_edges: frozenset[tuple[str, str]] = frozenset(),
+    idle: frozenset[str] = frozenset(),
 ) -> list[ServiceScore]:
     """Candidates, best first. Deterministic: ties break on the service name.
 
@@ -115,6 +116,7 @@ def rank_services(
             callers = ", ".join(sorted(set(wait.callers))[:3])
             s.reasons.append(f"its callers wait longer on it (client-side latency): {callers}")
 
+    _apply_idle(by_service, idle)
     _apply_own_symptoms(
         by_service,
         frozenset(n for n, k in coverage.items() if k & {SignalKind.LATENCY, SignalKind.ERRORS}),
@@ -203,6 +205,22 @@ def _apply_onset_order(
             s.reasons.append(f"anomalies began {-delay:.0f}s before the incident, maybe unrelated")
         else:
             s.reasons.append("anomalies began just before or as the incident became visible")
+
+
+def _apply_idle(by_service: dict[str, ServiceScore], idle: frozenset[str]) -> None:
+    """A service that served no requests in the window (its serving latency never moved)
+    cannot be what its callers suffer from, short of dying: its other findings are a
+    background job's or an empty histogram's."""
+    for s in by_service.values():
+        if (
+            s.service in idle
+            and not any(f.direction == 0 or crashed(f) for f in s.metrics)
+            and not any(own_failure(f) for f in s.logs)
+        ):
+            s.score *= 0.3
+            s.reasons.append(
+                "it served no requests in the window (its serving latency never moved)"
+            )
 
 
 def _apply_own_symptoms(by_service: dict[str, ServiceScore], measured: frozenset[str]) -> None:
