@@ -106,8 +106,10 @@ def _idle(signals: list[Signal]) -> frozenset[str]:
     for signal in signals:
         if kind_of(signal) is not SignalKind.LATENCY or side_of(signal) == "client":
             continue
-        values = {v for v in signal.values if v is not None}
-        moved[signal.service] = moved.get(signal.service, False) or len(values) > 1
+        if moved.get(signal.service):
+            continue
+        present = [v for v in signal.values if v is not None]
+        moved[signal.service] = any(v != present[0] for v in present)
     return frozenset(service for service, m in moved.items() if not m)
 
 

@@ -143,7 +143,6 @@ def _signatures(text: str) -> frozenset[str]:
 class _Tally:
     baseline: int = 0
     incident: int = 0
-    late: int = 0
     first_incident: float = math.inf
     sample: str | None = None
     times: list[float] = field(default_factory=list)  # of the incident's lines
@@ -171,17 +170,18 @@ def mine_logs(
     services: frozenset[str] = frozenset(),
 ) -> list[LogFinding]:
     """Log findings for the incident part ``[split, end]`` against the baseline before it."""
-    start, end = _covered(records, start, split, end)
-    base_minutes = max((split - start) / 60.0, 1e-6)
-    inc_minutes = max((end - split) / 60.0, 1e-6)
-    late_start = split + (end - split) / 2
     shapes = Shapes()
     tallies: dict[tuple[str, int, str], _Tally] = {}
     links: dict[str, str] = {}
+    first, last = math.inf, -math.inf
     for record in records:
         t = record.timestamp.timestamp()
         if t < start or t > end:
             continue
+        if t < first:
+            first = t
+        if t > last:
+            last = t
         if record.service not in links and isinstance(link := record.fields.get("link"), str):
             links[record.service] = link
         shape = shapes.of(record.message)
@@ -196,13 +196,13 @@ def mine_logs(
             tally.baseline += 1
         else:
             tally.incident += 1
-            tally.late += t >= late_start
             tally.times.append(t)
             if t < tally.first_incident:
                 tally.first_incident = t
                 tally.sample = record.message
 
-    rates = _Rates(base_minutes, inc_minutes, split, end)
+    start, end = _covered(first, last, start, split, end)
+    rates = _Rates(max((split - start) / 60.0, 1e-6), max((end - split) / 60.0, 1e-6), split, end)
     findings: list[LogFinding] = []
     for (service, cid, level), tally in tallies.items():
         template = shapes.templates.template(cid)
@@ -222,16 +222,12 @@ def mine_logs(
 
 
 def _covered(
-    records: list[LogRecord], start: float, split: float, end: float
+    first: float, last: float, start: float, split: float, end: float
 ) -> tuple[float, float]:
-    """The part of ``[start, end]`` that the log lines cover: from the first line to the last.
-    A gap of under a minute at either edge is ordinary quiet, not an edge of the data. Lines
-    on only one side of the split say nothing about coverage (a few lines of a new error, or
-    a service that went quiet), so they keep the whole window."""
-    times = [t for r in records if start <= (t := r.timestamp.timestamp()) <= end]
-    if not times:
-        return start, end
-    first, last = min(times), max(times)
+    """The part of ``[start, end]`` that the log lines cover, given the first and last line in
+    it. A gap of under a minute at either edge is ordinary quiet, not an edge of the data.
+    Lines on only one side of the split say nothing about coverage (a few lines of a new
+    error, or a service that went quiet), so they keep the whole window."""
     if not first < split < last:
         return start, end
     return (first if first - start > 60.0 else start), (last if end - last > 60.0 else end)
@@ -302,11 +298,12 @@ def _service_findings(
 ) -> tuple[list[LogFinding], set[str]]:
     """Whole-service shifts: the service went quiet, or its share of error lines jumped."""
     totals: dict[str, Counter[str]] = {}
+    late_start = rates.split + (rates.end - rates.split) / 2
     for (service, _, level), tally in tallies.items():
         counts = totals.setdefault(service, Counter())
         counts["base"] += tally.baseline
         counts["inc"] += tally.incident
-        counts["late"] += tally.late
+        counts["late"] += sum(t >= late_start for t in tally.times)
         if level in ERROR_LEVELS:
             counts["base_err"] += tally.baseline
             counts["inc_err"] += tally.incident
