@@ -191,9 +191,10 @@ def _latency(service: str, baseline: list[float], incident: list[float]) -> Sign
     )
 
 
-def test_a_quantile_that_never_left_one_bucket_is_pinned() -> None:
-    flat = [0.0095, 0.0094, 0.0095, 0.0093, 0.0095, 0.0094, 0.0095, 0.0094, 0.0095, 0.0094]
-    finding = score_signal(_latency("price", flat, [0.0095, 0.0098, 0.055]), T0 + 600, THR)
+def test_a_quantile_that_repeats_one_value_is_pinned() -> None:
+    # An empty histogram reads as its lowest bucket bound, scrape after scrape.
+    flat = [0.0046] * 8 + [0.04, 0.019]
+    finding = score_signal(_latency("admin", flat, [0.0046, 18.0, 18.0]), T0 + 600, THR)
     assert finding is not None and finding.pinned
     rng = np.random.default_rng(3)
     busy = (0.2 + rng.normal(0, 0.02, 10)).tolist()

@@ -28,7 +28,6 @@ MIN_BASELINE_POINTS = 3
 # averaging other kinds this way finds more harmless drift than faults.
 SHIFT_KINDS = frozenset({SignalKind.LATENCY})
 SHIFT_WINDOW = 5  # samples averaged when judging a lasting shift
-PINNED_SPREAD = 0.05  # a quantile that moves less than this share of itself reads one bucket
 PINNED_SHARE = 0.7  # share of identical baseline samples that marks a quantile without traffic
 REGIME_T = 8.0  # how clearly an older level must differ before the baseline drops it
 
@@ -234,12 +233,10 @@ def _pinned(baseline: NDArray[np.float64]) -> bool:
     Real request latencies vary from scrape to scrape; a quantile that repeats one value
     exactly is reading a histogram bucket bound (or a default) over next to no requests,
     and its jumps (0.005 s to 28 s: the next bucket's interpolation) say little."""
-    if baseline.size < MIN_BASELINE_POINTS:
-        return False
     _, counts = np.unique(baseline, return_counts=True)
-    lo, median, hi = _quantiles(np.sort(baseline), (0.1, 0.5, 0.9))
-    within_a_bucket = median > 0 and (hi - lo) <= PINNED_SPREAD * median
-    return within_a_bucket or int(counts.max()) >= PINNED_SHARE * baseline.size
+    return (
+        baseline.size >= MIN_BASELINE_POINTS and int(counts.max()) >= PINNED_SHARE * baseline.size
+    )
 
 
 def _shift_z(z: NDArray[np.float64], split: int, threshold: float) -> NDArray[np.float64] | None:
