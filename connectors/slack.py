@@ -236,12 +236,24 @@ def _slack_error(method: str, exc: Exception) -> SlackError:
     return SlackError(message, None, True, maybe_done=not refused)
 
 
-class SlackPublisher:
-    """Posts, updates and threads incident messages; one instance per process is enough."""
+ReportLink = Callable[[str], str | None]
 
-    def __init__(self, client: WebClient, settings: SlackSettings) -> None:
+
+class SlackPublisher:
+    """Posts, updates and threads incident messages; one instance per process is enough.
+
+    ``report_link`` turns an analysis id into the "full report" link its post carries; the
+    service passes one that signs a read-only share link, because a link to the
+    token-protected API answers 401 to everyone who reads it in Slack. None: a plain link
+    under ``settings.public_url`` (right for an API that needs no token).
+    """
+
+    def __init__(
+        self, client: WebClient, settings: SlackSettings, report_link: ReportLink | None = None
+    ) -> None:
         self.client = client
         self.settings = settings
+        self.report_link = report_link
 
     def _call(self, method: str, fn: Callable[[], Any]) -> Any:
         try:

@@ -30,6 +30,7 @@ SECRETS: dict[str, Any] = {
     "webhookToken": "webhook-secret-value-5e6f",
     "slackBotToken": "xoxb-slack-secret-value-7a8b",
     "slackSigningSecret": "signing-secret-value-9c0d",
+    "shareSecret": "share-secret-value-0a1b2c",
     "openaiApiKey": "sk-openai-secret-value-1e2f",
     "prometheusBearerToken": "prom-secret-value-3a4b",
     "elasticsearchApiKey": "es-key-secret-value-5c6d",
@@ -343,11 +344,12 @@ def test_ingress_routes_slack_events_to_the_service(charts: dict[str, Rendered])
     rule = ingress["spec"]["rules"][0]
     assert rule["host"] == "rca.example.com"
     paths = rule["http"]["paths"]
-    assert [p["path"] for p in paths] == ["/slack/events"]
-    backend = paths[0]["backend"]["service"]
+    assert (paths[0]["path"], paths[0]["pathType"]) == ("/slack/events", "Exact")
     service = rendered.one("Service")
-    assert backend["name"] == service["metadata"]["name"]
-    assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+    for path in paths:
+        backend = path["backend"]["service"]
+        assert backend["name"] == service["metadata"]["name"]
+        assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
     assert "https://rca.example.com/slack/events" in rendered.notes
 
 
@@ -404,3 +406,79 @@ def test_config_map_holds_sources_catalog_routing_and_backend(
     del without_vllm["vllm"]
     openai = render(without_vllm).config_file()
     assert openai["backend"] == "openai" and openai["summarizer"] == {"model": "gpt-4.1-mini"}
+
+
+def _routed(paths: list[dict[str, Any]], request_path: str) -> bool:
+    """Whether an Ingress with these paths sends ``request_path`` to the backend, by the
+    Kubernetes rules: Exact compares the whole path, Prefix compares element by element
+    (``/v1/analyses/`` matches ``/v1/analyses/x`` and ``/v1/analyses``, not ``/v1/analysesx``)."""
+    for path in paths:
+        if path["pathType"] == "Exact" and path["path"] == request_path:
+            return True
+        if path["pathType"] == "Prefix":
+            prefix = [p for p in path["path"].split("/") if p]
+            if [p for p in request_path.split("/") if p][: len(prefix)] == prefix:
+                return True
+    return False
+
+
+def test_ingress_routes_the_share_link_of_a_post_but_not_the_webhook(
+    charts: dict[str, Rendered], routes: set[tuple[str, str]]
+) -> None:
+    """Follow the chart's own wiring: the public URL it writes into the config, the share
+    secret it stores, the link the service builds from both, and the ingress in front."""
+    from datetime import UTC, datetime
+    from urllib.parse import urlsplit
+
+    from agent.service.share import share_url
+
+    rendered = charts["everything"]
+    stored = secret_data(rendered)
+    config = rendered.config_file()
+    env = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in rendered.agent_container()["env"]
+        if "valueFrom" in e
+    }
+    assert env["RCA_SERVICE__SHARE_SECRET"] == {
+        "name": rendered.one("Secret")["metadata"]["name"],
+        "key": "share-secret",
+        "optional": True,
+    }
+    settings = Settings.model_validate(
+        {
+            "slack": config["slack"],
+            "api_tokens": stored["api-tokens"],
+            "service": {"share_secret": stored["share-secret"]},
+        }
+    )
+    link = share_url(settings, "an-0123456789abcdef", datetime.now(UTC))
+    assert link is not None
+    url = urlsplit(link)
+    rule = rendered.one("Ingress")["spec"]["rules"][0]
+    assert url.scheme == "https" and url.hostname == rule["host"]
+    assert url.query.startswith("share=")
+    paths = rule["http"]["paths"]
+    assert _routed(paths, url.path)
+    assert ("GET", "/v1/analyses/{analysis_id}/report.md") in routes
+    for route in ("", "/chart.png"):
+        assert _routed(paths, f"/v1/analyses/an-0123456789abcdef{route}")
+        assert ("GET", f"/v1/analyses/{{analysis_id}}{route}") in routes
+    assert _routed(paths, "/analyses/an-0123456789abcdef")  # the report page to come
+    assert not _routed(paths, WEBHOOK_PATH) and not _routed(paths, "/metrics")
+    assert "/report.md" in rendered.notes and "share token" in rendered.notes
+
+
+def test_report_paths_can_be_turned_off() -> None:
+    values = copy.deepcopy(EVERYTHING)
+    values["ingress"]["reportPaths"] = []
+    rendered = render(values)
+    paths = rendered.one("Ingress")["spec"]["rules"][0]["http"]["paths"]
+    assert [p["path"] for p in paths] == ["/slack/events"]
+    assert not _routed(paths, "/v1/analyses/an-1/report.md")
+    assert "will not open outside the cluster" in rendered.notes
+
+
+def test_schema_refuses_a_short_share_secret() -> None:
+    with pytest.raises(Exception, match="shareSecret"):
+        render({"secrets": {"shareSecret": "short"}})

@@ -4,6 +4,7 @@ limits and error bodies."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from service_support import (
 )
 
 from agent.service.app import create_app
+from agent.service.share import share_url, signer_for
 from agent.store.queries import analyses_with_feedback
 
 WEBHOOK = "/v1/alertmanager"
@@ -276,3 +278,107 @@ def test_operations_endpoints(client: TestClient) -> None:
     assert "rca_queue_depth" in metrics
     assert "rca_oldest_pending_job_age_seconds" in metrics
     assert 'rca_source_query_duration_seconds_count{source="snapshot_dir"} 1.0' in metrics
+
+
+# --- share links: read one analysis without a token ---------------------------------------
+
+SHARE_SECRET = "share-secret-for-tests-0123"
+PUBLIC = "https://rca.example.com"
+
+
+def _shared_client(tmp_path: Path) -> TestClient:
+    return make_client(
+        tmp_path,
+        service={"charts": True, "share_secret": SHARE_SECRET},
+        slack={"public_url": PUBLIC},
+    )
+
+
+def _local(url: str | None) -> str:
+    """A public share URL as the path and query the test client requests."""
+    assert url is not None and url.startswith(PUBLIC + "/"), url
+    return url.removeprefix(PUBLIC)
+
+
+def test_share_link_reads_its_analysis_report_and_chart_without_a_token(tmp_path: Path) -> None:
+    with _shared_client(tmp_path) as client:
+        analysis_id = post_alert(client, notification())["analysis_id"]
+        wait_for(lambda: finished(client, analysis_id)["chart_url"], 60, "the chart")
+        settings = client.app.state.rca.settings  # type: ignore[attr-defined]
+        link = share_url(settings, analysis_id, datetime.now(UTC))
+        report = client.get(_local(link))  # no Authorization header at all
+        token = _local(link).partition("?share=")[2]
+        body = client.get(f"/v1/analyses/{analysis_id}", params={"share": token})
+        chart = client.get(body.json()["chart_url"]) if body.status_code == 200 else None
+        plain = client.get(f"/v1/analyses/{analysis_id}/report.md")
+    assert link is not None and link.startswith(f"{PUBLIC}/v1/analyses/{analysis_id}/report.md?")
+    assert report.status_code == 200, report.text
+    assert report.headers["content-type"].startswith("text/markdown")
+    assert body.status_code == 200, body.text
+    analysis = body.json()["analysis"]
+    assert analysis["id"] == analysis_id and analysis["root_cause"]["service"] in report.text
+    # Links in a shared answer carry the share on, so the report's chart opens too.
+    assert f"chart.png?share={token}" in report.text
+    assert body.json()["report_url"] == f"/v1/analyses/{analysis_id}/report.md?share={token}"
+    assert chart is not None and chart.status_code == 200
+    assert chart.content.startswith(b"\x89PNG")
+    assert plain.status_code == 401  # the link, not the route, is what opens it
+
+
+def test_share_link_refuses_tampering_expiry_other_analyses_lists_and_writes(
+    tmp_path: Path,
+) -> None:
+    with _shared_client(tmp_path) as client:
+        first = post_alert(client, notification(group="a"))["analysis_id"]
+        other = post_alert(client, notification(group="b"))["analysis_id"]
+        finished(client, first)
+        finished(client, other)
+        signer = signer_for(client.app.state.rca.settings)  # type: ignore[attr-defined]
+        assert signer is not None
+        now = datetime.now(UTC)
+        token = signer.sign(first, now + timedelta(hours=1))
+        seconds, _, signature = token.partition(".")
+        flipped = signature[:-1] + ("A" if signature[-1] != "A" else "B")
+
+        def read(analysis_id: str, share: str, route: str = "/report.md") -> Any:
+            return client.get(f"/v1/analyses/{analysis_id}{route}", params={"share": share})
+
+        ok = read(first, token)
+        tampered = read(first, f"{seconds}.{flipped}")
+        longer = read(first, f"{int(seconds) + 86400}.{signature}")  # a later expiry, same sig
+        elsewhere = read(other, token, "")
+        expired = read(first, signer.sign(first, now - timedelta(seconds=1)), "/chart.png")
+        malformed = read(first, "not-a-share-token")
+        listing = client.get("/v1/analyses", params={"share": token})
+        rating = {"verdict": "correct"}
+        feedback = client.post(f"/v1/analyses/{first}/feedback?share={token}", json=rating)
+        request = client.post(f"/v1/analyses?share={token}", json={"services": ["frontend"]})
+        state = client.app.state.rca  # type: ignore[attr-defined]
+        with state.sessions.begin() as session:
+            rated = list(analyses_with_feedback(session))
+    assert ok.status_code == 200
+    for refused, code, words in [
+        (tampered, "share_link_invalid", f"not valid for analysis {first!r}"),
+        (longer, "share_link_invalid", f"not valid for analysis {first!r}"),
+        (elsewhere, "share_link_invalid", f"not valid for analysis {other!r}"),
+        (expired, "share_link_expired", "share link expired at"),
+        (malformed, "share_link_invalid", "expected share=<expiry>.<signature>"),
+    ]:
+        assert refused.status_code == 401, refused.text
+        error = refused.json()["error"]
+        assert error["code"] == code and words in error["message"]
+        assert refused.headers["www-authenticate"] == "Bearer"
+    for refused in (listing, feedback, request):
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["message"] == "query.share: unknown query parameter"
+    assert rated == []
+
+
+def test_share_key_falls_back_to_the_first_api_token(tmp_path: Path) -> None:
+    with make_client(tmp_path, slack={"public_url": PUBLIC}) as client:
+        analysis_id = post_alert(client, notification())["analysis_id"]
+        finished(client, analysis_id)
+        settings = client.app.state.rca.settings  # type: ignore[attr-defined]
+        link = share_url(settings, analysis_id, datetime.now(UTC))
+        report = client.get(_local(link))
+    assert report.status_code == 200, report.text

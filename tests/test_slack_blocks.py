@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -36,7 +37,11 @@ from agent.slack.limits import (
 from evals.simulator import simulate
 
 GOLDEN = Path(__file__).parent / "fixtures" / "slack"
-VIEW = IncidentView(severity="critical", public_url="https://rca.example.com/")
+
+
+def _view(analysis: Analysis) -> IncidentView:
+    url = f"https://rca.example.com/v1/analyses/{analysis.id}/report.md"
+    return IncidentView(severity="critical", report_url=url)
 
 
 def _simulated() -> Analysis:
@@ -69,21 +74,22 @@ def _oversized() -> Analysis:
     )
 
 
-CASES = {
-    "handbuilt": (build_analysis, VIEW),
+CASES: dict[str, tuple[Callable[[], Analysis], Callable[[Analysis], IncidentView]]] = {
+    "handbuilt": (build_analysis, _view),
     "insufficient-resolved": (
         lambda: build_analysis(insufficient=True),
-        IncidentView(status="resolved", tz=ZoneInfo("Europe/Berlin")),
+        lambda _: IncidentView(status="resolved", tz=ZoneInfo("Europe/Berlin")),
     ),
-    "simulated": (_simulated, VIEW),
-    "oversized": (_oversized, IncidentView(buttons=True)),
+    "simulated": (_simulated, _view),
+    "oversized": (_oversized, lambda _: IncidentView(buttons=True)),
 }
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_blocks_match_golden_file(name: str) -> None:
-    make, view = CASES[name]
-    blocks = incident_blocks(make(), view)
+    make, view_of = CASES[name]
+    analysis = make()
+    blocks = incident_blocks(analysis, view_of(analysis))
     path = GOLDEN / f"{name}.blocks.json"
     if os.environ.get("RCA_UPDATE_GOLDEN") == "1":
         path.write_text(json.dumps(blocks, indent=2, ensure_ascii=False) + "\n")
@@ -92,8 +98,9 @@ def test_blocks_match_golden_file(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_golden_messages_respect_slack_limits(name: str) -> None:
-    make, view = CASES[name]
+    make, view_of = CASES[name]
     analysis = make()
+    view = view_of(analysis)
     assert problems(incident_blocks(analysis, view), fallback_text(analysis, view)) == []
     stored = json.loads((GOLDEN / f"{name}.blocks.json").read_text())
     assert problems(stored) == []
@@ -102,16 +109,17 @@ def test_golden_messages_respect_slack_limits(name: str) -> None:
 def test_truncation_is_marked_never_silent() -> None:
     blocks = incident_blocks(_oversized(), IncidentView())
     header = blocks[0]["text"]["text"]
-    assert len(header) == HEADER_TEXT and header.endswith("…")
+    # The alert name gives way; the verdict at the end of the header stays whole.
+    assert len(header) == HEADER_TEXT and header.endswith("… · root cause: payments")
     notes = [e["text"] for b in blocks if b["type"] == "context" for e in b["elements"]]
     note = next(n for n in notes if n.startswith("(truncated)"))
-    assert "10 more evidence items" in note and "24 more timeline events" in note
-    assert "4 more next steps" in note
-    evidence = next(
-        b for b in blocks if b["type"] == "section" and "*Evidence*" in b["text"]["text"]
-    )
-    assert "…" in evidence["text"]["text"] and len(evidence["text"]["text"]) <= SECTION_TEXT
-    assert "_… and 10 more in the full report_" in evidence["text"]["text"]
+    assert "title" in note and "10 more evidence items" in note
+    assert "24 more timeline events" in note and "4 more next steps" in note
+    sections = [b["text"]["text"] for b in blocks if b["type"] == "section"]
+    start = next(i for i, t in enumerate(sections) if t.startswith("*Evidence*"))
+    evidence = "\n".join(sections[start : start + 3])
+    assert "…" in evidence and all(len(t) <= SECTION_TEXT for t in sections)
+    assert "_… and 10 more in the full report_" in evidence
 
 
 def test_untrusted_log_text_cannot_ping_the_channel() -> None:
@@ -120,7 +128,7 @@ def test_untrusted_log_text_cannot_ping_the_channel() -> None:
 
 
 def test_evidence_bullets_carry_numbers_onset_and_links(analysis: Analysis) -> None:
-    blocks = incident_blocks(analysis, VIEW)
+    blocks = incident_blocks(analysis, _view(analysis))
     evidence = next(b["text"]["text"] for b in blocks if "*Evidence*" in b["text"].get("text", ""))
     m2 = next(line for line in evidence.splitlines() if "[M2]" in line)
     assert "120 ms → incident peak 830 ms" in m2
@@ -128,13 +136,13 @@ def test_evidence_bullets_carry_numbers_onset_and_links(analysis: Analysis) -> N
     assert m2.endswith("<http://prom/graph?g0=x|Prometheus graph>")
     kibana = analysis.evidence[1].model_copy(update={"link": "http://kb/app/discover#/?q=a|b"})
     linked = analysis.model_copy(update={"evidence": [analysis.evidence[0], kibana]})
-    text = json.dumps(incident_blocks(linked, VIEW))
+    text = json.dumps(incident_blocks(linked, _view(analysis)))
     assert "<http://kb/app/discover#/?q=a%7Cb|Kibana Discover>" in text
 
 
 def test_report_link_buttons_and_header(analysis: Analysis) -> None:
-    blocks = incident_blocks(analysis, VIEW)
-    assert blocks[0]["text"]["text"] == "🔴 CheckoutLatencyHigh · critical · payments"
+    blocks = incident_blocks(analysis, _view(analysis))
+    assert blocks[0]["text"]["text"] == "🔴 CheckoutLatencyHigh · critical · root cause: payments"
     context = json.dumps(blocks[-2])
     assert "https://rca.example.com/v1/analyses/an-test-1/report.md" in context
     buttons = blocks[-1]["elements"]
@@ -159,8 +167,8 @@ def test_resolved_header_and_insufficient_evidence() -> None:
 def test_live_simulated_analysis_renders_within_limits() -> None:
     """The engine as it is today, not a stored result: the root cause reaches the message."""
     analysis = analyze(simulate(3).snapshot)
-    blocks = incident_blocks(analysis, VIEW)
-    assert problems(blocks, fallback_text(analysis, VIEW)) == []
+    blocks = incident_blocks(analysis, _view(analysis))
+    assert problems(blocks, fallback_text(analysis, _view(analysis))) == []
     assert len(blocks) <= MAX_BLOCKS
     if analysis.root_cause is not None:
         assert f"`{analysis.root_cause.service}`" in blocks[1]["text"]["text"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from slack_double import SIGNING_SECRET, TEAM_ID, TOKEN, SlackDouble, block_action, sign
+from slack_evidence import promql_link, with_links
 
 from agent.errors import ConfigError, RcaError
 from agent.models import Analysis, FaultType
@@ -31,7 +33,7 @@ from agent.slack.blocks import ACTION_CORRECT, ACTION_RERUN, ACTION_WRONG
 from agent.slack.bot import build_bot
 from agent.slack.modal import FEEDBACK_VIEW, FeedbackOrigin
 from agent.slack.transport import EVENTS_PATH, slack_router
-from connectors.slack import SlackPublisher, build_client
+from connectors.slack import ReportLink, SlackPublisher, build_client
 from connectors.slack_settings import SlackSettings
 
 NOW = datetime(2024, 5, 14, 11, 5, tzinfo=UTC)
@@ -89,11 +91,17 @@ def backend() -> FakeBackend:
     return FakeBackend()
 
 
-def _client(api: SlackDouble, backend: FakeBackend, **changes: Any) -> TestClient:
+def _client(
+    api: SlackDouble,
+    backend: FakeBackend,
+    report_link: ReportLink | None = None,
+    **changes: Any,
+) -> TestClient:
     settings = SlackSettings.model_validate(
         {"default_channel": CHANNEL, "backoff_s": 0.01, **changes}
     )
-    publisher = SlackPublisher(build_client(api.api_url, SecretStr(TOKEN), settings), settings)
+    client = build_client(api.api_url, SecretStr(TOKEN), settings)
+    publisher = SlackPublisher(client, settings, report_link=report_link)
     bot = build_bot(backend, publisher, SecretStr(SIGNING_SECRET), poll_s=0.01, now=lambda: NOW)
     app = FastAPI()
     app.include_router(slack_router(bot))
@@ -218,6 +226,24 @@ def test_private_flag_answers_ephemerally(
     assert api.calls("chat.postMessage") == []
 
 
+def test_posts_link_the_report_through_the_publishers_report_link(
+    api: SlackDouble, backend: FakeBackend
+) -> None:
+    """The service signs share links; the bot must use them, in channel and private answers."""
+    signed = "https://rca.example.com/v1/analyses/{}/report.md?share=1716000000.c2ln"
+    client = _client(
+        api, backend, report_link=signed.format, public_url="https://unsigned.example.com"
+    )
+    _post(client, _command("payments --private"))
+    (private,) = api.wait_for("chat.postEphemeral")
+    _post(client, _command("payments"))
+    (public,) = api.wait_for("chat.postMessage")
+    for blocks in (private.params["blocks"], public.params["blocks"]):
+        context = json.dumps(blocks)
+        assert f"<{signed.format('an-test-1')}|full report>" in context
+        assert "unsigned.example.com" not in context
+
+
 def test_channel_allow_list(api: SlackDouble, backend: FakeBackend) -> None:
     client = _client(api, backend, allowed_channels=["C0PAYMENTS"])
     text = _post(client, _command("checkout")).text
@@ -241,6 +267,21 @@ def test_mention_with_a_question_answers_from_the_stored_analysis(
     assert reply.params["thread_ts"] == "1715680000.000100"
     assert "*[M2]* checkout · http_latency_p99_seconds" in reply.params["text"]
     assert backend.asks == []
+
+
+def test_answer_longer_than_a_section_keeps_every_link_whole(
+    api: SlackDouble, backend: FakeBackend, client: TestClient
+) -> None:
+    urls = [promql_link(80, tag=f"t{i}-") for i in range(3)]  # ~1,600 characters each
+    backend.analysis = with_links(*urls)
+    backend.threads[(CHANNEL, "1715680000.000100")] = "an-test-1"
+    _post(client, _event("<@U0RCABOT> what are M1, M2 and M3?", "1715680000.000100"), kind="json")
+    (reply,) = api.wait_for("chat.postMessage")
+    text = reply.params["text"]
+    assert text.endswith("…") and len(text) <= 3000  # the answer had to be shortened
+    links = re.findall(r"<[^<>]*>", text)
+    assert links and all(f"<{u}|open the source>" in links for u in urls[: len(links)])
+    assert text.count("<") == text.count(">") == len(links)
 
 
 def test_mention_rerun_reanalyses_and_updates_in_place(

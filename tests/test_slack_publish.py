@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from collections.abc import Iterator
@@ -95,9 +96,9 @@ def test_first_post_is_routed_by_labels_with_blocks_and_metadata(
     (call,) = api.calls("chat.postMessage")
     assert call.headers["Authorization"] == f"Bearer {TOKEN}"
     assert call.params["channel"] == "#payments-oncall"
-    view = incident_view(alert, "https://rca.example.com", UTC)
+    view = incident_view(alert, "https://rca.example.com/v1/analyses/an-test-1/report.md", UTC)
     assert call.params["blocks"] == incident_blocks(_analysis(), view)
-    assert "root cause payments (memory_leak, confidence 0.83)" in call.params["text"]
+    assert "root cause: payments (memory_leak, confidence 0.83)" in call.params["text"]
     assert call.params["metadata"] == {
         "event_type": "rca_incident",
         "event_payload": {"incident_key": GROUP_KEY},
@@ -163,6 +164,24 @@ def test_stored_ref_updates_in_place_and_resolution_replies_in_thread(
     assert update.params["blocks"][0]["text"]["text"].startswith("✅ Resolved: CheckoutLatencyHigh")
     (reply,) = [c for c in api.calls("chat.postMessage") if c.params.get("thread_ts")]
     assert reply.params["thread_ts"] == first.ts and "resolved" in reply.params["text"]
+
+
+def test_report_link_comes_from_the_publisher_fresh_on_every_update(
+    api: SlackDouble, waits: list[float]
+) -> None:
+    signed = iter(["1716000000.first", "1716090000.second"])
+    publisher = _publisher(api.api_url, waits)
+    publisher.report_link = lambda analysis_id: (
+        f"https://r.example/{analysis_id}?share={next(signed)}"
+    )
+    ref = publish_incident(publisher, _analysis(), _alert(), None)
+    publish_incident(publisher, _analysis(), _alert("resolved"), ref, previous=_analysis())
+    (post,) = api.calls("chat.postMessage")[:1]
+    (update,) = api.calls("chat.update")
+    context = json.dumps(post.params["blocks"][-2])
+    assert "<https://r.example/an-test-1?share=1716000000.first|full report>" in context
+    assert "rca.example.com" not in context  # the plain (401) API link is not used
+    assert "share=1716090000.second|full report>" in json.dumps(update.params["blocks"])
 
 
 def test_reanalysis_reply_says_what_changed(api: SlackDouble, publisher: SlackPublisher) -> None:

@@ -1,4 +1,9 @@
-"""``/v1/analyses``: ad-hoc requests, status and results, reports, charts and feedback."""
+"""``/v1/analyses``: ad-hoc requests, status and results, reports, charts and feedback.
+
+The three read routes of one analysis (its JSON, report and chart) also take a share link
+(``?share=...``, :mod:`agent.service.share`) instead of a token; the links in their answers
+then carry the same share token, so a report opened from Slack can show its chart.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import AwareDatetime, BeforeValidator
 
 from agent.models import Analysis, Trigger
-from agent.service.auth import require
+from agent.service.auth import read_one, require
 from agent.service.charts import evidence_chart
 from agent.service.problems import ApiError, known_query_only
 from agent.service.schemas import (
@@ -25,6 +30,7 @@ from agent.service.schemas import (
     IncidentState,
     JobStatus,
 )
+from agent.service.share import with_share
 from agent.service.state import ServiceState, service_state
 from agent.store import queries
 from agent.store.intake import NewJob, enqueue
@@ -41,7 +47,16 @@ _AUTH: dict[int | str, dict[str, Any]] = {
 _FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "no such analysis"}
 }
+_READ_ONE: dict[int | str, dict[str, Any]] = {
+    **_AUTH,
+    401: {
+        "model": ErrorBody,
+        "description": "missing or unknown token, or a share link that is altered, expired or "
+        "for another analysis",
+    },
+}
 _READ = [Depends(require("read"))]
+Shared = Annotated[str | None, Depends(read_one)]
 _WRITE = [Depends(require("write"))]
 
 
@@ -142,11 +157,10 @@ def list_analyses(
 @router.get(
     "/{analysis_id}",
     response_model=AnalysisStatus,
-    responses={**_AUTH, **_FOUND},
-    dependencies=_READ,
+    responses={**_READ_ONE, **_FOUND},
 )
-def get_analysis(analysis_id: str, state: State) -> AnalysisStatus:
-    """The job's state; once done, the full Analysis."""
+def get_analysis(analysis_id: str, state: State, share: Shared) -> AnalysisStatus:
+    """The job's state; once done, the full Analysis. A token or a share link."""
     record = _record(state, analysis_id)
     done = record.status == "done"
     incident = (
@@ -164,8 +178,10 @@ def get_analysis(analysis_id: str, state: State) -> AnalysisStatus:
         attempts=record.attempts,
         error=record.error,
         incident=incident,
-        report_url=f"/v1/analyses/{record.id}/report.md" if done else None,
-        chart_url=f"/v1/analyses/{record.id}/chart.png" if record.has_chart else None,
+        report_url=with_share(f"/v1/analyses/{record.id}/report.md", share) if done else None,
+        chart_url=(
+            with_share(f"/v1/analyses/{record.id}/chart.png", share) if record.has_chart else None
+        ),
         analysis=Analysis.model_validate_json(record.result) if done and record.result else None,
     )
 
@@ -176,20 +192,19 @@ def get_analysis(analysis_id: str, state: State) -> AnalysisStatus:
     responses={
         200: {"content": {"text/markdown": {}}, "description": "the Markdown report"},
         409: {"model": ErrorBody, "description": "the analysis is not done"},
-        **_AUTH,
+        **_READ_ONE,
         **_FOUND,
     },
-    dependencies=_READ,
 )
-def get_report(analysis_id: str, state: State) -> Response:
-    """The Markdown report of a finished analysis."""
+def get_report(analysis_id: str, state: State, share: Shared) -> Response:
+    """The Markdown report of a finished analysis. A token or a share link."""
     from agent.report import markdown_report
 
     record = _record(state, analysis_id)
     if record.status != "done" or record.result is None:
         raise ApiError(409, "not_done", f"analysis {analysis_id!r} is {record.status}")
     analysis = Analysis.model_validate_json(record.result)
-    chart = f"/v1/analyses/{analysis_id}/chart.png" if record.has_chart else None
+    chart = with_share(f"/v1/analyses/{analysis_id}/chart.png", share) if record.has_chart else None
     text = markdown_report(analysis, chart=chart)
     return Response(text, media_type="text/markdown; charset=utf-8")
 
@@ -199,14 +214,13 @@ def get_report(analysis_id: str, state: State) -> Response:
     response_class=Response,
     responses={
         200: {"content": {"image/png": {}}, "description": "the evidence chart"},
-        **_AUTH,
+        **_READ_ONE,
         **_FOUND,
     },
-    dependencies=_READ,
 )
-def get_chart(analysis_id: str, state: State) -> Response:
+def get_chart(analysis_id: str, state: State, share: Shared) -> Response:
     """The evidence chart (PNG), rendered on first request and then cached; 404 when the
-    analysis is not done or has nothing to draw."""
+    analysis is not done or has nothing to draw. A token or a share link."""
     png = evidence_chart(state.sessions, analysis_id)
     if png is None:
         _record(state, analysis_id)  # 404 "no analysis" when it does not exist at all

@@ -5,6 +5,9 @@ top level of :class:`agent.config.Settings` (``RCA_DATABASE_URL``, ``RCA_API_TOK
 API tokens are written ``TOKEN:SCOPE`` with SCOPE ``read`` or ``write`` (write includes
 read); a bare ``TOKEN`` means ``write``. In the environment they are comma separated
 (``RCA_API_TOKENS=ops-ro:read,ci-bot:write``); in YAML a list of such strings.
+
+``service.share_secret`` (``RCA_SERVICE__SHARE_SECRET``) keys the signed, expiring share
+links of :mod:`agent.service.share`; they admit reading one analysis without a token.
 """
 
 from __future__ import annotations
@@ -92,3 +95,19 @@ class ServiceSettings(BaseModel):
     source_check_timeout_s: float = Field(
         2.0, gt=0, description="timeout of each source reachability check in /readyz"
     )
+    share_secret: SecretStr | None = Field(
+        None,
+        description="key that signs read-only share links to one analysis (the report link "
+        "of a Slack post), 16+ characters; none: derived from the first API token, so "
+        "rotating that token voids posted links",
+    )
+    share_ttl_hours: float = Field(
+        168.0, gt=0, le=24 * 366, description="how long a share link stays valid (7 days)"
+    )
+
+    @field_validator("share_secret")
+    @classmethod
+    def _share_secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("a share secret needs at least 16 characters")
+        return value

@@ -79,12 +79,15 @@ def install_slack(app: FastAPI, state: ServiceState) -> SlackParts | None:
                 "(or unset RCA_SLACK_SIGNING_SECRET and slack.app_token)"
             )
         return None
+    from agent.service.share import report_links
     from agent.slack.bot import build_bot
     from agent.slack.transport import slack_router, socket_mode
     from connectors.slack import SlackPublisher, build_client
 
     publisher = SlackPublisher(
-        build_client(settings.slack_api_url, token, settings.slack), settings.slack
+        build_client(settings.slack_api_url, token, settings.slack),
+        settings.slack,
+        report_link=report_links(settings, state.clock),
     )
     parts = SlackParts(
         SlackOutbox(

@@ -12,7 +12,7 @@ import re
 
 from agent.models import Analysis
 from agent.report import change_text, confidence_text, subject
-from agent.slack.limits import SECTION_TEXT, clip, escape
+from agent.slack.limits import SECTION_TEXT, clip_mrkdwn, escape, link
 
 _TOPICS: dict[str, tuple[str, ...]] = {
     "next": ("next", "do", "fix", "check", "mitigat", "action"),
@@ -27,10 +27,10 @@ def _evidence_answer(analysis: Analysis, evidence_id: str) -> str | None:
     if ev is None:
         return None
     onset = f", onset {ev.onset:%H:%M:%S} UTC" if ev.onset else ""
-    link = f"\n<{ev.link}|open the source>" if ev.link else ""
+    source = f"\n{link(ev.link, 'open the source')}" if ev.link else ""
     return (
         f"*[{ev.id}]* {escape(subject(ev))} — {escape(ev.pattern)}: "
-        f"{escape(change_text(ev))}{onset}.\n{escape(ev.description)}{link}"
+        f"{escape(change_text(ev))}{onset}.\n{escape(ev.description)}{source}"
     )
 
 
@@ -98,4 +98,4 @@ def answer_question(analysis: Analysis, question: str) -> str:
     if not parts:
         parts.append(_summary(analysis))
         parts.append("_Ask about an evidence id (M1, L2), a service, next steps or confidence._")
-    return clip("\n\n".join(parts), SECTION_TEXT)[0]
+    return clip_mrkdwn("\n\n".join(parts), SECTION_TEXT)[0]

@@ -5,6 +5,12 @@ message is what an on-call engineer reads before opening a dashboard: the alert,
 root cause and how sure we are, the evidence with its numbers and a link each, a short
 timeline, what to check next, then buttons to rate or widen the analysis. Anything cut to
 fit Slack's limits ends in "…" and a "(truncated)" note points to the full report.
+
+Links are never cut: a Prometheus graph URL cut mid-query opens a different query. Evidence
+text gives way first, bullets spill into further sections rather than being clipped, and a
+link too long for any section is left out whole with a note. The header names what its
+service slot is ("root cause: X", or "alert: Y" when no root cause is named), so a reader
+never takes the alerting service for the cause.
 """
 
 from __future__ import annotations
@@ -13,14 +19,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
 
-from agent.models import Analysis, Evidence
+from agent.models import Analysis, Evidence, RootCause
 from agent.report import change_text, cited_evidence, confidence_text, offset_text, subject
 from agent.slack.limits import (
     BUTTON_VALUE,
+    CONTEXT_TEXT,
     HEADER_TEXT,
     MESSAGE_TEXT,
     SECTION_TEXT,
     clip,
+    clip_mrkdwn,
     escape,
     link,
 )
@@ -30,7 +38,10 @@ Block = dict[str, Any]
 MAX_EVIDENCE = 5
 MAX_TIMELINE = 6
 MAX_STEPS = 5
-BULLET_TEXT = 560  # five bullets and a title stay under one section's 3000 characters
+BULLET_TEXT = 560  # an evidence bullet's words, without its link
+EVIDENCE_TITLE = "*Evidence*"
+# The longest link a bullet keeps: with the title and the longest words it still fits one section.
+LINK_TEXT = SECTION_TEXT - len(EVIDENCE_TITLE) - 1 - BULLET_TEXT - len(" · ")
 
 ACTION_CORRECT = "rca_feedback_correct"
 ACTION_WRONG = "rca_feedback_wrong"
@@ -44,7 +55,7 @@ class IncidentView:
 
     status: Literal["firing", "resolved"] = "firing"
     severity: str | None = None
-    public_url: str | None = None
+    report_url: str | None = None  # "full report": in the service, a signed share link
     tz: tzinfo = UTC
     buttons: bool = True
 
@@ -56,10 +67,15 @@ class _Cuts:
     notes: list[str] = field(default_factory=list)
 
     def clip(self, text: str, limit: int, what: str) -> str:
-        out, cut = clip(text, limit)
-        if cut and what not in self.notes:
-            self.notes.append(what)
+        """``text`` (mrkdwn) within ``limit``, never ending inside a link."""
+        out, cut = clip_mrkdwn(text, limit)
+        if cut:
+            self.note(what)
         return out
+
+    def note(self, what: str) -> None:
+        if what not in self.notes:
+            self.notes.append(what)
 
 
 def _clock(value: datetime, tz: tzinfo) -> str:
@@ -74,43 +90,53 @@ def _section(text: str) -> Block:
     return {"type": "section", "text": _mrkdwn(text)}
 
 
-def report_url(analysis: Analysis, public_url: str | None) -> str | None:
-    if not public_url:
-        return None
-    return f"{public_url.rstrip('/')}/v1/analyses/{analysis.id}/report.md"
+def named_cause(analysis: Analysis) -> RootCause | None:
+    """The root cause the message names: none when the evidence is insufficient, even if
+    the analysis holds a best guess."""
+    cause = analysis.root_cause
+    return None if cause is None or analysis.insufficient_evidence else cause
 
 
-def subject_service(analysis: Analysis) -> str:
-    if analysis.root_cause is not None:
-        return analysis.root_cause.service
-    return ", ".join(analysis.trigger.services) or "unknown service"
+def subject_text(analysis: Analysis) -> str:
+    """The header's last slot, in words: ``root cause: X`` when one is named, else
+    ``alert: Y`` (the services the alert is about). A bare service name was read as the
+    root cause when it was only where the alert fired."""
+    cause = named_cause(analysis)
+    if cause is not None:
+        return f"root cause: {cause.service}"
+    services = ", ".join(analysis.trigger.services)
+    return f"alert: {services}" if services else "no root cause named"
 
 
-def title(analysis: Analysis, view: IncidentView) -> str:
-    """``AlertName · severity · service``, marked resolved when the alert is."""
+def title(analysis: Analysis, view: IncidentView, limit: int | None = HEADER_TEXT) -> str:
+    """``AlertName · severity · root cause: X`` (or ``alert: Y``), marked resolved when the
+    alert is. Over ``limit`` the alert name gives way first, so the verdict stays readable."""
     name = analysis.trigger.alert_name or f"rca {', '.join(analysis.trigger.services) or ''}"
-    parts = [name.strip(), view.severity or "", subject_service(analysis)]
-    text = " · ".join(p for p in parts if p)
-    return ("✅ Resolved: " if view.status == "resolved" else "🔴 ") + text
+    prefix = "✅ Resolved: " if view.status == "resolved" else "🔴 "
+    tail = " · ".join(p for p in (view.severity or "", subject_text(analysis)) if p)
+    name = name.strip()
+    if limit is not None:
+        room = limit - len(prefix) - len(" · ") - len(tail)
+        name = clip(name, room)[0] if room >= 20 else name
+    text = prefix + " · ".join(p for p in (name, tail) if p)
+    return text if limit is None else clip(text, limit)[0]
 
 
 def fallback_text(analysis: Analysis, view: IncidentView) -> str:
     """The notification text (and what screen readers get)."""
-    cause = analysis.root_cause
-    if cause is None or analysis.insufficient_evidence:
-        verdict = f"insufficient evidence (confidence {analysis.confidence:.2f})"
+    cause = named_cause(analysis)
+    conf = f"confidence {analysis.confidence:.2f}"
+    if cause is None:
+        verdict = f" — insufficient evidence, no root cause named ({conf})"
     else:
-        verdict = (
-            f"root cause {cause.service} ({cause.fault_type.value}, "
-            f"confidence {analysis.confidence:.2f})"
-        )
-    return clip(f"{title(analysis, view)}: {verdict}", MESSAGE_TEXT)[0]
+        verdict = f" ({cause.fault_type.value}, {conf})"
+    return clip(title(analysis, view, None) + verdict, MESSAGE_TEXT)[0]
 
 
 def _root_cause(analysis: Analysis, cuts: _Cuts) -> Block:
     conf = confidence_text(analysis.confidence)
-    cause = analysis.root_cause
-    if cause is None or analysis.insufficient_evidence:
+    cause = named_cause(analysis)
+    if cause is None:
         head = f":warning: *Insufficient evidence* — no root cause named (confidence {conf})"
         body = analysis.summary
     else:
@@ -123,46 +149,66 @@ def _root_cause(analysis: Analysis, cuts: _Cuts) -> Block:
     return _section(cuts.clip(text, SECTION_TEXT, "summary"))
 
 
-def evidence_line(evidence: Evidence, analysis: Analysis, tz: tzinfo) -> str:
-    """One bullet: what, how it moved (baseline → incident), when, and where to look."""
+def evidence_text(evidence: Evidence, analysis: Analysis, tz: tzinfo) -> str:
+    """One bullet's words: what, how it moved (baseline → incident), when."""
     onset = (
         f"onset {_clock(evidence.onset, tz)} "
         f"({offset_text(evidence.onset, analysis.window.incident_start)})"
         if evidence.onset
         else "onset unknown"
     )
-    line = (
+    return (
         f"• *[{evidence.id}]* {escape(subject(evidence))} — {escape(evidence.pattern)}: "
         f"{escape(change_text(evidence))} · {onset}"
     )
-    if evidence.link:
-        label = "Prometheus graph" if evidence.source == "metric" else "Kibana Discover"
-        line += f" · {link(evidence.link, label)}"
-    return line
 
 
-def _clip_line(line: str, limit: int, cuts: _Cuts, what: str) -> str:
-    """Shorten a bullet without cutting through its trailing link."""
-    if len(line) <= limit:
-        return line
-    head, sep, tail = line.rpartition(" · <")
-    if sep and len(tail) + 4 < limit // 2:
-        return cuts.clip(head, limit - len(tail) - 4, what) + sep + tail
-    return cuts.clip(line, limit, what)
+def evidence_link(evidence: Evidence) -> str | None:
+    """The bullet's link in mrkdwn: where to look (the Prometheus graph, Kibana Discover)."""
+    if not evidence.link:
+        return None
+    label = "Prometheus graph" if evidence.source == "metric" else "Kibana Discover"
+    return link(evidence.link, label)
 
 
-def _evidence(analysis: Analysis, view: IncidentView, cuts: _Cuts) -> Block | None:
+def evidence_line(evidence: Evidence, analysis: Analysis, tz: tzinfo) -> str:
+    """One whole bullet: its words, then its link."""
+    text, url = evidence_text(evidence, analysis, tz), evidence_link(evidence)
+    return f"{text} · {url}" if url else text
+
+
+def _bullet(evidence: Evidence, analysis: Analysis, view: IncidentView, cuts: _Cuts) -> str:
+    """The words shortened to BULLET_TEXT, the link whole or (over LINK_TEXT) left out whole."""
+    text = cuts.clip(evidence_text(evidence, analysis, view.tz), BULLET_TEXT, "evidence text")
+    url = evidence_link(evidence)
+    if url is None:
+        return text
+    if len(url) > LINK_TEXT:
+        cuts.note("evidence links too long for Slack")
+        return f"{text} · _link too long for Slack, in the full report_"
+    return f"{text} · {url}"
+
+
+def _pack(lines: list[str], limit: int = SECTION_TEXT) -> list[str]:
+    """Lines into as few section texts as hold them, none split; each line fits by itself."""
+    texts: list[str] = []
+    for line in lines:
+        if texts and len(texts[-1]) + 1 + len(line) <= limit:
+            texts[-1] += "\n" + line
+        else:
+            texts.append(line)
+    return texts
+
+
+def _evidence(analysis: Analysis, view: IncidentView, cuts: _Cuts) -> list[Block]:
     shown = cited_evidence(analysis, limit=len(analysis.evidence))
     if not shown:
-        return None
-    lines = [
-        _clip_line(evidence_line(ev, analysis, view.tz), BULLET_TEXT, cuts, "evidence text")
-        for ev in shown[:MAX_EVIDENCE]
-    ]
+        return []
+    lines = [EVIDENCE_TITLE] + [_bullet(ev, analysis, view, cuts) for ev in shown[:MAX_EVIDENCE]]
     if len(shown) > MAX_EVIDENCE:
         lines.append(f"_… and {len(shown) - MAX_EVIDENCE} more in the full report_")
-        cuts.notes.append(f"{len(shown) - MAX_EVIDENCE} more evidence items")
-    return _section(cuts.clip("*Evidence*\n" + "\n".join(lines), SECTION_TEXT, "evidence"))
+        cuts.note(f"{len(shown) - MAX_EVIDENCE} more evidence items")
+    return [_section(text) for text in _pack(lines)]
 
 
 def _timeline(analysis: Analysis, view: IncidentView, cuts: _Cuts) -> Block | None:
@@ -211,8 +257,8 @@ def _context(analysis: Analysis, view: IncidentView) -> Block:
     ]
     if "total" in analysis.timings:
         elements.append(_mrkdwn(f"took {analysis.timings['total']:.2f} s"))
-    if url := report_url(analysis, view.public_url):
-        elements.append(_mrkdwn(link(url, "full report")))
+    if view.report_url and len(report := link(view.report_url, "full report")) <= CONTEXT_TEXT:
+        elements.append(_mrkdwn(report))
     elements.append(_mrkdwn(f"`{escape(analysis.id)}`"))
     return {"type": "context", "elements": elements}
 
@@ -246,13 +292,15 @@ def incident_blocks(analysis: Analysis, view: IncidentView | None = None) -> lis
     """The whole incident message; within Slack's limits by construction."""
     view = view or IncidentView()
     cuts = _Cuts()
-    header = cuts.clip(title(analysis, view), HEADER_TEXT, "title")
+    header = title(analysis, view)
+    if header != title(analysis, view, None):
+        cuts.note("title")
     blocks: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}},
         _root_cause(analysis, cuts),
+        *_evidence(analysis, view, cuts),
     ]
     body = (
-        _evidence(analysis, view, cuts),
         _timeline(analysis, view, cuts),
         _next_steps(analysis, cuts),
         _failures(analysis, cuts),

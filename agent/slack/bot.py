@@ -34,7 +34,7 @@ from agent.slack.blocks import (
 )
 from agent.slack.commands import CommandError, parse_command
 from agent.slack.modal import FEEDBACK_VIEW, FeedbackOrigin, feedback_modal, read_submission
-from agent.slack.publish import publish_incident
+from agent.slack.publish import publish_incident, report_url
 from connectors.slack import SlackError, SlackPublisher, SlackRef
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,8 @@ class _Handlers:
         self, analysis: Analysis, reply: ReplyTo, previous: Analysis | None, question: str | None
     ) -> None:
         if reply.private:
-            view = IncidentView(public_url=self.settings.public_url, tz=self.tz)
+            report = report_url(self.publisher, analysis.id)
+            view = IncidentView(report_url=report, tz=self.tz)
             self.publisher.post_ephemeral(
                 reply.channel,
                 reply.user,

@@ -2,15 +2,19 @@
 
 Slack rejects a whole message (``invalid_blocks``) when one element is over its limit, so
 an incident post that grew a long log template would silently never arrive. Every text we
-build goes through :func:`clip`, which keeps under the limit and ends in "…"; the builder
-adds a visible "(truncated)" note. :func:`problems` checks a finished message, for tests
-and as a last guard before sending.
+build goes through :func:`clip` (plain text) or :func:`clip_mrkdwn` (mrkdwn), which keep
+under the limit and end in "…"; the builder adds a visible "(truncated)" note.
+:func:`clip_mrkdwn` never ends inside a ``<url|label>`` link or an ``&amp;`` entity: a link
+cut anywhere opens the wrong page (a PromQL graph URL cut mid-query is a different query),
+so a link that does not fit is dropped whole. :func:`problems` checks a finished message,
+for tests and as a last guard before sending.
 
 Limits: https://docs.slack.dev/reference/block-kit/blocks and .../block-elements.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 MAX_BLOCKS = 50
@@ -26,12 +30,29 @@ ACTIONS_ELEMENTS = 25
 MESSAGE_TEXT = 4000  # chat.postMessage truncates ``text`` beyond 40,000; 4,000 keeps it readable
 ELLIPSIS = "…"
 
+# What must stay whole in mrkdwn: links and mentions (<...>) and the entities escape() writes.
+_WHOLE = re.compile(r"<[^<>]*>|&(?:amp|lt|gt);")
+
 
 def clip(text: str, limit: int) -> tuple[str, bool]:
     """``text`` cut to ``limit`` characters ending in "…", and whether it was cut."""
     if len(text) <= limit:
         return text, False
     return text[: limit - 1].rstrip() + ELLIPSIS, True
+
+
+def clip_mrkdwn(text: str, limit: int) -> tuple[str, bool]:
+    """Like :func:`clip`, but the cut moves back to before a link or entity it would split."""
+    if len(text) <= limit:
+        return text, False
+    cut = limit - 1
+    for span in _WHOLE.finditer(text):
+        if span.start() >= cut:
+            break
+        if span.end() > cut:
+            cut = span.start()
+            break
+    return text[:cut].rstrip() + ELLIPSIS, True
 
 
 def escape(text: str) -> str:

@@ -6,6 +6,10 @@ with one it updates that message and says in its thread what changed, so a retry
 second notification never produces a second top-level post. A :class:`SlackError` means
 nothing was posted: record it and call again later (``recover=True`` then, so a post whose
 answer was lost is found instead of repeated).
+
+Every post and update links to the full report through :func:`report_url`: a signed,
+expiring share link when the service set one up (``SlackPublisher.report_link``), so the
+link opens for whoever reads it in Slack, and is fresh again on each update.
 """
 
 from __future__ import annotations
@@ -35,14 +39,23 @@ def alert_labels(alert: AlertmanagerWebhook | None) -> dict[str, str]:
     return {**alert.groupLabels, **alert.commonLabels}
 
 
+def report_url(publisher: SlackPublisher, analysis_id: str) -> str | None:
+    """The "full report" link of a post: the publisher's (a share link), else a plain link
+    under ``slack.public_url``; None when neither is configured."""
+    if publisher.report_link is not None:
+        return publisher.report_link(analysis_id)
+    base = publisher.settings.public_url
+    return f"{base.rstrip('/')}/v1/analyses/{analysis_id}/report.md" if base else None
+
+
 def incident_view(
-    alert: AlertmanagerWebhook | None, public_url: str | None, tz: tzinfo
+    alert: AlertmanagerWebhook | None, report: str | None, tz: tzinfo
 ) -> IncidentView:
     status = alert.status if alert is not None else "firing"
     return IncidentView(
         status=status,
         severity=alert_labels(alert).get("severity"),
-        public_url=public_url,
+        report_url=report,
         tz=tz,
     )
 
@@ -145,7 +158,8 @@ def publish_incident(
     configured for the alert's labels. Raises :class:`SlackError` when Slack refused or
     could not be reached before anything was posted or updated."""
     settings = publisher.settings
-    view = incident_view(alert, settings.public_url, ZoneInfo(settings.timezone))
+    report = report_url(publisher, analysis.id)
+    view = incident_view(alert, report, ZoneInfo(settings.timezone))
     png = chart if settings.chart else None
     if stored_ref is None:
         target = channel or settings.channel_for(alert_labels(alert))
