@@ -10,7 +10,7 @@ keep exit code 2. Examples::
     rca analyze path/to/snapshot --json | jq .root_cause
     RCA_PROMETHEUS_URL=http://localhost:9090 rca analyze --alert alert.json
     rca record --alert alert.json --out incidents/checkout-latency
-    rca check-sources
+    rca check-sources --at 2024-05-14T10:40:00Z --window 2h
     rca simulate --seed 7 --fault memory_leak --out /tmp/incident
     rca simulate --seed 7 --out /tmp/incident --load-prometheus /tmp/prom-data
     rca eval --suite sim --seeds 1000-1199 --json out/eval.json --png out/eval.png
@@ -18,7 +18,7 @@ keep exit code 2. Examples::
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -27,7 +27,9 @@ from agent import __version__
 from agent.clikit import (
     FAULT_CHOICES,
     FILE_OPTION,
+    TIME_FORMATS,
     CliState,
+    Duration,
     RcaGroup,
     cli_state,
     engine_settings,
@@ -174,7 +176,8 @@ def analyze(
         collected = collect_for_alert(
             cli_state(ctx).settings, alert_file, engine, _utc(end), options
         )
-        report_failures(collected)
+        if as_json:  # the printed report lists them itself: each failure is said once
+            report_failures(collected)
         snapshot = collected.snapshot
         analysis = analyze_collected(collected, engine, summarizer)
     else:
@@ -231,14 +234,33 @@ def record(
     )
 
 
-@cli.command("check-sources", short_help="Run each catalog query once and report what it found.")
+@cli.command("check-sources", short_help="Say what each source holds in a time window.")
+@click.option(
+    "--at",
+    type=click.DateTime(TIME_FORMATS),
+    metavar="TIME",
+    help="End of the window, e.g. an old alert's startsAt: 2024-05-14T10:40:00Z (default: now).",
+)
+@click.option(
+    "--window",
+    type=Duration(),
+    default="1h",
+    show_default=True,
+    metavar="DURATION",
+    help="How far back from TIME to look, e.g. 30m, 2h, 1h30m.",
+)
 @click.pass_context
-def check_sources(ctx: click.Context) -> None:
+def check_sources(ctx: click.Context, at: datetime | None, window: timedelta) -> None:
     """Check the configured Prometheus/Elasticsearch: reachable, credentials accepted, and
-    what each catalog query finds. Exits non-zero when a source is unusable."""
+    what each catalog query and log index holds in the window (series, samples, log lines).
+
+    Exits 3 when a source is down or fails, 4 when every source answered but none holds data
+    in the window (an old incident needs --at)."""
+    from agent.cli_sources import CheckWindow
     from agent.cli_sources import check_sources as run_checks
 
-    run_checks(cli_state(ctx).settings)
+    moment = utc(at) if at is not None else datetime.now(UTC)
+    run_checks(cli_state(ctx).settings, CheckWindow(end=moment, span=window))
 
 
 @cli.command(short_help="Write a simulated incident (with ground truth) as a snapshot.")

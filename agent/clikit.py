@@ -7,10 +7,14 @@ on the ``cli`` group in ``agent/cli.py``.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,39 @@ from agent.models import FaultType
 
 FAULT_CHOICES = [f.value for f in FaultType if f is not FaultType.UNKNOWN]
 FILE_OPTION = click.Path(dir_okay=False, writable=True, path_type=Path)
+TIME_FORMATS = ["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
+"""What ``--end``/``--at TIME`` accept: ISO-8601, naive meaning UTC, ``Z`` or an offset."""
+_DURATION_PART = re.compile(r"(\d+)([smhdw])")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class Duration(click.ParamType):
+    """``90s``, ``30m``, ``2h``, ``1h30m``, ``7d``: Prometheus' duration syntax, as a timedelta."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, timedelta):
+            return value
+        text = str(value).strip()
+        parts = _DURATION_PART.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            self.fail(f"{value!r} is not a duration such as 30m, 2h or 1h30m", param, ctx)
+        seconds = sum(int(n) * _UNIT_S[u] for n, u in parts)
+        if seconds <= 0:
+            self.fail(f"{value!r} must be longer than 0", param, ctx)
+        return timedelta(seconds=seconds)
+
+
+def clock_span(span: timedelta) -> str:
+    """``1h30m`` for a timedelta, the way ``Duration`` reads it back."""
+    seconds = int(span.total_seconds())
+    parts = []
+    for unit in ("d", "h", "m", "s"):
+        count, seconds = divmod(seconds, _UNIT_S[unit])
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
 
 
 @dataclass(frozen=True)
@@ -86,6 +123,26 @@ def engine_settings(ctx: click.Context, lookback: float | None) -> EngineSetting
     if lookback is not None:
         engine = engine.model_copy(update={"lookback_minutes": lookback})
     return engine
+
+
+@contextmanager
+def stage(console: Console, text: str) -> Iterator[Callable[[str], None]]:
+    """Say what a slow step is doing from its first moment, then how long it took.
+
+    On a terminal a spinner shows ``text`` (and whatever the step reports through the
+    callable it is given, e.g. a count); elsewhere (a log file, CI) a spinner never renders, so
+    ``text`` is printed as a line at once. Either way a line with the time taken follows,
+    unless the step raised.
+    """
+    started = time.monotonic()
+    if console.is_terminal:
+        with console.status(f"{text} …") as status:
+            yield lambda detail: status.update(f"{text} … {detail}")
+    else:
+        console.print(f"{text} …", highlight=False, soft_wrap=True)
+        yield lambda _detail: None
+    done = f"{text}: done in {time.monotonic() - started:.1f} s"
+    console.print(done, highlight=False, soft_wrap=True)
 
 
 class LogLines:

@@ -7,17 +7,32 @@ Sources, highest priority first: explicit arguments, environment (``RCA_*``, nes
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agent.errors import ConfigError
 from agent.service.settings import ApiToken, ServiceSettings, parse_api_tokens
 from agent.summarize.settings import SummarizerSettings
-from connectors.settings import CollectSettings, ElasticsearchSettings, PrometheusSettings
+from connectors.settings import (
+    CollectSettings,
+    ElasticsearchSettings,
+    PrometheusSettings,
+    checked_url,
+    url_problem,
+)
 from connectors.slack_settings import DEFAULT_API_URL, SlackSettings
 
 
@@ -93,6 +108,42 @@ class Settings(BaseSettings):
     def _api_tokens(cls, value: Any) -> Any:
         return parse_api_tokens(value)
 
+    @field_validator("prometheus_url", "slack_api_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return checked_url(value)
+
+    @field_validator("elasticsearch_url")
+    @classmethod
+    def _node_urls(cls, value: str | None) -> str | None:
+        for node in (value or "").split(","):
+            checked_url(node, port=True)
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        """Only the scheme: SQLAlchemy itself judges the rest when the service starts."""
+        if value is not None and value.strip() and "://" not in value:
+            raise ValueError(
+                f"{value!r} has no scheme, e.g. sqlite:///var/lib/rca/rca.db or "
+                "postgresql+psycopg://rca@db:5432/rca"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _nested_urls(self) -> Settings:
+        """URLs of sections whose models live elsewhere, named by their full setting path."""
+        for name, value in (
+            ("summarizer.base_url", self.summarizer.base_url),
+            ("summarizer.azure_endpoint", self.summarizer.azure_endpoint),
+            ("slack.public_url", self.slack.public_url),
+        ):
+            problem = url_problem(value) if value else None
+            if problem is not None:
+                raise ValueError(f"{_setting_name(name.split('.'))}: {problem}")
+        return self
+
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build the settings from the environment, an optional YAML file and overrides."""
@@ -113,8 +164,19 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         return Settings.model_validate(merged)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"invalid setting {loc}: {err['msg']}") from None
+        message = err["msg"].removeprefix("Value error, ")
+        if not err["loc"]:  # a check across fields: its message names the setting
+            raise ConfigError(f"invalid setting {message}") from None
+        raise ConfigError(f"invalid setting {_setting_name(err['loc'])}: {message}") from None
+
+
+def _setting_name(loc: Sequence[int | str]) -> str:
+    """``prometheus.graph_url (RCA_PROMETHEUS__GRAPH_URL)``: the YAML path and, where there is
+    one, the environment variable, so the message names the setting however it was given."""
+    path = ".".join(str(part) for part in loc)
+    if not all(isinstance(part, str) for part in loc):
+        return path
+    return f"{path} (RCA_{'__'.join(str(part).upper() for part in loc)})"
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -9,8 +9,14 @@ single line on stderr and exits with ``error.exit_code``. Anything else is a bug
     ├── UsageError                exit 2  bad flag values, unknown fault type, bad seed range
     ├── SnapshotError             exit 2  malformed snapshot; names the file and the field
     ├── ConfigError               exit 2  bad settings file or environment value
-    └── SourceError               exit 1  a metrics/logs source failed (recorded, not raised,
-                                          inside an analysis)
+    ├── SourceError               exit 3  a source (Prometheus, Elasticsearch, ...) is down,
+    │                                     rejects us or fails; recorded, not raised, inside an
+    │                                     analysis while another source still answers
+    ├── EmptyWindow               exit 4  every source answered, none holds data in the window
+    └── DatabaseUnavailable       exit 1  the service's database cannot be reached
+
+Exit 1 is otherwise left to bugs (``rca: internal error``), so a script can tell "fix the
+setup" (2), "a source is down" (3) and "nothing there at that time" (4) apart from a crash.
 """
 
 from __future__ import annotations
@@ -50,10 +56,19 @@ class ConfigError(RcaError):
 class SourceError(RcaError):
     """A telemetry source (Prometheus, Elasticsearch, ...) failed or timed out."""
 
+    exit_code = 3
+
     def __init__(self, source: str, message: str) -> None:
         self.source = source
         self.message = message
         super().__init__(f"{source}: {message}")
+
+
+class EmptyWindow(RcaError):
+    """Every source answered, but none holds data for the time window asked about: most often
+    an old incident looked at "now". The message says which window and what to try."""
+
+    exit_code = 4
 
 
 class DatabaseUnavailable(RcaError):

@@ -9,8 +9,43 @@ in the YAML file or ``RCA_PROMETHEUS__*`` / ``RCA_ELASTICSEARCH__*`` in the envi
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+
+def url_problem(value: str, *, port: bool = False) -> str | None:
+    """Why ``value`` cannot serve as an http(s) base URL, said with the fix; None if it can.
+
+    The client libraries fail late and obscurely on a URL without a scheme (``127.0.0.1:9090``
+    gives requests' "No host specified"), so settings check this when they load.
+    ``port``: the URL must name its port (the Elasticsearch client refuses one without).
+    """
+    text = value.strip()
+    if "://" not in text:
+        return f"{text!r} has no scheme: add http:// (or https://), e.g. http://{text}"
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https"):
+        return f"{text!r} must start with http:// or https://, not {parts.scheme}://"
+    try:
+        number = parts.port
+    except ValueError:
+        return f"{text!r} has an invalid port"
+    if not parts.hostname:
+        return f"{text!r} names no host"
+    if port and number is None:
+        default = 443 if parts.scheme == "https" else 9200
+        return f"{text!r} has no port: add it, e.g. {parts.scheme}://{parts.netloc}:{default}"
+    return None
+
+
+def checked_url(value: str | None, *, port: bool = False) -> str | None:
+    """``value`` unchanged, or a ValueError saying what is wrong with it and the fix."""
+    if value is not None and value.strip():  # empty: the source is not configured
+        problem = url_problem(value, port=port)
+        if problem is not None:
+            raise ValueError(problem)
+    return value
 
 
 class PrometheusSettings(BaseModel):
@@ -44,6 +79,11 @@ class PrometheusSettings(BaseModel):
     graph_url: str | None = Field(
         None, description="base URL for graph links when users reach Prometheus elsewhere"
     )
+
+    @field_validator("graph_url")
+    @classmethod
+    def _graph_url(cls, value: str | None) -> str | None:
+        return checked_url(value)
 
 
 class LogFields(BaseModel):
@@ -101,6 +141,11 @@ class ElasticsearchSettings(BaseModel):
     kibana_data_view: str | None = Field(
         None, description="Kibana data view id used in Discover links (default: Kibana's)"
     )
+
+    @field_validator("kibana_url")
+    @classmethod
+    def _kibana_url(cls, value: str | None) -> str | None:
+        return checked_url(value)
 
     @model_validator(mode="after")
     def _overrides_name_patterns(self) -> ElasticsearchSettings:

@@ -24,7 +24,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from agent.clikit import cli_state, stderr_console
+from agent.clikit import cli_state, stage, stderr_console
 from agent.errors import ConfigError, RcaError, UsageError
 from agent.summarize.prompt import Message
 from finetune.artifacts import (
@@ -66,18 +66,25 @@ def encode(
     }
 
 
-def _encoded(tokenizer: Any, rows: Any, max_seq_len: int, limit: int | None) -> tuple[Any, int]:
+def _encoded(
+    tokenizer: Any, splits: Any, name: str, max_seq_len: int, limit: int | None, console: Console
+) -> tuple[Any, int]:
+    """The split's examples that fit, tokenised; and how many were dropped as too long."""
     import datasets
 
+    rows = splits[name]
+    total = len(rows) if limit is None else min(len(rows), limit)
     encoded, dropped = [], 0
-    for row in rows:
-        item = encode(tokenizer, row["messages"], max_seq_len)
-        if item is None:
-            dropped += 1
-        else:
-            encoded.append(item)
-        if limit is not None and len(encoded) >= limit:
-            break
+    with stage(console, f"tokenising {total:,} {name} examples") as say:
+        for done, row in enumerate(rows, start=1):
+            item = encode(tokenizer, row["messages"], max_seq_len)
+            if item is None:
+                dropped += 1
+            else:
+                encoded.append(item)
+            if limit is not None and len(encoded) >= limit:
+                break
+            say(f"{done:,}/{len(rows):,}")
     return datasets.Dataset.from_list(encoded), dropped
 
 
@@ -190,17 +197,20 @@ def train(
     console: Console | None = None,
 ) -> TrainResult:
     """Train, save adapter + tokenizer + metadata + loss curve in ``cfg.output_dir``."""
-    try:
-        import datasets
-        import torch
-        import transformers
-    except ImportError:
-        raise ConfigError(_INSTALL) from None
-    from agent.summarize.hf_backend import resolve_model
-    from finetune.dataset import read_card  # the engine and evals: not needed for `rca --help`
-    from finetune.progress import RichProgress
-
     console = console or Console(stderr=True)
+    # Imports, model load and tokenising take a minute or more before the first step: each
+    # says what it is doing from its first moment (finetune.progress takes over for steps).
+    with stage(console, "loading torch, transformers and datasets"):
+        try:
+            import datasets
+            import torch
+            import transformers
+        except ImportError:
+            raise ConfigError(_INSTALL) from None
+        from agent.summarize.hf_backend import resolve_model
+        from finetune.dataset import read_card  # the engine, evals: not needed for `rca --help`
+        from finetune.progress import RichProgress
+
     card = read_card(cfg.dataset_path)
     if card.get("tokenizer") != cfg.base_model:
         console.print(
@@ -213,13 +223,14 @@ def train(
     cuda = torch.cuda.is_available()
     bf16, fp16 = precision_flags(cfg.precision, cuda, cuda and torch.cuda.is_bf16_supported())
     model_path = resolve_model(cfg.base_model, models_dir)
-    tokenizer, model = _load(cfg, model_path, bf16, fp16)
+    with stage(console, f"loading base model {cfg.base_model} ({_device(torch)})"):
+        tokenizer, model = _load(cfg, model_path, bf16, fp16)
     splits = datasets.load_from_disk(str(cfg.dataset_path))
-    train_set, dropped = _encoded(tokenizer, splits["train"], cfg.max_seq_len, None)
+    train_set, dropped = _encoded(tokenizer, splits, "train", cfg.max_seq_len, None, console)
     if len(train_set) == 0:
         raise UsageError(f"every training example is longer than max_seq_len={cfg.max_seq_len}")
     val_set, val_dropped = (
-        _encoded(tokenizer, splits["validation"], cfg.max_seq_len, cfg.max_eval_examples)
+        _encoded(tokenizer, splits, "validation", cfg.max_seq_len, cfg.max_eval_examples, console)
         if "validation" in splits
         else (None, 0)
     )
@@ -242,7 +253,10 @@ def train(
     started = time.perf_counter()
     checkpoint = _checkpoint(cfg, resume)
     output = trainer.train(resume_from_checkpoint=checkpoint)
-    final_val = trainer.evaluate()["eval_loss"] if has_val else None
+    final_val = None
+    if has_val:
+        with stage(console, f"validation loss on {len(val_set or []):,} examples"):
+            final_val = trainer.evaluate()["eval_loss"]
     wall = time.perf_counter() - started
     out = cfg.output_path
     trainer.save_model(str(out))

@@ -9,10 +9,12 @@ from __future__ import annotations
 import io
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from click.testing import CliRunner
 from conftest import build_analysis
 from rich.console import Console
@@ -104,6 +106,35 @@ def test_progress_reaches_a_log_file_line_by_line(
     steps = re.findall(r"train (\d+)/4 loss (\d+\.\d+) elapsed \S+ ETA \S+", log)
     assert [int(step) for step, _ in steps] == [1, 2, 3, 4]  # logging_every=1
     assert "validation loss" in log
+
+
+def test_train_says_what_it_is_doing_before_the_model_loads(
+    dataset: Path, tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`rca finetune train` used to print nothing until its first optimizer step (imports,
+    model load and tokenising: ~90 s with SmolLM2 on 2 cores). Now each of those says what it
+    does as it starts; the moment the weights load is marked in the same stream."""
+    original = transformers.AutoModelForCausalLM.from_pretrained
+
+    def from_pretrained(*args: Any, **kwargs: Any) -> Any:
+        sys.stderr.write("<weights load here>\n")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", from_pretrained)
+    config = tmp_path / "train.yaml"
+    values = _config(dataset, tmp_path / "adapter", tiny, max_steps=1).to_dict()
+    config.write_text(yaml.safe_dump(values))
+    result = CliRunner().invoke(cli, ["finetune", "train", "--config", str(config)])
+
+    assert result.exit_code == 0, result.output
+    log = result.stderr
+    lines = log.splitlines()
+    assert lines[0] == "loading torch, transformers and datasets …"  # before any heavy import
+    assert log.index(f"loading base model {tiny} (cpu: ") < log.index("<weights load here>")
+    assert log.index("<weights load here>") < log.index("tokenising 8 train examples …")
+    assert log.index("tokenising 8 train examples: done in") < log.index("train 1/1 loss")
+    assert "tokenising 2 validation examples …" in log
+    assert "adapter in" in result.stdout
 
 
 def test_only_the_answer_is_trained(tiny: Path) -> None:
