@@ -19,8 +19,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from agent.models import Analysis, Evidence, LogRecord, Signal
-from agent.report import cited_evidence, format_value, subject
+from agent.report import cited_evidence, subject
 from agent.snapshot import Snapshot
+from agent.units import format_value
 
 MAX_PANELS = 4
 MAX_LINES_PER_PANEL = 6

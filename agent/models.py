@@ -167,6 +167,9 @@ class Window(Strict):
     start: datetime
     end: datetime
     incident_start: datetime
+    step_s: float | None = Field(
+        None, gt=0, description="seconds between the points of the analysed series"
+    )
 
     @field_validator("start", "end", "incident_start")
     @classmethod
@@ -211,6 +214,15 @@ class Evidence(Strict):
     onset: datetime | None = None
     baseline: Stats
     incident: Stats
+    value: float | None = Field(
+        None,
+        description="the incident value the item quotes for its direction: the level a rise "
+        "or dip held at its peak (beyond the baseline median by construction)",
+    )
+    samples: int | None = Field(None, description="samples the deviation lasted; 1 is a spike")
+    at_data_end: bool = Field(
+        False, description="the deviation starts at the last sample: later data must confirm it"
+    )
     score: float
     description: str
     link: str | None = None

@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agent.models import Analysis, Candidate, Evidence, Stats
+from agent.units import baseline_text, change_ratio, duration_text, format_value, plain
 
 MAX_EVIDENCE_SHOWN = 6
 MAX_CANDIDATES_SHOWN = 5
@@ -27,81 +28,44 @@ MAX_CANDIDATES_SHOWN = 5
 # --- numbers and times --------------------------------------------------------------------
 
 
-def _plain(value: float) -> str:
-    size = abs(value)
-    if size >= 1000:
-        return f"{value:,.0f}"
-    if size == 0:
-        return "0"
-    digits = 0 if size >= 100 else 1 if size >= 10 else 2 if size >= 1 else 3
-    text = f"{value:.{digits}f}" if size >= 0.001 else f"{value:.2e}"
-    return text.rstrip("0").rstrip(".") if "." in text and "e" not in text else text
-
-
-def _bytes(value: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{_plain(value)} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
-def _seconds(value: float) -> str:
-    if abs(value) < 1:
-        return f"{_plain(value * 1000)} ms"
-    return f"{_plain(value)} s"
-
-
-def format_value(value: float | None, unit: str = "") -> str:
-    """A number with a human unit: bytes get binary prefixes, seconds become ms below 1 s."""
-    if value is None:
-        return "n/a"
-    unit = unit.strip().replace("{", "").replace("}", "")  # UCUM annotations: {request}/s
-    key = unit.lower()
-    if key in ("bytes", "byte", "b", "by"):
-        return _bytes(value)
-    if key in ("s", "sec", "second", "seconds"):
-        return _seconds(value)
-    if key in ("ms", "milliseconds"):
-        return _seconds(value / 1000)
-    if key in ("percent", "%"):
-        return f"{_plain(value)}%"
-    if key == "ratio":
-        return f"{_plain(value * 100)}%"
-    return f"{_plain(value)} {unit}".strip()
-
-
-def _ratio(before: float | None, after: float | None) -> str:
-    if before is None or after is None or before <= 0 or after <= 0:
-        return ""
-    return f" (×{_plain(after / before)})"
+def _rate(value: float) -> str:
+    return f"{plain(value)}/min"
 
 
 def change_text(evidence: Evidence) -> str:
-    """``baseline -> incident`` in one phrase, with the statistic the anomaly is about.
+    """``baseline -> incident`` in one phrase, quoting the value the finding rests on.
 
-    A rise is shown at its peak (a spike barely moves the median), a fall at the incident
-    median, a log pattern as line counts and rates.
+    A rise or dip is shown at the level it held (its depth for a dip) and for how long, a
+    one-sample spike as a spike, a log pattern as line counts and rates. Items stored before
+    findings carried that level fall back to the incident's peak or median.
     """
     base, inc, unit = evidence.baseline, evidence.incident, evidence.unit
+    if evidence.pattern == "unbaselined":
+        return f"no log lines in the baseline → {inc.count} in incident: cannot tell new from old"
     if evidence.source == "log":
         text = f"{base.count} lines in baseline → {inc.count} in incident"
         if base.mean is not None and inc.mean is not None:
-            text += f" ({_plain(base.mean)}/min → {_plain(inc.mean)}/min)"
+            text += f" ({_rate(base.mean)} → {_rate(inc.mean)})"
         return text
     before = _central(base)
     if evidence.pattern == "vanished":
         return f"baseline median {format_value(before, unit)} → stopped reporting"
-    after: float | None = _central(inc)
-    label = "median"
-    if evidence.pattern == "up" and inc.max is not None:
-        after, label = inc.max, "peak"
+    after = evidence.value
+    what = "held" if evidence.pattern == "up" else "dipped to"
+    if after is None:  # stored before findings carried their level
+        after, what = (
+            (inc.max, "incident peak")
+            if evidence.pattern == "up"
+            else (_central(inc), "incident median")
+        )
+    if evidence.samples == 1:
+        what = "one-sample spike to" if evidence.pattern == "up" else "one-sample dip to"
     text = (
-        f"baseline median {format_value(before, unit)} → "
-        f"incident {label} {format_value(after, unit)}{_ratio(before, after)}"
+        f"baseline median {baseline_text(before, after, unit)} → {what} "
+        f"{format_value(after, unit)}{change_ratio(before, after)}"
     )
-    if label == "median" and inc.max is not None and inc.max != after:
-        text += f", peak {format_value(inc.max, unit)}"
+    if evidence.samples and evidence.samples > 1:
+        text += f" for {duration_text((evidence.end - evidence.start).total_seconds())}"
     return text
 
 

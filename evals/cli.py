@@ -58,6 +58,13 @@ if TYPE_CHECKING:
     metavar="FILE",
     help="Write a chart: per fault type for one suite, per suite for several.",
 )
+@click.option(
+    "--reliability-png",
+    "reliability_png",
+    type=FILE_OPTION,
+    metavar="FILE",
+    help="Write the confidence reliability diagram (accuracy per confidence bin, per suite).",
+)
 @click.option("--services", type=click.IntRange(min=1), help="Services per simulated case.")
 @click.option("--fault", type=click.Choice(FAULT_CHOICES), help="Only simulate this fault type.")
 @click.option(
@@ -79,13 +86,15 @@ def eval_command(
     seeds: str | None,
     json_file: Path | None,
     png_file: Path | None,
+    reliability_png: Path | None,
     services: int | None,
     fault: str | None,
     backend: str | None,
     compare: bool,
     backends: tuple[str, ...],
 ) -> None:
-    """Score the engine on suites: AC@1, AC@3, Avg@5, fault-type accuracy, latency; and the
+    """Score the engine on suites: AC@1, AC@3, Avg@5, fault-type accuracy, latency; how well
+    its confidence is calibrated (ECE, precision of the high / medium / low labels); and the
     summarizer: valid output, citation validity, top-1 agreement, fallback, latency, tokens.
 
     Several suites (--suite repeated, or a parent folder of suites) get one table each and a
@@ -119,6 +128,19 @@ def eval_command(
         _write_single(reports[0], json_file, png_file)
     else:
         _write_suites(reports, json_file, png_file)
+    _write_reliability(reports, reliability_png)
+
+
+def _write_reliability(reports: list[EvalReport], png_file: Path | None) -> None:
+    from evals.calibration import reliability, write_reliability_png
+    from evals.report import reliability_table
+
+    named = [(r.suite, r.reliability) for r in reports if r.reliability is not None]
+    if len(reports) > 1:
+        named.append(("all suites", reliability([c for r in reports for c in r.cases])))
+    stdout_console().print(reliability_table(named))
+    if png_file is not None:
+        click.echo(f"wrote {write_reliability_png(named, png_file)}", err=True)
 
 
 def _load(

@@ -21,9 +21,13 @@ these functions fold them into :class:`SuiteMetrics` / :class:`SummarizerMetrics
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from evals.calibration import Reliability
 
 
 class CaseResult(BaseModel):
@@ -118,9 +122,19 @@ class SuiteRow(BaseModel):
     ac_at_3: float
     avg_at_5: float
     fault_type_accuracy: float
+    ece: float | None = None
+    high_n: int = 0
+    high_precision: float | None = None
 
 
-def suite_row(suite: str, seeds: str | None, metrics: SuiteMetrics, skipped: int) -> SuiteRow:
+def suite_row(
+    suite: str,
+    seeds: str | None,
+    metrics: SuiteMetrics,
+    skipped: int,
+    calibration: Reliability | None = None,
+) -> SuiteRow:
+    high = calibration.label("high") if calibration is not None else None
     return SuiteRow(
         suite=suite,
         seeds=seeds,
@@ -130,6 +144,9 @@ def suite_row(suite: str, seeds: str | None, metrics: SuiteMetrics, skipped: int
         ac_at_3=metrics.ac_at_3,
         avg_at_5=metrics.avg_at_5,
         fault_type_accuracy=metrics.fault_type_accuracy,
+        ece=calibration.ece if calibration is not None else None,
+        high_n=high.n_cases if high is not None else 0,
+        high_precision=high.precision if high is not None else None,
     )
 
 

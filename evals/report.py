@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from rich import box
 from rich.table import Table
 
+from evals.calibration import Reliability
 from evals.metrics import SuiteMetrics, SuiteRow
 from evals.runner import EvalReport
 
@@ -197,3 +198,26 @@ def write_backend_comparison_png(reports: Sequence[EvalReport], path: Path) -> P
     path.parent.mkdir(parents=True, exist_ok=True)
     render_backend_comparison(reports).savefig(path, format="png", dpi=110)
     return path
+
+
+def _precision(rel: Reliability, label: str) -> str:
+    p = rel.label(label)
+    return f"{p.n_right}/{p.n_cases}" + (f" ({p.precision:.2f})" if p.precision is not None else "")
+
+
+def reliability_table(named: Sequence[tuple[str, Reliability]]) -> Table:
+    """Does confidence mean what it says: ECE, and how often each label's root cause was right."""
+    table = Table(title="confidence", box=box.SIMPLE_HEAD, title_justify="left")
+    table.add_column("suite", no_wrap=True)
+    for name in ("n", "ECE", "high ≥ 0.7 right", "medium right", "low right"):
+        table.add_column(name, justify="right")
+    for name, rel in named:
+        table.add_row(
+            name,
+            str(rel.n_cases),
+            f"{rel.ece:.3f}",
+            _precision(rel, "high"),
+            _precision(rel, "medium"),
+            _precision(rel, "low"),
+        )
+    return table

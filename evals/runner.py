@@ -41,6 +41,7 @@ from agent.errors import RcaError, UsageError
 from agent.models import Analysis, FaultType
 from agent.snapshot import GROUND_TRUTH_FILE, META_FILE, Snapshot, load_snapshot
 from agent.summarize import Summarizer, Summary
+from evals.calibration import Reliability, reliability
 from evals.metrics import (
     CaseResult,
     SuiteMetrics,
@@ -81,6 +82,7 @@ class EvalReport(BaseModel):
     backend: str | None = None
     summarizer: SummarizerMetrics | None = None
     summaries: list[SummaryCase] = Field(default_factory=list)
+    reliability: Reliability | None = None
 
 
 class Comparison(BaseModel):
@@ -96,11 +98,15 @@ class MultiSuiteReport(BaseModel):
 
     suites: list[EvalReport]
     summary: list[SuiteRow]
+    reliability: Reliability | None = None  # over every case of every suite
 
     @classmethod
     def of(cls, reports: Sequence[EvalReport]) -> MultiSuiteReport:
-        rows = [suite_row(r.suite, r.seeds, r.metrics, len(r.skipped)) for r in reports]
-        return cls(suites=list(reports), summary=rows)
+        rows = [
+            suite_row(r.suite, r.seeds, r.metrics, len(r.skipped), r.reliability) for r in reports
+        ]
+        every = [case for r in reports for case in r.cases]
+        return cls(suites=list(reports), summary=rows, reliability=reliability(every))
 
 
 @dataclass(frozen=True)
@@ -385,6 +391,7 @@ def run_suite(
         if summarizer and summaries
         else None,
         summaries=summaries,
+        reliability=reliability(results),
     )
 
 

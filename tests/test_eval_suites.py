@@ -27,11 +27,12 @@ from evals.runner import (
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 REPORT_KEYS = {
     "suite", "seeds", "metrics", "per_fault_type", "cases", "skipped",
-    "backend", "summarizer", "summaries",
+    "backend", "summarizer", "summaries", "reliability",
 }  # fmt: skip
 ROW_KEYS = {
     "suite", "seeds", "n_cases", "n_skipped",
     "ac_at_1", "ac_at_3", "avg_at_5", "fault_type_accuracy",
+    "ece", "high_n", "high_precision",
 }  # fmt: skip
 
 
@@ -144,7 +145,8 @@ def test_summary_has_one_row_per_suite_and_each_report_its_usual_shape(tmp_path:
     data = json.loads(
         write_report_json(MultiSuiteReport.of(reports), tmp_path / "all.json").read_text()
     )
-    assert set(data) == {"suites", "summary"}
+    assert set(data) == {"suites", "summary", "reliability"}
+    assert data["reliability"]["n_cases"] == 3
     assert [set(report) for report in data["suites"]] == [REPORT_KEYS] * 2
     assert [set(row) for row in data["summary"]] == [ROW_KEYS] * 2
     assert [(r["suite"], r["n_cases"], r["ac_at_1"]) for r in data["summary"]] == [

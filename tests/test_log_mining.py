@@ -132,17 +132,19 @@ def test_log_findings_carry_the_source_link_of_their_service() -> None:
 def test_a_rare_generic_line_seen_twice_is_not_news_when_the_baseline_is_short() -> None:
     # Baseline as long as the incident: two lines both landing in the incident is a coin toss.
     start, split, end = SPLIT - 300, SPLIT, SPLIT + 300
-    logs = [
+    # Another service logs from start to end, so the window has log coverage on both sides.
+    shipped = [_log(t, "web", "GET / 200", "INFO") for t in (start + 10, end - 10)]
+    logs = shipped + [
         _log(split + 30 + i, "cart", "request canceled by client: context canceled", "ERROR")
         for i in range(2)
     ]
     assert not [f for f in mine_logs(logs, start, split, end) if f.pattern == "new"]
     # Many lines of it are news, and so are two that say what broke.
-    logs_many = [
+    logs_many = shipped + [
         _log(split + 10 + i, "cart", "request canceled by client", "ERROR") for i in range(30)
     ]
     assert [f.pattern for f in mine_logs(logs_many, start, split, end)].count("new") == 1
-    disk = [
+    disk = shipped + [
         _log(split + 30 + i, "cart", "write /data/x: no space left on device", "ERROR")
         for i in range(2)
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -46,10 +47,10 @@ def test_change_text_compares_baseline_and_incident(analysis: Analysis) -> None:
     memory = analysis.evidence_by_id("M1")
     assert memory is not None
     assert change_text(memory) == "baseline median 300 MiB → incident peak 940 MiB (×3.13)"
-    down = memory.model_copy(update={"pattern": "down"})
-    assert change_text(down) == (
-        "baseline median 300 MiB → incident median 760 MiB (×2.53), peak 940 MiB"
+    down = memory.model_copy(
+        update={"pattern": "down", "incident": Stats(median=120 * 2**20, max=300 * 2**20)}
     )
+    assert change_text(down) == "baseline median 300 MiB → incident median 120 MiB (−60.0%)"
     gone = memory.model_copy(update={"pattern": "vanished"})
     assert change_text(gone) == "baseline median 300 MiB → stopped reporting"
     log = analysis.evidence_by_id("L1")
@@ -161,3 +162,21 @@ def test_evidence_chart_without_plottable_evidence(
     empty = analysis.model_copy(update={"evidence": [], "candidates": []})
     path = write_evidence_chart(empty, snapshot, tmp_path / "empty.png")
     assert path.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_change_text_quotes_the_level_the_finding_held_and_for_how_long(
+    analysis: Analysis,
+) -> None:
+    memory = analysis.evidence_by_id("M1")
+    assert memory is not None
+    start = memory.start
+    held = memory.model_copy(
+        update={"value": 900 * 2**20, "samples": 4, "end": start + timedelta(minutes=3)}
+    )
+    assert change_text(held) == "baseline median 300 MiB → held 900 MiB (×3) for 3m00s"
+    dip = held.model_copy(update={"pattern": "down", "value": 100 * 2**20})
+    assert change_text(dip) == "baseline median 300 MiB → dipped to 100 MiB (−66.7%) for 3m00s"
+    spike = held.model_copy(update={"samples": 1, "end": start})
+    assert change_text(spike) == "baseline median 300 MiB → one-sample spike to 900 MiB (×3)"
+    from_zero = held.model_copy(update={"baseline": Stats(median=1e-4), "unit": "s", "value": 2.1})
+    assert change_text(from_zero) == "baseline median ~0 → held 2.1 s for 3m00s"

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from agent.engine.detect.kinds import CAUSE_KINDS
-from agent.engine.detect.logs import LogFinding
+from agent.engine.detect.logs import APPEARED, LogFinding
 from agent.engine.service_score import ServiceScore, blames, crashed, strength_by, symptoms
 from agent.models import SignalKind, Topology
 
@@ -77,9 +77,7 @@ def _felt(s: ServiceScore, start: float, end: float) -> bool:
         and start <= f.onset <= end
         for f in s.metrics
     ) or any(
-        f.level in ("ERROR", "CRITICAL")
-        and f.pattern in ("new", "burst")
-        and start <= f.onset <= end
+        f.level in ("ERROR", "CRITICAL") and f.pattern in APPEARED and start <= f.onset <= end
         for f in s.logs
     )
 

@@ -13,6 +13,7 @@ from agent.engine.detect.logs import LogFinding
 from agent.engine.detect.series import SeriesFinding
 from agent.engine.service_score import ServiceScore
 from agent.models import Evidence, Stats
+from agent.units import change_phrase, duration_text, format_value, unit_of
 
 PER_CANDIDATE_METRICS = 4
 PER_CANDIDATE_LOGS = 3
@@ -23,35 +24,35 @@ def _ts(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
 
 
-def fmt(value: float | None, unit: str = "") -> str:
-    """A compact number for reports: 3 significant digits, thousands as k/M."""
-    if value is None:
-        return "n/a"
-    magnitude = abs(value)
-    if magnitude >= 1e6:
-        text = f"{value / 1e6:.3g}M"
-    elif magnitude >= 1e4:
-        text = f"{value / 1e3:.3g}k"
-    else:
-        text = f"{value:.3g}"
-    return f"{text} {unit}".strip() if unit else text
+def _when(f: SeriesFinding) -> str:
+    """When the deviation began, and whether later data is needed to trust it."""
+    if f.at_data_end:
+        return f"at {_ts(f.onset):%H:%M:%S}, the end of the data: later samples must confirm it"
+    return f"from {_ts(f.onset):%H:%M:%S}"
+
+
+def _metric_description(f: SeriesFinding, unit: str) -> str:
+    """One sentence whose numbers carry the finding: the level a rise or dip held against the
+    baseline median, how long it lasted, and a one-sample spike called a spike."""
+    s = f.signal
+    if f.direction == 0:
+        return (
+            f"{s.series_id} stopped reporting at {_ts(f.onset):%H:%M:%S} "
+            f"(was {format_value(f.baseline.median, unit)})"
+        )
+    change = change_phrase(f.baseline.median, f.level, unit)
+    if f.run <= 1:
+        verb = "spiked" if f.direction > 0 else "dipped for one sample"
+        return f"{s.series_id} {verb} {change} {_when(f)} (robust z {f.score:.1f})"
+    verb = "rose" if f.direction > 0 else "dipped"
+    lasted = duration_text((f.until or f.onset) - f.onset)
+    return f"{s.series_id} {verb} {change} for {lasted} {_when(f)} (robust z {f.score:.1f})"
 
 
 def _metric_evidence(eid: str, f: SeriesFinding) -> Evidence:
     s = f.signal
-    unit = s.unit
-    if f.direction == 0:
-        pattern, what = "vanished", "stopped reporting"
-        description = (
-            f"{s.series_id} {what} at {_ts(f.onset):%H:%M:%S} (was {fmt(f.baseline.median, unit)})"
-        )
-    else:
-        pattern = "up" if f.direction > 0 else "down"
-        shown = f.incident.max if f.direction > 0 else f.incident.median
-        description = (
-            f"{s.series_id} {pattern} from {fmt(f.baseline.median, unit)} to {fmt(shown, unit)} "
-            f"(robust z {f.score:.1f}) from {_ts(f.onset):%H:%M:%S}"
-        )
+    unit = unit_of(s.name, s.unit)
+    pattern = "vanished" if f.direction == 0 else "up" if f.direction > 0 else "down"
     return Evidence(
         id=eid,
         source="metric",
@@ -62,12 +63,15 @@ def _metric_evidence(eid: str, f: SeriesFinding) -> Evidence:
         unit=unit,
         pattern=pattern,
         start=_ts(f.onset),
-        end=_ts(f.end),
+        end=_ts(f.until if f.until is not None else f.end),
         onset=_ts(f.onset),
         baseline=f.baseline,
         incident=f.incident,
+        value=f.level,
+        samples=f.run or None,
+        at_data_end=f.at_data_end,
         score=round(f.score, 3),
-        description=description,
+        description=_metric_description(f, unit),
         link=s.link,
     )
 
@@ -76,13 +80,17 @@ def _log_evidence(eid: str, f: LogFinding) -> Evidence:
     rates = f"{f.baseline_rate:.2g}/min -> {f.incident_rate:.2g}/min"
     what = {
         "new": f"new {f.level} log template ({f.incident_count} lines)",
+        "unbaselined": (
+            f"{f.level} log template, {f.incident_count} lines; logs start at "
+            f"{_ts(f.logs_start or f.onset):%H:%M:%S}, after the baseline: cannot tell new from old"
+        ),
         "burst": f"{f.level} log template bursting ({rates})",
         "vanished": f"logs went silent ({rates})",
         "stopped": f"log template stopped ({rates})",
         "error_rate": f"share of error lines rose: {f.template}",
     }[f.pattern]
     shown = f"{f.service}: {what}" + (
-        f': "{f.template}"' if f.pattern in ("new", "burst", "stopped") else ""
+        f': "{f.template}"' if f.pattern in ("new", "unbaselined", "burst", "stopped") else ""
     )
     return Evidence(
         id=eid,

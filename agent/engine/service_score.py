@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from agent.engine.detect.kinds import CAUSE_KINDS, side_of
-from agent.engine.detect.logs import LogFinding
+from agent.engine.detect.logs import APPEARED, LogFinding
 from agent.engine.detect.series import SeriesFinding
 from agent.engine.hypothesis import strength
 from agent.models import FaultType, SignalKind
@@ -108,7 +108,7 @@ def onset_of(metrics: list[SeriesFinding], logs: list[LogFinding]) -> float | No
     if metrics:
         clear = CLEAR_SHARE * max(f.score for f in metrics)
         return min(f.onset for f in metrics if f.score >= clear)
-    return min((f.onset for f in logs if f.pattern in ("new", "burst")), default=None)
+    return min((f.onset for f in logs if f.pattern in APPEARED), default=None)
 
 
 def blames(f: LogFinding) -> bool:

@@ -19,7 +19,10 @@ from typing import Literal
 from agent.engine.detect.logshape import Shapes, headline
 from agent.models import LogRecord
 
-Pattern = Literal["new", "burst", "vanished", "stopped", "error_rate"]
+Pattern = Literal["new", "unbaselined", "burst", "vanished", "stopped", "error_rate"]
+# Templates that appeared in the incident: "unbaselined" when no log line at all lies in the
+# baseline, so the template may be as old as the service and only the logs are new.
+APPEARED: frozenset[str] = frozenset({"new", "unbaselined", "burst"})
 ERROR_LEVELS = frozenset({"ERROR", "CRITICAL", "SEVERE", "PANIC", "ALERT", "EMERGENCY"})
 _LEVEL_WEIGHT = {"ERROR": 1.0, "CRITICAL": 1.0, "WARN": 0.7}
 SCORE_CAP = 50.0
@@ -71,6 +74,7 @@ class LogFinding:
     signatures: frozenset[str]
     mentions: frozenset[str]  # other services named in the template, e.g. a refused peer
     link: str | None = None  # where to read these lines (a Kibana Discover URL), if known
+    logs_start: float | None = None  # the first line, when none lies before the incident
 
 
 def _rate_z(observed: float, expected: float) -> float:
@@ -154,6 +158,7 @@ class _Rates:
     inc_minutes: float
     split: float
     end: float
+    logs_start: float | None = None  # set when the baseline holds no line: nothing is "new"
 
     @property
     def scale(self) -> float:
@@ -202,7 +207,13 @@ def mine_logs(
                 tally.sample = record.message
 
     start, end = _covered(first, last, start, split, end)
-    rates = _Rates(max((split - start) / 60.0, 1e-6), max((end - split) / 60.0, 1e-6), split, end)
+    rates = _Rates(
+        max((split - start) / 60.0, 1e-6),
+        max((end - split) / 60.0, 1e-6),
+        split,
+        end,
+        first if split <= first < math.inf else None,
+    )
     findings: list[LogFinding] = []
     for (service, cid, level), tally in tallies.items():
         template = shapes.templates.template(cid)
@@ -266,7 +277,7 @@ def _template_finding(
         raw = 3.0 + 2.0 * math.sqrt(tally.incident)
         if not signatures & FAULT_SIGNATURES:
             raw = min(raw, _novelty(tally, rates))
-        pattern = "new"
+        pattern = "new" if rates.logs_start is None else "unbaselined"
     elif tally.incident >= 3 and tally.incident >= burst_ratio * (expected + 0.5):
         pattern, raw = "burst", _rate_z(tally.incident, expected)
         onset = _burst_onset(tally, rates)
@@ -290,6 +301,7 @@ def _template_finding(
         sample=sample,
         signatures=signatures,
         mentions=mentions,
+        logs_start=rates.logs_start,
     )
 
 

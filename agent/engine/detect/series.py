@@ -46,6 +46,17 @@ class SeriesFinding:
     baseline: Stats
     incident: Stats
     pinned: bool = False  # a latency quantile that sat on one value: too few requests to judge
+    # What the report quotes: the value the deviation held at its peak (never a lone sample
+    # when two in a row deviate), and the last sample of the run of deviating samples.
+    level: float | None = None
+    until: float | None = None
+    run: int = 0  # samples in that run; 1 is a spike
+
+    @property
+    def at_data_end(self) -> bool:
+        """The deviation begins at the last sample: it may be the start of something or a
+        glitch, and only later data can tell."""
+        return self.direction != 0 and self.onset >= self.end
 
     @property
     def service(self) -> str:
@@ -146,7 +157,9 @@ def _persistent(z: NDArray[np.float64]) -> NDArray[np.float64]:
     a, b = z[:-1], z[1:]
     both = np.where(np.sign(a) == np.sign(b), np.sign(a) * np.minimum(np.abs(a), np.abs(b)), 0.0)
     both = np.nan_to_num(both, nan=0.0)
-    # The last sample has no successor yet: let it count at half strength.
+    # The last sample has no successor yet: it counts at half strength, because at alert time
+    # the newest sample is often all there is of the fault (the report says "at the end of
+    # the data" when a finding rests on it alone).
     return np.append(both, np.nan_to_num(z[-1], nan=0.0) * 0.5)
 
 
@@ -211,8 +224,15 @@ def score_signal(signal: Signal, split: float, threshold: float) -> SeriesFindin
     sign = 1 if sustained[peak] > 0 else -1
     if shifted is None:
         onset = _onset_index(z, offset + peak, sign, threshold)
+        last = _run_end(z, offset + peak, sign, threshold)
+        level = _held(values, offset + peak, sign)
     else:
         onset = _change_point(z, offset, offset + peak, sign, threshold)
+        last = _run_end(shifted, offset + peak, sign, threshold)
+        level = float(np.nanmean(values[onset : last + 1]))
+    base_median = float(np.median(base))
+    if not (level - base_median) * sign > 0:
+        return None  # nothing to quote that supports the direction: not a finding
     return SeriesFinding(
         signal=signal,
         kind=kind,
@@ -224,7 +244,33 @@ def score_signal(signal: Signal, split: float, threshold: float) -> SeriesFindin
         baseline=_stats(base),
         incident=_stats(inc[present]),
         pinned=kind is SignalKind.LATENCY and _pinned(base),
+        level=level,
+        until=float(ts[last]),
+        run=last - onset + 1,
     )
+
+
+def _run_end(z: NDArray[np.float64], peak: int, sign: int, threshold: float) -> int:
+    """Last sample of the run of clearly raised samples that goes through the peak (the
+    mirror of :func:`_onset_index`: missing samples neither end nor extend it)."""
+    missing = np.isnan(z)
+    above = np.nan_to_num(z * sign, nan=0.0) >= threshold / 2
+    last = i = peak
+    while i + 1 < z.size and (above[i + 1] or missing[i + 1]):
+        i += 1
+        if above[i]:
+            last = i
+    return last
+
+
+def _held(values: NDArray[np.float64], peak: int, sign: int) -> float:
+    """The value the series held at its peak: the lesser deviation of the peak sample and the
+    next (what :func:`_persistent` scores), the sample itself when it is the last one."""
+    pair = values[peak : peak + 2]
+    pair = pair[~np.isnan(pair)]
+    if pair.size == 0:
+        return float(values[peak])
+    return float(pair.min() if sign > 0 else pair.max())
 
 
 def _pinned(baseline: NDArray[np.float64]) -> bool:
