@@ -40,6 +40,7 @@ from agent.errors import UsageError
 from agent.models import Analysis, FaultType, utc
 from agent.snapshot import Snapshot, load_snapshot
 from agent.summarize import Summarizer
+from agent.window import with_window
 from evals.cli import eval_command
 
 DEMO_SEED = 25
@@ -65,7 +66,7 @@ def _run_analysis(
 ) -> Analysis:
     from agent.engine.pipeline import analyze
 
-    return analyze(snapshot, engine, summarizer=summarizer)
+    return with_window(analyze(snapshot, engine, summarizer=summarizer), snapshot.signals)
 
 
 def _summarizer(ctx: click.Context, backend: str | None) -> Summarizer:
@@ -114,6 +115,22 @@ _BUDGET_OPTION = click.option(
     metavar="SECONDS",
     help="Time limit of live collection across all sources (default: collect.budget_s).",
 )
+_SERVICE_OPTION = click.option(
+    "--service",
+    "services",
+    multiple=True,
+    metavar="NAME",
+    help="Where it hurts (repeatable, or comma separated), as an alert's service: the "
+    "incident these services show, with everything they depend on as possible causes; live "
+    "from the configured sources, or replaying SNAPSHOT_DIR.",
+)
+_SINCE_OPTION = click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
+    metavar="TIME",
+    help="With --service, live: when it began to hurt (UTC unless an offset is given; "
+    "default: 30 minutes before --end).",
+)
 _LOOKBACK_OPTION = click.option(
     "--lookback",
     type=click.FloatRange(min=0, min_open=True),
@@ -134,6 +151,8 @@ def _utc(moment: datetime | None) -> datetime | None:
 @click.option(
     "--chart", type=FILE_OPTION, metavar="FILE", help="Also write the evidence chart (PNG)."
 )
+@_SERVICE_OPTION
+@_SINCE_OPTION
 @_LOOKBACK_OPTION
 @_END_OPTION
 @_BASELINE_OPTION
@@ -151,6 +170,8 @@ def analyze(
     as_json: bool,
     markdown: Path | None,
     chart: Path | None,
+    services: tuple[str, ...],
+    since: datetime | None,
     lookback: float | None,
     end: datetime | None,
     baseline: float | None,
@@ -158,13 +179,24 @@ def analyze(
     backend: str | None,
 ) -> None:
     """Analyze the incident snapshot in SNAPSHOT_DIR, or with --alert the incident an
-    Alertmanager alert points at, live from Prometheus/Elasticsearch (RCA_PROMETHEUS_URL,
-    RCA_ELASTICSEARCH_URL); print the ranked root cause."""
+    Alertmanager alert points at, or with --service the incident those services show, live
+    from Prometheus/Elasticsearch (RCA_PROMETHEUS_URL, RCA_ELASTICSEARCH_URL); print the
+    ranked root cause."""
+    from agent.cli_scope import analyze_services, one_scope, service_names
+
     engine = engine_settings(ctx, lookback)
-    if (snapshot_dir is None) == (alert_file is None):
-        raise UsageError("give either SNAPSHOT_DIR or --alert FILE (exactly one)")
+    names = service_names(services)
+    one_scope(snapshot_dir, alert_file, names, since)
     summarizer = _summarizer(ctx, backend)
-    if alert_file is not None:
+    if names:
+        from agent.cli_sources import collect_options
+
+        options = collect_options(cli_state(ctx).settings.collect, baseline, budget)
+        span = (_utc(since), _utc(end))
+        snapshot, analysis = analyze_services(
+            cli_state(ctx).settings, snapshot_dir, names, span, engine, summarizer, options, as_json
+        )
+    elif alert_file is not None:
         from agent.cli_sources import (
             analyze_collected,
             collect_for_alert,
@@ -179,7 +211,7 @@ def analyze(
         if as_json:  # the printed report lists them itself: each failure is said once
             report_failures(collected)
         snapshot = collected.snapshot
-        analysis = analyze_collected(collected, engine, summarizer)
+        analysis = with_window(analyze_collected(collected, engine, summarizer), snapshot.signals)
     else:
         assert snapshot_dir is not None
         snapshot = load_snapshot(snapshot_dir)
@@ -199,9 +231,10 @@ def analyze(
     "--alert",
     "alert_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
     help="Alertmanager webhook JSON of the incident.",
 )
+@_SERVICE_OPTION
+@_SINCE_OPTION
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output dir."
 )
@@ -212,25 +245,43 @@ def analyze(
 @click.pass_context
 def record(
     ctx: click.Context,
-    alert_file: Path,
+    alert_file: Path | None,
+    services: tuple[str, ...],
+    since: datetime | None,
     out: Path,
     lookback: float | None,
     end: datetime | None,
     baseline: float | None,
     budget: float | None,
 ) -> None:
-    """Fetch what `rca analyze --alert` would look at and write it as a snapshot in OUT;
-    `rca analyze OUT` then gives the same analysis, offline."""
+    """Fetch what `rca analyze --alert` (or `--service`) would look at and write it as a
+    snapshot in OUT; `rca analyze OUT` (with the same `--service`) then gives the same
+    analysis, offline."""
+    from agent.cli_scope import service_names
     from agent.cli_sources import collect_options
     from agent.cli_sources import record as record_incident
 
+    names = service_names(services)
+    if (alert_file is None) == (not names):
+        raise UsageError("give either --alert FILE or --service NAME (exactly one)")
+    if since is not None and not names:
+        raise UsageError("--since goes with --service")
+    options = collect_options(cli_state(ctx).settings.collect, baseline, budget)
+    if names:
+        from agent.cli_scope import record_request
+
+        span = (_utc(since), _utc(end))
+        engine = engine_settings(ctx, lookback)
+        record_request(cli_state(ctx).settings, names, span, engine, options, out)
+        return
+    assert alert_file is not None
     record_incident(
         ctx,
         alert_file,
         out,
         _utc(end),
         lookback,
-        collect_options(cli_state(ctx).settings.collect, baseline, budget),
+        options,
     )
 
 

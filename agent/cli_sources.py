@@ -17,7 +17,7 @@ import re
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,8 +30,10 @@ from agent.config import EngineSettings, Settings
 from agent.errors import ConfigError, EmptyWindow, SourceError, UsageError
 from agent.models import Analysis
 from agent.summarize import Summarizer
+from agent.window import WindowRule, frame
 from connectors.alertmanager import AlertmanagerWebhook
 from connectors.collect import Collected, Scope, collect_live, live_sources
+from connectors.collect import alert_scope as collect_alert_scope
 from connectors.settings import CollectSettings
 
 INCIDENT_MINUTES = 30.0
@@ -67,10 +69,12 @@ def alert_scope(
     lookback_minutes: float,
     end: datetime | None = None,
     now: datetime | None = None,
+    rule: WindowRule | None = None,
 ) -> Scope:
-    """All services under the configured selector, from ``lookback`` before the alert fired to
-    ``end`` (default: now, at most ``INCIDENT_MINUTES`` after the alert, so that replaying an
-    old alert looks at the incident and not at the months since)."""
+    """All services under the configured selector, framed by the window rule
+    (:func:`agent.window.frame`) from ``lookback`` before the alert fired to ``end`` (default:
+    now, at most ``INCIDENT_MINUTES`` after the alert, so that replaying an old alert looks at
+    the incident and not at the months since)."""
     started = alert.starts_at
     moment = now or datetime.now(UTC)
     until = end or min(moment, started + timedelta(minutes=INCIDENT_MINUTES))
@@ -80,7 +84,9 @@ def alert_scope(
             f"--end {until.isoformat()} is not after the incident start "
             f"{incident_start.isoformat()}"
         )
-    return Scope(services=(), incident_start=incident_start, end=until, alert=alert)
+    lookback = timedelta(minutes=lookback_minutes)
+    rule = replace(rule, lookback=lookback) if rule is not None else WindowRule(lookback=lookback)
+    return collect_alert_scope(alert, frame(started, moment, rule, end=until))
 
 
 def collect_for_alert(
@@ -94,7 +100,8 @@ def collect_for_alert(
         raise ConfigError(
             "--alert needs a live source: set RCA_PROMETHEUS_URL and/or RCA_ELASTICSEARCH_URL"
         )
-    scope = alert_scope(read_alert(alert_file), engine.lookback_minutes, end)
+    rule = WindowRule.from_settings(settings, engine.lookback_minutes, options.baseline_minutes)
+    scope = alert_scope(read_alert(alert_file), engine.lookback_minutes, end, rule=rule)
     return collect_or_explain(scope, settings, options)
 
 
@@ -125,8 +132,7 @@ def collect_or_explain(scope: Scope, settings: Settings, options: CollectSetting
         asked = [s for s in (metrics, logs) if s is not None]
         if not asked or not all(s.answered for s in asked):
             raise
-        baseline = scope.incident_start - timedelta(minutes=options.baseline_minutes)
-        start = getattr(scope, "start", None) or baseline  # a framed window's own start
+        start = scope.start or scope.incident_start - timedelta(minutes=options.baseline_minutes)
         window = CheckWindow(end=scope.end, span=scope.end - start)
         detail = exc.message.removeprefix("no source returned data for the window").strip(" ()")
         said = "" if detail in ("", "no data") else f" ({detail})"

@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from agent.errors import ConfigError
 from agent.service.settings import ApiToken, ServiceSettings, parse_api_tokens
 from agent.summarize.settings import SummarizerSettings
+from agent.window import WindowSettings
 from connectors.settings import (
     CollectSettings,
     ElasticsearchSettings,
@@ -77,6 +78,7 @@ class Settings(BaseSettings):
     )
     elasticsearch: ElasticsearchSettings = Field(default_factory=ElasticsearchSettings)
     collect: CollectSettings = Field(default_factory=CollectSettings)
+    window: WindowSettings = Field(default_factory=WindowSettings)
     snapshot_dir: Path | None = Field(
         None, description="offline source: a directory of recorded incident snapshots"
     )

@@ -256,6 +256,9 @@ class Trigger(Strict):
     services: list[str] = Field(default_factory=list)
     group_key: str | None = None
     question: str | None = None
+    since: datetime | None = Field(
+        None, description="when an ad-hoc request says it began to hurt (its stated start)"
+    )
 
 
 class SourceFailure(Strict):
@@ -273,7 +276,13 @@ class Analysis(Strict):
     window: Window
     candidates: list[Candidate]
     root_cause: RootCause | None
-    confidence: float = Field(ge=0.0, le=1.0)
+    confidence: float = Field(
+        ge=0.0, le=1.0, description="probability that the root cause is right (calibrated)"
+    )
+    confidence_basis: dict[str, float] = Field(
+        default_factory=dict,
+        description="the ranking's margin features the engine's confidence was computed from",
+    )
     insufficient_evidence: bool = False
     evidence: list[Evidence]
     timeline: list[TimelineEvent]

@@ -21,6 +21,7 @@ from rich.text import Text
 
 from agent.models import Analysis, Candidate, Evidence, Stats
 from agent.units import baseline_text, change_ratio, duration_text, format_value, plain
+from agent.window import window_line
 
 MAX_EVIDENCE_SHOWN = 6
 MAX_CANDIDATES_SHOWN = 5
@@ -150,7 +151,7 @@ def _headline(analysis: Analysis) -> RenderableType:
 
 def _context(analysis: Analysis) -> Text:
     win = analysis.window
-    text = Text(f"window {stamp(win.start)} → {clock(win.end)}, ", style="dim")
+    text = Text(f"window {window_line(win.start, win.end, win.step_s)}, ", style="dim")
     text.append(f"incident from {clock(win.incident_start)}", style="dim")
     trig = analysis.trigger
     if trig.alert_name:
@@ -309,7 +310,8 @@ def markdown_report(analysis: Analysis, chart: str | None = None) -> str:
     win = analysis.window
     lines = [f"# Root cause analysis {analysis.id}", ""]
     lines += _md_headline(analysis)
-    window = f"{stamp(win.start)} → {stamp(win.end)} (incident from {stamp(win.incident_start)})"
+    window = window_line(win.start, win.end, win.step_s)
+    window += f", incident from {stamp(win.incident_start)}"
     lines += [
         "",
         f"- Window: {window}",

@@ -30,7 +30,9 @@ from typing import Any, Protocol
 from agent.config import Settings
 from agent.errors import SnapshotError, SourceError
 from agent.models import Edge, LogRecord, Signal, SourceFailure, Topology
+from agent.scope import as_request, in_neighbourhood, request_alert
 from agent.snapshot import Snapshot, SnapshotMeta, WindowSpec, load_snapshot
+from agent.window import Framed, incident_start_at
 from connectors.alertmanager import AlertmanagerWebhook
 from connectors.prometheus import MetricFetch
 from connectors.settings import CollectSettings
@@ -41,8 +43,14 @@ class Scope:
     """What to look at: services (empty: all that the sources know) over a time range.
 
     ``incident_start`` is when the incident is believed to begin (alert ``startsAt`` minus
-    the engine's lookback, or the start of an ad-hoc request's range); history before it is
-    the baseline.
+    the lookback, or an ad-hoc request's start minus the lookback: :mod:`agent.window`);
+    history before it, from ``start`` (default: ``baseline_minutes`` earlier), is the baseline.
+
+    ``focus`` names where an ad-hoc request hurts, as an alert's labels do: the sources are
+    asked for every service, and the snapshot keeps the focus's call-graph neighbourhood
+    (:func:`neighbourhood`), so that a cause downstream of the named service can be found.
+    ``anchor`` is the request's start; once the data's resolution is known the incident
+    start is settled from it as the engine settles an alert's.
     """
 
     services: tuple[str, ...]
@@ -50,6 +58,46 @@ class Scope:
     end: datetime
     alert: AlertmanagerWebhook | None = None
     question: str | None = None
+    focus: tuple[str, ...] = ()
+    anchor: datetime | None = None
+    start: datetime | None = None
+    notes: tuple[str, ...] = ()  # how the window rule framed it, for the report
+    since: datetime | None = None  # when a request says it began to hurt (agent.scope)
+
+
+def alert_scope(alert: AlertmanagerWebhook, framed: Framed) -> Scope:
+    """An alert's scope: every service (the alert names where it hurts, not where it began),
+    over the framed window."""
+    return Scope(
+        services=(),
+        incident_start=framed.incident_start,
+        end=framed.end,
+        alert=alert,
+        anchor=framed.anchor,
+        start=framed.start,
+        notes=framed.notes,
+    )
+
+
+def request_scope(
+    services: Sequence[str],
+    framed: Framed,
+    question: str | None = None,
+    since: datetime | None = None,
+) -> Scope:
+    """An ad-hoc request's scope (API, Slack ``/rca``, ``rca analyze --service``): the named
+    services are where it hurts; everything in their neighbourhood may be the cause."""
+    return Scope(
+        services=(),
+        incident_start=framed.incident_start,
+        end=framed.end,
+        question=question,
+        focus=tuple(dict.fromkeys(services)),
+        anchor=framed.anchor,
+        start=framed.start,
+        notes=framed.notes,
+        since=since,
+    )
 
 
 @dataclass
@@ -101,7 +149,11 @@ def collect(scope: Scope, settings: Settings, options: CollectSettings | None = 
         metrics, logs = live_sources(settings)
         return collect_live(scope, metrics, logs, options or settings.collect)
     if settings.snapshot_dir is not None:
-        return Collected(snapshot=recorded_snapshot(scope, settings.snapshot_dir))
+        snapshot = recorded_snapshot(scope, settings.snapshot_dir)
+        if scope.focus and scope.alert is None:
+            lookback = timedelta(minutes=settings.engine.lookback_minutes)
+            snapshot = as_request(snapshot, scope.focus, lookback)
+        return Collected(snapshot=snapshot)  # a recording keeps its own window: no notes
     raise SourceError(
         "collect",
         "no source configured: set RCA_PROMETHEUS_URL and/or RCA_ELASTICSEARCH_URL, "
@@ -131,7 +183,7 @@ def collect_live(
     options: CollectSettings,
 ) -> Collected:
     """Run the sources side by side until ``options.budget_s``; see the module docstring."""
-    start = scope.incident_start - timedelta(minutes=options.baseline_minutes)
+    start = scope.start or scope.incident_start - timedelta(minutes=options.baseline_minutes)
     deadline = time.monotonic() + options.budget_s
     labels = _alert_labels(scope.alert)
     pool = ThreadPoolExecutor(2, thread_name_prefix="collect")
@@ -156,7 +208,7 @@ def collect_live(
     wait(jobs.values(), timeout=max(0.0, deadline - time.monotonic()))
     pool.shutdown(wait=False, cancel_futures=True)
 
-    collected = Collected(snapshot=_empty_snapshot(scope, start))
+    collected = Collected(snapshot=_empty_snapshot(scope, start), notes=list(scope.notes))
     # A source still running at the deadline took (at least) the whole budget.
     stop = time.monotonic()
     collected.durations = {name: finished.get(name, stop) - began for name in jobs}
@@ -185,10 +237,34 @@ def collect_live(
     if not signals and not records:
         said = "; ".join(f"{f.source}: {f.error}" for f in collected.failures) or "no data"
         raise SourceError("collect", f"no source returned data for the window ({said})")
-    collected.snapshot = collected.snapshot.model_copy(
-        update={"signals": signals, "logs": records, "topology": _topology(signals, edges)}
+    collected.snapshot = _settled(
+        collected.snapshot.model_copy(
+            update={"signals": signals, "logs": records, "topology": _topology(signals, edges)}
+        ),
+        scope,
     )
     return collected
+
+
+def _settled(snapshot: Snapshot, scope: Scope) -> Snapshot:
+    """An ad-hoc request's snapshot: its focus's neighbourhood, the incident start settled
+    from the request's start at the data's resolution, and, when the request says since when
+    it hurts, the alert it amounts to (:func:`agent.scope.request_alert`)."""
+    if scope.alert is not None or not scope.focus:
+        return snapshot
+    snapshot = in_neighbourhood(snapshot, scope.focus)
+    if scope.anchor is None:
+        return snapshot
+    lookback = scope.anchor - scope.incident_start
+    settled = incident_start_at(scope.anchor, lookback, snapshot.signals, scope.end)
+    window = snapshot.meta.window
+    if window.start is not None and not window.start < settled < scope.end:
+        return snapshot
+    meta = snapshot.meta.model_copy(
+        update={"window": window.model_copy(update={"incident_start": settled})}
+    )
+    alert = request_alert(scope.focus, scope.since, scope.question) if scope.since else None
+    return snapshot.model_copy(update={"meta": meta, "alert": alert})
 
 
 def _alert_labels(alert: AlertmanagerWebhook | None) -> dict[str, str]:
@@ -215,9 +291,12 @@ def _topology(signals: list[Signal], edges: list[Edge]) -> Topology | None:
 
 
 def _empty_snapshot(scope: Scope, start: datetime) -> Snapshot:
-    """The snapshot's frame. With an alert, ``incident_start`` stays unset so that the engine
-    derives it from the alert exactly as it does when the recording is replayed."""
-    key = scope.alert.groupKey if scope.alert else ",".join(scope.services)
+    """The snapshot's frame. With an alert that starts inside the window, ``incident_start``
+    stays unset so that the engine derives it from the alert exactly as it does when the
+    recording is replayed; an alert re-anchored by the window rule (it started before the data
+    kept, or after now) pins it."""
+    key = scope.alert.groupKey if scope.alert else ",".join(scope.focus or scope.services)
+    derived = scope.alert is not None and start <= scope.alert.starts_at <= scope.end
     digest = hashlib.sha256(f"{key}|{scope.incident_start.isoformat()}".encode()).hexdigest()
     meta = SnapshotMeta(
         id=f"live-{digest[:12]}",
@@ -227,7 +306,7 @@ def _empty_snapshot(scope: Scope, start: datetime) -> Snapshot:
         window=WindowSpec(
             start=start,
             end=scope.end,
-            incident_start=None if scope.alert else scope.incident_start,
+            incident_start=None if derived else scope.incident_start,
         ),
     )
     return Snapshot(meta=meta, alert=scope.alert)
@@ -243,7 +322,9 @@ def recorded_snapshot(scope: Scope, directory: Path) -> Snapshot:
     if not directory.is_dir():
         raise SourceError("snapshot_dir", f"{directory} is not a directory")
     group_key = scope.alert.groupKey if scope.alert else None
-    wanted = set(scope.services) or set(scope.alert.services() if scope.alert else ())
+    wanted = set(scope.services) | set(scope.focus) or set(
+        scope.alert.services() if scope.alert else ()
+    )
     best: tuple[tuple[int, float], Snapshot] | None = None
     for path in sorted(p.parent for p in directory.glob("*/snapshot.json")):
         try:

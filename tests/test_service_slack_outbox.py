@@ -49,7 +49,7 @@ def analysed_incident(sessions: sessionmaker, group: str = "g1") -> tuple[str, s
     """An alert episode whose analysis is stored and queued for Slack: (incident, analysis)."""
     payload = WebhookPayload.model_validate(notification(group=group))
     episode = episode_of(payload)
-    job = job_of(payload, episode, timedelta(minutes=10), NOW)
+    job = job_of(payload, episode, NOW)
     with sessions.begin() as session:
         record_firing(session, episode, job, NOW)
     result = build_analysis().model_copy(update={"id": job.id}).model_dump_json()

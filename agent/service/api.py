@@ -89,7 +89,10 @@ def queue_request(state: ServiceState, body: AnalysisRequest, kind: Literal["api
     """Queue an ad-hoc analysis (the API's, or Slack's ``/rca``); returns its id."""
     now = state.clock()
     start, end = body.range(now)
-    trigger = Trigger(kind=kind, services=body.services, question=body.question)
+    # A stated start says since when it hurts (Slack's default "last 30m" arrives as one too,
+    # so only the API's counts).
+    since = start if body.start is not None and kind == "api" else None
+    trigger = Trigger(kind=kind, services=body.services, question=body.question, since=since)
     job = NewJob(
         id="an-" + secrets.token_hex(10),
         trigger=trigger,

@@ -1,10 +1,14 @@
-"""What one analysis job does: collect the scope, run the pipeline, render the chart.
+"""What one analysis job does: frame the window, collect the scope, run the pipeline, render
+the chart.
 
 Pure of the queue: :class:`agent.service.jobs.WorkerPool` decides when to call it and what
-to do with errors. A scope that no source can serve (:class:`SourceError`) or that yields no
-data (:class:`SnapshotError`) is not an error of the job: it becomes an Analysis marked
-insufficient evidence whose ``source_failures`` say why, so the on-call engineer is told
-rather than left waiting.
+to do with errors. A job holds its trigger's own times (an alert's start, or a request's
+start and end); :func:`agent.window.frame` turns them into the analysed window when the job
+runs, and the scope is the alert's (every service) or the request's (the named services'
+call-graph neighbourhood, :mod:`agent.scope`). A scope that no source can serve
+(:class:`SourceError`) or that yields no data (:class:`SnapshotError`) is not an error of the
+job: it becomes an Analysis marked insufficient evidence whose ``source_failures`` say why,
+so the on-call engineer is told rather than left waiting.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from agent import __version__
 from agent.config import Settings
@@ -21,7 +26,11 @@ from agent.models import Analysis, LogRecord, Signal, SourceFailure, Trigger, Wi
 from agent.snapshot import Snapshot
 from agent.store.queue import ClaimedJob
 from agent.summarize import Summarizer
+from agent.window import Framed, WindowRule, frame, with_window
 from connectors.alertmanager import AlertmanagerWebhook
+
+if TYPE_CHECKING:
+    from connectors.collect import Scope
 
 _SUMMARIZERS: dict[int, tuple[Settings, Summarizer]] = {}
 _SUMMARIZERS_LOCK = threading.Lock()
@@ -64,13 +73,15 @@ def sources_of(settings: Settings) -> str:
 
 
 def no_data_analysis(
-    job: ClaimedJob, failures: list[SourceFailure], reason: str, now: datetime
+    job: ClaimedJob, failures: list[SourceFailure], reason: str, now: datetime, framed: Framed
 ) -> Analysis:
     """The answer when nothing could be collected: says so, names the failing sources."""
-    start, end = job.incident_start, job.window_end
-    if end <= start:
-        end = start + timedelta(minutes=1)
-    window = Window(start=start - (end - start), incident_start=start, end=end)
+    window = Window(
+        start=framed.start,
+        incident_start=framed.incident_start,
+        end=framed.end,
+        step_s=framed.step_s,
+    )
     return Analysis(
         id=job.id,
         version=__version__,
@@ -90,13 +101,33 @@ def no_data_analysis(
         summary=f"No analysis: no telemetry could be collected ({reason}).",
         backend="none",
         source_failures=failures,
+        notes=list(framed.notes),
     )
+
+
+def job_window(job: ClaimedJob, alert: AlertmanagerWebhook | None, settings: Settings) -> Framed:
+    """The analysed window of a job, framed now: an alert's runs until now, a request's until
+    the end it asked for."""
+    rule = WindowRule.from_settings(settings)
+    now = datetime.now(UTC)
+    return frame(job.incident_start, now, rule, end=None if alert is not None else job.window_end)
+
+
+def job_scope(job: ClaimedJob, alert: AlertmanagerWebhook | None, framed: Framed) -> Scope:
+    """An alert names where it hurts, not where it started: every service is collected so that
+    the engine can follow the call graph. A request names where it hurts the same way."""
+    from connectors.collect import alert_scope, request_scope  # the clients: on first use
+
+    if alert is not None:
+        return alert_scope(alert, framed)
+    trigger = job.trigger
+    return request_scope(trigger.services, framed, trigger.question, trigger.since)
 
 
 def run_job(job: ClaimedJob, settings: Settings) -> JobResult:
     """Collect and analyze one job's scope. Raises only on bugs and unexpected errors."""
     from agent.engine.pipeline import analyze  # numpy and the engine: imported on first use
-    from connectors.collect import Scope, collect
+    from connectors.collect import collect
 
     began = time.perf_counter()
     if settings.service.job_delay_s:
@@ -104,20 +135,12 @@ def run_job(job: ClaimedJob, settings: Settings) -> JobResult:
     alert = (
         AlertmanagerWebhook.model_validate_json(job.alert_payload) if job.alert_payload else None
     )
-    # An alert names where it hurts, not where it started: collect every service so that the
-    # engine can follow the call graph. An ad-hoc request's services are the user's choice.
-    scope = Scope(
-        services=() if alert is not None else tuple(job.trigger.services),
-        incident_start=job.incident_start,
-        end=job.window_end,
-        alert=alert,
-        question=job.trigger.question,
-    )
+    framed = job_window(job, alert, settings)
     try:
-        collected = collect(scope, settings)
+        collected = collect(job_scope(job, alert, framed), settings)
     except SourceError as err:
         failure = SourceFailure(source=err.source, error=err.message)
-        analysis = no_data_analysis(job, [failure], str(err), datetime.now(UTC))
+        analysis = no_data_analysis(job, [failure], str(err), datetime.now(UTC), framed)
         elapsed = time.perf_counter() - began
         return JobResult(analysis, None, elapsed, elapsed)
     collect_s = time.perf_counter() - began
@@ -131,11 +154,10 @@ def run_job(job: ClaimedJob, settings: Settings) -> JobResult:
         )
     except SnapshotError as err:
         failures = [*collected.failures, SourceFailure(source="collect", error=err.message)]
-        analysis = no_data_analysis(job, failures, str(err), datetime.now(UTC))
+        analysis = no_data_analysis(job, failures, str(err), datetime.now(UTC), framed)
         return JobResult(analysis, None, collect_s, time.perf_counter() - began)
-    analysis = analysis.model_copy(
-        update={"id": job.id, "notes": [*analysis.notes, *collected.notes]}
-    )
+    analysis = with_window(analysis, collected.snapshot.signals, collected.notes, framed.step_s)
+    analysis = analysis.model_copy(update={"id": job.id})
     per_source = collected.durations or {sources_of(settings): collect_s}
     return JobResult(
         analysis, collected.snapshot, collect_s, time.perf_counter() - began, per_source

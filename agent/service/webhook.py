@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -56,20 +56,25 @@ def episode_of(payload: WebhookPayload) -> Episode:
     )
 
 
-def job_of(payload: WebhookPayload, episode: Episode, lookback: timedelta, now: datetime) -> NewJob:
-    """The analysis of an episode: from ``lookback`` before its first alert until now."""
+def job_of(payload: WebhookPayload, episode: Episode, now: datetime) -> NewJob:
+    """The analysis of an episode: where its first firing alert began, as of ``now``.
+
+    The job keeps the trigger's own times (``incident_start``: the alert's start,
+    ``window_end``: when it was notified); the worker frames the analysed window around them
+    when it runs (:func:`agent.window.frame`: lookback, baseline, maximum length, retention),
+    so that an alert firing since last year is not analysed over a year.
+    """
     trigger = Trigger(
         kind="alert",
         alert_name=payload.alert_name or None,
         services=payload.services(),
         group_key=payload.groupKey,
     )
-    end = max(now, episode.starts_at + timedelta(minutes=1))
     return NewJob(
         id="an-" + episode.key[:20],
         trigger=trigger,
-        incident_start=episode.starts_at - lookback,
-        window_end=end,
+        incident_start=episode.starts_at,
+        window_end=now,
         services=trigger.services,
     )
 
@@ -78,8 +83,7 @@ def receive(state: ServiceState, payload: WebhookPayload) -> WebhookAccepted:
     """Record one notification durably; see the module docstring."""
     now = state.clock()
     episode = episode_of(payload)
-    lookback = timedelta(minutes=state.settings.engine.lookback_minutes)
-    job = job_of(payload, episode, lookback, now)
+    job = job_of(payload, episode, now)
     for _ in range(_RACE_RETRIES):
         try:
             with state.sessions.begin() as session:

@@ -32,6 +32,7 @@ from agent.slack.limits import (
     escape,
     link,
 )
+from agent.window import window_line
 
 Block = dict[str, Any]
 
@@ -255,6 +256,8 @@ def _context(analysis: Analysis, view: IncidentView) -> Block:
         _mrkdwn(f"backend `{escape(analysis.backend)}`"),
         _mrkdwn(f"analysed {created:%Y-%m-%d %H:%M} {created.tzname() or ''}".rstrip()),
     ]
+    win = analysis.window
+    elements.append(_mrkdwn(f"window {window_line(win.start, win.end, win.step_s, view.tz)}"))
     if "total" in analysis.timings:
         elements.append(_mrkdwn(f"took {analysis.timings['total']:.2f} s"))
     if view.report_url and len(report := link(view.report_url, "full report")) <= CONTEXT_TEXT:
