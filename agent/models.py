@@ -261,6 +261,46 @@ class Trigger(Strict):
     )
 
 
+class ChangeKind(StrEnum):
+    DEPLOY = "deploy"
+    CONFIG = "config"
+    SCALE = "scale"
+    FEATURE_FLAG = "feature_flag"
+    INFRA = "infra"
+
+
+class Change(Strict):
+    """Something changed on purpose: a rollout, a config push, a scale, a flag, infra work.
+
+    Changes come from CI/CD (``POST /v1/changes``), from kube-state-metrics series (a new
+    ReplicaSet or image is a deploy), from a snapshot's ``changes.jsonl``, or from the simulator.
+    """
+
+    service: str = Field(min_length=1)
+    kind: ChangeKind = ChangeKind.DEPLOY
+    at: datetime
+    from_version: str | None = None
+    to_version: str | None = None
+    author: str | None = None
+    link: str | None = None
+    source: str = Field("api", description="where it was learned: api, prometheus, snapshot, ...")
+    id: str | None = Field(None, description="the reporter's id for it; repeated posts store one")
+
+    @field_validator("at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return utc(value)
+
+
+class ChangeVerdict(Strict):
+    """What the analysis concluded about one change in or shortly before the window."""
+
+    change: Change
+    verdict: Literal["suspect", "cleared", "unknown"]
+    reasons: list[str] = Field(default_factory=list)
+    evidence_ids: list[str] = Field(default_factory=list)
+
+
 class SourceFailure(Strict):
     source: str
     error: str
@@ -298,6 +338,9 @@ class Analysis(Strict):
     timings: dict[str, float] = Field(default_factory=dict)
     source_failures: list[SourceFailure] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    changes: list[ChangeVerdict] = Field(
+        default_factory=list, description="changes in or shortly before the window, judged"
+    )
 
     def evidence_by_id(self, evidence_id: str) -> Evidence | None:
         return next((e for e in self.evidence if e.id == evidence_id), None)
