@@ -150,15 +150,18 @@ def on_grid(
 
     Prometheus leaves such steps out; the engine needs them as gaps to tell a service that
     went silent from one that is fine. Pods come and go (rollouts, autoscaling), so with
-    ``trim`` a pod's series covers only its own lifetime, the way snapshots hold pods.
+    ``trim`` a pod's series covers only its own lifetime, the way snapshots hold pods. A
+    ``NaN`` (0/0, a histogram without observations, a backfilled staleness mark) is a gap
+    too, so it neither starts nor ends a pod's series.
     """
     first, step = plan.start.timestamp(), plan.step_s
     count = int((plan.end.timestamp() - first) // step) + 1
     values: list[float | None] = [None] * count
     for stamp, value in points:
         index = round((float(stamp) - first) / step)
-        if 0 <= index < count:
-            values[index] = float(value)
+        number = float(value)
+        if 0 <= index < count and math.isfinite(number):
+            values[index] = number
     stamps = [first + i * step for i in range(count)]
     if trim:
         present = [i for i, v in enumerate(values) if v is not None]

@@ -1,16 +1,17 @@
 """How closely does live analysis (real Prometheus) agree with analysis of the snapshot?
 
-Both paths run the same engine on the same simulated incident, but they do not see the same
-numbers: the snapshot holds the simulator's exact percentiles and per-sample rates, while the
-live path gets what PromQL makes of the raw export (``histogram_quantile`` interpolated inside
-buckets, ``rate()`` over a window). Findings near the threshold land on either side of it, so
-the weak bystanders that fill ranks 2 and 3 change more often than the root cause does.
+Both paths run the same engine on the same simulated incident. The scenarios compared are
+those the simulator writes as ``rca record`` records a live collection
+(``evals/simulator/recorded.py``): the default catalog's signals, with the values PromQL
+computes from the raw export (``irate`` over the query plan's window, ``histogram_quantile``
+inside the export's buckets, gauges gone stale at missed scrapes and with their pods). The
+live half backfills the raw export into one real Prometheus and collects the same window
+with the connector. Agreement short of 1.0 means the emulation and the server part ways
+somewhere: compare the collected signals with the snapshot's, series by series.
 
-This benchmark measures that over every scenario in a seed range whose snapshot uses the
-Prometheus naming dialect with per-pod series (the raw export always uses Prometheus names, so
-there both paths describe the same quantities), backfilled into one real Prometheus. Example::
+Example::
 
-    python -m evals.live_agreement --seeds 200-399 --json out/live_agreement.json
+    python -m evals.live_agreement --seeds 18000-18199 --json out/live_agreement.json
 """
 
 from __future__ import annotations
@@ -72,8 +73,9 @@ def overlapping(scenarios: Iterable[Scenario]) -> list[tuple[int, int]]:
 
 
 def same_quantities(scenario: Scenario) -> bool:
-    """Whether the snapshot's series are the raw export's (Prometheus names, per pod)."""
-    return scenario.naming.dialect == "prometheus" and scenario.naming.pod_level
+    """Whether the snapshot holds what a live collection returns (the default catalog's
+    signals, computed as PromQL computes them: ``evals/simulator/recorded.py``)."""
+    return scenario.naming.recorded
 
 
 def analyze_both(scenario: Scenario, prometheus_url: str) -> tuple[Analysis, Analysis, Collected]:
@@ -152,7 +154,7 @@ def summarize(results: list[Agreement]) -> dict[str, float | int]:
 
 
 @click.command()
-@click.option("--seeds", required=True, help="Seed range A-B; Prometheus-dialect ones are used.")
+@click.option("--seeds", required=True, help="Seed range A-B; the recorded-as-live ones are used.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path))
 def main(seeds: str, json_out: Path | None) -> None:
     """Compare live and snapshot analyses over a seed range."""
@@ -163,7 +165,7 @@ def main(seeds: str, json_out: Path | None) -> None:
         raise click.BadParameter(str(err), param_hint="--seeds") from None
     scenarios = comparable_scenarios(seed_range)
     if not scenarios:
-        raise click.UsageError(f"no Prometheus-dialect, per-pod scenario in seeds {seeds}")
+        raise click.UsageError(f"no scenario recorded as a live collection in seeds {seeds}")
     results = []
     with tempfile.TemporaryDirectory(prefix="rca-live-agreement-") as tmp:
         with console.status(f"backfilling {len(scenarios)} incidents and starting prometheus"):

@@ -58,8 +58,15 @@ def test_the_summary_counts_shares(case: tuple[Scenario, Analysis]) -> None:
     assert summarize([])["n"] == 0
 
 
-def test_only_prometheus_dialect_per_pod_scenarios_compare() -> None:
-    assert same_quantities(simulate(1))
+def test_only_scenarios_recorded_as_a_live_collection_compare() -> None:
+    recorded = simulate(1)
+    assert same_quantities(recorded)
+    assert {s.name for s in recorded.snapshot.signals} >= {
+        "http_requests:rate",
+        "http_request_duration_seconds:p99",
+        "container_cpu_usage_seconds:rate",
+    }, "the default catalog's names"
+    assert not same_quantities(simulate(8))  # Prometheus names, but drawn variants
     assert not same_quantities(simulate(0))  # datadog names
     assert not same_quantities(simulate(6))  # rcaeval, rolled up per service
 
@@ -68,7 +75,7 @@ def test_only_prometheus_dialect_per_pod_scenarios_compare() -> None:
     ("seeds", "message"),
     [
         ("x", "--seeds must be a range like"),
-        ("0-0", "no Prometheus-dialect, per-pod scenario in seeds 0-0"),
+        ("0-0", "no scenario recorded as a live collection in seeds 0-0"),
     ],
 )
 def test_bad_seed_ranges_are_usage_errors(seeds: str, message: str) -> None:

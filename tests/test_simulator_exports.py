@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -57,15 +58,32 @@ def test_openmetrics_export_is_well_formed(exported: tuple[Scenario, Path]) -> N
     assert types["http_request_duration_seconds"] == "histogram"
     assert types["http_requests"] == "counter"
     last: dict[tuple[str, str], tuple[float, float]] = {}
+    stale: set[str] = set()
     for family, name, labels, value, stamp in samples:
         key = (name, labels)
         if key in last:
             assert stamp > last[key][0], f"timestamps of {key} do not increase"
-            if types[family] == "counter" or name.endswith(("_bucket", "_count", "_sum")):
-                assert value >= last[key][1], f"counter {key} went down"
+        if math.isnan(value):
+            stale.add(name)
+            last[key] = (stamp, last.get(key, (stamp, 0.0))[1])
+            continue
+        if key in last and (
+            types[family] == "counter" or name.endswith(("_bucket", "_count", "_sum"))
+        ):
+            assert value >= last[key][1], f"counter {key} went down"
         last[key] = (stamp, value)
         if types[family] == "counter":
             assert name.endswith("_total")
+    # Staleness marks only where queries read a series as it is, never under rate().
+    assert stale and stale <= {
+        "container_memory_working_set_bytes",
+        "kube_pod_container_status_restarts_total",
+        "up",
+        "kube_deployment_status_observed_generation",
+        "db_client_connections_in_use",
+        "db_client_connections_pending",
+        "kubelet_volume_stats_used_bytes",
+    }
     names = {name for _, name, _, _, _ in samples}
     assert {"http_requests_total", "http_request_duration_seconds_bucket"} <= names
     assert {"http_request_duration_seconds_sum", "http_request_duration_seconds_count"} <= names

@@ -3,7 +3,8 @@
 Four dialects: Prometheus/cAdvisor/kube-state-metrics, OpenTelemetry semantic conventions,
 Datadog, and the bare column names of RCAEval-style CSVs (``cpu``, ``mem``, ``latency-90``).
 Each role has several variants (bytes or MiB, seconds or milliseconds, error rate or error
-ratio, disk used or disk free); a scenario draws one variant per role.
+ratio, disk used or disk free); a scenario draws one variant per role. Half the Prometheus
+scenarios instead hold exactly what ``rca record`` collects with the default catalog.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ _PCT = ("50", "90", "99")
 _P = ("p50", "p90", "p99")
 
 Dialect = dict[str, tuple[Variant, ...]]
+# Prometheus scenarios written as ``rca record`` writes a live collection with the default
+# catalog (``recorded.py``) rather than under the names drawn here.
+RECORDED_SHARE = 0.5
 
 PROMETHEUS: Dialect = {
     "traffic": (
@@ -221,6 +225,7 @@ class Naming:
     pod_level: bool  # per-pod container series, or rolled up per service
     units: bool  # whether units survived the export
     kind_missing: float  # share of series whose kind is left for the engine to infer
+    recorded: bool = False  # Prometheus only: the default catalog's signals, as rca record
 
 
 def choose_naming(rng: np.random.Generator) -> Naming:
@@ -238,4 +243,5 @@ def choose_naming(rng: np.random.Generator) -> Naming:
         pod_level=not rcaeval or rng.random() < 0.5,
         units=not rcaeval and rng.random() < 0.75,
         kind_missing=float(rng.uniform(0.55, 0.9) if rcaeval else rng.uniform(0.1, 0.5)),
+        recorded=name == "prometheus" and rng.random() < RECORDED_SHARE,
     )

@@ -7,6 +7,8 @@ engine that blames "whatever changed near the alert" is wrong often enough to no
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from evals.simulator.plan import FaultPlan
@@ -86,7 +88,12 @@ def add_spikes(telemetry: Telemetry, rng: np.random.Generator) -> None:
 
 
 def punch_gaps(telemetry: Telemetry, rng: np.random.Generator) -> None:
-    """Missing scrapes: scattered single points everywhere, sometimes a short outage."""
+    """Missing scrapes: scattered single points everywhere, sometimes a short outage.
+
+    A missed scrape loses the sample, not what the exporter counted meanwhile: the series as
+    they were before are kept in ``telemetry.counted`` for the counters (``scrape.py``).
+    """
+    telemetry.counted = copy.deepcopy(telemetry.services)
     n = telemetry.timeline.length
     rate = rng.uniform(0.005, 0.02)
     names = list(telemetry.services)

@@ -1,7 +1,9 @@
-"""Turn canonical telemetry into :class:`~agent.models.Signal` objects in one naming dialect.
+"""Turn observed telemetry into :class:`~agent.models.Signal` objects in one naming dialect.
 
-Pod series cover only the time their pod existed; gaps become ``None``; values keep six
-significant digits, as exporters print them.
+The telemetry rendered is what a query returns (``query.py``): rates over a window, latency
+quantiles interpolated in histogram buckets, gauges only where scraped. A pod's series runs
+from its first to its last value, as a live query trimmed to the pod returns it; gaps become
+``None``; values keep six significant digits, as exporters print them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,15 @@ from evals.simulator.topology import ServiceGraph, ServiceSpec
 
 _ORIGIN = {"prometheus": "promql", "opentelemetry": "otlp", "datadog": "datadog", "rcaeval": "csv"}
 _POD_ROLES = ("cpu", "memory", "restarts", "throttling")
+
+
+def _span(values: FloatArray) -> np.ndarray:
+    """From the first to the last finite value: where a pod's series exists."""
+    present = np.flatnonzero(np.isfinite(values))
+    keep = np.zeros(len(values), dtype=bool)
+    if len(present):
+        keep[present[0] : present[-1] + 1] = True
+    return keep
 
 
 def _significant(values: FloatArray, digits: int = 6) -> list[float | None]:
@@ -50,8 +61,9 @@ def _pod_source(pod: PodSeries, source: str) -> FloatArray:
 
 
 def _rolled_up(series: ServiceSeries, source: str) -> FloatArray:
-    """Per-service value of a pod quantity: sums for amounts, means for ratios."""
-    stack = np.vstack([np.where(p.alive, _pod_source(p, source), np.nan) for p in series.pods])
+    """Per-service value of a pod quantity: sums for amounts, means for ratios, over the pods
+    with a value at each step."""
+    stack = np.vstack([_pod_source(p, source) for p in series.pods])
     present = ~np.isnan(stack)
     total = np.where(present, stack, 0.0).sum(axis=0)
     count = present.sum(axis=0)
@@ -153,7 +165,9 @@ class SignalWriter:
                 continue
             for pod in series.pods:
                 values = _pod_source(pod, variant.source)
-                result.append(self._make(spec, variant, values, pod=pod.name, alive=pod.alive))
+                span = _span(values)
+                if span.any():
+                    result.append(self._make(spec, variant, values, pod=pod.name, alive=span))
         return result
 
 

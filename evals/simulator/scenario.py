@@ -27,6 +27,8 @@ from evals.simulator.herrings import add_red_herrings, add_spikes, punch_gaps
 from evals.simulator.logs import write_logs
 from evals.simulator.plan import SIMULATED_FAULTS, FaultPlan, Symptom, plan_fault
 from evals.simulator.propagation import apply_symptoms, propagate
+from evals.simulator.query import observe
+from evals.simulator.recorded import recorded_signals, recorded_topology
 from evals.simulator.render import render_signals
 from evals.simulator.shops import shop_graph
 from evals.simulator.telemetry import Telemetry, Timeline
@@ -154,7 +156,12 @@ def simulate(seed: int, fault: FaultType | None = None, services: int | None = N
     add_spikes(telemetry, rng)
     punch_gaps(telemetry, rng)
     naming = choose_naming(rng)
-    signals = render_signals(graph, telemetry, naming, rng)
+    if naming.recorded:
+        signals = recorded_signals(graph, telemetry)
+        topology = recorded_topology(graph, signals)
+    else:
+        signals = render_signals(graph, observe(graph, telemetry), naming, rng)
+        topology = graph.topology()
     alert = build_alert(graph, telemetry, plan, incident.symptoms, rng)
     timeline = telemetry.timeline
     meta = SnapshotMeta(
@@ -172,7 +179,7 @@ def simulate(seed: int, fault: FaultType | None = None, services: int | None = N
         alert=alert,
         signals=signals,
         logs=logs,
-        topology=graph.topology(),
+        topology=topology,
         ground_truth=_truth(plan, timeline),
     )
     return Scenario(seed, snapshot, graph, telemetry, plan, naming)

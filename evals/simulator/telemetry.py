@@ -109,6 +109,8 @@ class Telemetry:
     load: FloatArray
     services: dict[str, ServiceSeries]
     events: list[Event] = field(default_factory=list)
+    # The series before scrapes were missed: what the exporters counted (``scrape.py``).
+    counted: dict[str, ServiceSeries] | None = None
 
 
 def noise(rng: np.random.Generator, n: int, sigma: float) -> FloatArray:
