@@ -60,6 +60,11 @@ class EngineSettings(BaseModel):
         gt=1,
         description="incident/baseline rate ratio for a log template to count as bursting",
     )
+    calibration: Path | None = Field(
+        None,
+        description="confidence calibration (JSON from python -m evals.calibrate) to use "
+        "instead of the one shipped, e.g. one refitted on the team's own rated incidents",
+    )
 
 
 class Settings(BaseSettings):

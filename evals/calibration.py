@@ -49,31 +49,28 @@ class Reliability(BaseModel):
         return next(p for p in self.labels if p.label == name)
 
 
-def _right(result: CaseResult) -> bool:
-    return result.rank == 1
-
-
 def reliability(results: Sequence[CaseResult], bins: int = BINS) -> Reliability:
-    """Reliability bins, ECE and per-label precision of ``results``' confidences."""
-    if not results:
+    """Reliability of ``results``' confidences (right = the root cause at rank 1)."""
+    return reliability_of([(r.confidence, r.rank == 1) for r in results], bins)
+
+
+def reliability_of(cases: Sequence[tuple[float, bool]], bins: int = BINS) -> Reliability:
+    """Reliability bins, ECE and per-label precision of (confidence, right) pairs."""
+    if not cases:
         raise ValueError("calibration over zero cases is undefined")
     rows: list[ReliabilityBin] = []
     ece = 0.0
     for i in range(bins):
         low, high = i / bins, (i + 1) / bins
-        members = [
-            r
-            for r in results
-            if low <= r.confidence < high or (i == bins - 1 and r.confidence >= 1)
-        ]
+        members = [(c, r) for c, r in cases if low <= c < high or (i == bins - 1 and c >= 1)]
         if not members:
             rows.append(
                 ReliabilityBin(low=low, high=high, n_cases=0, mean_confidence=None, accuracy=None)
             )
             continue
-        confidence = sum(r.confidence for r in members) / len(members)
-        accuracy = sum(_right(r) for r in members) / len(members)
-        ece += len(members) / len(results) * abs(confidence - accuracy)
+        confidence = sum(c for c, _ in members) / len(members)
+        accuracy = sum(r for _, r in members) / len(members)
+        ece += len(members) / len(cases) * abs(confidence - accuracy)
         rows.append(
             ReliabilityBin(
                 low=low,
@@ -85,8 +82,8 @@ def reliability(results: Sequence[CaseResult], bins: int = BINS) -> Reliability:
         )
     labels = []
     for label in LABELS:
-        members = [r for r in results if confidence_label(r.confidence) == label]
-        right = sum(_right(r) for r in members)
+        members = [(c, r) for c, r in cases if confidence_label(c) == label]
+        right = sum(r for _, r in members)
         labels.append(
             LabelPrecision(
                 label=label,
@@ -95,7 +92,7 @@ def reliability(results: Sequence[CaseResult], bins: int = BINS) -> Reliability:
                 precision=right / len(members) if members else None,
             )
         )
-    return Reliability(ece=ece, bins=rows, labels=labels, n_cases=len(results))
+    return Reliability(ece=ece, bins=rows, labels=labels, n_cases=len(cases))
 
 
 def render_reliability(named: Sequence[tuple[str, Reliability]]) -> Figure:

@@ -7,7 +7,6 @@ from ``created_at`` and ``timings``.
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from agent import __version__
 from agent.config import EngineSettings
+from agent.engine.calibrate import load_calibration, margin_features
 from agent.engine.detect.kinds import callee_of, kind_of, side_of
 from agent.engine.detect.logs import mine_logs
 from agent.engine.detect.series import score_signals
@@ -137,17 +137,6 @@ def _analysis_id(snapshot: Snapshot, window: Window) -> str:
     return "an-" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def _confidence(ranked: list[ServiceScore]) -> float:
-    """Separation of the winner from the runner-up, tempered by how strong it is at all."""
-    if not ranked:
-        return 0.0
-    first = ranked[0].score
-    second = ranked[1].score if len(ranked) > 1 else 0.0
-    margin = (first - second) / first if first > 0 else 0.0
-    absolute = 1.0 - math.exp(-ranked[0].strength)
-    return round(min(0.99, 0.15 + 0.55 * margin + 0.3 * absolute), 3)
-
-
 UNDECIDED_MARGIN = 0.15  # leaders closer than this share of the top score are a toss-up
 UNDECIDED_CONFIDENCE = 0.35
 
@@ -242,6 +231,7 @@ def analyze(
     weak = not ranked or ranked[0].strength < strength(cfg.z_threshold * 1.5, cfg.z_threshold)
     undecided = _undecided(ranked)
     cap = 0.2 if weak else UNDECIDED_CONFIDENCE if undecided else 1.0
+    basis = margin_features(ranked)
     draft = Analysis(
         id=_analysis_id(snapshot, window),
         version=__version__,
@@ -250,7 +240,8 @@ def analyze(
         window=window,
         candidates=candidates,
         root_cause=None,
-        confidence=min(_confidence(ranked), cap),
+        confidence=round(min(load_calibration(cfg.calibration).probability(basis), cap), 3),
+        confidence_basis=basis,
         insufficient_evidence=weak,
         evidence=evidence,
         timeline=[],
