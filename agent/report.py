@@ -49,6 +49,12 @@ def change_text(evidence: Evidence) -> str:
             text += f" ({_rate(base.mean)} → {_rate(inc.mean)})"
         return text
     before = _central(base)
+    if evidence.pattern == "canary":
+        after = evidence.value if evidence.value is not None else _central(inc)
+        return (
+            f"reference median {baseline_text(before, after, unit)} → new pods' median "
+            f"{format_value(after, unit)}{change_ratio(before, after)}"
+        )
     if evidence.pattern == "vanished":
         return f"baseline median {format_value(before, unit)} → stopped reporting"
     after = evidence.value

@@ -17,7 +17,7 @@ from typing import IO, Any, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from agent.errors import SnapshotError
-from agent.models import GroundTruth, LogRecord, Signal, Strict, Topology, Window, utc
+from agent.models import Change, GroundTruth, LogRecord, Signal, Strict, Topology, Window, utc
 from connectors.alertmanager import AlertmanagerWebhook
 
 FORMAT_NAME: Literal["rca-snapshot"] = "rca-snapshot"
@@ -77,6 +77,7 @@ class Snapshot(BaseModel):
     logs: list[LogRecord] = Field(default_factory=list)
     topology: Topology | None = None
     ground_truth: GroundTruth | None = None
+    changes: list[Change] = Field(default_factory=list)
 
     def services(self) -> list[str]:
         """Every service named anywhere in the snapshot, sorted."""

@@ -7,13 +7,21 @@ series that best explains the root cause.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 from agent.engine.detect.logs import LogFinding
 from agent.engine.detect.series import SeriesFinding
 from agent.engine.service_score import ServiceScore
 from agent.models import Evidence, Stats
-from agent.units import change_phrase, duration_text, format_value, unit_of
+from agent.units import (
+    baseline_text,
+    change_phrase,
+    change_ratio,
+    duration_text,
+    format_value,
+    unit_of,
+)
 
 PER_CANDIDATE_METRICS = 4
 PER_CANDIDATE_LOGS = 3
@@ -35,6 +43,14 @@ def _metric_description(f: SeriesFinding, unit: str) -> str:
     """One sentence whose numbers carry the finding: the level a rise or dip held against the
     baseline median, how long it lasted, and a one-sample spike called a spike."""
     s = f.signal
+    if f.versus is not None:
+        p = math.exp(-(f.score**2) / 2)
+        return (
+            f"{s.service}'s new pods (e.g. {s.series_id}): median "
+            f"{format_value(f.level, unit)} vs {baseline_text(f.baseline.median, f.level, unit)}"
+            f"{change_ratio(f.baseline.median, f.level)} on {f.versus} "
+            f"(one-sided Mann-Whitney p = {p:.1g})"
+        )
     if f.direction == 0:
         return (
             f"{s.series_id} stopped reporting at {_ts(f.onset):%H:%M:%S} "
@@ -53,6 +69,8 @@ def _metric_evidence(eid: str, f: SeriesFinding) -> Evidence:
     s = f.signal
     unit = unit_of(s.name, s.unit)
     pattern = "vanished" if f.direction == 0 else "up" if f.direction > 0 else "down"
+    if f.versus is not None:
+        pattern = "canary"
     return Evidence(
         id=eid,
         source="metric",

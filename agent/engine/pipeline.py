@@ -15,6 +15,7 @@ import numpy as np
 from agent import __version__
 from agent.config import EngineSettings
 from agent.engine.calibrate import load_calibration, margin_features
+from agent.engine.canary import Judgement, judge_changes
 from agent.engine.detect.kinds import callee_of, kind_of, side_of
 from agent.engine.detect.logs import mine_logs
 from agent.engine.detect.series import score_signals
@@ -26,6 +27,8 @@ from agent.engine.service_score import ServiceScore
 from agent.models import (
     Analysis,
     Candidate,
+    ChangeVerdict,
+    Evidence,
     Signal,
     SignalKind,
     SourceFailure,
@@ -132,6 +135,21 @@ def _trigger(snapshot: Snapshot) -> Trigger:
     )
 
 
+def _verdicts(judged: list[Judgement], evidence: list[Evidence]) -> list[ChangeVerdict]:
+    """Each judged change for the report, citing its canary comparison where one is shown."""
+    out = []
+    for j in judged:
+        ids = [
+            e.id
+            for e in evidence
+            if e.pattern == "canary" and e.service == j.change.service and j.verdict == "suspect"
+        ]
+        out.append(
+            ChangeVerdict(change=j.change, verdict=j.verdict, reasons=j.reasons, evidence_ids=ids)
+        )
+    return out
+
+
 def _analysis_id(snapshot: Snapshot, window: Window) -> str:
     key = f"{snapshot.meta.id}|{window.start.isoformat()}|{window.incident_start.isoformat()}"
     return "an-" + hashlib.sha256(key.encode()).hexdigest()[:16]
@@ -202,6 +220,7 @@ def analyze(
     )
     lap("detect_logs")
     waiters, edges = _call_sides(snapshot.signals)
+    judged = judge_changes(snapshot.changes, snapshot.signals, {}, start, split, end)
     ranked = rank_services(
         metric_findings,
         log_findings,
@@ -214,6 +233,7 @@ def analyze(
         waiters,
         edges,
         _idle(snapshot.signals),
+        judged,
     )[: cfg.max_candidates]
     evidence, ids = build_evidence(ranked, cfg.max_evidence)
     candidates = [
@@ -249,6 +269,7 @@ def analyze(
         summary="",
         source_failures=source_failures or [],
         notes=[note for note in (onset_note, undecided) if note],
+        changes=_verdicts(judged, evidence),
     )
     backend = summarizer or ExtractiveSummarizer()
     summary = backend.summarize(draft)

@@ -25,7 +25,7 @@ not its cause, and weighs little.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from agent.engine.callgraph import (
     apply_alert_reach,
@@ -33,6 +33,7 @@ from agent.engine.callgraph import (
     call_graph,
     doubt_unfelt_silences,
 )
+from agent.engine.canary import Judgement, finding
 from agent.engine.detect.logs import LogFinding
 from agent.engine.detect.series import SeriesFinding
 from agent.engine.hypothesis import fault_scores, hypothesize, strength
@@ -46,7 +47,7 @@ from agent.engine.service_score import (
     strength_by,
 )
 from agent.engine.waits import Wait, wait_blame
-from agent.models import SignalKind, Topology
+from agent.models import FaultType, SignalKind, Topology
 
 
 def rank_services(
@@ -61,6 +62,7 @@ def rank_services(
     waiters: frozenset[str] = frozenset(),
     observed_edges: frozenset[tuple[str, str]] = frozenset(),
     idle: frozenset[str] = frozenset(),
+    judged: Sequence[Judgement] = (),
 ) -> list[ServiceScore]:
     """Candidates, best first. Deterministic: ties break on the service name.
 
@@ -71,10 +73,12 @@ def rank_services(
     latency or errors are measured, a quiet serving path is evidence too (see
     :func:`_apply_own_symptoms`); a service without resource series is not run by us.
     ``waiters`` have client-side latency series; ``observed_edges`` are the caller -> callee
-    pairs that per-edge series measure (:mod:`agent.engine.waits`).
+    pairs that per-edge series measure (:mod:`agent.engine.waits`). ``judged`` are the
+    changes in the window with their canary verdicts (:mod:`agent.engine.canary`).
     """
     coverage = coverage or {}
     by_service: dict[str, ServiceScore] = {}
+    metrics = _without_cleared_changes(metrics, judged)
     for f in metrics:
         by_service.setdefault(f.service, ServiceScore(f.service)).metrics.append(f)
     for lf in logs:
@@ -121,12 +125,45 @@ def rank_services(
         by_service,
         frozenset(n for n, k in coverage.items() if k & {SignalKind.LATENCY, SignalKind.ERRORS}),
     )
+    _apply_suspect_changes(by_service, judged, threshold)
     _apply_onset_order(by_service, resolution_s, visible)
     if graph:
         apply_call_graph(by_service, graph, resolution_s, threshold, visible, coverage)
         apply_alert_reach(by_service, graph, alerted)
     ranked = sorted(by_service.values(), key=lambda s: (-s.score, s.service))
     return [s for s in ranked if s.score > 0]
+
+
+def _without_cleared_changes(
+    metrics: list[SeriesFinding], judged: Sequence[Judgement]
+) -> list[SeriesFinding]:
+    """A rollout whose new pods were compared and match its old ones is not a cause: its
+    deploy markers (version, generation, restart series) stop counting as evidence."""
+    verdicts: dict[str, set[str]] = {}
+    for j in judged:
+        verdicts.setdefault(j.change.service, set()).add(j.verdict)
+    cleared = {s for s, v in verdicts.items() if v == {"cleared"}}
+    return [f for f in metrics if not (f.kind is SignalKind.CHANGE and f.service in cleared)]
+
+
+def _apply_suspect_changes(
+    by_service: dict[str, ServiceScore], judged: Sequence[Judgement], threshold: float
+) -> None:
+    """A change whose new pods behave worse than its old ones is a cause in its own right
+    (``bad_deploy``), dated by the change, whatever else its service shows."""
+    for j in judged:
+        evidence = finding(j)
+        if evidence is None:
+            continue
+        s = by_service.setdefault(j.change.service, ServiceScore(j.change.service))
+        s.metrics = sorted([evidence, *s.metrics], key=lambda f: -f.score)
+        bonus = strength(evidence.score, threshold)
+        s.strength += bonus
+        s.score += bonus
+        s.fault_type = FaultType.BAD_DEPLOY
+        at = j.change.at.timestamp()
+        s.onset = at if s.onset is None else min(s.onset, at)
+        s.reasons.extend(j.reasons)
 
 
 def _earliest(blamed_at: float | None, wait: Wait | None) -> float | None:

@@ -51,6 +51,7 @@ class SeriesFinding:
     level: float | None = None
     until: float | None = None
     run: int = 0  # samples in that run; 1 is a spike
+    versus: str | None = None  # a canary comparison: what the new pods were compared with
 
     @property
     def at_data_end(self) -> bool:

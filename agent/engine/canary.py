@@ -1,0 +1,236 @@
+"""Judge each change, canary style: do the new version's pods behave worse than the old ones?
+
+A deploy is not evidence by itself: on a busy day several services roll out in the same minutes
+and only one of them (if any) broke something. Like Kayenta's canary judge, each change in or
+shortly before the window is tested by comparing what its new pods measure with what its old
+pods measure over the same minutes (a one-sided Mann-Whitney U test: "new is worse"), and with
+the service's own pods before the change when no old pod is left to compare with. New pods
+have no history, so the per-series baseline of :mod:`agent.engine.detect.series` skips them;
+this is where they are looked at.
+
+A change is ``suspect`` when its new pods are worse on errors, latency or resources,
+``cleared`` when they were compared and match, ``unknown`` when there was nothing to compare.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from agent.engine.detect.kinds import kind_of
+from agent.engine.detect.series import SeriesFinding
+from agent.models import Change, Signal, SignalKind, Stats
+
+# Before the incident split, a change this long before it may still be what broke.
+LEAD_S = 30 * 60.0
+ALPHA = 1e-3  # one-sided p-value below which new pods are worse
+MIN_RATIO = 1.25  # ... and their median at least this much higher (or up from ~0)
+MIN_SAMPLES = 3  # per side
+Verdict = Literal["suspect", "cleared", "unknown"]
+HIGHER_IS_WORSE = frozenset(
+    {SignalKind.ERRORS, SignalKind.LATENCY, SignalKind.RESOURCE, SignalKind.SATURATION}
+)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One series name compared between the new version's pods and the reference."""
+
+    signal: Signal  # a series of one of the new pods: what the evidence points at
+    kind: SignalKind
+    new: Stats
+    reference: Stats
+    versus: str  # what the new pods were compared with, in words
+    p_value: float
+    worse: bool
+
+    @property
+    def z(self) -> float:
+        """The p-value as a z-like score, for the ranking's common scale."""
+        return min(50.0, math.sqrt(max(-2.0 * math.log(max(self.p_value, 1e-300)), 0.0)))
+
+
+@dataclass(frozen=True)
+class Judgement:
+    change: Change
+    verdict: Verdict
+    comparisons: list[Comparison] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def worst(self) -> Comparison | None:
+        worse = [c for c in self.comparisons if c.worse]
+        return min(worse, key=lambda c: c.p_value) if worse else None
+
+
+def mann_whitney_greater(new: NDArray[np.float64], old: NDArray[np.float64]) -> float:
+    """One-sided p-value that ``new`` tends to be larger than ``old`` (normal approximation
+    with tie correction; exact enough from a few samples a side)."""
+    n1, n2 = new.size, old.size
+    both = np.concatenate([new, old])
+    order = both.argsort(kind="mergesort")
+    ranks = np.empty(both.size)
+    sorted_values = both[order]
+    i = 0
+    while i < both.size:  # average ranks over ties
+        j = i
+        while j + 1 < both.size and sorted_values[j + 1] == sorted_values[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    u = float(ranks[:n1].sum()) - n1 * (n1 + 1) / 2
+    _, counts = np.unique(both, return_counts=True)
+    n = n1 + n2
+    tie = float((counts**3 - counts).sum()) / (n * (n - 1)) if n > 1 else 0.0
+    variance = n1 * n2 / 12 * ((n + 1) - tie)
+    if variance <= 0:
+        return 1.0
+    z = (u - n1 * n2 / 2 - 0.5) / math.sqrt(variance)
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def _values(signals: Sequence[Signal], start: float, end: float) -> NDArray[np.float64]:
+    out = [
+        v
+        for s in signals
+        for t, v in zip(s.timestamps, s.values, strict=True)
+        if v is not None and start <= t <= end and not math.isnan(v)
+    ]
+    return np.asarray(out, dtype=np.float64)
+
+
+def _stats(values: NDArray[np.float64]) -> Stats:
+    if values.size == 0:
+        return Stats(count=0)
+    return Stats(
+        median=float(np.median(values)),
+        p95=float(np.quantile(values, 0.95)),
+        max=float(values.max()),
+        mean=float(values.mean()),
+        count=int(values.size),
+    )
+
+
+def _is_worse(new: NDArray[np.float64], ref: NDArray[np.float64], p: float) -> bool:
+    new_median, ref_median = float(np.median(new)), float(np.median(ref))
+    if p >= ALPHA or new_median <= ref_median:
+        return False
+    spread = float(np.quantile(ref, 0.9) - np.quantile(ref, 0.1))
+    return new_median >= MIN_RATIO * ref_median or new_median - ref_median > 3 * spread > 0
+
+
+def _new_pods(
+    pods: Mapping[str, list[Signal]], change: Change, versions: Mapping[str, str]
+) -> set[str]:
+    """The pods running the change's new version: by version where the telemetry says it,
+    else those whose series begin at the change or after it (new pods have no history)."""
+    if change.to_version and any(v == change.to_version for v in versions.values()):
+        return {pod for pod in pods if versions.get(pod) == change.to_version}
+    at = change.at.timestamp()
+    first = {
+        pod: min(s.timestamps[0] for s in series if s.timestamps) for pod, series in pods.items()
+    }
+    return {pod for pod, t in first.items() if t >= at - 60.0}
+
+
+def judge(
+    change: Change,
+    signals: Sequence[Signal],
+    versions: Mapping[str, str],
+    end: float,
+) -> Judgement:
+    """Compare the change's new pods with its old pods (or its pods before it), per series."""
+    at = change.at.timestamp()
+    by_pod: dict[str, list[Signal]] = {}
+    for s in signals:
+        if s.service == change.service and s.pod is not None:
+            by_pod.setdefault(s.pod, []).append(s)
+    new_pods = _new_pods(by_pod, change, versions)
+    old_pods = set(by_pod) - new_pods
+    if not new_pods:
+        return Judgement(change, "unknown", reasons=["no pod of the new version in the data"])
+    names = sorted({s.name for pod in new_pods for s in by_pod[pod]})
+    comparisons = []
+    for name in names:
+        new_series = [s for pod in new_pods for s in by_pod[pod] if s.name == name]
+        kind = kind_of(new_series[0])
+        if kind not in HIGHER_IS_WORSE:
+            continue
+        new = _values(new_series, at, end)
+        old_series = [s for pod in old_pods for s in by_pod[pod] if s.name == name]
+        old = _values(old_series, at, end)
+        versus = f"{change.from_version or 'old'} pods over the same minutes"
+        if old.size < MIN_SAMPLES:
+            old = _values(old_series, at - LEAD_S, at - 1e-6)
+            versus = "the service's pods before the change"
+        if new.size < MIN_SAMPLES or old.size < MIN_SAMPLES:
+            continue
+        p = mann_whitney_greater(new, old)
+        comparisons.append(
+            Comparison(
+                new_series[0], kind, _stats(new), _stats(old), versus, p, _is_worse(new, old, p)
+            )
+        )
+    return _verdict(change, comparisons)
+
+
+def _verdict(change: Change, comparisons: list[Comparison]) -> Judgement:
+    label = f"{change.service} {change.to_version or 'new version'}"
+    worse = [c for c in comparisons if c.worse]
+    if worse:
+        kinds = ", ".join(sorted({c.kind.value for c in worse}))
+        return Judgement(
+            change, "suspect", comparisons, [f"{label}: new pods are worse on {kinds}"]
+        )
+    if not comparisons:
+        return Judgement(
+            change, "unknown", comparisons, [f"{label}: nothing to compare its new pods with"]
+        )
+    kinds = ", ".join(sorted({c.kind.value for c in comparisons}))
+    return Judgement(
+        change, "cleared", comparisons, [f"{label}: new pods match on {kinds}: cleared"]
+    )
+
+
+def judge_changes(
+    changes: Sequence[Change],
+    signals: Sequence[Signal],
+    versions: Mapping[str, str],
+    start: float,
+    split: float,
+    end: float,
+) -> list[Judgement]:
+    """Every change from :data:`LEAD_S` before the split to the end of the window, judged."""
+    earliest = max(start, split - LEAD_S)
+    relevant = [c for c in changes if earliest <= c.at.timestamp() <= end]
+    relevant.sort(key=lambda c: (c.at, c.service))
+    return [judge(c, signals, versions, end) for c in relevant]
+
+
+def finding(judgement: Judgement) -> SeriesFinding | None:
+    """The suspect change's strongest comparison as a finding the report can cite."""
+    worst = judgement.worst
+    if worst is None:
+        return None
+    at = judgement.change.at.timestamp()
+    end = worst.signal.timestamps[-1] if worst.signal.timestamps else at
+    return SeriesFinding(
+        signal=worst.signal,
+        kind=SignalKind.CHANGE,
+        score=worst.z,
+        direction=1,
+        onset=at,
+        peak=at,
+        end=end,
+        baseline=worst.reference,
+        incident=worst.new,
+        level=worst.new.median,
+        until=end,
+        run=max(worst.new.count, 2),
+        versus=worst.versus,
+    )
