@@ -19,7 +19,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from agent.models import Analysis, Candidate, Evidence, Stats
+from agent.models import Analysis, Candidate, ChangeVerdict, Evidence, Stats
 from agent.units import baseline_text, change_ratio, duration_text, format_value, plain
 from agent.window import window_line
 
@@ -211,6 +211,9 @@ def terminal_renderables(analysis: Analysis) -> list[RenderableType]:
     if analysis.candidates:
         out.append(_candidates_table(analysis.candidates))
     out.extend(_evidence_lines(analysis))
+    out.extend(
+        _section("Changes in the window", (Text(f"  {line}") for line in change_lines(analysis)))
+    )
     timeline = (
         Text(f"  {clock(ev.time)}  {ev.service:<16} {ev.text}")
         + Text(f"  [{ev.evidence_id}]" if ev.evidence_id else "", style="cyan")
@@ -226,6 +229,28 @@ def terminal_renderables(analysis: Analysis) -> list[RenderableType]:
     out.extend(_section("Notes", (Text(f"  - {note}", style="dim") for note in analysis.notes)))
     out.append(Text(_footer(analysis), style="dim"))
     return out
+
+
+def verdict_text(verdict: ChangeVerdict) -> str:
+    """``suspect: checkout v1 → v2 (deploy at 10:40:00): new pods are worse on errors [M3]``."""
+    change = verdict.change
+    versions = " → ".join(v for v in (change.from_version, change.to_version) if v)
+    what = f"{change.service} {versions}".strip()
+    text = f"{verdict.verdict}: {what} ({change.kind.value} at {clock(change.at)})"
+    if verdict.reasons:
+        text += ": " + "; ".join(r.split(": ", 1)[-1] for r in verdict.reasons)
+    if verdict.evidence_ids:
+        text += " [" + ", ".join(verdict.evidence_ids) + "]"
+    if change.link:
+        text += f" {change.link}"
+    return text
+
+
+def change_lines(analysis: Analysis) -> list[str]:
+    """Each judged change, suspects first."""
+    order = {"suspect": 0, "unknown": 1, "cleared": 2}
+    ranked = sorted(analysis.changes, key=lambda v: (order[v.verdict], v.change.at))
+    return [verdict_text(v) for v in ranked]
 
 
 def _footer(analysis: Analysis) -> str:
@@ -328,6 +353,13 @@ def markdown_report(analysis: Analysis, chart: str | None = None) -> str:
     if analysis.candidates:
         lines += [*_md_candidates(analysis), ""]
     lines += [*_md_evidence(analysis), ""]
+    if analysis.changes:
+        lines += [
+            "## Changes in the window",
+            "",
+            *(f"- {line}" for line in change_lines(analysis)),
+            "",
+        ]
     if chart:
         lines += [f"![evidence chart]({chart})", ""]
     if analysis.timeline:

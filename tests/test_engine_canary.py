@@ -120,8 +120,8 @@ def test_changes_long_before_the_incident_are_not_judged() -> None:
     assert judge_changes([early], [], {}, T0, T0 + 50 * STEP, T0 + MINUTES * STEP) == []
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_the_defective_rollout_is_named_and_the_healthy_one_cleared(seed: int) -> None:
+def _two_rollouts(seed: int) -> Snapshot:
+    """checkout's rollout is defective, catalog's healthy, in the same minute."""
     rng = np.random.default_rng(seed)
     signals = _rollout(rng, "checkout", 0.2) + _rollout(rng, "catalog", None)
     # Both deploys show as a version step, which alone reads as a cause for either service.
@@ -131,7 +131,7 @@ def test_the_defective_rollout_is_named_and_the_healthy_one_cleared(seed: int) -
         signals.append(
             Signal(service=service, name="deployment_version", timestamps=ts, values=version)
         )
-    snapshot = Snapshot(
+    return Snapshot(
         meta=SnapshotMeta(
             id="rollouts",
             window=WindowSpec(
@@ -141,8 +141,16 @@ def test_the_defective_rollout_is_named_and_the_healthy_one_cleared(seed: int) -
             ),
         ),
         signals=signals,
-        changes=[_change("checkout"), _change("catalog")],
+        changes=[
+            _change("checkout"),
+            _change("catalog").model_copy(update={"link": "https://ci/42"}),
+        ],
     )
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_defective_rollout_is_named_and_the_healthy_one_cleared(seed: int) -> None:
+    snapshot = _two_rollouts(seed)
     analysis = analyze(snapshot)
     assert analysis.candidates[0].service == "checkout"
     assert analysis.candidates[0].fault_type is FaultType.BAD_DEPLOY
@@ -154,3 +162,23 @@ def test_the_defective_rollout_is_named_and_the_healthy_one_cleared(seed: int) -
     assert evidence is not None and evidence.pattern == "canary"
     assert "Mann-Whitney" in evidence.description
     assert all(c.service != "catalog" or c.score < 0.5 for c in analysis.candidates)
+
+
+def test_reports_and_slack_name_the_suspect_change_and_suggest_a_rollback() -> None:
+    from agent.report import markdown_report, report_text
+    from agent.slack.blocks import incident_blocks
+
+    analysis = analyze(_two_rollouts(5))
+    text = report_text(analysis)
+    assert "Changes in the window" in text
+    assert "suspect: checkout v1 → v2" in text and "cleared: catalog v1 → v2" in text
+    markdown = markdown_report(analysis)
+    assert "## Changes in the window" in markdown and "https://ci/42" in markdown
+    assert analysis.next_steps[0].startswith("Consider rolling back checkout (back from v2 to v1)")
+    assert "kubectl rollout undo deployment/checkout" in analysis.next_steps[0]
+    blocks = incident_blocks(analysis)
+    changes = [b for b in blocks if "Changes in the window" in str(b.get("text", ""))]
+    assert len(changes) == 1
+    section = changes[0]["text"]["text"]
+    assert section.index("suspect: checkout") < section.index("cleared: catalog")
+    assert "<https://ci/42|change>" in section

@@ -20,7 +20,14 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
 
 from agent.models import Analysis, Evidence, RootCause
-from agent.report import change_text, cited_evidence, confidence_text, offset_text, subject
+from agent.report import (
+    change_text,
+    cited_evidence,
+    confidence_text,
+    offset_text,
+    subject,
+    verdict_text,
+)
 from agent.slack.limits import (
     BUTTON_VALUE,
     CONTEXT_TEXT,
@@ -241,6 +248,27 @@ def _next_steps(analysis: Analysis, cuts: _Cuts) -> Block | None:
     return _section(cuts.clip("*Next steps*\n" + "\n".join(lines), SECTION_TEXT, "next steps"))
 
 
+def _changes(analysis: Analysis, cuts: _Cuts) -> Block | None:
+    """Changes in the window: the suspect one named with its version, time and link; the
+    ones checked and cleared said so, so nobody rolls back a healthy service."""
+    if not analysis.changes:
+        return None
+    lines = []
+    for verdict in sorted(analysis.changes, key=lambda v: v.verdict != "suspect")[:MAX_STEPS]:
+        change = verdict.change
+        text = escape(
+            verdict_text(
+                verdict.model_copy(update={"change": change.model_copy(update={"link": None})})
+            )
+        )
+        if change.link:
+            text += " " + link(change.link, "change")
+        lines.append(("🚩 " if verdict.verdict == "suspect" else "• ") + text)
+    return _section(
+        cuts.clip("*Changes in the window*\n" + "\n".join(lines), SECTION_TEXT, "changes")
+    )
+
+
 def _failures(analysis: Analysis, cuts: _Cuts) -> Block | None:
     if not analysis.source_failures:
         return None
@@ -304,6 +332,7 @@ def incident_blocks(analysis: Analysis, view: IncidentView | None = None) -> lis
         *_evidence(analysis, view, cuts),
     ]
     body = (
+        _changes(analysis, cuts),
         _timeline(analysis, view, cuts),
         _next_steps(analysis, cuts),
         _failures(analysis, cuts),

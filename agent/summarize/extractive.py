@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.models import Analysis, Evidence, FaultType, RootCause, TimelineEvent
+from agent.models import Analysis, Change, Evidence, FaultType, RootCause, TimelineEvent
 from agent.summarize import Summary
 
 NEXT_STEPS: dict[FaultType, tuple[str, ...]] = {
@@ -85,6 +85,16 @@ class ExtractiveSummarizer:
         if alternatives:
             text += " Also considered: " + ", ".join(alternatives) + "."
         steps = [s.format(service=top.service) for s in NEXT_STEPS[top.fault_type]]
+        suspect = next(
+            (
+                v.change
+                for v in draft.changes
+                if v.verdict == "suspect" and v.change.service == top.service
+            ),
+            None,
+        )
+        if suspect is not None:
+            steps.insert(0, rollback_step(suspect))
         return Summary(
             root_cause=RootCause(service=top.service, fault_type=top.fault_type, summary=headline),
             confidence=draft.confidence,
@@ -94,6 +104,18 @@ class ExtractiveSummarizer:
             alternatives=alternatives,
             text=text,
         )
+
+
+def rollback_step(change: Change) -> str:
+    """The rollback to consider, as text for a person to run after checking: never run."""
+    version = (
+        f" (back from {change.to_version} to {change.from_version})" if change.from_version else ""
+    )
+    return (
+        f"Consider rolling back {change.service}{version}: "
+        f"`kubectl rollout undo deployment/{change.service} -n NAMESPACE` "
+        "(a suggestion, not run; check the rollout history first)"
+    )
 
 
 def timeline(evidence: list[Evidence], limit: int = 8) -> list[TimelineEvent]:
