@@ -3,7 +3,8 @@
 An on-call engineer trusts a ranked root cause faster when they can *see* the memory climb or
 the error lines burst at the onset the text claims. The chart draws exactly the series the
 evidence points to, looked up in the snapshot the analysis ran on, so nothing is re-queried.
-Uses matplotlib's object API (no pyplot global state, no display needed).
+Uses matplotlib's object API (no pyplot global state, no display needed), imported only when
+a chart is drawn: the report page (:mod:`agent.page`) uses the lookups here without it.
 """
 
 from __future__ import annotations
@@ -12,16 +13,16 @@ import re
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-
-from matplotlib.axes import Axes
-from matplotlib.dates import DateFormatter, date2num
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from typing import TYPE_CHECKING
 
 from agent.models import Analysis, Evidence, LogRecord, Signal
 from agent.report import cited_evidence, subject
 from agent.snapshot import Snapshot
 from agent.units import format_value
+
+if TYPE_CHECKING:  # matplotlib takes most of a second to import: only when drawing
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 MAX_PANELS = 4
 MAX_LINES_PER_PANEL = 6
@@ -92,6 +93,8 @@ def _plottable(analysis: Analysis, snapshot: Snapshot) -> list[Evidence]:
 
 
 def _mark_window(ax: Axes, analysis: Analysis, evidence: Evidence) -> None:
+    from matplotlib.dates import DateFormatter, date2num
+
     win = analysis.window
     start, incident, end = (float(date2num(t)) for t in (win.start, win.incident_start, win.end))
     ax.axvspan(incident, end, color="tab:red", alpha=0.08, label="incident window")
@@ -104,6 +107,9 @@ def _mark_window(ax: Axes, analysis: Analysis, evidence: Evidence) -> None:
 
 
 def _draw_metric(ax: Axes, analysis: Analysis, evidence: Evidence, snapshot: Snapshot) -> None:
+    from matplotlib.dates import date2num
+    from matplotlib.ticker import FuncFormatter
+
     series = matching_signals(snapshot, evidence)[:MAX_LINES_PER_PANEL]
     for signal in series:
         times = date2num([datetime.fromtimestamp(t, tz=UTC) for t in signal.timestamps])
@@ -117,6 +123,8 @@ def _draw_metric(ax: Axes, analysis: Analysis, evidence: Evidence, snapshot: Sna
 
 
 def _draw_log(ax: Axes, evidence: Evidence, snapshot: Snapshot) -> None:
+    from matplotlib.dates import date2num
+
     per_minute = Counter(
         r.timestamp.replace(second=0, microsecond=0) for r in matching_logs(snapshot, evidence)
     )
@@ -135,6 +143,8 @@ def _draw_log(ax: Axes, evidence: Evidence, snapshot: Snapshot) -> None:
 
 def render_evidence_chart(analysis: Analysis, snapshot: Snapshot) -> Figure:
     """One panel per plottable evidence item; a single note panel when there is none."""
+    from matplotlib.figure import Figure
+
     evidence = _plottable(analysis, snapshot)
     fig = Figure(figsize=(10, 2.6 * max(1, len(evidence))), layout="constrained")
     if not evidence:

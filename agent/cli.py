@@ -7,6 +7,7 @@ keep exit code 2. Examples::
 
     rca demo
     rca analyze path/to/snapshot --markdown report.md --chart evidence.png
+    rca analyze path/to/snapshot --html report.html
     rca analyze path/to/snapshot --json | jq .root_cause
     RCA_PROMETHEUS_URL=http://localhost:9090 rca analyze --alert alert.json
     rca record --alert alert.json --out incidents/checkout-latency
@@ -76,7 +77,11 @@ def _summarizer(ctx: click.Context, backend: str | None) -> Summarizer:
 
 
 def _write_outputs(
-    analysis: Analysis, snapshot: Snapshot, markdown: Path | None, chart: Path | None
+    analysis: Analysis,
+    snapshot: Snapshot,
+    markdown: Path | None,
+    chart: Path | None,
+    html: Path | None = None,
 ) -> list[Path]:
     written: list[Path] = []
     if chart is not None:
@@ -87,6 +92,10 @@ def _write_outputs(
         from agent.report import write_markdown
 
         written.append(write_markdown(analysis, markdown, chart=chart))
+    if html is not None:
+        from agent.page.render import write_page
+
+        written.append(write_page(analysis, snapshot, html))
     return written
 
 
@@ -151,6 +160,13 @@ def _utc(moment: datetime | None) -> datetime | None:
 @click.option(
     "--chart", type=FILE_OPTION, metavar="FILE", help="Also write the evidence chart (PNG)."
 )
+@click.option(
+    "--html",
+    type=FILE_OPTION,
+    metavar="FILE",
+    help="Also write the report page as one self-contained HTML file (charts inline; opens "
+    "offline).",
+)
 @_SERVICE_OPTION
 @_SINCE_OPTION
 @_LOOKBACK_OPTION
@@ -170,6 +186,7 @@ def analyze(
     as_json: bool,
     markdown: Path | None,
     chart: Path | None,
+    html: Path | None,
     services: tuple[str, ...],
     since: datetime | None,
     lookback: float | None,
@@ -222,7 +239,7 @@ def analyze(
         from agent.report import print_report
 
         print_report(analysis, stdout_console())
-    for path in _write_outputs(analysis, snapshot, markdown, chart):
+    for path in _write_outputs(analysis, snapshot, markdown, chart, html):
         click.echo(f"wrote {path}", err=True)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, and_, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from agent.models import Analysis, Trigger
@@ -116,6 +116,23 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     return when, analysis_id
 
 
+RATINGS = ("correct", "partially", "wrong", "unrated")
+
+
+def rated_as(rating: str) -> ColumnElement[bool]:
+    """Analyses whose latest rating is ``rating`` (``unrated``: none yet)."""
+    if rating == "unrated":
+        return AnalysisRow.id.not_in(select(Feedback.analysis_id))
+    if rating not in RATINGS:
+        raise ValueError(f"rating must be one of {', '.join(RATINGS)}, got {rating!r}")
+    latest = select(func.max(Feedback.id).label("id")).group_by(Feedback.analysis_id).subquery()
+    return AnalysisRow.id.in_(
+        select(Feedback.analysis_id)
+        .join(latest, Feedback.id == latest.c.id)
+        .where(Feedback.verdict == rating)
+    )
+
+
 def list_analyses(
     session: Session,
     *,
@@ -124,9 +141,13 @@ def list_analyses(
     since: datetime | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    rating: str | None = None,
 ) -> tuple[list[AnalysisRecord], str | None]:
-    """Newest first, keyset-paginated: (page, cursor of the next page or None)."""
+    """Newest first, keyset-paginated: (page, cursor of the next page or None); ``rating``
+    filters by the latest rating (:func:`rated_as`)."""
     query = select(AnalysisRow)
+    if rating is not None:
+        query = query.where(rated_as(rating))
     if service is not None:
         query = query.where(
             AnalysisRow.id.in_(

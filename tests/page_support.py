@@ -1,0 +1,95 @@
+"""Shared pieces of the report-page tests: storing a finished analysis directly, parsing a
+page into the parts a reader (or a screen reader) would see."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+
+from sqlalchemy import update
+from sqlalchemy.orm import sessionmaker
+
+from agent.models import Analysis
+from agent.snapshot import Snapshot
+from agent.store.intake import NewJob, enqueue
+from agent.store.tables import AnalysisRow
+
+
+def store_done(sessions: sessionmaker, analysis: Analysis, material: Snapshot | None = None) -> str:
+    """Store ``analysis`` as a finished job (as a worker would), with its chart data."""
+    now = datetime.now(UTC)
+    job = NewJob(
+        id=analysis.id,
+        trigger=analysis.trigger,
+        incident_start=analysis.window.incident_start,
+        window_end=analysis.window.end,
+        services=[c.service for c in analysis.candidates],
+    )
+    with sessions.begin() as session:
+        enqueue(session, job, now)
+        session.execute(
+            update(AnalysisRow)
+            .where(AnalysisRow.id == analysis.id)
+            .values(
+                status="done",
+                attempts=1,
+                result=analysis.model_dump_json(),
+                chart_data=material.model_dump_json() if material is not None else None,
+                root_service=analysis.root_cause.service if analysis.root_cause else None,
+                confidence=analysis.confidence,
+                started_at=now,
+                finished_at=now,
+            )
+        )
+    return analysis.id
+
+
+class Page(HTMLParser):
+    """A page as parsed: element names, attributes, headings, the visible text, and the
+    text inside each ``<bdi>``."""
+
+    VOID = frozenset({"meta", "link", "br", "img", "input", "hr", "col", "source", "wbr"})
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+        self.attrs: list[tuple[str, str, str | None]] = []
+        self.headings: list[str] = []
+        self.bdi: list[str] = []
+        self.text: list[str] = []
+        self.open: list[str] = []
+        self._heading: list[str] | None = None
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attrs.extend((tag, name, value) for name, value in attrs)
+        if tag in ("h1", "h2", "h3"):
+            self._heading = []
+        if tag == "bdi":
+            self.bdi.append("")
+        if tag not in self.VOID:
+            self.open.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attrs.extend((tag, name, value) for name, value in attrs)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("h1", "h2", "h3") and self._heading is not None:
+            self.headings.append(f"{tag}:{''.join(self._heading).strip()}")
+            self._heading = None
+        if self.open and self.open[-1] == tag:
+            self.open.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+        if self._heading is not None:
+            self._heading.append(data)
+        if "bdi" in self.open and self.bdi:
+            self.bdi[-1] += data
+
+    @property
+    def visible(self) -> str:
+        return "".join(self.text)
