@@ -464,9 +464,10 @@ def test_ingress_routes_the_share_link_of_a_post_but_not_the_webhook(
     for route in ("", "/chart.png"):
         assert _routed(paths, f"/v1/analyses/an-0123456789abcdef{route}")
         assert ("GET", f"/v1/analyses/{{analysis_id}}{route}") in routes
-    assert _routed(paths, "/analyses/an-0123456789abcdef")  # the report page to come
+    assert _routed(paths, "/analyses/an-0123456789abcdef")  # the report page
+    assert url.path == "/analyses/an-0123456789abcdef"
     assert not _routed(paths, WEBHOOK_PATH) and not _routed(paths, "/metrics")
-    assert "/report.md" in rendered.notes and "share token" in rendered.notes
+    assert "/analyses/<id>" in rendered.notes and "share token" in rendered.notes
 
 
 def test_report_paths_can_be_turned_off() -> None:

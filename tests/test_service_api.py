@@ -305,7 +305,8 @@ def test_share_link_reads_its_analysis_report_and_chart_without_a_token(tmp_path
         analysis_id = post_alert(client, notification())["analysis_id"]
         wait_for(lambda: finished(client, analysis_id)["chart_url"], 60, "the chart")
         settings = client.app.state.rca.settings  # type: ignore[attr-defined]
-        link = share_url(settings, analysis_id, datetime.now(UTC))
+        markdown = f"/v1/analyses/{analysis_id}/report.md"
+        link = share_url(settings, analysis_id, datetime.now(UTC), path=markdown)
         report = client.get(_local(link))  # no Authorization header at all
         token = _local(link).partition("?share=")[2]
         body = client.get(f"/v1/analyses/{analysis_id}", params={"share": token})

@@ -96,7 +96,7 @@ def test_first_post_is_routed_by_labels_with_blocks_and_metadata(
     (call,) = api.calls("chat.postMessage")
     assert call.headers["Authorization"] == f"Bearer {TOKEN}"
     assert call.params["channel"] == "#payments-oncall"
-    view = incident_view(alert, "https://rca.example.com/v1/analyses/an-test-1/report.md", UTC)
+    view = incident_view(alert, "https://rca.example.com/analyses/an-test-1", UTC)  # the page
     assert call.params["blocks"] == incident_blocks(_analysis(), view)
     assert "root cause: payments (memory_leak, confidence 0.83)" in call.params["text"]
     assert call.params["metadata"] == {

@@ -3,7 +3,8 @@
 Whoever reads an incident post in Slack has no API token, so the post's "full report" link
 carries its own proof: ``?share=<expiry>.<signature>``, the signature an HMAC-SHA256 over the
 analysis id and the expiry (Unix seconds). The API accepts it on the read routes of that one
-analysis only (:func:`agent.service.auth.read_one`); it admits no write and no other
+analysis only (:func:`agent.service.auth.read_one`) and on its report page, whose rating
+form it also admits (:mod:`agent.service.pages`); it admits no other write and no other
 analysis, and it stops working at its expiry.
 
 The key is ``service.share_secret``; unset, it is derived from the first API token, so
@@ -108,8 +109,9 @@ def signer_for(settings: Settings) -> ShareSigner | None:
 
 
 def report_path(analysis_id: str) -> str:
-    """Where the full report of one analysis is served (Markdown, for now)."""
-    return f"/v1/analyses/{quote(analysis_id, safe='')}/report.md"
+    """Where the full report of one analysis is served: its HTML page
+    (:mod:`agent.service.pages`; the Markdown stays at ``/v1/analyses/{id}/report.md``)."""
+    return f"/analyses/{quote(analysis_id, safe='')}"
 
 
 def with_share(url: str, token: str | None) -> str:

@@ -18,6 +18,7 @@ import io
 import logging
 import time
 from datetime import tzinfo
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from agent.models import Analysis
@@ -40,12 +41,13 @@ def alert_labels(alert: AlertmanagerWebhook | None) -> dict[str, str]:
 
 
 def report_url(publisher: SlackPublisher, analysis_id: str) -> str | None:
-    """The "full report" link of a post: the publisher's (a share link), else a plain link
-    under ``slack.public_url``; None when neither is configured."""
+    """The "full report" link of a post, to the analysis's HTML report page: the
+    publisher's (a share link), else a plain link under ``slack.public_url``; None when
+    neither is configured."""
     if publisher.report_link is not None:
         return publisher.report_link(analysis_id)
     base = publisher.settings.public_url
-    return f"{base.rstrip('/')}/v1/analyses/{analysis_id}/report.md" if base else None
+    return f"{base.rstrip('/')}/analyses/{quote(analysis_id, safe='')}" if base else None
 
 
 def incident_view(
