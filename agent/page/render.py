@@ -39,7 +39,7 @@ from markupsafe import Markup
 from agent import __version__
 from agent.chart import matching_logs, matching_signals
 from agent.models import Analysis, Evidence, FaultType, LogRecord, Trigger
-from agent.page.svg import log_chart, metric_chart
+from agent.page.svg import inert, log_chart, metric_chart
 from agent.report import (
     change_text,
     cited_evidence,
@@ -57,6 +57,7 @@ from agent.window import window_line
 
 MAX_SAMPLE_LINES = 5
 MAX_LINE_CHARS = 500
+MAX_TEXT_CHARS = 5000  # any one text on the page; a log line can be megabytes
 PENDING_REFRESH_S = 5
 _PATTERN_MARKS = {
     "up": "▲",
@@ -195,9 +196,18 @@ def csp(standalone: bool) -> str:
     return policy if standalone else policy + "; frame-ancestors 'none'"
 
 
+def _shown(value: Any) -> Any:
+    """Every ``{{ ... }}`` passes here before it is escaped: text is clipped and its control
+    characters made inert; markup built by this package (:class:`Markup`) is kept."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return inert(clip(value, MAX_TEXT_CHARS))
+    return value
+
+
 @cache
 def _environment() -> Environment:
     env = Environment(
+        finalize=_shown,
         loader=PackageLoader("agent", "templates"),
         autoescape=True,
         undefined=StrictUndefined,
@@ -361,7 +371,10 @@ def standalone_page(
         if overview_png is not None
         else None
     )
-    links = PageLinks(json_href=f"data:application/json;base64,{payload}", chart_src=chart)
+    links = PageLinks(  # data: URIs of base64 text: markup-safe, and never to be clipped
+        json_href=Markup(f"data:application/json;base64,{payload}"),
+        chart_src=Markup(chart) if chart is not None else None,
+    )
     return analysis_page(analysis, snapshot, links, standalone=True)
 
 

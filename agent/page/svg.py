@@ -15,6 +15,7 @@ Only numbers and escaped text reach the markup; no input is ever written unescap
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,21 @@ LEFT, RIGHT, TOP, BOTTOM = 62, 10, 18, 22
 MAX_BUCKETS = 160  # per series: min and max of each bucket, so spikes survive
 MAX_LINES = 6  # as agent.chart.MAX_LINES_PER_PANEL
 MAX_BARS = 180
+# Explicit bidi controls reorder the text after them (a log line could make "payments" read
+# "stnemyap" or hide what follows): shown as visible marks, never applied.
+_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_C0 = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def inert(text: str) -> str:
+    """``text`` with bidi controls shown as ``⟪U+202E⟫`` and other control characters as
+    U+FFFD; what a page shows of any untrusted string (before escaping)."""
+    text = _BIDI_CONTROLS.sub(lambda m: f"⟪U+{ord(m.group()):04X}⟫", text)
+    return _C0.sub("\ufffd", text)
+
+
+def _escape(text: str) -> str:
+    return escape(inert(text))
 
 
 @dataclass(frozen=True)
@@ -131,7 +147,7 @@ class _Canvas:
     def text(self, x: float, y: float, text: str, cls: str, anchor: str = "start") -> None:
         self.add(
             f'<text x="{_n(x)}" y="{_n(y)}" class="{cls}" text-anchor="{anchor}">'
-            f"{escape(text)}</text>"
+            f"{_escape(text)}</text>"
         )
 
     def window(self, window: Window, onset: datetime | None) -> None:
@@ -168,8 +184,8 @@ class _Canvas:
         head = (
             f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {WIDTH} '
             f'{HEIGHT}" role="img" aria-labelledby="{self.key}-t {self.key}-d">'
-            f'<title id="{self.key}-t">{escape(title)}</title>'
-            f'<desc id="{self.key}-d">{escape(desc)}</desc>'
+            f'<title id="{self.key}-t">{_escape(title)}</title>'
+            f'<desc id="{self.key}-d">{_escape(desc)}</desc>'
             f'<defs><pattern id="{self.key}-hatch" width="6" height="6" '
             'patternUnits="userSpaceOnUse" patternTransform="rotate(45)">'
             '<line class="hatch" x1="0" y1="0" x2="0" y2="6"/></pattern></defs>'

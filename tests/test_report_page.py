@@ -1,0 +1,400 @@
+"""The report page as a pure rendering: every field of an Analysis is on it, it says what the
+other reports say, and hostile text from logs cannot break it."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import END, INCIDENT, ONSET, START, build_analysis, build_snapshot
+from page_support import Page
+
+from agent.cli import cli
+from agent.models import (
+    Analysis,
+    Candidate,
+    Evidence,
+    LogRecord,
+    RootCause,
+    SourceFailure,
+    Stats,
+    TimelineEvent,
+    Trigger,
+    Window,
+)
+from agent.page import PageLinks, analysis_page, standalone_page
+from agent.page.render import MAX_TEXT_CHARS
+from agent.report import change_text, confidence_text, markdown_report, onset_text, stamp
+from agent.snapshot import Snapshot
+from agent.window import window_line
+
+LINKS = PageLinks(json_href="/analyses/an-test-1/analysis.json", feedback_action="/f")
+
+
+def _rich() -> Analysis:
+    """The hand-built analysis with every optional field set to something recognisable."""
+    base = build_analysis()
+    late = Evidence(
+        id="M9",
+        source="metric",
+        service="db",
+        pod="db-0",
+        signal="pool_wait_seconds",
+        signal_kind="saturation",  # type: ignore[arg-type]
+        unit="seconds",
+        pattern="up",
+        start=END - timedelta(minutes=1),
+        end=END,
+        onset=END - timedelta(seconds=15),
+        baseline=Stats(median=0.004, p95=0.005, max=0.006, mean=0.0045, count=90),
+        incident=Stats(median=0.25, p95=0.31, max=0.33, mean=0.26, count=4),
+        value=0.27,
+        samples=3,
+        at_data_end=True,
+        score=2.25,
+        description="db pool wait rose at the very end",
+        link="http://prometheus:9090/graph?g0.expr=pool_wait_seconds",
+    )
+    return base.model_copy(
+        update={
+            "trigger": Trigger(
+                kind="api",
+                alert_name="CheckoutLatencyHigh",
+                services=["checkout", "frontend"],
+                group_key='{}:{alertname="CheckoutLatencyHigh"}',
+                question="why is checkout slow?",
+                since=INCIDENT,
+            ),
+            "window": Window(start=START, end=END, incident_start=INCIDENT, step_s=15),
+            "confidence_basis": {"margin": 0.4125, "top_score": 0.91},
+            "evidence": [*base.evidence, late],
+            "backend": "openai",
+            "summarizer_fallback": "the model cited evidence M99 that does not exist",
+            "alternatives": ["checkout network_latency is the close second"],
+            "tokens": {"prompt": 1234, "completion": 56},
+            "cost_usd": 0.0123,
+            "timings": {"collect": 0.5, "total": 1.25},
+            "notes": ["close call: checkout scored within 0.1 of payments"],
+            "next_steps": ["Check heap usage of payments-7d9f-x2"],
+        }
+    )
+
+
+def _expected(a: Analysis) -> dict[str, list[str]]:
+    """For every field of an Analysis, what a reader must find on its page."""
+    assert a.root_cause is not None
+    ev = a.evidence
+    return {
+        "id": [a.id],
+        "version": [f"rca-agent {a.version}"],
+        "created_at": [stamp(a.created_at)],
+        "trigger": [
+            "api: alert CheckoutLatencyHigh",
+            "services checkout, frontend",
+            'alertname="CheckoutLatencyHigh"',
+            "why is checkout slow?",
+            f"hurting since {stamp(INCIDENT)}",
+        ],
+        "window": [
+            window_line(a.window.start, a.window.end, a.window.step_s),
+            stamp(a.window.incident_start),
+            "Step15 s",
+        ],
+        "candidates": [
+            *(c.service for c in a.candidates),
+            *(c.fault_type.value for c in a.candidates),
+            *(f"{c.score:.2f}" for c in a.candidates),
+            "M1, L1",
+            "resource anomaly first",
+            "10:43:00",
+        ],
+        "root_cause": [
+            f"Root cause: {a.root_cause.service} — {a.root_cause.fault_type.value}",
+            a.root_cause.summary,
+        ],
+        "confidence": [f"confidence {confidence_text(a.confidence)}"],
+        "confidence_basis": ["margin 0.412", "top_score 0.91"],
+        "insufficient_evidence": ["Fault typememory_leak"],  # and not "insufficient evidence"
+        "evidence": [
+            *(f"[{e.id}]" for e in ev),
+            *(change_text(e) for e in ev),
+            *(onset_text(e, a.window.incident_start) for e in ev),
+            *(e.description for e in ev),
+            "payments/payments-7d9f-x2 · memory_rss_bytes",
+            "java.lang.OutOfMemoryError: Java heap space (allocating <*> bytes)",
+            "java.lang.OutOfMemoryError: Java heap space (allocating 512 bytes)",
+            "source metric, kind saturation, unit seconds",
+            "quoted value 270 ms, 3 samples",
+            "at the end of the data",
+            f"range {stamp(END - timedelta(minutes=1))} → {stamp(END)}",
+            "score 2.25",
+            "Open in Prometheus",
+            "4.5 ms",  # baseline mean
+            "330 ms",  # incident max
+        ],
+        "timeline": [
+            *(e.text for e in a.timeline),
+            "10:42:00",
+            "+2m00s",
+            "+3m00s",
+        ],
+        "next_steps": a.next_steps,
+        "summary": [a.summary],
+        "backend": ["backend openai"],
+        "summarizer_fallback": ["the model cited evidence M99 that does not exist"],
+        "alternatives": a.alternatives,
+        "tokens": ["prompt 1234", "completion 56"],
+        "cost_usd": ["$0.0123"],
+        "timings": ["collect 0.500 s", "total 1.250 s"],
+        "source_failures": ["elasticsearch", "timed out after 10 s"],
+        "notes": a.notes,
+    }
+
+
+def test_every_field_of_an_analysis_appears_on_its_page() -> None:
+    analysis = _rich()
+    html = analysis_page(analysis, build_snapshot(), LINKS)
+    page = Page(html)
+    text = re.sub(r"\s+", " ", page.visible)
+    expected = _expected(analysis)
+    assert set(expected) == set(Analysis.model_fields), "a new Analysis field needs a check here"
+    missing = {
+        field: [want for want in wants if re.sub(r"\s+", " ", want) not in text]
+        for field, wants in expected.items()
+    }
+    assert {k: v for k, v in missing.items() if v} == {}
+    assert "insufficient evidence" not in text.lower()
+    hrefs = [value for tag, name, value in page.attrs if tag == "a" and name == "href"]
+    assert "http://prometheus:9090/graph?g0.expr=pool_wait_seconds" in hrefs
+    assert "http://prom/graph?g0=x" in hrefs
+    assert LINKS.json_href in hrefs
+    ids = {value for _tag, name, value in page.attrs if name == "id"}
+    assert {"ev-M1", "ev-L1", "ev-M2", "ev-M9"} <= ids
+    assert all(f"#ev-{e}" in hrefs for e in ("M1", "L1", "M2"))  # candidates link their evidence
+
+
+def test_page_says_what_the_markdown_report_says() -> None:
+    analysis = _rich()
+    page = Page(analysis_page(analysis, build_snapshot(), LINKS)).visible
+    markdown = markdown_report(analysis)
+    for evidence in analysis.evidence:
+        phrase = change_text(evidence)
+        assert phrase in page and phrase.replace("|", "\\|") in markdown
+    assert f"confidence {confidence_text(analysis.confidence)}" in markdown
+    assert f"confidence {confidence_text(analysis.confidence)}" in page
+
+
+def test_each_evidence_item_has_its_chart_or_its_log_lines() -> None:
+    analysis = build_analysis()
+    page = Page(analysis_page(analysis, build_snapshot(), LINKS))
+    svgs = [value for tag, name, value in page.attrs if tag == "svg" and name == "aria-labelledby"]
+    assert len(svgs) == len(analysis.evidence)  # M1, L1, M2: two series and one log template
+    titles = [t for t in page.text if t.startswith("[M1] payments/payments-7d9f-x2")]
+    assert titles, "each chart has a <title> naming its item"
+    classes = {value for tag, name, value in page.attrs if tag in ("rect", "line", "path")}
+    assert {"band", "incident", "onset", "median", "series s0", "bar"} <= classes
+    lines = [t for t in page.text if "OutOfMemoryError" in t and "allocating 51" in t]
+    assert len(lines) >= 5  # sample lines of L1, from its onset on
+    assert "Sample lines (5 of 30 matching)" in page.visible
+
+
+def test_without_chart_data_the_page_says_so_and_keeps_the_text() -> None:
+    analysis = build_analysis()
+    page = Page(analysis_page(analysis, None, LINKS)).visible
+    assert "No chart: the series is not stored with this analysis." in page
+    assert change_text(analysis.evidence[0]) in page
+
+
+def test_insufficient_evidence_is_said_in_words() -> None:
+    page = Page(analysis_page(build_analysis(insufficient=True), None, LINKS))
+    assert (
+        page.headings[0] == "h1:Insufficient evidence: no root cause can be named with confidence"
+    )
+    assert "confidence 0.20, low" in page.visible
+    assert "cited by the root cause" not in page.visible.split("Evidence", 2)[-1]
+
+
+def test_headings_are_in_order_and_images_are_described() -> None:
+    page = Page(analysis_page(build_analysis(), build_snapshot(), LINKS))
+    levels = [int(h[1]) for h in page.headings]
+    assert levels[0] == 1 and levels.count(1) == 1
+    assert all(b - a <= 1 for a, b in pairwise(levels))  # no skipped level
+    sections = [h.partition(":")[2] for h in page.headings if h.startswith("h2")]
+    assert sections[:4] == ["Summary", "Ranked candidates", "Evidence", "Timeline"]
+    assert "Rate this analysis" in sections
+    for tag, name, _value in page.attrs:
+        if tag == "svg" and name == "role":
+            assert _value == "img"
+    assert ("html", "lang", "en") in page.attrs
+    viewport = [
+        v for t, n, v in page.attrs if t == "meta" and n == "content" and v and "width=" in v
+    ]
+    assert viewport == ["width=device-width, initial-scale=1"]
+    # Colour is never the only signal: the confidence and each rating button say it in words.
+    assert "confidence 0.83, high" in page.visible
+    assert {"👍 Correct", "◐ Partially", "👎 Wrong"} <= {t.strip() for t in page.text}
+
+
+# --- hostile text ---------------------------------------------------------------------------
+
+SCRIPT = "<script>alert('x')</script>"
+BREAKOUT = '"></pre></bdi></table><img src=x onerror=alert(1)><a href="javascript:alert(2)">'
+RTL = "\u202eevil\u202c שלום مرحبا"
+HOSTILE = f"{SCRIPT}{BREAKOUT}{RTL} 🔥 \x00\x07 end"
+LONG = "A" * 200_000
+
+
+def _hostile() -> tuple[Analysis, Snapshot]:
+    """The hand-built incident with hostile text wherever a log, a label or a person can put it."""
+    base = build_analysis()
+    svc = f"pay{HOSTILE}"
+    evidence = [
+        e.model_copy(
+            update={
+                "service": svc if e.service == "payments" else e.service,
+                "pod": f"pod{HOSTILE}" if e.pod else None,
+                "description": HOSTILE + LONG,
+                "unit": e.unit if e.source == "log" else f"u{RTL}",
+                "link": "javascript:alert(3)" if e.id == "M2" else e.link,
+            }
+        )
+        for e in base.evidence
+    ]
+    log = evidence[1].model_copy(
+        update={"template": f"ERROR {HOSTILE} <*>", "sample": f"ERROR {HOSTILE} {LONG}"}
+    )
+    evidence[1] = log
+    analysis = base.model_copy(
+        update={
+            "id": "an-hostile",
+            "trigger": Trigger(kind="alert", alert_name=HOSTILE, question=HOSTILE, group_key=RTL),
+            "candidates": [
+                Candidate(
+                    service=svc,
+                    fault_type=base.candidates[0].fault_type,
+                    score=0.9,
+                    evidence_ids=["M1", "L1", HOSTILE],
+                    reasons=[HOSTILE],
+                ),
+                *base.candidates[1:],
+            ],
+            "root_cause": RootCause(
+                service=svc, fault_type=base.candidates[0].fault_type, summary=HOSTILE
+            ),
+            "evidence": evidence,
+            "timeline": [TimelineEvent(time=ONSET, service=svc, text=HOSTILE, evidence_id="L1")],
+            "next_steps": [HOSTILE],
+            "summary": HOSTILE + LONG,
+            "alternatives": [HOSTILE],
+            "source_failures": [SourceFailure(source=HOSTILE, error=HOSTILE + LONG)],
+            "notes": [HOSTILE],
+            "backend": HOSTILE,
+        }
+    )
+    snapshot = build_snapshot()
+    logs = [
+        LogRecord(
+            timestamp=ONSET + timedelta(seconds=k),
+            service=svc,
+            pod=f"pod{HOSTILE}",
+            level="ERROR",
+            message=f"ERROR {HOSTILE} {k}{LONG if k == 0 else ''}",
+        )
+        for k in range(3)
+    ]
+    signals = [
+        s.model_copy(update={"service": svc, "pod": f"pod{HOSTILE}"}) for s in snapshot.signals
+    ]
+    return analysis, snapshot.model_copy(update={"logs": logs, "signals": signals})
+
+
+def test_hostile_text_is_escaped_and_cannot_break_the_page() -> None:
+    analysis, snapshot = _hostile()
+    html = analysis_page(analysis, snapshot, LINKS)
+    plain = build_analysis().model_copy(update={"notes": ["a note"]})
+    hostile, benign = Page(html), Page(analysis_page(plain, build_snapshot(), LINKS))
+    assert "script" not in hostile.tags and "iframe" not in hostile.tags
+    assert hostile.tags.count("img") == benign.tags.count("img") == 0
+    assert not [n for _t, n, _v in hostile.attrs if n.startswith("on")]
+    hrefs = [v or "" for t, n, v in hostile.attrs if n == "href"]
+    assert not [h for h in hrefs if h.strip().lower().startswith("javascript")]
+    assert "Link not shown (not an http(s) address)" in hostile.visible
+    # The structure is the benign page's: nothing closed a table, a <pre> or a section early.
+    levels = [h.split(":")[0] for h in hostile.headings]
+    assert levels == [h.split(":")[0] for h in benign.headings]
+    assert hostile.open == [] and benign.open == []
+    # The text is shown as text.
+    assert SCRIPT in hostile.visible and "&lt;script&gt;" in html
+    assert "onerror=alert(1)>" in hostile.visible
+
+
+def test_bidi_controls_are_shown_not_applied_and_names_are_isolated() -> None:
+    analysis, snapshot = _hostile()
+    html = analysis_page(analysis, snapshot, LINKS)
+    page = Page(html)
+    assert not re.search("[\u202a-\u202e\u2066-\u2069]", html)  # not one control survives
+    assert "⟪U+202E⟫evil⟪U+202C⟫ שלום مرحبا" in page.visible  # visible; RTL letters kept
+    assert "\x00" not in html and "\x07" not in html
+    service = "pay" + SCRIPT
+    isolated = [text for text in page.bdi if text.startswith(service)]
+    assert len(isolated) >= 3  # headline, candidates, timeline (and each subject)
+
+
+def test_long_lines_are_clipped_and_the_page_stays_small() -> None:
+    analysis, snapshot = _hostile()
+    html = analysis_page(analysis, snapshot, LINKS)
+    assert "more characters)" in html
+    assert "A" * (MAX_TEXT_CHARS + 1) not in html
+    assert len(html.encode()) < 400_000  # 200 kB lines in ten places; clipped to a few kB each
+
+
+def test_a_lone_surrogate_from_a_log_does_not_fail_the_page(tmp_path: Path) -> None:
+    from agent.page import encode_page
+
+    analysis = build_analysis().model_copy(update={"summary": "bad \ud800 text"})
+    data = encode_page(analysis_page(analysis, None, LINKS))
+    assert "bad ? text" in data.decode("utf-8")
+
+
+# --- the self-contained file ----------------------------------------------------------------
+
+
+def test_standalone_page_needs_no_network() -> None:
+    html = standalone_page(build_analysis(), build_snapshot(), b"\x89PNG fake")
+    page = Page(html)
+    urls = [v or "" for _t, n, v in page.attrs if n in ("src", "href", "action")]
+    external = [u for u in urls if not u.startswith(("#", "data:"))]
+    assert external == ["http://prom/graph?g0=x"]  # the evidence's own link, not a resource
+    assert "form" not in page.tags  # a file has no server to rate through
+    assert "rate the analysis where it is served" in page.visible
+    csp = [
+        v for t, n, v in page.attrs if t == "meta" and n == "content" and v and "default-src" in v
+    ]
+    assert csp and "default-src 'none'" in csp[0] and "script-src" not in csp[0]
+    assert 'download="an-test-1.json"' in html
+
+
+def test_rca_analyze_html_writes_one_self_contained_file(
+    snapshot_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out" / "report.html"
+    result = CliRunner().invoke(cli, ["analyze", str(snapshot_dir), "--html", str(out)])
+    assert result.exit_code == 0, result.output
+    html = out.read_text(encoding="utf-8")
+    page = Page(html)
+    assert page.headings[0].startswith("h1:Root cause: payments")
+    assert page.tags.count("svg") >= 2
+    imgs = [v or "" for t, n, v in page.attrs if t == "img" and n == "src"]
+    assert len(imgs) == 1 and imgs[0].startswith("data:image/png;base64,")
+    assert len(html.encode()) <= 1_000_000
+
+
+@pytest.mark.parametrize("fraction", [0.2, 0.5, 0.9])
+def test_confidence_label_matches_the_terminal_report(fraction: float) -> None:
+    analysis = build_analysis().model_copy(update={"confidence": fraction})
+    page = Page(analysis_page(analysis, None, LINKS)).visible
+    assert f"confidence {confidence_text(fraction)}" in page
