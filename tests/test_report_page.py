@@ -93,7 +93,7 @@ def _expected(a: Analysis) -> dict[str, list[str]]:
         "version": [f"rca-agent {a.version}"],
         "created_at": [stamp(a.created_at)],
         "trigger": [
-            "api: alert CheckoutLatencyHigh",
+            "alert CheckoutLatencyHigh (api)",
             "services checkout, frontend",
             'alertname="CheckoutLatencyHigh"',
             "why is checkout slow?",
@@ -236,7 +236,7 @@ def test_headings_are_in_order_and_images_are_described() -> None:
     assert viewport == ["width=device-width, initial-scale=1"]
     # Colour is never the only signal: the confidence and each rating button say it in words.
     assert "confidence 0.83, high" in page.visible
-    assert {"👍 Correct", "◐ Partially", "👎 Wrong"} <= {t.strip() for t in page.text}
+    assert {"✓ Correct", "◐ Partially", "✗ Wrong"} <= {t.strip() for t in page.text}
 
 
 # --- hostile text ---------------------------------------------------------------------------

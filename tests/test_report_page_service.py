@@ -76,7 +76,7 @@ def test_page_opens_with_a_read_token_or_its_share_link_only(client: TestClient)
     assert shared.headers["content-type"] == "text/html; charset=utf-8"
     assert "script-src" not in shared.headers["content-security-policy"]
     assert "default-src 'none'" in shared.headers["content-security-policy"]
-    assert shared.headers["referrer-policy"] == "no-referrer"  # the token stays in the page
+    assert shared.headers["referrer-policy"] == "same-origin"  # the token stays on this site
     assert shared.headers["cache-control"] == "no-store"
     # Links from a shared page carry the share on; the list is not offered to it.
     hrefs = [v for t, n, v in page.attrs if n in ("href", "src")]
@@ -150,12 +150,13 @@ def test_a_share_link_rates_nothing_else(client: TestClient) -> None:
         client, first, headers={"Origin": "https://evil.example"}, share=token, verdict="wrong"
     )
     fetched = _rate(client, first, headers={"Sec-Fetch-Site": "cross-site"}, share=token)
+    sibling = _rate(client, first, headers={"Sec-Fetch-Site": "same-site"}, share=token)
     assert elsewhere.status_code == 401 and "share_link_invalid" in elsewhere.text
     assert no_share.status_code == 401
     assert reader.status_code == 403
     assert expired.status_code == 401 and "share_link_expired" in expired.text
     assert forged.status_code == 401
-    assert cross_site.status_code == fetched.status_code == 403
+    assert cross_site.status_code == fetched.status_code == sibling.status_code == 403
     assert _rows(client) == []
 
 
@@ -164,6 +165,9 @@ def test_a_write_token_rates_too_and_bad_forms_are_refused(client: TestClient) -
     writer = auth(WRITE_TOKEN)
     same_site = {**writer, "Origin": str(client.base_url)}
     stored = _rate(client, analysis_id, headers=same_site, verdict="partially", author="bob")
+    # What chromium sends from the page itself (its Origin may be "null").
+    browser = {**writer, "Origin": "null", "Sec-Fetch-Site": "same-origin"}
+    again = _rate(client, analysis_id, headers=browser, verdict="partially", author="bob")
     bad_verdict = _rate(client, analysis_id, headers=writer, verdict="maybe")
     bad_fault = _rate(client, analysis_id, headers=writer, verdict="wrong", actual_fault_type="x")
     as_json = client.post(
@@ -177,7 +181,8 @@ def test_a_write_token_rates_too_and_bad_forms_are_refused(client: TestClient) -
     assert bad_fault.status_code == 422 and "form.actual_fault_type" in bad_fault.text
     assert as_json.status_code == 415
     assert missing.status_code == 404
-    assert _rows(client) == [(analysis_id, "partially", None, None, "web:bob")]
+    assert again.status_code == 303
+    assert _rows(client) == [(analysis_id, "partially", None, None, "web:bob")] * 2
 
 
 def test_a_share_link_adds_a_bounded_number_of_ratings(

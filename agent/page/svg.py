@@ -23,9 +23,9 @@ from datetime import UTC, datetime
 from html import escape
 
 from agent.models import Evidence, LogRecord, Signal, Window
-from agent.units import format_value
+from agent.units import duration_text, format_value
 
-WIDTH, HEIGHT = 480, 150
+WIDTH, HEIGHT = 400, 140
 LEFT, RIGHT, TOP, BOTTOM = 62, 10, 18, 22
 MAX_BUCKETS = 160  # per series: min and max of each bucket, so spikes survive
 MAX_LINES = 6  # as agent.chart.MAX_LINES_PER_PANEL
@@ -168,13 +168,17 @@ class _Canvas:
             anchor = "end" if xo > WIDTH - 60 else "start"
             self.text(xo + (-3 if anchor == "end" else 3), TOP - 4, "onset", "label", anchor)
 
-    def axes(self, top_label: str, bottom_label: str, window: Window) -> None:
+    def axes(self, high: float, low: float, unit: str, window: Window) -> None:
+        """Axis lines, the highest and lowest value drawn at their height, and the window's
+        start, incident start and end."""
         f = self.frame
         base = HEIGHT - BOTTOM
         self.add(f'<line class="axis" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{base}" y2="{base}"/>')
         self.add(f'<line class="axis" x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{base}"/>')
-        self.text(LEFT - 4, TOP + 4, top_label, "tick", "end")
-        self.text(LEFT - 4, base, bottom_label, "tick", "end")
+        for value in (high, low) if high != low else (high,):
+            y = f.y(value)
+            self.add(f'<line class="axis" x1="{LEFT - 3}" x2="{LEFT}" y1="{_n(y)}" y2="{_n(y)}"/>')
+            self.text(LEFT - 5, y + 4, format_value(value, unit), "tick", "end")
         ticks = (window.start, window.incident_start, window.end)
         for moment, anchor in zip(ticks, ("start", "middle", "end"), strict=True):
             t = moment.timestamp()
@@ -205,6 +209,8 @@ def metric_chart(
     t0, t1 = window.start.timestamp(), window.end.timestamp()
     split = window.incident_start.timestamp()
     values = [v for s in series for v in s.values if v is not None]
+    if not values:
+        return None
     before = [v for s in series for t, v in zip(s.timestamps, s.values, strict=True) if t < split]
     band = (
         (_percentile(b, 0.05), _percentile(b, 0.95))
@@ -228,8 +234,7 @@ def metric_chart(
     for i, signal in enumerate(series):
         if path := _path(_segments(signal, frame), frame):
             canvas.add(f'<path class="series s{i}" d="{path}"/>')
-    unit = evidence.unit or series[0].unit
-    canvas.axes(format_value(frame.hi, unit), format_value(frame.lo, unit), window)
+    canvas.axes(max(values), min(values), evidence.unit or series[0].unit, window)
     return canvas.svg(title, desc)
 
 
@@ -241,8 +246,9 @@ def log_chart(
     title: str,
     desc: str,
 ) -> str | None:
-    """Matching log lines per time bucket (a minute, or wider over long windows) over the
-    window, with the incident window and the onset. None when no line was found."""
+    """Matching log lines per time bucket (a minute, or wider over long windows: the page's
+    legend says so) over the window, with the incident window and the onset. None when no
+    line was found."""
     if not records:
         return None
     t0, t1 = window.start.timestamp(), window.end.timestamp()
@@ -262,6 +268,5 @@ def log_chart(
             f'<rect class="bar" x="{_n(x0)}" y="{_n(y)}" width="{_n(max(0.8, x1 - x0 - 0.4))}" '
             f'height="{_n(base - y)}"/>'
         )
-    per = "min" if bucket_s == 60 else f"{bucket_s / 60:g} min"
-    canvas.axes(f"{max(counts.values())}/{per}", "0", window)
-    return canvas.svg(title, desc)
+    canvas.axes(max(counts.values()), 0, "lines", window)
+    return canvas.svg(title, f"{desc}; bars count lines per {duration_text(bucket_s)}")

@@ -97,8 +97,9 @@ router = APIRouter(
 
 
 def page(html: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """An HTML answer with the page's policy: no script, no referrer (a share token in the
-    address must not leak to Prometheus or Kibana), not cached (it may hold a share token)."""
+    """An HTML answer with the page's policy: no script, no referrer to other sites (a share
+    token in the address must not leak to Prometheus or Kibana; the page's own form still
+    sends its origin), not cached (it may hold a share token)."""
     return Response(
         encode_page(html),
         status_code=status,
@@ -106,7 +107,7 @@ def page(html: str, status: int = 200, headers: dict[str, str] | None = None) ->
         headers={
             "Content-Security-Policy": csp(standalone=False),
             "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer",
+            "Referrer-Policy": "same-origin",
             "Cache-Control": "no-store",
             **(headers or {}),
         },
@@ -244,11 +245,16 @@ async def rating_form(request: Request) -> dict[str, str]:
 
 
 def _same_site(request: Request) -> None:
-    """Refuse a form posted from another site: it could carry a victim's open access."""
-    if request.headers.get("sec-fetch-site") == "cross-site":
-        raise ApiError(403, "cross_site", "a rating must be sent from the report page itself")
+    """Refuse a form posted from another site (it could ride on an open service or on a
+    share token it learnt): by ``Sec-Fetch-Site`` where the browser sends it, else by
+    ``Origin``."""
+    fetched_from = request.headers.get("sec-fetch-site")
     origin = request.headers.get("origin")
-    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+    if fetched_from is not None:
+        foreign = fetched_from not in ("same-origin", "none")
+    else:
+        foreign = origin not in (None, "null") and urlsplit(origin).netloc != request.url.netloc
+    if foreign:
         raise ApiError(403, "cross_site", "a rating must be sent from the report page itself")
 
 
