@@ -398,3 +398,22 @@ def test_confidence_label_matches_the_terminal_report(fraction: float) -> None:
     analysis = build_analysis().model_copy(update={"confidence": fraction})
     page = Page(analysis_page(analysis, None, LINKS)).visible
     assert f"confidence {confidence_text(fraction)}" in page
+
+
+def test_a_long_series_is_thinned_but_keeps_its_spike_and_its_gap() -> None:
+    from agent.models import Signal
+    from agent.page.svg import MAX_BUCKETS, Frame, _path, _thinned
+
+    n = 5000
+    values: list[float | None] = [1.0] * n
+    values[1234] = 50.0  # a one-sample spike
+    values[3000:3010] = [None] * 10  # a gap
+    stamps = [START.timestamp() + i for i in range(n)]
+    signal = Signal(service="s", name="m", timestamps=stamps, values=values)
+    frame = Frame(stamps[0], stamps[-1], 0.0, 50.0)
+    t, v = _thinned(signal, frame)
+    assert len(t) <= 3 * MAX_BUCKETS
+    assert 50.0 in v.tolist()
+    path = _path(t, v, frame)
+    assert path.count("M") == 2  # the pen lifts once, at the gap
+    assert f"{frame.y(50.0):.1f}" in path

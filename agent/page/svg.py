@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
 
+import numpy as np
+
 from agent.models import Evidence, LogRecord, Signal, Window
 from agent.units import duration_text, format_value
 
@@ -39,6 +41,8 @@ _C0 = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 def inert(text: str) -> str:
     """``text`` with bidi controls shown as ``⟪U+202E⟫`` and other control characters as
     U+FFFD; what a page shows of any untrusted string (before escaping)."""
+    if text.isascii() and text.isprintable():  # the common case, and no control in it
+        return text
     text = _BIDI_CONTROLS.sub(lambda m: f"⟪U+{ord(m.group()):04X}⟫", text)
     return _C0.sub("\ufffd", text)
 
@@ -66,6 +70,15 @@ class Frame:
         share = min(1.0, max(0.0, (value - self.lo) / span))
         return HEIGHT - BOTTOM - share * (HEIGHT - TOP - BOTTOM)
 
+    def xs(self, t: np.ndarray) -> np.ndarray:
+        share = np.clip((t - self.t0) / ((self.t1 - self.t0) or 1.0), 0.0, 1.0)
+        return LEFT + share * (WIDTH - LEFT - RIGHT)
+
+    def ys(self, v: np.ndarray) -> np.ndarray:
+        """Heights of the values; NaN (a missing value) stays NaN."""
+        share = np.clip((v - self.lo) / ((self.hi - self.lo) or 1.0), 0.0, 1.0)
+        return HEIGHT - BOTTOM - share * (HEIGHT - TOP - BOTTOM)
+
 
 def _n(value: float) -> str:
     return f"{value:.1f}".removesuffix(".0")
@@ -76,44 +89,39 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
-def _segments(signal: Signal, frame: Frame) -> list[list[tuple[float, float]]]:
-    """The series as polylines broken at missing values, thinned to the min and max of each
-    of :data:`MAX_BUCKETS` time buckets (a spike of one sample stays visible)."""
-    width = (frame.t1 - frame.t0) / MAX_BUCKETS or 1.0
-    segments: list[list[tuple[float, float]]] = []
-    current: list[tuple[float, float]] = []
-    bucket: list[tuple[float, float]] = []
-    bucket_i: int | None = None
-
-    def flush() -> None:
-        if bucket:
-            low, high = min(bucket, key=lambda p: p[1]), max(bucket, key=lambda p: p[1])
-            current.extend(sorted({low, high}))
-            bucket.clear()
-
-    for t, v in zip(signal.timestamps, signal.values, strict=True):
-        if v is None:
-            flush()
-            if current:
-                segments.append(current)
-            current, bucket_i = [], None
+def _thinned(signal: Signal, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+    """(times, values) of the points drawn, NaN where a value is missing: every point of a
+    short series; of a long one, the lowest and highest of each of :data:`MAX_BUCKETS` time
+    buckets and its first gap (a one-sample spike stays visible, a gap stays a gap)."""
+    t = np.asarray(signal.timestamps, dtype=float)
+    v = np.asarray(signal.values, dtype=float)  # None -> NaN
+    if len(t) <= 2 * MAX_BUCKETS:
+        return t, v
+    bucket = np.floor((t - frame.t0) / ((frame.t1 - frame.t0) / MAX_BUCKETS or 1.0))
+    starts = np.flatnonzero(np.r_[True, np.diff(bucket) != 0]).tolist()
+    keep: list[int] = []
+    for start, end in zip(starts, [*starts[1:], len(t)], strict=True):
+        part = v[start:end]
+        gaps = np.flatnonzero(np.isnan(part))
+        if len(gaps) == len(part):
+            keep.append(start)
             continue
-        i = int((t - frame.t0) // width)
-        if i != bucket_i:
-            flush()
-            bucket_i = i
-        bucket.append((t, v))
-    flush()
-    if current:
-        segments.append(current)
-    return segments
+        keep += [start + int(np.nanargmin(part)), start + int(np.nanargmax(part))]
+        keep += [start + int(gaps[0])] if len(gaps) else []
+    chosen = np.unique(keep)
+    return t[chosen], v[chosen]
 
 
-def _path(segments: Iterable[list[tuple[float, float]]], frame: Frame) -> str:
+def _path(t: np.ndarray, v: np.ndarray, frame: Frame) -> str:
+    """An SVG path through the points, lifting the pen at each missing value."""
     parts = []
-    for segment in segments:
-        points = " L".join(f"{_n(frame.x(t))} {_n(frame.y(v))}" for t, v in segment)
-        parts.append("M" + points)
+    command = "M"
+    for x, y in zip(frame.xs(t).tolist(), frame.ys(v).tolist(), strict=True):
+        if math.isnan(y):
+            command = "M"
+            continue
+        parts.append(f"{command}{x:.1f} {y:.1f}")
+        command = "L"
     return " ".join(parts)
 
 
@@ -232,7 +240,7 @@ def metric_chart(
         ym = _n(frame.y(median))
         canvas.add(f'<line class="median" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{ym}" y2="{ym}"/>')
     for i, signal in enumerate(series):
-        if path := _path(_segments(signal, frame), frame):
+        if path := _path(*_thinned(signal, frame), frame):
             canvas.add(f'<path class="series s{i}" d="{path}"/>')
     canvas.axes(max(values), min(values), evidence.unit or series[0].unit, window)
     return canvas.svg(title, desc)
