@@ -12,9 +12,7 @@ from agent.snapshot import Snapshot
 from evals.bench_page import store_finished
 
 
-def store_done(
-    sessions: sessionmaker, analysis: Analysis, material: Snapshot | None = None
-) -> str:
+def store_done(sessions: sessionmaker, analysis: Analysis, material: Snapshot | None = None) -> str:
     """Store ``analysis`` as a finished job (as a worker would), with its chart data."""
     store_finished(sessions, analysis, material)
     return analysis.id

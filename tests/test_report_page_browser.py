@@ -46,7 +46,7 @@ pytestmark = pytest.mark.integration
 SECRET = "browser-test-share-secret"
 CHROMIUM = ("chromium", "chromium-browser")
 DRIVER = ("chromedriver", "chromium-driver")
-DESKTOP = (1280, 1500)
+DESKTOP = (1280, 1900)
 PHONE = (390, 844)
 
 
@@ -186,6 +186,7 @@ def _run(tmp_path: Path, database: str | None, shots: bool) -> None:
             if shots:
                 driver.get(f"{server.url}/analyses/{analysis_id}?share={token}")
                 _phone(driver)
+                driver.execute_script("document.getElementById('evidence').scrollIntoView()")
                 _screenshot(driver, tmp_path, "report-page-phone.png")
     finally:
         server.stop()

@@ -277,3 +277,55 @@ def test_list_pages_with_a_next_link_and_refuses_bad_filters(client: TestClient)
 def test_pages_stay_out_of_the_api_schema(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert not [p for p in paths if p.startswith("/analyses")]
+
+
+def test_a_finished_page_is_drawn_once_and_afresh_when_the_result_changes(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import update
+
+    from agent.page import render
+    from agent.store.tables import AnalysisRow
+
+    analysis_id = _store(client)
+    drawn: list[str] = []
+    original = render.evidence_views
+
+    def counting(analysis: Analysis, material: Any) -> Any:
+        drawn.append(analysis.id)
+        return original(analysis, material)
+
+    monkeypatch.setattr(pages, "evidence_views", counting)
+    first = client.get(f"/analyses/{analysis_id}", headers=auth(READ_TOKEN))
+    again = client.get(f"/analyses/{analysis_id}", headers=auth(READ_TOKEN))
+    rerun = build_analysis().model_copy(update={"summary": "re-run: now it is the database"})
+    with client.app.state.rca.sessions.begin() as session:  # type: ignore[attr-defined]
+        session.execute(
+            update(AnalysisRow)
+            .where(AnalysisRow.id == analysis_id)
+            .values(result=rerun.model_dump_json(), finished_at=datetime.now(UTC))
+        )
+    after = client.get(f"/analyses/{analysis_id}", headers=auth(READ_TOKEN))
+    assert first.text == again.text
+    assert drawn == [analysis_id, analysis_id]  # first view, and after the result changed
+    assert "re-run: now it is the database" in after.text
+
+
+def test_the_page_cache_keeps_only_the_most_recently_viewed(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent.page import render
+
+    client.app.state.finished_pages = pages.FinishedPages(size=2)  # type: ignore[attr-defined]
+    ids = [_store(client, _other(f"an-{n}")) for n in range(3)]
+    drawn: list[str] = []
+    original = render.evidence_views
+
+    def counting(analysis: Analysis, material: Any) -> Any:
+        drawn.append(analysis.id)
+        return original(analysis, material)
+
+    monkeypatch.setattr(pages, "evidence_views", counting)
+    for analysis_id in [*ids, ids[2], ids[0]]:
+        assert client.get(f"/analyses/{analysis_id}", headers=auth(READ_TOKEN)).status_code == 200
+    assert drawn == ["an-0", "an-1", "an-2", "an-0"]  # an-2 was kept, an-0 had been dropped

@@ -304,8 +304,10 @@ def analysis_page(
     ratings: Sequence[Rating] = (),
     rated: str | None = None,
     standalone: bool = False,
+    views: list[EvidenceView] | None = None,
 ) -> str:
-    """The report page of a finished analysis."""
+    """The report page of a finished analysis; ``views`` are its :func:`evidence_views`
+    when the caller has them already (they never change once the analysis is done)."""
     job = job or JobView(analysis.id, "done", analysis.trigger, analysis.created_at)
     services = sorted(
         {c.service for c in analysis.candidates} | {e.service for e in analysis.evidence}
@@ -314,7 +316,7 @@ def analysis_page(
         "analysis.html",
         analysis=analysis,
         job=job,
-        views=evidence_views(analysis, material),
+        views=views if views is not None else evidence_views(analysis, material),
         links=links,
         list_href=links.list_href,
         ratings=ratings,

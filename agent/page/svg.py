@@ -113,14 +113,19 @@ def _thinned(signal: Signal, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _path(t: np.ndarray, v: np.ndarray, frame: Frame) -> str:
-    """An SVG path through the points, lifting the pen at each missing value."""
+    """An SVG path through the points (to a tenth of a unit), lifting the pen at each
+    missing value."""
+    xs = np.rint(frame.xs(t) * 10).astype(np.int64).tolist()
+    ys = frame.ys(v)
+    gaps = np.isnan(ys)
+    ys = np.rint(np.where(gaps, 0.0, ys) * 10).astype(np.int64).tolist()
     parts = []
     command = "M"
-    for x, y in zip(frame.xs(t).tolist(), frame.ys(v).tolist(), strict=True):
-        if math.isnan(y):
+    for x, y, gap in zip(xs, ys, gaps.tolist(), strict=True):
+        if gap:
             command = "M"
             continue
-        parts.append(f"{command}{x:.1f} {y:.1f}")
+        parts.append(f"{command}{x // 10}.{x % 10} {y // 10}.{y % 10}")
         command = "L"
     return " ".join(parts)
 

@@ -24,7 +24,11 @@ status.
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
@@ -44,7 +48,7 @@ from agent.page import (
     list_page,
     pending_page,
 )
-from agent.page.render import csp, trigger_text
+from agent.page.render import EvidenceView, csp, evidence_views, trigger_text
 from agent.service.api import Shared, store_feedback
 from agent.service.auth import ApiCredentials, require
 from agent.service.problems import ApiError, known_query_only
@@ -187,11 +191,61 @@ def _job(record: queries.AnalysisRecord) -> JobView:
     )
 
 
+@dataclass(frozen=True)
+class Finished:
+    analysis: Analysis
+    views: list[EvidenceView]
+
+
+class FinishedPages:
+    """The parsed result and the evidence views (charts, sample lines) of the last
+    :data:`size` finished analyses viewed. A finished analysis never changes, and during an
+    incident everyone on the call opens the same page: a second view skips reading the
+    chart data, parsing it and drawing (about two thirds of a page's CPU). Keyed by id and
+    finish time, so a re-run under the same id is drawn afresh."""
+
+    def __init__(self, size: int = 32) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[str, datetime | None], Finished] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, state: ServiceState, record: queries.AnalysisRecord) -> Finished:
+        key = (record.id, record.finished_at)
+        with self._lock:
+            if (found := self._items.get(key)) is not None:
+                self._items.move_to_end(key)
+                return found
+        assert record.result is not None
+        with state.sessions.begin() as session:
+            chart = queries.get_chart(session, record.id)
+        material = Snapshot.model_validate_json(chart[1]) if chart and chart[1] else None
+        analysis = Analysis.model_validate_json(record.result)
+        made = Finished(analysis, evidence_views(analysis, material))
+        with self._lock:
+            self._items[key] = made
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return made
+
+
+_MAKING = threading.Lock()
+
+
+def finished_pages(request: Request) -> FinishedPages:
+    """The app's :class:`FinishedPages`, made on first use."""
+    with _MAKING:
+        found: FinishedPages | None = getattr(request.app.state, "finished_pages", None)
+        if found is None:
+            found = request.app.state.finished_pages = FinishedPages()
+    return found
+
+
 @router.get("/{analysis_id}")
 def analysis_report(
     analysis_id: str,
     state: State,
     share: Shared,
+    cache: Annotated[FinishedPages, Depends(finished_pages)],
     rated: Annotated[Verdict | None, BeforeValidator(_blank_is_none)] = None,
 ) -> Response:
     """The report page of one analysis; while it runs, a page that reloads itself."""
@@ -199,10 +253,9 @@ def analysis_report(
     list_href = LIST_PATH if share is None else None
     if record.status != "done" or record.result is None:
         return page(pending_page(_job(record), list_href))
+    finished = cache.get(state, record)
     with state.sessions.begin() as session:
-        found = queries.get_chart(session, analysis_id)
         given = ratings.ratings_of(session, analysis_id)
-    material = Snapshot.model_validate_json(found[1]) if found and found[1] else None
     v1 = f"/v1/analyses/{quote(analysis_id, safe='')}"
     links = PageLinks(
         json_href=with_share(f"{page_path(analysis_id)}/analysis.json", share),
@@ -212,8 +265,8 @@ def analysis_report(
         feedback_action=f"{page_path(analysis_id)}/feedback",
         share=share,
     )
-    analysis = Analysis.model_validate_json(record.result)
-    html = analysis_page(analysis, material, links, _job(record), given, rated)
+    job = _job(record)
+    html = analysis_page(finished.analysis, None, links, job, given, rated, views=finished.views)
     return page(html)
 
 
