@@ -17,6 +17,8 @@ from agent.cli import cli
 from agent.models import (
     Analysis,
     Candidate,
+    Change,
+    ChangeVerdict,
     Evidence,
     LogRecord,
     RootCause,
@@ -79,6 +81,24 @@ def _rich() -> Analysis:
             "cost_usd": 0.0123,
             "timings": {"collect": 0.5, "total": 1.25},
             "notes": ["close call: checkout scored within 0.1 of payments"],
+            "changes": [
+                ChangeVerdict(
+                    change=Change(
+                        service="payments",
+                        kind="deploy",  # type: ignore[arg-type]
+                        at=INCIDENT - timedelta(minutes=5),
+                        from_version="v41",
+                        to_version="v42",
+                        author="ci-bot",
+                        link="https://ci.example.com/run/77",
+                        source="api",
+                        id="deploy-77",
+                    ),
+                    verdict="suspect",
+                    reasons=["deployed 5 minutes before the memory climb"],
+                    evidence_ids=["M1"],
+                )
+            ],
             "next_steps": ["Check heap usage of payments-7d9f-x2"],
         }
     )
@@ -152,6 +172,12 @@ def _expected(a: Analysis) -> dict[str, list[str]]:
         "timings": ["collect 0.500 s", "total 1.250 s"],
         "source_failures": ["elasticsearch", "timed out after 10 s"],
         "notes": a.notes,
+        "changes": [
+            f"{stamp(INCIDENT - timedelta(minutes=5))}",
+            "deploy v41 → v42 by ci-bot; from api (deploy-77)",
+            "⚠ suspect",
+            "deployed 5 minutes before the memory climb",
+        ],
     }
 
 
@@ -171,6 +197,7 @@ def test_every_field_of_an_analysis_appears_on_its_page() -> None:
     hrefs = [value for tag, name, value in page.attrs if tag == "a" and name == "href"]
     assert "http://prometheus:9090/graph?g0.expr=pool_wait_seconds" in hrefs
     assert "http://prom/graph?g0=x" in hrefs
+    assert "https://ci.example.com/run/77" in hrefs
     assert LINKS.json_href in hrefs
     ids = {value for _tag, name, value in page.attrs if name == "id"}
     assert {"ev-M1", "ev-L1", "ev-M2", "ev-M9"} <= ids
@@ -248,6 +275,13 @@ HOSTILE = f"{SCRIPT}{BREAKOUT}{RTL} 🔥 \x00\x07 end"
 LONG = "A" * 200_000
 
 
+def _change(service: str, text: str, link: str) -> ChangeVerdict:
+    change = Change(
+        service=service, at=INCIDENT, from_version=text, to_version=text, author=text, link=link
+    )
+    return ChangeVerdict(change=change, verdict="suspect", reasons=[text], evidence_ids=[text])
+
+
 def _hostile() -> tuple[Analysis, Snapshot]:
     """The hand-built incident with hostile text wherever a log, a label or a person can put it."""
     base = build_analysis()
@@ -293,6 +327,7 @@ def _hostile() -> tuple[Analysis, Snapshot]:
             "source_failures": [SourceFailure(source=HOSTILE, error=HOSTILE + LONG)],
             "notes": [HOSTILE],
             "backend": HOSTILE,
+            "changes": [_change(svc, HOSTILE, "javascript:alert(4)")],
         }
     )
     snapshot = build_snapshot()
@@ -315,7 +350,8 @@ def _hostile() -> tuple[Analysis, Snapshot]:
 def test_hostile_text_is_escaped_and_cannot_break_the_page() -> None:
     analysis, snapshot = _hostile()
     html = analysis_page(analysis, snapshot, LINKS)
-    plain = build_analysis().model_copy(update={"notes": ["a note"]})
+    change = _change("payments", "v2", "https://ci.example.com/1")
+    plain = build_analysis().model_copy(update={"notes": ["a note"], "changes": [change]})
     hostile, benign = Page(html), Page(analysis_page(plain, build_snapshot(), LINKS))
     assert "script" not in hostile.tags and "iframe" not in hostile.tags
     assert hostile.tags.count("img") == benign.tags.count("img") == 0

@@ -223,6 +223,7 @@ def _environment() -> Environment:
         confidence_text=confidence_text,
         format_value=format_value,
         offset_text=offset_text,
+        web_link=web_link,
         onset_text=onset_text,
         pattern_mark=lambda pattern: _PATTERN_MARKS.get(pattern, "•"),
         stamp=stamp,
