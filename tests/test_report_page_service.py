@@ -329,3 +329,16 @@ def test_the_page_cache_keeps_only_the_most_recently_viewed(
     for analysis_id in [*ids, ids[2], ids[0]]:
         assert client.get(f"/analyses/{analysis_id}", headers=auth(READ_TOKEN)).status_code == 200
     assert drawn == ["an-0", "an-1", "an-2", "an-0"]  # an-2 was kept, an-0 had been dropped
+
+
+def test_an_analysis_stored_by_a_worker_is_drawn_before_anyone_opens_it(
+    client: TestClient,
+) -> None:
+    from service_support import WEBHOOK_TOKEN, notification, wait_for
+
+    accepted = client.post("/v1/alertmanager", json=notification(), headers=auth(WEBHOOK_TOKEN))
+    analysis_id = accepted.json()["analysis_id"]
+    cache = client.app.state.finished_pages  # type: ignore[attr-defined]
+    wait_for(lambda: analysis_id in cache.drawn(), 60, "the page drawn by the worker")
+    page = client.get(f"/analyses/{analysis_id}", headers=auth(READ_TOKEN))
+    assert page.status_code == 200 and Page(page.text).headings[0].startswith("h1:Root cause")

@@ -164,7 +164,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Fa
     problems.install(app)
     app.include_router(webhook.router)
     app.include_router(api.router)
-    app.include_router(pages.router)  # the HTML report pages
+    pages.install(app, state)  # the HTML report pages, drawn as analyses are stored
     app.include_router(health.router)
     slack = install_slack(app, state)
     app.add_middleware(WebhookCounter, metrics=metrics)

@@ -23,6 +23,7 @@ status.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections import OrderedDict
@@ -32,10 +33,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BeforeValidator, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from agent.models import Analysis
 from agent.page import (
@@ -58,6 +60,7 @@ from agent.service.state import ServiceState, service_state
 from agent.snapshot import Snapshot
 from agent.store import queries, ratings
 
+log = logging.getLogger("rca.service")
 MAX_SHARED_RATINGS = 20
 LIST_PATH = "/analyses"
 _FORM_FIELDS = ("verdict", "actual_service", "actual_fault_type", "note", "author", "share")
@@ -199,9 +202,10 @@ class Finished:
 
 class FinishedPages:
     """The parsed result and the evidence views (charts, sample lines) of the last
-    :data:`size` finished analyses viewed. A finished analysis never changes, and during an
-    incident everyone on the call opens the same page: a second view skips reading the
-    chart data, parsing it and drawing (about two thirds of a page's CPU). Keyed by id and
+    :data:`size` finished analyses stored or viewed. A finished analysis never changes, and
+    during an incident everyone on the call opens the same page: reading the chart data,
+    parsing it and drawing (about two thirds of a page's CPU) is done once, by the worker
+    that stored the analysis (:meth:`predraw`), or else by the first view. Keyed by id and
     finish time, so a re-run under the same id is drawn afresh."""
 
     def __init__(self, size: int = 32) -> None:
@@ -227,16 +231,34 @@ class FinishedPages:
                 self._items.popitem(last=False)
         return made
 
+    def drawn(self) -> list[str]:
+        """The ids held, least recently used first."""
+        with self._lock:
+            return [analysis_id for analysis_id, _ in self._items]
 
-_MAKING = threading.Lock()
+    def predraw(self, state: ServiceState, analysis_id: str) -> None:
+        """Draw a just-stored analysis (a ``WorkerPool`` ``on_done`` callback: in the worker's
+        thread, at its low priority), so the first reader from Slack finds it drawn. A failure
+        is logged, never raised: the page then draws on its first view."""
+        try:
+            with state.sessions.begin() as session:
+                record = queries.get_analysis(session, analysis_id)
+            if record is not None and record.status == "done" and record.result is not None:
+                self.get(state, record)
+        except (SQLAlchemyError, ValueError) as exc:
+            log.warning("report page of %s not drawn ahead: %s", analysis_id, exc)
+
+
+def install(app: FastAPI, state: ServiceState) -> None:
+    """Serve the pages, and draw each analysis's page as its worker stores it."""
+    cache = FinishedPages()
+    app.state.finished_pages = cache
+    app.include_router(router)
+    state.workers.on_done.append(lambda analysis_id: cache.predraw(state, analysis_id))
 
 
 def finished_pages(request: Request) -> FinishedPages:
-    """The app's :class:`FinishedPages`, made on first use."""
-    with _MAKING:
-        found: FinishedPages | None = getattr(request.app.state, "finished_pages", None)
-        if found is None:
-            found = request.app.state.finished_pages = FinishedPages()
+    found: FinishedPages = request.app.state.finished_pages
     return found
 
 
