@@ -295,7 +295,7 @@ def test_a_finished_page_is_drawn_once_and_afresh_when_the_result_changes(
         drawn.append(analysis.id)
         return original(analysis, material)
 
-    monkeypatch.setattr(pages, "evidence_views", counting)
+    monkeypatch.setattr(render, "evidence_views", counting)
     first = client.get(f"/analyses/{analysis_id}", headers=auth(READ_TOKEN))
     again = client.get(f"/analyses/{analysis_id}", headers=auth(READ_TOKEN))
     rerun = build_analysis().model_copy(update={"summary": "re-run: now it is the database"})
@@ -325,7 +325,7 @@ def test_the_page_cache_keeps_only_the_most_recently_viewed(
         drawn.append(analysis.id)
         return original(analysis, material)
 
-    monkeypatch.setattr(pages, "evidence_views", counting)
+    monkeypatch.setattr(render, "evidence_views", counting)
     for analysis_id in [*ids, ids[2], ids[0]]:
         assert client.get(f"/analyses/{analysis_id}", headers=auth(READ_TOKEN)).status_code == 200
     assert drawn == ["an-0", "an-1", "an-2", "an-0"]  # an-2 was kept, an-0 had been dropped

@@ -18,7 +18,8 @@ a share link adds at most :data:`MAX_SHARED_RATINGS` ratings per analysis. A for
 from another site (``Origin``/``Sec-Fetch-Site``) is refused.
 
 Errors are pages too: :class:`PageRoute` renders the API's errors as HTML with the same
-status.
+status. :mod:`agent.page` (Jinja2, numpy) is imported by the first page drawn, not at start:
+an idle service stays as small as it was.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
@@ -40,17 +41,6 @@ from pydantic import BeforeValidator, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from agent.models import Analysis
-from agent.page import (
-    JobView,
-    ListRow,
-    PageLinks,
-    analysis_page,
-    encode_page,
-    error_page,
-    list_page,
-    pending_page,
-)
-from agent.page.render import EvidenceView, csp, evidence_views, trigger_text
 from agent.service.api import Shared, store_feedback
 from agent.service.auth import ApiCredentials, require
 from agent.service.problems import ApiError, known_query_only
@@ -59,6 +49,10 @@ from agent.service.share import SHARE_PARAM, ShareLinkRefused, signer_for, with_
 from agent.service.state import ServiceState, service_state
 from agent.snapshot import Snapshot
 from agent.store import queries, ratings
+
+if TYPE_CHECKING:
+    from agent.page import JobView
+    from agent.page.render import EvidenceView
 
 log = logging.getLogger("rca.service")
 MAX_SHARED_RATINGS = 20
@@ -82,6 +76,8 @@ class PageRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def page_handler(request: Request) -> Response:
+            from agent.page import error_page
+
             try:
                 return await handler(request)
             except ApiError as exc:
@@ -107,6 +103,8 @@ def page(html: str, status: int = 200, headers: dict[str, str] | None = None) ->
     """An HTML answer with the page's policy: no script, no referrer to other sites (a share
     token in the address must not leak to Prometheus or Kibana; the page's own form still
     sends its origin), not cached (it may hold a share token)."""
+    from agent.page.render import csp, encode_page
+
     return Response(
         encode_page(html),
         status_code=status,
@@ -143,6 +141,9 @@ def analyses_page(
     limit: Annotated[int | None, Query(ge=1, le=500)] = None,
 ) -> Response:
     """Analyses, newest first; filter by service, status and latest rating."""
+    from agent.page import ListRow, list_page
+    from agent.page.render import trigger_text
+
     try:
         with state.sessions.begin() as session:
             records, next_cursor = queries.list_analyses(
@@ -180,6 +181,8 @@ def analyses_page(
 
 
 def _job(record: queries.AnalysisRecord) -> JobView:
+    from agent.page import JobView
+
     return JobView(
         id=record.id,
         status=record.status,
@@ -214,6 +217,8 @@ class FinishedPages:
         self._lock = threading.Lock()
 
     def get(self, state: ServiceState, record: queries.AnalysisRecord) -> Finished:
+        from agent.page.render import evidence_views
+
         key = (record.id, record.finished_at)
         with self._lock:
             if (found := self._items.get(key)) is not None:
@@ -271,6 +276,8 @@ def analysis_report(
     rated: Annotated[Verdict | None, BeforeValidator(_blank_is_none)] = None,
 ) -> Response:
     """The report page of one analysis; while it runs, a page that reloads itself."""
+    from agent.page import PageLinks, analysis_page, pending_page
+
     record = _record(state, analysis_id)
     list_href = LIST_PATH if share is None else None
     if record.status != "done" or record.result is None:
