@@ -30,7 +30,14 @@ from agent.models import (
 )
 from agent.page import PageLinks, analysis_page, standalone_page
 from agent.page.render import MAX_TEXT_CHARS
-from agent.report import change_text, confidence_text, markdown_report, onset_text, stamp
+from agent.report import (
+    change_lines,
+    change_text,
+    confidence_text,
+    markdown_report,
+    onset_text,
+    stamp,
+)
 from agent.snapshot import Snapshot
 from agent.window import window_line
 
@@ -173,10 +180,9 @@ def _expected(a: Analysis) -> dict[str, list[str]]:
         "source_failures": ["elasticsearch", "timed out after 10 s"],
         "notes": a.notes,
         "changes": [
-            f"{stamp(INCIDENT - timedelta(minutes=5))}",
-            "deploy v41 → v42 by ci-bot; from api (deploy-77)",
-            "⚠ suspect",
-            "deployed 5 minutes before the memory climb",
+            "suspect: payments v41 → v42 (deploy at 10:35:00): deployed 5 minutes before "
+            "the memory climb [M1]",
+            "(by ci-bot; from api, deploy-77)",
         ],
     }
 
@@ -213,6 +219,9 @@ def test_page_says_what_the_markdown_report_says() -> None:
         assert phrase in page and phrase.replace("|", "\\|") in markdown
     assert f"confidence {confidence_text(analysis.confidence)}" in markdown
     assert f"confidence {confidence_text(analysis.confidence)}" in page
+    (line,) = change_lines(analysis)
+    assert f"- {line}" in markdown
+    assert line.removesuffix(" https://ci.example.com/run/77") in page  # the link is a link
 
 
 def test_each_evidence_item_has_its_chart_or_its_log_lines() -> None:

@@ -50,6 +50,7 @@ from agent.report import (
     onset_text,
     stamp,
     subject,
+    verdict_text,
 )
 from agent.snapshot import Snapshot
 from agent.units import format_value
@@ -138,6 +139,15 @@ class EvidenceView:
 
 
 @dataclass(frozen=True)
+class ChangeView:
+    verdict: str
+    text: str  # as the terminal and Markdown reports say it, less the link
+    detail: str  # who made it, where it was learned
+    link: str | None
+    evidence_ids: list[str]
+
+
+@dataclass(frozen=True)
 class ListRow:
     id: str
     href: str
@@ -223,7 +233,6 @@ def _environment() -> Environment:
         confidence_text=confidence_text,
         format_value=format_value,
         offset_text=offset_text,
-        web_link=web_link,
         onset_text=onset_text,
         pattern_mark=lambda pattern: _PATTERN_MARKS.get(pattern, "•"),
         stamp=stamp,
@@ -292,6 +301,27 @@ def evidence_views(analysis: Analysis, material: Snapshot | None) -> list[Eviden
     return views
 
 
+def change_views(analysis: Analysis) -> list[ChangeView]:
+    """The judged changes in the reports' order (suspects first), in their words."""
+    order = {"suspect": 0, "unknown": 1, "cleared": 2}
+    views = []
+    for judged in sorted(analysis.changes, key=lambda v: (order[v.verdict], v.change.at)):
+        change = judged.change
+        unlinked = judged.model_copy(update={"change": change.model_copy(update={"link": None})})
+        who = f"by {change.author}; " if change.author else ""
+        detail = f"{who}from {change.source}" + (f", {change.id}" if change.id else "")
+        views.append(
+            ChangeView(
+                judged.verdict,
+                verdict_text(unlinked),
+                detail,
+                web_link(change.link),
+                judged.evidence_ids,
+            )
+        )
+    return views
+
+
 def _overview_alt(analysis: Analysis) -> str:
     items = cited_evidence(analysis, limit=4)
     return "; ".join(f"[{e.id}] {subject(e)}: {change_text(e)}" for e in items) or "no evidence"
@@ -318,6 +348,7 @@ def analysis_page(
         analysis=analysis,
         job=job,
         views=views if views is not None else evidence_views(analysis, material),
+        changes=change_views(analysis),
         links=links,
         list_href=links.list_href,
         ratings=ratings,
