@@ -111,5 +111,5 @@ def test_a_team_can_point_the_engine_at_its_own_calibration(tmp_path: Path) -> N
     assert own.confidence >= shipped_conf
     broken = tmp_path / "broken.json"
     broken.write_text("{}")
-    with pytest.raises(ConfigError, match="engine.calibration: .*broken.json"):
+    with pytest.raises(ConfigError, match=r"engine\.calibration: .*broken\.json"):
         analyze(snapshot, EngineSettings(calibration=broken))
