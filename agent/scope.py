@@ -52,8 +52,8 @@ def neighbourhood(topology: Topology | None, named: Sequence[str]) -> frozenset[
 
 
 def in_neighbourhood(snapshot: Snapshot, focus: Sequence[str]) -> Snapshot:
-    """The snapshot's series, logs and edges of ``focus``'s neighbourhood; services the graph
-    does not place at all stay (a graph is rarely complete)."""
+    """The snapshot's series, logs, changes and edges of ``focus``'s neighbourhood; services
+    the graph does not place at all stay (a graph is rarely complete)."""
     keep = neighbourhood(snapshot.topology, focus)
     if keep is None or snapshot.topology is None:
         return snapshot
@@ -68,6 +68,7 @@ def in_neighbourhood(snapshot: Snapshot, focus: Sequence[str]) -> Snapshot:
         update={
             "signals": [s for s in snapshot.signals if kept(s.service)],
             "logs": [r for r in snapshot.logs if kept(r.service)],
+            "changes": [c for c in snapshot.changes if kept(c.service)],
             "topology": topology,
         }
     )

@@ -3,6 +3,11 @@
 A snapshot is a plain directory of JSON files so that incidents recorded by other tools can
 be converted into it with a few lines of any language. Every validation failure becomes a
 :class:`~agent.errors.SnapshotError` naming the file and the field (and the line for JSONL).
+
+Version 2 added ``changes.jsonl`` (deploys, config pushes, scales, flags). A snapshot without
+it, every version 1 snapshot among them, gets the changes its signals show
+(:func:`agent.changes.changes_from_signals`), so that a deploy marker in ``signals.jsonl`` is
+a change wherever the snapshot came from.
 """
 
 from __future__ import annotations
@@ -14,15 +19,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from agent.changes import changes_from_signals
 from agent.errors import SnapshotError
 from agent.models import Change, GroundTruth, LogRecord, Signal, Strict, Topology, Window, utc
 from connectors.alertmanager import AlertmanagerWebhook
 
 FORMAT_NAME: Literal["rca-snapshot"] = "rca-snapshot"
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+FORMAT_VERSION = 2  # 2: changes.jsonl
+SUPPORTED_VERSIONS = (1, 2)
+# What a snapshot.json without "version" is: it was written for the first format.
+UNVERSIONED = 1
 
 META_FILE = "snapshot.json"
 ALERT_FILE = "alert.json"
@@ -30,6 +38,8 @@ SIGNALS_FILE = "signals.jsonl"
 LOGS_FILE = "logs.jsonl"
 TOPOLOGY_FILE = "topology.json"
 GROUND_TRUTH_FILE = "ground_truth.json"
+CHANGES_FILE = "changes.jsonl"
+CHANGES_SINCE = 2  # the format version that introduced CHANGES_FILE
 
 # ECS / common log-shipper field names accepted in logs.jsonl, mapped to ours.
 _LOG_ALIASES = {
@@ -69,7 +79,11 @@ class SnapshotMeta(Strict):
 
 
 class Snapshot(BaseModel):
-    """One incident, in memory: everything the engine needs, no server required."""
+    """One incident, in memory: everything the engine needs, no server required.
+
+    ``changes`` left out when a snapshot is built are the ones its signals show
+    (:func:`~agent.changes.changes_from_signals`); ``changes=[]`` says there were none.
+    """
 
     meta: SnapshotMeta
     alert: AlertmanagerWebhook | None = None
@@ -78,6 +92,12 @@ class Snapshot(BaseModel):
     topology: Topology | None = None
     ground_truth: GroundTruth | None = None
     changes: list[Change] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _changes_from_signals(self) -> Snapshot:
+        if "changes" not in self.model_fields_set and self.signals:
+            self.changes = changes_from_signals(self.signals)
+        return self
 
     def services(self) -> list[str]:
         """Every service named anywhere in the snapshot, sorted."""
@@ -212,6 +232,13 @@ def _log_fields(record: Any) -> Any:
     return result
 
 
+def _change_fields(record: Any) -> Any:
+    """A change line without ``source`` came with the snapshot."""
+    if isinstance(record, dict) and "source" not in record:
+        return {**record, "source": "snapshot"}
+    return record
+
+
 def load_snapshot(directory: str | Path) -> Snapshot:
     """Read and validate one snapshot directory."""
     root = Path(directory)
@@ -230,6 +257,8 @@ def load_snapshot(directory: str | Path) -> Snapshot:
             f"unsupported version {meta_raw.get('version')!r}; "
             f"this rca-agent reads {', '.join(map(str, SUPPORTED_VERSIONS))}",
         )
+    if isinstance(meta_raw, dict) and "version" not in meta_raw:
+        meta_raw = {**meta_raw, "version": UNVERSIONED}
     meta = _validate(SnapshotMeta, meta_raw, META_FILE)
 
     alert = None
@@ -259,8 +288,21 @@ def load_snapshot(directory: str | Path) -> Snapshot:
         raise SnapshotError(
             str(root), None, f"holds neither {SIGNALS_FILE} nor {LOGS_FILE}: nothing to analyse"
         )
+    if path := _find(root, CHANGES_FILE):
+        changes = [
+            _validate(Change, _change_fields(raw), path.name, f"line {n}: ")
+            for n, raw in _jsonl(path)
+        ]
+    else:
+        changes = changes_from_signals(signals)
     snapshot = Snapshot(
-        meta=meta, alert=alert, signals=signals, logs=logs, topology=topology, ground_truth=truth
+        meta=meta,
+        alert=alert,
+        signals=signals,
+        logs=logs,
+        topology=topology,
+        ground_truth=truth,
+        changes=changes,
     )
     snapshot.window()  # fail now, at load time, if the window cannot be resolved
     return snapshot
@@ -284,6 +326,15 @@ def write_snapshot(snapshot: Snapshot, directory: str | Path) -> Path:
     meta = snapshot.meta
     if meta.created_at is None:
         meta = meta.model_copy(update={"created_at": datetime.now(UTC)})
+    # Changes the signals show are found again on load (by the reader's own, perhaps better,
+    # rules): the file is written only when it says something else, and then needs version 2.
+    changes = root / CHANGES_FILE
+    if snapshot.changes != changes_from_signals(snapshot.signals):
+        meta = meta.model_copy(update={"version": max(meta.version, CHANGES_SINCE)})
+        _write_lines(changes, (_dump(c) for c in snapshot.changes))
+    else:
+        for stale in (changes, root / f"{CHANGES_FILE}.gz"):
+            stale.unlink(missing_ok=True)
     (root / META_FILE).write_text(meta.model_dump_json(indent=2, exclude_none=True) + "\n")
     if snapshot.alert is not None:
         (root / ALERT_FILE).write_text(
@@ -300,4 +351,13 @@ def write_snapshot(snapshot: Snapshot, directory: str | Path) -> Path:
     return root
 
 
-__all__ = ["Snapshot", "SnapshotMeta", "WindowSpec", "load_snapshot", "utc", "write_snapshot"]
+__all__ = [
+    "FORMAT_VERSION",
+    "SUPPORTED_VERSIONS",
+    "Snapshot",
+    "SnapshotMeta",
+    "WindowSpec",
+    "load_snapshot",
+    "utc",
+    "write_snapshot",
+]

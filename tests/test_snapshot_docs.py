@@ -15,8 +15,8 @@ from snapshot_support import (
     T0,
 )
 
-from agent.models import SignalKind
-from agent.snapshot import load_snapshot
+from agent.models import ChangeKind, SignalKind
+from agent.snapshot import FORMAT_VERSION, SUPPORTED_VERSIONS, load_snapshot
 
 # --- the documentation stays true -----------------------------------------------------------
 
@@ -34,6 +34,7 @@ def test_doc_example_is_a_valid_snapshot(tmp_path: Path) -> None:
         "alert.json",
         "signals.jsonl",
         "logs.jsonl",
+        "changes.jsonl",
         "topology.json",
         "ground_truth.json",
     }
@@ -45,12 +46,16 @@ def test_doc_example_is_a_valid_snapshot(tmp_path: Path) -> None:
     assert s.signals[0].values[3] is None
     assert (s.logs[1].service, s.logs[1].level) == ("frontend", "ERROR")
     assert s.ground_truth is not None and s.ground_truth.service == "cartservice"
+    assert [(c.service, c.kind, c.source) for c in s.changes] == [
+        ("frontend", ChangeKind.CONFIG, "snapshot")
+    ]
 
 
 def test_doc_states_the_supported_version() -> None:
     text = DOC.read_text()
-    assert "# Incident snapshot format, version 1" in text
-    assert "unsupported version N; this rca-agent reads 1" in text
+    assert f"# Incident snapshot format, version {FORMAT_VERSION}" in text
+    readable = ", ".join(map(str, SUPPORTED_VERSIONS))
+    assert f"unsupported version N; this rca-agent reads {readable}" in text
 
 
 def test_doc_converter_snippet_is_the_shipped_script() -> None:

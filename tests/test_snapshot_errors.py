@@ -61,7 +61,7 @@ def test_snapshot_json_gzipped_is_not_looked_for(snap: Path) -> None:
 @pytest.mark.parametrize(
     ("changes", "field", "text"),
     [
-        ({"version": 2}, "version", "unsupported version 2; this rca-agent reads 1"),
+        ({"version": 3}, "version", "unsupported version 3; this rca-agent reads 1, 2"),
         ({"version": "2"}, "version", "unsupported version '2'"),
         ({"format": "other-tool"}, "format", "rca-snapshot"),
         ({"id": ""}, "id", "at least 1 character"),
