@@ -359,11 +359,27 @@ def _fold(kept: Change, other: Change) -> Change:
     return kept.model_copy(update=update)
 
 
+def _a_scale(change: Change, merged: Sequence[Change], within: timedelta) -> bool:
+    """A deploy that names no version, observed next to a scale of the same service, is that
+    scale: Kubernetes bumps a Deployment's generation on every spec change, replicas too."""
+    if change.kind is not ChangeKind.DEPLOY or change.source not in _OBSERVED:
+        return False
+    if change.from_version or change.to_version:
+        return False
+    return any(
+        m.kind is ChangeKind.SCALE
+        and m.service == change.service
+        and abs(m.at - change.at) <= within
+        for m in merged
+    )
+
+
 def merge_changes(*groups: Iterable[Change], within: timedelta = SAME_CHANGE) -> list[Change]:
     """Every change once, oldest first: reports of one change (same service and kind, times
     within ``within``, versions that do not contradict, the same ``id`` when both have one)
     become one, keeping the fields of the most knowing source (api, snapshot, prometheus,
-    signals) and filling its gaps from the others."""
+    signals) and filling its gaps from the others. A generation step that is a scale
+    (:func:`_a_scale`) is not a deploy."""
     pool = sorted((c for group in groups for c in group), key=lambda c: (_rank(c), c.at))
     merged: list[Change] = []
     for change in pool:
@@ -372,7 +388,8 @@ def merge_changes(*groups: Iterable[Change], within: timedelta = SAME_CHANGE) ->
             merged.append(change)
         else:
             merged[match] = _fold(merged[match], change)
-    return sorted(merged, key=lambda c: (c.at, c.service))
+    kept = [c for c in merged if not _a_scale(c, merged, within)]
+    return sorted(kept, key=lambda c: (c.at, c.service))
 
 
 __all__ = [

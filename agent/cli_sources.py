@@ -32,7 +32,7 @@ from agent.models import Analysis
 from agent.summarize import Summarizer
 from agent.window import WindowRule, frame
 from connectors.alertmanager import AlertmanagerWebhook
-from connectors.collect import Collected, Scope, collect_live, live_sources
+from connectors.collect import Collected, Scope, change_source, collect_live, live_sources
 from connectors.collect import alert_scope as collect_alert_scope
 from connectors.settings import CollectSettings
 
@@ -125,9 +125,11 @@ class _Answering:
 def collect_or_explain(scope: Scope, settings: Settings, options: CollectSettings) -> Collected:
     """:func:`connectors.collect.collect` from the live sources; when nothing comes back,
     EmptyWindow if every source answered, else the SourceError that names the failures."""
-    metrics, logs = (None if s is None else _Answering(s) for s in live_sources(settings))
+    sources = live_sources(settings)
+    changes = change_source(sources[0], options)
+    metrics, logs = (None if s is None else _Answering(s) for s in sources)
     try:
-        return collect_live(scope, metrics, logs, options)
+        return collect_live(scope, metrics, logs, options, changes)
     except SourceError as exc:
         asked = [s for s in (metrics, logs) if s is not None]
         if not asked or not all(s.answered for s in asked):
@@ -192,8 +194,9 @@ def record(
     path = write_snapshot(collected.snapshot, out)
     snapshot = collected.snapshot
     click.echo(
-        f"wrote {len(snapshot.signals)} series and {len(snapshot.logs)} log lines of "
-        f"{len(snapshot.services())} services to {path}; replay with: rca analyze {path}"
+        f"wrote {len(snapshot.signals)} series, {len(snapshot.logs)} log lines and "
+        f"{len(snapshot.changes)} changes of {len(snapshot.services())} services to {path}; "
+        f"replay with: rca analyze {path}"
     )
 
 

@@ -10,7 +10,10 @@ Sources, in order of preference:
 - otherwise a directory of recorded snapshots (``snapshot_dir``), for offline use.
 
 Live sources run side by side under one time budget; history before ``incident_start``
-(``baseline_minutes``) is fetched as the baseline. A source that fails, or is still running
+(``baseline_minutes``) is fetched as the baseline. With Prometheus, the rollouts of the window
+and each pod's version come from kube-state-metrics (:mod:`connectors.k8s_changes`); with
+the changes the signals themselves show (:func:`agent.changes.changes_from_signals`) they
+become ``snapshot.changes``. A source that fails, or is still running
 when the budget is spent, is recorded as a :class:`~agent.models.SourceFailure`; collection
 continues with what the other sources returned. Only a scope that no source can serve at all
 raises :class:`~agent.errors.SourceError`.
@@ -27,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from agent.changes import changes_from_signals, merge_changes
 from agent.config import Settings
 from agent.errors import SnapshotError, SourceError
 from agent.models import Edge, LogRecord, Signal, SourceFailure, Topology
@@ -34,7 +38,8 @@ from agent.scope import as_request, in_neighbourhood, request_alert
 from agent.snapshot import Snapshot, SnapshotMeta, WindowSpec, load_snapshot
 from agent.window import Framed, incident_start_at
 from connectors.alertmanager import AlertmanagerWebhook
-from connectors.prometheus import MetricFetch
+from connectors.k8s_changes import ChangeFetch, KubeChanges, aligned
+from connectors.prometheus import MetricFetch, PrometheusSource
 from connectors.settings import CollectSettings
 
 
@@ -143,11 +148,26 @@ class LogSource(Protocol):
     ) -> LogFetchResult: ...
 
 
+class ChangeSource(Protocol):
+    """Where rollouts are read from: changes and per-pod version series over one window."""
+
+    name: str
+
+    def fetch(
+        self,
+        start: datetime,
+        end: datetime,
+        alert_labels: Mapping[str, str] | None = None,
+        deadline: float | None = None,
+    ) -> ChangeFetch: ...
+
+
 def collect(scope: Scope, settings: Settings, options: CollectSettings | None = None) -> Collected:
     """Fetch the scope from the configured sources; see the module docstring."""
     if settings.prometheus_url or settings.elasticsearch_url:
         metrics, logs = live_sources(settings)
-        return collect_live(scope, metrics, logs, options or settings.collect)
+        options = options or settings.collect
+        return collect_live(scope, metrics, logs, options, change_source(metrics, options))
     if settings.snapshot_dir is not None:
         snapshot = recorded_snapshot(scope, settings.snapshot_dir)
         if scope.focus and scope.alert is None:
@@ -176,17 +196,25 @@ def live_sources(settings: Settings) -> tuple[MetricsSource | None, LogSource | 
     return metrics, logs
 
 
+def change_source(metrics: MetricsSource | None, options: CollectSettings) -> ChangeSource | None:
+    """Rollouts from kube-state-metrics, on the same Prometheus as the metrics."""
+    if options.changes and isinstance(metrics, PrometheusSource):
+        return KubeChanges(metrics)
+    return None
+
+
 def collect_live(
     scope: Scope,
     metrics: MetricsSource | None,
     logs: LogSource | None,
     options: CollectSettings,
+    changes: ChangeSource | None = None,
 ) -> Collected:
     """Run the sources side by side until ``options.budget_s``; see the module docstring."""
     start = scope.start or scope.incident_start - timedelta(minutes=options.baseline_minutes)
     deadline = time.monotonic() + options.budget_s
     labels = _alert_labels(scope.alert)
-    pool = ThreadPoolExecutor(2, thread_name_prefix="collect")
+    pool = ThreadPoolExecutor(3, thread_name_prefix="collect")
     jobs: dict[str, Future[Any]] = {}
     began = time.monotonic()
     finished: dict[str, float] = {}
@@ -205,6 +233,10 @@ def collect_live(
         jobs["elasticsearch"] = pool.submit(
             timed, "elasticsearch", logs.fetch, scope.services, start, scope.end, deadline
         )
+    if changes is not None:
+        jobs[changes.name] = pool.submit(
+            timed, changes.name, changes.fetch, start, scope.end, labels, deadline
+        )
     wait(jobs.values(), timeout=max(0.0, deadline - time.monotonic()))
     pool.shutdown(wait=False, cancel_futures=True)
 
@@ -215,6 +247,7 @@ def collect_live(
     signals: list[Signal] = []
     records: list[LogRecord] = []
     edges: list[Edge] = []
+    rollouts = ChangeFetch()
     for name, future in jobs.items():
         if not future.done():
             error = f"no answer within the collection budget of {options.budget_s:g} s"
@@ -223,11 +256,17 @@ def collect_live(
         try:
             result = future.result()
         except SourceError as exc:
-            collected.failures.append(SourceFailure(source=exc.source, error=exc.message))
+            failure = SourceFailure(source=exc.source, error=exc.message)
+            if failure not in collected.failures:  # metrics and rollouts share a server
+                collected.failures.append(failure)
             continue
         if isinstance(result, MetricFetch):
             signals += result.signals
             edges += result.edges
+            if result.failures:
+                collected.failures.append(_partial(name, result.failures))
+        elif isinstance(result, ChangeFetch):
+            rollouts = result
             if result.failures:
                 collected.failures.append(_partial(name, result.failures))
         else:
@@ -237,9 +276,13 @@ def collect_live(
     if not signals and not records:
         said = "; ".join(f"{f.source}: {f.error}" for f in collected.failures) or "no data"
         raise SourceError("collect", f"no source returned data for the window ({said})")
+    rollouts = aligned(rollouts, signals, scope.services)
+    topology = _topology(signals, edges)
+    signals += rollouts.signals
+    found = merge_changes(rollouts.changes, changes_from_signals(signals))
     collected.snapshot = _settled(
         collected.snapshot.model_copy(
-            update={"signals": signals, "logs": records, "topology": _topology(signals, edges)}
+            update={"signals": signals, "logs": records, "topology": topology, "changes": found}
         ),
         scope,
     )

@@ -154,6 +154,11 @@ class PrometheusSource:
 
         return self._call(what, request, deadline)
 
+    def range_query(self, query: str, plan: QueryPlan, what: str, deadline: float) -> list[Any]:
+        """One range query over the plan's window, with this source's timeout, retries and
+        error messages (``what`` names it in them); the ``matrix`` result."""
+        return self._range(query, plan, what, deadline)
+
     def _instant(self, query: str, at: datetime, what: str, deadline: float) -> list[Any]:
         def request(timeout: float) -> list[Any]:
             params = {"time": f"{at.timestamp():.3f}"}

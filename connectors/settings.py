@@ -179,3 +179,8 @@ class CollectSettings(BaseModel):
     budget_s: float = Field(
         60.0, gt=0, description="wall-clock limit of one collection across all sources"
     )
+    changes: bool = Field(
+        True,
+        description="read rollouts and pod versions from kube-state-metrics in Prometheus "
+        "(kube_pod_owner, kube_replicaset_owner, kube_pod_container_info)",
+    )

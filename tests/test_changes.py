@@ -265,3 +265,14 @@ def test_distinct_changes_stay_apart() -> None:
     assert len(merge_changes([first], [second])) == 2  # two ids, two changes
     assert merge_changes([base], [first]) == [first]  # one without an id is the same one
     assert len(merge_changes([base], [base])) == 1
+
+
+def test_a_generation_step_with_a_scale_is_that_scale() -> None:
+    """Scaling bumps a Deployment's generation: one change, a scale, not a deploy too."""
+    signals = [
+        series("cart", "kube_deployment_status_observed_generation", [7.0] * 10 + [8.0] * 10),
+        series("cart", "kube_deployment_spec_replicas", [3.0] * 10 + [1.0] * 10),
+    ]
+    (change,) = changes_from_signals(signals)
+    assert (change.kind, change.at) == (ChangeKind.SCALE, at(10))
+    assert (change.from_version, change.to_version) == ("3", "1")

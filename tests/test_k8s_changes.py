@@ -1,0 +1,201 @@
+"""Rollouts from kube-state-metrics (connectors/k8s_changes.py) against a real Prometheus.
+
+The TSDB is backfilled with promtool from kube-state-metrics-shaped series of one hour in
+namespace ``shop`` (30 s scrapes):
+
+- ``checkout`` rolls out image 1.4.2 -> 1.4.3 at 10:20:10 (a new ReplicaSet, pods started
+  10:20:10 and 10:21:05, the old ones gone at 10:22); an istio-proxy sidecar rides along;
+- ``cart`` scales from 2 to 3 replicas at 10:30 (a new pod of the same ReplicaSet);
+- ``payment`` rolls out a config change at 10:40:05 (a new ReplicaSet, the same image).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from prometheus_server import PrometheusServer, require_binaries, start_prometheus
+
+from agent.changes import pod_versions
+from agent.cli import cli
+from agent.models import ChangeKind
+from agent.snapshot import load_snapshot, write_snapshot
+from connectors.collect import Scope, collect_live
+from connectors.k8s_changes import VERSION_SERIES, KubeChanges
+from connectors.prometheus import PrometheusSource
+from connectors.promtool import backfill
+from connectors.settings import CollectSettings, PrometheusSettings
+
+T0 = datetime(2024, 5, 14, 10, 0, tzinfo=UTC)
+SCRAPE = 30
+END_S = 3600
+SIDECAR = "docker.io/istio/proxyv2:1.20.0"
+
+
+@dataclass(frozen=True)
+class Pod:
+    deployment: str
+    replicaset: str
+    name: str
+    image: str
+    started: float  # seconds after T0
+    gone: float = END_S + 1
+
+    def scrapes(self) -> list[float]:
+        first = -(-self.started // SCRAPE) * SCRAPE
+        return [t for t in range(int(first), END_S + 1, SCRAPE) if t < self.gone]
+
+
+PODS = [
+    Pod("checkout", "checkout-5d8f7c9b6", "checkout-5d8f7c9b6-b2c4d", "1.4.2", -600, 1320),
+    Pod("checkout", "checkout-5d8f7c9b6", "checkout-5d8f7c9b6-q2k4z", "1.4.2", -600, 1320),
+    Pod("checkout", "checkout-7d9f8c6b5", "checkout-7d9f8c6b5-x2k4q", "1.4.3", 1210),
+    Pod("checkout", "checkout-7d9f8c6b5", "checkout-7d9f8c6b5-z9z9z", "1.4.3", 1265),
+    Pod("cart", "cart-6b7c9d8f4f", "cart-6b7c9d8f4f-x2k4q", "3.1.0", -900),
+    Pod("cart", "cart-6b7c9d8f4f", "cart-6b7c9d8f4f-bbbbb", "3.1.0", -900),
+    Pod("cart", "cart-6b7c9d8f4f", "cart-6b7c9d8f4f-hhhhh", "3.1.0", 1800),
+    Pod("payment", "payment-5c7d8b9f6", "payment-5c7d8b9f6-ddddd", "2.0.0", -900, 2520),
+    Pod("payment", "payment-84d5c9f7b2", "payment-84d5c9f7b2-fffff", "2.0.0", 2405),
+]
+REPLICAS = {"checkout": [(0, 2)], "cart": [(0, 2), (1800, 3)], "payment": [(0, 1)]}
+REPLICASET_CREATED = {"checkout-7d9f8c6b5": 1200, "payment-84d5c9f7b2": 2400}
+
+
+def _line(name: str, labels: dict[str, str], value: float, at: float) -> str:
+    inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    return f"{name}{{{inner}}} {value:.12g} {int(T0.timestamp() + at)}"
+
+
+def kube_state_metrics() -> list[str]:
+    """The OpenMetrics text of the hour, family by family (promtool's order)."""
+    ns = {"namespace": "shop"}
+    grid = range(0, END_S + 1, SCRAPE)
+    out = ["# TYPE up gauge"]
+    out += [_line("up", {**ns, "job": "kube-state-metrics"}, 1, t) for t in grid]
+    out.append("# TYPE kube_replicaset_owner gauge")
+    for replicaset in sorted({p.replicaset for p in PODS}):
+        deployment = replicaset.rsplit("-", 1)[0]
+        labels = {**ns, "replicaset": replicaset, "owner_kind": "Deployment"}
+        labels |= {"owner_name": deployment, "owner_is_controller": "true"}
+        created = REPLICASET_CREATED.get(replicaset, 0)
+        out += [_line("kube_replicaset_owner", labels, 1, t) for t in grid if t >= created]
+    families = {
+        "kube_pod_owner": lambda p: [({"owner_kind": "ReplicaSet", "owner_name": p.replicaset}, 1)],
+        "kube_pod_start_time": lambda p: [({}, T0.timestamp() + p.started)],
+        "kube_pod_container_info": lambda p: [
+            ({"container": p.deployment, "image": f"ghcr.io/shop/{p.deployment}:{p.image}"}, 1),
+            ({"container": "istio-proxy", "image": SIDECAR}, 1),
+        ],
+        "container_memory_working_set_bytes": lambda p: [({"container": p.deployment}, 2.5e8)],
+    }
+    for family, series in families.items():
+        out.append(f"# TYPE {family} gauge")
+        for pod in PODS:
+            for extra, value in series(pod):
+                labels = {**ns, "pod": pod.name, **extra}
+                out += [_line(family, labels, value, t) for t in pod.scrapes()]
+    out.append("# TYPE kube_deployment_spec_replicas gauge")
+    for deployment, steps in REPLICAS.items():
+        for t in grid:
+            value = [v for since, v in steps if t >= since][-1]
+            labels = {**ns, "deployment": deployment}
+            out.append(_line("kube_deployment_spec_replicas", labels, value, t))
+    return [*out, "# EOF"]
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    require_binaries("promtool", "prometheus")
+    root = tmp_path_factory.mktemp("kube-rollout")
+    text = root / "kube.om"
+    text.write_text("\n".join(kube_state_metrics()) + "\n")
+    server = start_prometheus(backfill(text, root / "tsdb"), root / "server")
+    yield server
+    server.stop()
+
+
+def _source(server: PrometheusServer) -> PrometheusSource:
+    return PrometheusSource(server.url, PrometheusSettings())
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+@pytest.mark.integration
+def test_the_rollout_scale_and_config_push_are_found(prometheus: PrometheusServer) -> None:
+    fetch = KubeChanges(_source(prometheus)).fetch(T0, at(END_S), {"namespace": "shop"})
+    assert fetch.failures == []
+    found = [(c.service, c.kind, c.at, c.from_version, c.to_version) for c in fetch.changes]
+    assert found == [
+        ("checkout", ChangeKind.DEPLOY, at(1210), "1.4.2", "1.4.3"),  # the first new pod
+        ("cart", ChangeKind.SCALE, at(1800), "2", "3"),  # a new pod, not a new version
+        ("payment", ChangeKind.DEPLOY, at(2405), "5c7d8b9f6", "84d5c9f7b2"),  # same image
+    ]
+    assert {c.source for c in fetch.changes} == {"prometheus"}
+    assert all(c.link and "kube_pod_owner" in c.link for c in fetch.changes)
+    versions = {(s.pod, s.labels["version"]) for s in fetch.signals}
+    assert ("checkout-7d9f8c6b5-x2k4q", "1.4.3") in versions
+    assert ("checkout-5d8f7c9b6-b2c4d", "1.4.2") in versions  # the sidecar's tag is not it
+    assert ("payment-84d5c9f7b2-fffff", "84d5c9f7b2") in versions
+    assert {s.name for s in fetch.signals} == {VERSION_SERIES}
+
+
+@pytest.mark.integration
+def test_a_healthy_window_without_rollouts_finds_none(prometheus: PrometheusServer) -> None:
+    fetch = KubeChanges(_source(prometheus)).fetch(T0, at(900), {"namespace": "shop"})
+    assert fetch.failures == [] and fetch.changes == []
+    assert len({s.pod for s in fetch.signals}) == 5  # the pods are there, they just ran
+    other = KubeChanges(_source(prometheus)).fetch(T0, at(END_S), {"namespace": "elsewhere"})
+    assert other.changes == [] and other.signals == []
+
+
+@pytest.mark.integration
+def test_live_collection_carries_changes_and_pod_versions(
+    prometheus: PrometheusServer, tmp_path: Path
+) -> None:
+    source = _source(prometheus)
+    scope = Scope((), at(1500), at(END_S))
+    options = CollectSettings(baseline_minutes=25)
+    collected = collect_live(scope, source, None, options, KubeChanges(source))
+    snapshot = collected.snapshot
+    assert collected.failures == []
+    deploys = [(c.service, c.to_version) for c in snapshot.changes if c.kind is ChangeKind.DEPLOY]
+    assert deploys == [("checkout", "1.4.3"), ("payment", "84d5c9f7b2")]
+    versions = pod_versions(snapshot.signals, snapshot.changes)
+    assert versions[("checkout", "checkout-5d8f7c9b6-q2k4z")] == "1.4.2"
+    assert versions[("checkout", "checkout-7d9f8c6b5-z9z9z")] == "1.4.3"
+    recorded = load_snapshot(write_snapshot(snapshot, tmp_path / "rec"))
+    assert (tmp_path / "rec" / "changes.jsonl").exists()
+    assert recorded.changes == snapshot.changes and recorded.meta.version == 2
+
+
+@pytest.mark.integration
+def test_rca_record_writes_the_changes(
+    prometheus: PrometheusServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alert = tmp_path / "alert.json"
+    firing = {
+        "status": "firing",
+        "labels": {"alertname": "CheckoutErrors", "service": "checkout", "namespace": "shop"},
+        "startsAt": at(1500).isoformat(),
+    }
+    payload = {"version": "4", "groupKey": "g", "status": "firing", "receiver": "r"}
+    alert.write_text(json.dumps({**payload, "alerts": [firing]}))
+    monkeypatch.setenv("RCA_PROMETHEUS_URL", prometheus.url)
+    for name in ("RCA_ELASTICSEARCH_URL", "RCA_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "out"
+    args = ["record", "--alert", str(alert), "--out", str(out), "--end", at(END_S).isoformat()]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "changes" in result.output
+    lines = [json.loads(x) for x in (out / "changes.jsonl").read_text().splitlines()]
+    assert ("checkout", "1.4.3", "prometheus") in {
+        (x["service"], x.get("to_version"), x["source"]) for x in lines
+    }
