@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent import __version__
 from agent.config import Settings
-from agent.service import api, health, pages, problems, webhook
+from agent.service import api, changes_api, health, pages, problems, webhook
 from agent.service.jobs import WorkerPool, utcnow
 from agent.service.metrics import ServiceMetrics
 from agent.service.slack_app import install_slack
@@ -164,6 +164,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Fa
     problems.install(app)
     app.include_router(webhook.router)
     app.include_router(api.router)
+    app.include_router(changes_api.router)
     pages.install(app, state)  # the HTML report pages, drawn as analyses are stored
     app.include_router(health.router)
     slack = install_slack(app, state)

@@ -34,9 +34,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from agent.config import Settings
+from agent.models import Change
 from agent.service.metrics import ServiceMetrics
 from agent.service.runner import JobResult, chart_material, run_job
-from agent.store import outbox, queue
+from agent.store import changes, outbox, queue
 from agent.store.queue import ClaimedJob
 
 log = logging.getLogger("rca.jobs")
@@ -156,7 +157,10 @@ class WorkerPool:
             self._fail(job, owner, f"gave up after {service.max_attempts} attempts")
             return
         try:
-            result = within_budget(lambda: run_job(job, self.settings), service.analysis_budget_s)
+            result = within_budget(
+                lambda: run_job(job, self.settings, self.reported_changes),
+                service.analysis_budget_s,
+            )
         except BudgetExceeded as exc:
             self._fail(job, owner, str(exc))
             return
@@ -170,6 +174,12 @@ class WorkerPool:
             self._fail(job, owner, f"{type(exc).__name__}: {exc}")
             return
         self._store(job, owner, result)
+
+    def reported_changes(self, since: datetime, until: datetime) -> list[Change]:
+        """The changes CI/CD reported between ``since`` and ``until`` (runner.ReportedChanges)."""
+        with self.sessions.begin() as session:
+            found = changes.list_changes(session, since=since, until=until, limit=10_000)
+        return [f.change for f in found]
 
     def _fail(self, job: ClaimedJob, owner: str, reason: str) -> None:
         with self.sessions.begin() as session:

@@ -9,20 +9,26 @@ call-graph neighbourhood, :mod:`agent.scope`). A scope that no source can serve
 (:class:`SourceError`) or that yields no data (:class:`SnapshotError`) is not an error of the
 job: it becomes an Analysis marked insufficient evidence whose ``source_failures`` say why,
 so the on-call engineer is told rather than left waiting.
+
+The changes CI/CD reported (``POST /v1/changes``) in and shortly before the window join the
+ones collection found (:func:`with_reported_changes`), so the engine weighs every rollout of
+the window, reported or observed.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from agent import __version__
+from agent.changes import merge_changes
 from agent.config import Settings
 from agent.errors import SnapshotError, SourceError
-from agent.models import Analysis, LogRecord, Signal, SourceFailure, Trigger, Window
+from agent.models import Analysis, Change, LogRecord, Signal, SourceFailure, Trigger, Window
 from agent.snapshot import Snapshot
 from agent.store.queue import ClaimedJob
 from agent.summarize import Summarizer
@@ -31,6 +37,12 @@ from connectors.alertmanager import AlertmanagerWebhook
 
 if TYPE_CHECKING:
     from connectors.collect import Scope
+
+# Reported changes this long before the window count: a rollout that finished just before the
+# baseline began can still be what broke.
+CHANGES_LEAD = timedelta(minutes=30)
+# (since, until) -> the changes reported in that range: the store, for the service's workers.
+ReportedChanges = Callable[[datetime, datetime], list[Change]]
 
 _SUMMARIZERS: dict[int, tuple[Settings, Summarizer]] = {}
 _SUMMARIZERS_LOCK = threading.Lock()
@@ -124,8 +136,25 @@ def job_scope(job: ClaimedJob, alert: AlertmanagerWebhook | None, framed: Framed
     return request_scope(trigger.services, framed, trigger.question, trigger.since)
 
 
-def run_job(job: ClaimedJob, settings: Settings) -> JobResult:
-    """Collect and analyze one job's scope. Raises only on bugs and unexpected errors."""
+def with_reported_changes(
+    snapshot: Snapshot, reported: Sequence[Change], focus: Sequence[str] = ()
+) -> Snapshot:
+    """The snapshot with the reported changes merged into the ones collection found; a
+    request's snapshot keeps only those in its focus's neighbourhood, as its signals."""
+    from agent.scope import in_neighbourhood
+
+    if not reported:
+        return snapshot
+    merged = snapshot.model_copy(update={"changes": merge_changes(reported, snapshot.changes)})
+    return in_neighbourhood(merged, focus) if focus else merged
+
+
+def run_job(
+    job: ClaimedJob, settings: Settings, reported: ReportedChanges | None = None
+) -> JobResult:
+    """Collect and analyze one job's scope, with the changes ``reported`` for its window.
+    Raises only on bugs and unexpected errors (a database error reading the changes is one
+    the worker retries)."""
     from agent.engine.pipeline import analyze  # numpy and the engine: imported on first use
     from connectors.collect import collect
 
@@ -143,6 +172,10 @@ def run_job(job: ClaimedJob, settings: Settings) -> JobResult:
         analysis = no_data_analysis(job, [failure], str(err), datetime.now(UTC), framed)
         elapsed = time.perf_counter() - began
         return JobResult(analysis, None, elapsed, elapsed)
+    if reported is not None:
+        changes = reported(framed.start - CHANGES_LEAD, framed.end)
+        focus = tuple(job.trigger.services) if alert is None else ()
+        collected.snapshot = with_reported_changes(collected.snapshot, changes, focus)
     collect_s = time.perf_counter() - began
     try:
         analysis = analyze(

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -20,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from agent.models import Analysis, FaultType, Trigger
+from agent.models import Analysis, Change, ChangeKind, FaultType, Trigger
 from connectors.alertmanager import Alert, AlertmanagerWebhook
 
 # Times outside this range are typos or fuzz, and break window arithmetic downstream.
@@ -31,6 +32,7 @@ _DURATION = re.compile(r"^(\d{1,6})([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 ServiceName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+VersionText = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 JobStatus = Literal["pending", "running", "done", "failed"]
 
 
@@ -180,6 +182,76 @@ class FeedbackStored(BaseModel):
     note: str
     author: str
     created_at: datetime
+
+
+def _http_link(value: str | None) -> str | None:
+    """Links are shown in reports and Slack: only http(s), never ``javascript:``."""
+    if value is not None and not re.match(r"^https?://\S+$", value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+def _rfc3339(value: object) -> object:
+    """A reported time is RFC 3339 text: pydantic would also read ``1715681700`` (or ``0.2``)
+    as seconds since 1970, which a CI script means as often as not in milliseconds."""
+    if isinstance(value, bool | int | float) or (
+        isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit()
+    ):
+        raise ValueError("expected an RFC 3339 timestamp, e.g. 2024-05-14T10:00:00Z")
+    return value
+
+
+class ChangeRequest(BaseModel):
+    """A change CI/CD reports (``POST /v1/changes``): a deploy, a config push, a scale."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    service: ServiceName = Field(description="the service that changed, as telemetry names it")
+    kind: ChangeKind = Field(ChangeKind.DEPLOY, description="deploy, config, scale, ...")
+    at: Annotated[AwareDatetime, BeforeValidator(_rfc3339)] = Field(
+        description="when it was made (RFC 3339 with an offset)"
+    )
+    from_version: VersionText | None = Field(None, description="the version before")
+    to_version: VersionText | None = Field(None, description="the version after")
+    author: VersionText | None = Field(None, description="who made it: a person, argocd, ...")
+    link: str | None = Field(None, max_length=2000, description="the CI run, the Argo CD app")
+    id: VersionText | None = Field(
+        None,
+        description="your id for it (a CI run id); repeated posts with the same service and "
+        "id store one change; without it, the same service, kind, to_version and at do",
+    )
+
+    @field_validator("link")
+    @classmethod
+    def _link(cls, value: str | None) -> str | None:
+        return _http_link(value)
+
+    def to_change(self) -> Change:
+        return Change(**self.model_dump(), source="api")
+
+
+class ChangeRecord(BaseModel):
+    """A stored change, and whether an analysis has been about its service yet."""
+
+    change: Change
+    known_service: bool = Field(
+        description="false: no analysis has named this service yet (a typo?); stored anyway"
+    )
+    received_at: datetime
+
+
+class ChangeStored(ChangeRecord):
+    outcome: Literal["new", "duplicate"] = Field(
+        description="new: stored; duplicate: the same change was stored before (kept as it was)"
+    )
+    warnings: list[str] = Field(default_factory=list)
+
+
+class ChangePage(BaseModel):
+    items: list[ChangeRecord]
+    truncated: bool = Field(
+        description="more changes match: ask again with since= the last item's change.at"
+    )
 
 
 class Health(BaseModel):

@@ -104,6 +104,17 @@ class ServiceSettings(BaseModel):
     share_ttl_hours: float = Field(
         168.0, gt=0, le=24 * 366, description="how long a share link stays valid (7 days)"
     )
+    changes_retention_days: float = Field(
+        90.0,
+        gt=0,
+        description="changes (POST /v1/changes) are kept this long; an older one is refused",
+    )
+    changes_max_skew_s: float = Field(
+        300.0,
+        ge=0,
+        description="how far in the future a reported change may lie (the reporter's clock "
+        "may run ahead); further is refused",
+    )
 
     @field_validator("share_secret")
     @classmethod

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -171,3 +172,32 @@ class SlackPost(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
     __table_args__ = (Index("ix_slack_posts_state_next", "state", "next_attempt_at"),)
+
+
+class ChangeRow(Base):
+    """A change reported by CI/CD (``POST /v1/changes``): a deploy, a config push, a scale.
+
+    ``key`` makes repeated reports of one change one row: the reporter's id with the service,
+    else the service, kind, new version and time (:func:`agent.store.changes.change_key`).
+    """
+
+    __tablename__ = "changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    service: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    from_version: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    to_version: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    author: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    link: Mapped[str | None] = mapped_column(Text, nullable=True)
+    source: Mapped[str] = mapped_column(String(40))
+    client_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    known_service: Mapped[bool] = mapped_column(Boolean)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (
+        Index("ix_changes_at", "at"),
+        Index("ix_changes_service_at", "service", "at"),
+    )
