@@ -218,7 +218,9 @@ def chart_material(analysis: Analysis, snapshot: Snapshot) -> Snapshot | None:
         logs.update((id(r), r) for r in matching_logs(snapshot, evidence))
     if not signals and not logs:
         return None
-    return Snapshot(meta=snapshot.meta, signals=list(signals.values()), logs=list(logs.values()))
+    return Snapshot(
+        meta=snapshot.meta, signals=list(signals.values()), logs=list(logs.values()), changes=[]
+    )
 
 
 def render_chart(analysis: Analysis, material: Snapshot) -> bytes:
