@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from agent.changes import changes_from_signals
 from agent.errors import SnapshotError
@@ -81,8 +81,8 @@ class SnapshotMeta(Strict):
 class Snapshot(BaseModel):
     """One incident, in memory: everything the engine needs, no server required.
 
-    ``changes`` left out when a snapshot is built are the ones its signals show
-    (:func:`~agent.changes.changes_from_signals`); ``changes=[]`` says there were none.
+    ``changes`` are as given; :func:`load_snapshot` fills them from the signals
+    (:func:`~agent.changes.changes_from_signals`) when the directory has no ``changes.jsonl``.
     """
 
     meta: SnapshotMeta
@@ -92,12 +92,6 @@ class Snapshot(BaseModel):
     topology: Topology | None = None
     ground_truth: GroundTruth | None = None
     changes: list[Change] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _changes_from_signals(self) -> Snapshot:
-        if "changes" not in self.model_fields_set and self.signals:
-            self.changes = changes_from_signals(self.signals)
-        return self
 
     def services(self) -> list[str]:
         """Every service named anywhere in the snapshot, sorted."""
@@ -326,10 +320,11 @@ def write_snapshot(snapshot: Snapshot, directory: str | Path) -> Path:
     meta = snapshot.meta
     if meta.created_at is None:
         meta = meta.model_copy(update={"created_at": datetime.now(UTC)})
-    # Changes the signals show are found again on load (by the reader's own, perhaps better,
-    # rules): the file is written only when it says something else, and then needs version 2.
+    # No changes, or only those the signals show, are found again on load (by the reader's
+    # own, perhaps better, rules): the file is written only when it says more, and then needs
+    # version 2. (An empty file, "there were none", is written by hand.)
     changes = root / CHANGES_FILE
-    if snapshot.changes != changes_from_signals(snapshot.signals):
+    if snapshot.changes and snapshot.changes != changes_from_signals(snapshot.signals):
         meta = meta.model_copy(update={"version": max(meta.version, CHANGES_SINCE)})
         _write_lines(changes, (_dump(c) for c in snapshot.changes))
     else:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from snapshot_support import MIN, T0, gzip_file, load_error, read_json
 
-from agent.models import Change, ChangeKind, Signal
+from agent.models import Change, ChangeKind
 from agent.scope import in_neighbourhood
 from agent.snapshot import FORMAT_VERSION, Snapshot, load_snapshot, write_snapshot
 
@@ -116,16 +116,19 @@ def test_derived_changes_are_not_written_but_found_again(snap: Path, tmp_path: P
     assert not (out / "changes.jsonl").exists()
     assert read_json(out / "snapshot.json")["version"] == 1
     assert load_snapshot(out) == loaded
-    none = loaded.model_copy(update={"changes": []})
-    assert (write_snapshot(none, tmp_path / "none") / "changes.jsonl").read_text() == ""
-    assert load_snapshot(tmp_path / "none").changes == []
+    # a snapshot built without changes says nothing about them: the reader derives them
+    built = Snapshot(meta=loaded.meta, alert=loaded.alert, signals=loaded.signals)
+    assert built.changes == []
+    assert load_snapshot(write_snapshot(built, tmp_path / "built")).changes == loaded.changes
 
 
-def test_a_built_snapshot_derives_changes_unless_given(snap: Path) -> None:
-    loaded = load_snapshot(snap)
-    signals = [*loaded.signals, Signal.model_validate(generation())]
-    assert len(Snapshot(meta=loaded.meta, signals=signals).changes) == 1
-    assert Snapshot(meta=loaded.meta, signals=signals, changes=[]).changes == []
+def test_a_stale_changes_file_is_removed_when_rewriting(snap: Path, tmp_path: Path) -> None:
+    write_changes(snap, DEPLOY)
+    out = write_snapshot(load_snapshot(snap), tmp_path / "copy")
+    assert (out / "changes.jsonl").exists()
+    again = load_snapshot(out).model_copy(update={"changes": []})
+    write_snapshot(again, out)
+    assert not (out / "changes.jsonl").exists()
 
 
 def test_the_neighbourhood_of_a_request_keeps_its_changes(snap: Path) -> None:
