@@ -81,8 +81,9 @@ class SnapshotMeta(Strict):
 class Snapshot(BaseModel):
     """One incident, in memory: everything the engine needs, no server required.
 
-    ``changes`` are as given; :func:`load_snapshot` fills them from the signals
-    (:func:`~agent.changes.changes_from_signals`) when the directory has no ``changes.jsonl``.
+    ``changes`` are as given (none: there were none); :func:`load_snapshot` fills them from the
+    signals (:func:`~agent.changes.changes_from_signals`) only when the directory has no
+    ``changes.jsonl``, the case of incidents recorded by other tools.
     """
 
     meta: SnapshotMeta
@@ -320,11 +321,11 @@ def write_snapshot(snapshot: Snapshot, directory: str | Path) -> Path:
     meta = snapshot.meta
     if meta.created_at is None:
         meta = meta.model_copy(update={"created_at": datetime.now(UTC)})
-    # No changes, or only those the signals show, are found again on load (by the reader's
-    # own, perhaps better, rules): the file is written only when it says more, and then needs
-    # version 2. (An empty file, "there were none", is written by hand.)
+    # The changes the signals show are found again on load (by the reader's own, perhaps
+    # better, rules): the file is written only when it says something else ("none" included),
+    # and then needs version 2.
     changes = root / CHANGES_FILE
-    if snapshot.changes and snapshot.changes != changes_from_signals(snapshot.signals):
+    if snapshot.changes != changes_from_signals(snapshot.signals):
         meta = meta.model_copy(update={"version": max(meta.version, CHANGES_SINCE)})
         _write_lines(changes, (_dump(c) for c in snapshot.changes))
     else:

@@ -11,9 +11,9 @@ Sources, in order of preference:
 
 Live sources run side by side under one time budget; history before ``incident_start``
 (``baseline_minutes``) is fetched as the baseline. With Prometheus, the rollouts of the window
-and each pod's version come from kube-state-metrics (:mod:`connectors.k8s_changes`); with
-the changes the signals themselves show (:func:`agent.changes.changes_from_signals`) they
-become ``snapshot.changes``. A source that fails, or is still running
+and each pod's version come from kube-state-metrics (:mod:`connectors.k8s_changes`) and
+become ``snapshot.changes``; a recording keeps them in ``changes.jsonl`` (none included), so
+its replay sees exactly what the live analysis saw. A source that fails, or is still running
 when the budget is spent, is recorded as a :class:`~agent.models.SourceFailure`; collection
 continues with what the other sources returned. Only a scope that no source can serve at all
 raises :class:`~agent.errors.SourceError`.
@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent.changes import changes_from_signals, merge_changes
+from agent.changes import merge_changes
 from agent.config import Settings
 from agent.errors import SnapshotError, SourceError
 from agent.models import Edge, LogRecord, Signal, SourceFailure, Topology
@@ -279,7 +279,7 @@ def collect_live(
     rollouts = aligned(rollouts, signals, scope.services)
     topology = _topology(signals, edges)
     signals += rollouts.signals
-    found = merge_changes(rollouts.changes, changes_from_signals(signals))
+    found = merge_changes(rollouts.changes)
     collected.snapshot = _settled(
         collected.snapshot.model_copy(
             update={"signals": signals, "logs": records, "topology": topology, "changes": found}

@@ -116,10 +116,12 @@ def test_derived_changes_are_not_written_but_found_again(snap: Path, tmp_path: P
     assert not (out / "changes.jsonl").exists()
     assert read_json(out / "snapshot.json")["version"] == 1
     assert load_snapshot(out) == loaded
-    # a snapshot built without changes says nothing about them: the reader derives them
+    # a snapshot built with no changes had none, whatever its signals show: it says so
     built = Snapshot(meta=loaded.meta, alert=loaded.alert, signals=loaded.signals)
     assert built.changes == []
-    assert load_snapshot(write_snapshot(built, tmp_path / "built")).changes == loaded.changes
+    out = write_snapshot(built, tmp_path / "built")
+    assert (out / "changes.jsonl").read_text() == ""
+    assert load_snapshot(out).changes == [] and read_json(out / "snapshot.json")["version"] == 2
 
 
 def test_a_stale_changes_file_is_removed_when_rewriting(snap: Path, tmp_path: Path) -> None:
