@@ -182,3 +182,54 @@ def test_reports_and_slack_name_the_suspect_change_and_suggest_a_rollback() -> N
     section = changes[0]["text"]["text"]
     assert section.index("suspect: checkout") < section.index("cleared: catalog")
     assert "<https://ci/42|change>" in section
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_without_per_pod_serving_series_the_services_own_errors_decide(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    cpu = [
+        _series(rng, "cart", "cart-6f7d9c-1", "container_cpu_usage_seconds:rate", 0.2),
+        _series(rng, "cart", "cart-8b4c1e-1", "container_cpu_usage_seconds:rate", 0.2, start=40),
+    ]
+    assert judge(_change("cart"), cpu, {}, T0 + MINUTES * STEP).verdict == "unknown"
+    errors = _series(rng, "cart", "", "http_requests_errors:ratio", 0.01, after_change=0.3)
+    broken = judge(
+        _change("cart"), [*cpu, errors.model_copy(update={"pod": None})], {}, T0 + MINUTES * STEP
+    )
+    assert broken.verdict == "suspect"
+    assert broken.worst is not None and not broken.worst.same_minutes
+    assert broken.worst.weight < 1.0
+    steady = _series(rng, "cart", "", "http_requests_errors:ratio", 0.01)
+    healthy = judge(
+        _change("cart"), [*cpu, steady.model_copy(update={"pod": None})], {}, T0 + MINUTES * STEP
+    )
+    assert healthy.verdict == "cleared"
+
+
+def test_pod_versions_from_labels_pick_the_new_pods() -> None:
+    rng = np.random.default_rng(7)
+    signals = _rollout(rng, "checkout", 0.2)
+    # Pod names that carry no ReplicaSet hash: only the version label tells old from new.
+    relabelled = [
+        s.model_copy(
+            update={
+                "pod": s.pod.replace("6f7d9c", "a").replace("8b4c1e", "b") if s.pod else None,
+                "labels": {"version": "v2" if s.pod and "8b4c1e" in s.pod else "v1"},
+            }
+        )
+        for s in signals
+    ]
+    snapshot = Snapshot(
+        meta=SnapshotMeta(
+            id="labels",
+            window=WindowSpec(
+                start=datetime.fromtimestamp(T0, tz=UTC),
+                incident_start=datetime.fromtimestamp(SPLIT, tz=UTC),
+                end=datetime.fromtimestamp(T0 + (MINUTES - 1) * STEP, tz=UTC),
+            ),
+        ),
+        signals=relabelled,
+        changes=[_change("checkout")],
+    )
+    (verdict,) = analyze(snapshot).changes
+    assert verdict.verdict == "suspect"

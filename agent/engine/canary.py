@@ -48,6 +48,13 @@ class Comparison:
     versus: str  # what the new pods were compared with, in words
     p_value: float
     worse: bool
+    same_minutes: bool = True  # new vs old over the same minutes; else before vs after
+
+    @property
+    def weight(self) -> float:
+        """Before/after comparisons also see whatever else happened in those minutes (the
+        incident itself, if its cause is elsewhere), so they weigh half."""
+        return 1.0 if self.same_minutes else 0.5
 
     @property
     def z(self) -> float:
@@ -144,16 +151,53 @@ def judge(
     versions: Mapping[str, str],
     end: float,
 ) -> Judgement:
-    """Compare the change's new pods with its old pods (or its pods before it), per series."""
-    at = change.at.timestamp()
+    """Compare the change's new pods with its old pods (or its pods before it), per series,
+    and the service's own serving errors and latency after the change with before it."""
     by_pod: dict[str, list[Signal]] = {}
     for s in signals:
         if s.service == change.service and s.pod is not None:
             by_pod.setdefault(s.pod, []).append(s)
     new_pods = _new_pods(by_pod, change, versions)
+    comparisons = _by_pod(change, by_pod, new_pods, end) + _before_after(change, signals, end)
+    return _verdict(change, comparisons, bool(new_pods))
+
+
+def _before_after(change: Change, signals: Sequence[Signal], end: float) -> list[Comparison]:
+    """The service-level errors and latency series (no pod) after the change against the
+    same series before it: what a rollout that breaks requests shows where per-pod serving
+    series are not kept."""
+    at = change.at.timestamp()
+    out = []
+    for s in signals:
+        if s.service != change.service or s.pod is not None:
+            continue
+        kind = kind_of(s)
+        if kind not in (SignalKind.ERRORS, SignalKind.LATENCY):
+            continue
+        after, before = _values([s], at, end), _values([s], at - LEAD_S, at - 1e-6)
+        if after.size < MIN_SAMPLES or before.size < MIN_SAMPLES:
+            continue
+        p = mann_whitney_greater(after, before)
+        out.append(
+            Comparison(
+                s,
+                kind,
+                _stats(after),
+                _stats(before),
+                "the same series before the change",
+                p,
+                _is_worse(after, before, p),
+                same_minutes=False,
+            )
+        )
+    return out
+
+
+def _by_pod(
+    change: Change, by_pod: Mapping[str, list[Signal]], new_pods: set[str], end: float
+) -> list[Comparison]:
+    at = change.at.timestamp()
     old_pods = set(by_pod) - new_pods
-    if not new_pods:
-        return Judgement(change, "unknown", reasons=["no pod of the new version in the data"])
     names = sorted({s.name for pod in new_pods for s in by_pod[pod]})
     comparisons = []
     for name in names:
@@ -176,21 +220,26 @@ def judge(
                 new_series[0], kind, _stats(new), _stats(old), versus, p, _is_worse(new, old, p)
             )
         )
-    return _verdict(change, comparisons)
+    return comparisons
 
 
-def _verdict(change: Change, comparisons: list[Comparison]) -> Judgement:
+def _verdict(change: Change, comparisons: list[Comparison], new_pods: bool) -> Judgement:
+    """Suspect when anything compared is worse; cleared only when its serving errors or
+    latency were among what was compared (equal CPU says nothing about failing requests)."""
     label = f"{change.service} {change.to_version or 'new version'}"
     worse = [c for c in comparisons if c.worse]
     if worse:
         kinds = ", ".join(sorted({c.kind.value for c in worse}))
-        return Judgement(
-            change, "suspect", comparisons, [f"{label}: new pods are worse on {kinds}"]
+        who = "new pods are" if any(c.same_minutes for c in worse) else "it is"
+        return Judgement(change, "suspect", comparisons, [f"{label}: {who} worse on {kinds}"])
+    serving = {SignalKind.ERRORS, SignalKind.LATENCY}
+    if not any(c.kind in serving for c in comparisons):
+        why = (
+            "no pod of the new version in the data"
+            if not new_pods
+            else "nothing to compare its serving errors or latency with"
         )
-    if not comparisons:
-        return Judgement(
-            change, "unknown", comparisons, [f"{label}: nothing to compare its new pods with"]
-        )
+        return Judgement(change, "unknown", comparisons, [f"{label}: {why}"])
     kinds = ", ".join(sorted({c.kind.value for c in comparisons}))
     return Judgement(
         change, "cleared", comparisons, [f"{label}: new pods match on {kinds}: cleared"]

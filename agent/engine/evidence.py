@@ -45,8 +45,13 @@ def _metric_description(f: SeriesFinding, unit: str) -> str:
     s = f.signal
     if f.versus is not None:
         p = math.exp(-(f.score**2) / 2)
+        who = (
+            f"{s.service}'s new pods (e.g. {s.series_id})"
+            if s.pod
+            else f"{s.series_id} after the change"
+        )
         return (
-            f"{s.service}'s new pods (e.g. {s.series_id}): median "
+            f"{who}: median "
             f"{format_value(f.level, unit)} vs {baseline_text(f.baseline.median, f.level, unit)}"
             f"{change_ratio(f.baseline.median, f.level)} on {f.versus} "
             f"(one-sided Mann-Whitney p = {p:.1g})"

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from agent import __version__
+from agent.changes import pod_versions
 from agent.config import EngineSettings
 from agent.engine.calibrate import load_calibration, margin_features
 from agent.engine.canary import Judgement, judge_changes
@@ -220,7 +221,8 @@ def analyze(
     )
     lap("detect_logs")
     waiters, edges = _call_sides(snapshot.signals)
-    judged = judge_changes(snapshot.changes, snapshot.signals, {}, start, split, end)
+    versions = {pod: v for (_, pod), v in pod_versions(snapshot.signals, snapshot.changes).items()}
+    judged = judge_changes(snapshot.changes, snapshot.signals, versions, start, split, end)
     ranked = rank_services(
         metric_findings,
         log_findings,

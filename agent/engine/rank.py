@@ -157,7 +157,7 @@ def _apply_suspect_changes(
             continue
         s = by_service.setdefault(j.change.service, ServiceScore(j.change.service))
         s.metrics = sorted([evidence, *s.metrics], key=lambda f: -f.score)
-        bonus = strength(evidence.score, threshold)
+        bonus = strength(evidence.score, threshold) * (j.worst.weight if j.worst else 1.0)
         s.strength += bonus
         s.score += bonus
         s.fault_type = FaultType.BAD_DEPLOY
