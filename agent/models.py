@@ -154,6 +154,11 @@ class GroundTruth(Strict):
     onset: datetime | None = None
     pod: str | None = None
     note: str = ""
+    change: str | None = Field(
+        None,
+        description="the defective change, as service@to_version (bad_deploy incidents); "
+        "None when no change caused the incident",
+    )
 
     @field_validator("onset")
     @classmethod

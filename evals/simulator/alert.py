@@ -7,6 +7,7 @@ for 1 s data), and sometimes groups two services under one alert name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +22,7 @@ from evals.simulator.topology import ServiceGraph
 
 _ERROR_ALERTS = ("HighErrorRate", "ErrorBudgetBurn", "HTTP5xxRateHigh")
 _LATENCY_ALERTS = ("HighLatencyP99", "LatencySLOBreach", "SlowResponses")
+_DROP_ALERTS = ("RequestRateDrop", "LowTraffic", "TrafficBelowForecast")
 _RECEIVERS = ("oncall-pager", "slack-sre", "pagerduty-critical", "team-platform")
 _EXTERNAL_URLS = ("http://alertmanager.monitoring.svc:9093", "https://alertmanager.example.com")
 
@@ -99,6 +101,58 @@ def build_alert(
     alertname = (_ERROR_ALERTS if by_errors else _LATENCY_ALERTS)[int(rng.integers(3))]
     delay = _detection_delay(timeline.resolution, rng)
     starts = min(timeline.time(plan.onset) + delay, timeline.end - timeline.resolution)
+    return _payload(
+        graph,
+        services,
+        alertname,
+        starts,
+        timeline.resolution,
+        lambda service: _annotations(alertname, service, by_errors),
+        lambda service: _generator_url(service, by_errors),
+        rng,
+    )
+
+
+def build_drop_alert(
+    graph: ServiceGraph, telemetry: Telemetry, service: str, onset: int, rng: np.random.Generator
+) -> AlertmanagerWebhook:
+    """The page when requests stop arriving: a traffic alert on the service that lost them."""
+    timeline = telemetry.timeline
+    alertname = _DROP_ALERTS[int(rng.integers(len(_DROP_ALERTS)))]
+    delay = _detection_delay(timeline.resolution, rng)
+    starts = min(timeline.time(onset) + delay, timeline.end - timeline.resolution)
+    annotations = {
+        "summary": f"Request rate of {service} dropped",
+        "description": f"{service} receives less than half its usual requests for 5 minutes.",
+        "runbook_url": f"https://runbooks.example.com/alerts/{alertname.lower()}",
+    }
+    expr = (
+        f'sum(rate(http_requests_total{{service="{service}"}}[5m])) < 0.5 * '
+        f'sum(rate(http_requests_total{{service="{service}"}}[5m] offset 1d))'
+    )
+    url = f"http://prometheus.monitoring.svc:9090/graph?g0.expr={quote(expr)}&g0.tab=1"
+    return _payload(
+        graph,
+        [service],
+        alertname,
+        starts,
+        timeline.resolution,
+        lambda _: annotations,
+        lambda _: url,
+        rng,
+    )
+
+
+def _payload(
+    graph: ServiceGraph,
+    services: list[str],
+    alertname: str,
+    starts: float,
+    resolution: int,
+    annotations: Callable[[str], dict[str, str]],
+    generator_url: Callable[[str], str],
+    rng: np.random.Generator,
+) -> AlertmanagerWebhook:
     severity = ("critical", "page", "warning")[int(rng.integers(3))]
     alerts = [
         {
@@ -109,10 +163,10 @@ def build_alert(
                 "severity": severity,
                 "namespace": graph.namespace,
             },
-            "annotations": _annotations(alertname, service, by_errors),
-            "startsAt": _iso(starts + offset * timeline.resolution),
+            "annotations": annotations(service),
+            "startsAt": _iso(starts + offset * resolution),
             "endsAt": "0001-01-01T00:00:00Z",
-            "generatorURL": _generator_url(service, by_errors),
+            "generatorURL": generator_url(service),
             "fingerprint": f"{int(rng.integers(0, 2**63)):016x}",
         }
         for offset, service in enumerate(services)

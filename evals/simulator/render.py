@@ -30,7 +30,7 @@ def _span(values: FloatArray) -> np.ndarray:
     return keep
 
 
-def _significant(values: FloatArray, digits: int = 6) -> list[float | None]:
+def significant(values: FloatArray, digits: int = 6) -> list[float | None]:
     finite = np.isfinite(values)
     magnitude = np.floor(np.log10(np.abs(np.where(finite & (values != 0), values, 1.0))))
     scale = 10.0 ** (digits - 1 - magnitude)
@@ -120,7 +120,7 @@ class SignalWriter:
             pod=pod,
             resolution_s=float(self.telemetry.timeline.resolution),
             timestamps=stamps.tolist(),
-            values=_significant(scaled),
+            values=significant(scaled),
             labels=labels,
             origin=f"{_ORIGIN[self.naming.dialect]}:{where}",
         )

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from agent.errors import UsageError
-from agent.models import FaultType, GroundTruth
+from agent.models import Change, FaultType, GroundTruth
 from agent.snapshot import Snapshot, SnapshotMeta, WindowSpec, write_snapshot
 from evals.simulator.alert import build_alert
 from evals.simulator.baseline import build_baseline
+from evals.simulator.defects import RolloutPlan
 from evals.simulator.dialects import Naming, choose_naming
 from evals.simulator.export import write_ecs_logs, write_openmetrics
 from evals.simulator.faults import inject
@@ -37,7 +38,7 @@ from evals.simulator.topology import ServiceGraph, random_graph
 RESOLUTIONS = (1, 5, 10, 15, 30, 60)
 MIN_SERVICES, MAX_SERVICES, MAX_BENCHMARK_SERVICES = 5, 60, 1000
 SHOP_SHARE = 0.4
-_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ class Scenario:
     """A simulated incident: the snapshot the engine sees, and the truth behind it.
 
     ``graph``, ``telemetry`` (canonical units, before naming) and ``plan`` are what the raw
-    exporters and the tests need; the engine only ever gets ``snapshot``.
+    exporters and the tests need; the engine only ever gets ``snapshot``. ``plan`` is the
+    root cause: for a defective rollout a ``bad_deploy`` on its new pods.
     """
 
     seed: int
@@ -54,6 +56,10 @@ class Scenario:
     telemetry: Telemetry
     plan: FaultPlan
     naming: Naming
+    # Rollout incidents (``simulate_rollout``): every rollout as CI/CD reports it, and which
+    # rollouts there were and which one, if any, shipped a defect.
+    changes: tuple[Change, ...] = ()
+    rollouts: RolloutPlan | None = None
 
 
 def fault_for_seed(seed: int) -> FaultType:
@@ -89,7 +95,7 @@ def choose_timeline(rng: np.random.Generator) -> Timeline:
     least = 300 if resolution == 1 else 120
     length = int(rng.integers(least, most + 1))
     offset = int(rng.integers(0, 730)) * 86400 + int(rng.integers(0, 86400))
-    start = _EPOCH.timestamp() + offset - offset % resolution
+    start = EPOCH.timestamp() + offset - offset % resolution
     return Timeline(start=start, resolution=resolution, length=length)
 
 
