@@ -2,6 +2,7 @@
 summarizer backends on top of it. Examples::
 
     rca eval --suite sim --seeds 1000-1199 --json out/eval.json --png out/eval.png
+    rca eval --suite sim-rollout --seeds 40000-40199 --json out/rollout.json
     rca eval --suite ../shared/real/nezha-dev/oracle/ob
     rca eval --suite ../shared/real/nezha-dev --json out/real.json --png out/real.png
     rca eval --suite sim --seeds 1000-1049 --suite incidents/ --suite ../shared/real/nezha-dev/alert
@@ -39,11 +40,15 @@ if TYPE_CHECKING:
     "suites",
     required=True,
     multiple=True,
-    metavar="sim|DIR",
-    help="'sim', a directory of snapshot directories, or a folder holding such directories at "
-    "any depth (each becomes a suite named by its relative path). Repeat for several suites.",
+    metavar="sim|sim-rollout|DIR",
+    help="'sim' (simulated incidents), 'sim-rollout' (simulated rollouts: several Deployments "
+    "rolling out pod by pod in the same minutes, one maybe defective), a directory of snapshot "
+    "directories, or a folder holding such directories at any depth (each becomes a suite "
+    "named by its relative path). Repeat for several suites.",
 )
-@click.option("--seeds", metavar="A-B", help="Seed range for --suite sim, e.g. 1000-1199.")
+@click.option(
+    "--seeds", metavar="A-B", help="Seed range for --suite sim or sim-rollout, e.g. 1000-1199."
+)
 @click.option(
     "--json",
     "json_file",
@@ -66,7 +71,12 @@ if TYPE_CHECKING:
     help="Write the confidence reliability diagram (accuracy per confidence bin, per suite).",
 )
 @click.option("--services", type=click.IntRange(min=1), help="Services per simulated case.")
-@click.option("--fault", type=click.Choice(FAULT_CHOICES), help="Only simulate this fault type.")
+@click.option(
+    "--fault",
+    type=click.Choice(FAULT_CHOICES),
+    help="Only simulate this fault type (sim-rollout: bad_deploy for defective rollouts, "
+    "another fault for innocent ones).",
+)
 @click.option(
     "--backend",
     metavar="SPEC",
@@ -115,7 +125,9 @@ def eval_command(
         names = ", ".join(suite.name for suite in plan)
         raise UsageError(f"--compare scores one suite, got {len(plan)} ({names}): give one --suite")
     if (seeds or fault or services) and all(suite.path is not None for suite in plan):
-        raise click.UsageError("--seeds, --fault and --services apply only to --suite sim")
+        raise click.UsageError(
+            "--seeds, --fault and --services apply only to --suite sim or sim-rollout"
+        )
     loaded = [_load(suite, seeds, fault, services) for suite in plan]
     settings = cli_state(ctx).settings
     if compare:
@@ -150,7 +162,7 @@ def _load(
     from evals.runner import directory_cases
 
     if suite.path is None:
-        return suite.name, _sim_cases(seeds, fault, services), seeds, []
+        return suite.name, _sim_cases(suite.name, seeds, fault, services), seeds, []
     cases, skipped = directory_cases(suite.path)
     return suite.name, cases, None, skipped
 
@@ -218,13 +230,15 @@ def _write_comparison(
         click.echo(f"wrote {write_backend_comparison_png(reports, png_file)}", err=True)
 
 
-def _sim_cases(seeds: str | None, fault: str | None, services: int | None) -> list[Case]:
+def _sim_cases(
+    suite: str, seeds: str | None, fault: str | None, services: int | None
+) -> list[Case]:
     from evals.runner import parse_seed_range, simulated_cases
 
     if not seeds:
-        raise click.UsageError("--suite sim needs --seeds A-B, e.g. --seeds 1000-1199")
+        raise click.UsageError(f"--suite {suite} needs --seeds A-B, e.g. --seeds 1000-1199")
     try:
         seed_range = parse_seed_range(seeds)
     except RcaError as err:
         raise click.BadParameter(str(err), param_hint="--seeds") from None
-    return simulated_cases(seed_range, FaultType(fault) if fault else None, services)
+    return simulated_cases(seed_range, FaultType(fault) if fault else None, services, suite)

@@ -3,6 +3,8 @@
 Two kinds of suite:
 
 * ``sim``: cases generated on the fly by the simulator from a seed range (``1000-1199``);
+  ``sim-rollout`` the same from the simulator's rollout family (several Deployments rolling
+  out pod by pod in the same minutes, one of them maybe defective; ``docs/simulator.md``);
 * a directory of snapshot directories, each with a ``ground_truth.json`` (recorded or
   hand-made incidents; HolmesGPT-style "cases as folders").
 
@@ -17,6 +19,7 @@ what the backend wrote, whether the guard accepted it, tokens, cost and the summ
 latency. Examples::
 
     rca eval --suite sim --seeds 1000-1199 --json out/eval.json --png out/eval.png
+    rca eval --suite sim-rollout --seeds 40000-40199 --json out/rollout.json
     rca eval --suite sim --seeds 30000-30049 --services 50 --backend hf
     rca eval --suite ../shared/real/nezha-dev --suite sim --seeds 1000-1049 --json out/all.json
 """
@@ -56,6 +59,8 @@ from evals.metrics import (
 )
 
 SIM_SUITE = "sim"
+ROLLOUT_SUITE = "sim-rollout"
+SIMULATED_SUITES = (SIM_SUITE, ROLLOUT_SUITE)
 _SEEDS = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?")
 
 
@@ -111,7 +116,8 @@ class MultiSuiteReport(BaseModel):
 
 @dataclass(frozen=True)
 class Suite:
-    """One suite to score: ``sim`` (``path`` is None) or a directory of snapshot directories."""
+    """One suite to score: ``sim`` or ``sim-rollout`` (``path`` is None, ``name`` says which)
+    or a directory of snapshot directories."""
 
     name: str
     path: Path | None
@@ -135,11 +141,24 @@ def _simulated(seed: int, fault: FaultType | None, services: int | None) -> Snap
     return simulate(seed, fault=fault, services=services).snapshot
 
 
+def _rolled_out(seed: int, fault: FaultType | None, services: int | None) -> Snapshot:
+    from evals.simulator import simulate_rollout
+
+    return simulate_rollout(seed, fault=fault, services=services).snapshot
+
+
 def simulated_cases(
-    seeds: range, fault: FaultType | None = None, services: int | None = None
+    seeds: range,
+    fault: FaultType | None = None,
+    services: int | None = None,
+    suite: str = SIM_SUITE,
 ) -> list[Case]:
+    """Cases of the ``sim`` suite, or of ``sim-rollout`` (named ``sim-rollout-<seed>``)."""
+    if suite not in SIMULATED_SUITES:
+        raise UsageError(f"no simulated suite {suite!r}; choose {' or '.join(SIMULATED_SUITES)}")
+    make = _rolled_out if suite == ROLLOUT_SUITE else _simulated
     return [
-        Case(f"sim-{seed}", functools.partial(_simulated, seed, fault, services)) for seed in seeds
+        Case(f"{suite}-{seed}", functools.partial(make, seed, fault, services)) for seed in seeds
     ]
 
 
@@ -195,7 +214,7 @@ def _suite_dirs(directory: Path, seen: set[Path]) -> Iterator[Path]:
 
 
 def expand_suites(specs: Sequence[str]) -> list[Suite]:
-    """Each ``--suite`` value in order: ``sim``, a suite, or a parent folder of suites.
+    """Each ``--suite`` value in order: ``sim``/``sim-rollout``, a suite, or a parent folder.
 
     A suite given directly keeps its name as typed (the JSON of one suite is unchanged); one
     found below a parent is named by its path relative to that parent, qualified with the parent
@@ -203,12 +222,13 @@ def expand_suites(specs: Sequence[str]) -> list[Suite]:
     """
     found: list[tuple[Suite, str]] = []  # (suite with its short name, its qualified name)
     for spec in specs:
-        if spec == SIM_SUITE:
+        if spec in SIMULATED_SUITES:
             found.append((Suite(spec, None), spec))
             continue
         root = Path(spec)
         if not root.is_dir():
-            raise UsageError(f"--suite {spec}: not a directory (give '{SIM_SUITE}' or a folder)")
+            named = f"'{SIM_SUITE}', '{ROLLOUT_SUITE}'"
+            raise UsageError(f"--suite {spec}: not a directory (give {named} or a folder)")
         dirs = list(_suite_dirs(root, set()))
         if not dirs:
             raise UsageError(f"--suite {spec}: no snapshot directories in it, at any depth")
@@ -216,7 +236,7 @@ def expand_suites(specs: Sequence[str]) -> list[Suite]:
             name = directory.relative_to(root).as_posix()
             full = spec if directory == root else f"{spec.rstrip('/')}/{name}"
             found.append((Suite(full if directory == root else name, directory), full))
-    places = [SIM_SUITE if s.path is None else s.path.resolve() for s, _ in found]
+    places = [s.name if s.path is None else s.path.resolve() for s, _ in found]
     for i, place in enumerate(places):
         if place in places[:i]:
             raise UsageError(f"suite {found[i][1]} is given more than once")

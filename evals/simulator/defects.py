@@ -168,9 +168,8 @@ def _wrong_values(ctx: Context) -> Harm:
 def _slow_queries(ctx: Context) -> Harm:
     """A query without its index: requests wait on the database, which works harder."""
     rng, severity = ctx.rng, ctx.defect.severity
-    typical = ctx.typical()
-    added = typical[0] * rng.uniform(1.5, 8.0) * severity
-    rows = np.array([[rng.uniform(0.5, 1.0)], [rng.uniform(0.8, 1.0)], [1.0]]) * added
+    added = ctx.typical()[2] * rng.uniform(0.6, 3.0) * max(severity, 0.4)  # about the p99
+    rows = np.array([[rng.uniform(0.3, 1.0)], [rng.uniform(0.7, 1.0)], [1.0]]) * added
     for pod in ctx.new_pods():
         act = ctx.active(pod.name)
         ctx.effects.add_latency(pod.name, rows * act * noise(rng, ctx.n, 0.1))
@@ -198,7 +197,9 @@ def _memory_leak(ctx: Context) -> Harm:
     OOM-killed, restarts, and climbs again; GC pauses near the limit slow requests."""
     rng, n = ctx.rng, ctx.n
     errors, pressure = np.zeros(n), np.zeros(n)
-    ramp = rng.uniform(8, 60) / max(ctx.defect.severity, 0.3)
+    # Samples to the limit: sooner for a worse leak, and within the window (someone paged).
+    room = ctx.n - ctx.rollout.start
+    ramp = min(rng.uniform(8, 60) / max(ctx.defect.severity, 0.3), room * rng.uniform(0.3, 0.7))
     for pod in ctx.new_pods():
         start = int(np.argmax(pod.alive))
         level = float(np.nanmedian(pod.memory[start : start + 5]))

@@ -144,7 +144,9 @@ def _defect(
     start = int(n * rng.uniform(0.6, 0.85))
     delay = 0
     if kind in DELAYABLE and rng.random() < DELAYED_SHARE:
-        delay = int(rng.integers(3, 26))
+        # Minutes after the rollout ended, leaving the incident a dozen samples to show.
+        delay = min(int(rng.integers(3, 26)), n - start - 24)
+        delay = delay if delay >= 3 else 0
     callee = None
     if kind is DefectKind.MISSING_CALL:
         options = _missing_callee(graph, spec)
@@ -374,6 +376,8 @@ def simulate_rollout(
         ),
         window=WindowSpec(start=_moment(timeline.start), end=_moment(timeline.end)),
     )
+    # Unreported changes are left for the reader to find in the telemetry.
+    reports = {"changes": changes} if reported else {}
     snapshot = Snapshot(
         meta=meta,
         alert=alert,
@@ -381,8 +385,8 @@ def simulate_rollout(
         logs=[],
         topology=graph.topology(),
         ground_truth=_truth(incident, plan, timeline),
+        **reports,
     )
-    del reported  # Snapshot.changes is not on this branch yet; see Scenario.changes
     return Scenario(seed, snapshot, graph, telemetry, incident.plan, _NAMING, tuple(changes), plan)
 
 
