@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from agent.changes import changes_from_signals, merge_changes
 from agent.errors import UsageError
 from agent.models import FaultType
 from agent.snapshot import Snapshot, SnapshotMeta, WindowSpec
@@ -42,7 +43,7 @@ MAX_ROLLOUT_SERVICES = 30  # random graphs; every app has up to six pods with ~8
 INNOCENT_FAULTS = tuple(f for f in SIMULATED_FAULTS if f is not FaultType.BAD_DEPLOY)
 # Seed s gets slot s % 9: the seven defects, then two incidents whose rollouts are innocent.
 SLOTS: tuple[DefectKind | None, ...] = (*DefectKind, None, None)
-REPORTED_SHARE = 0.75  # incidents whose changes CI/CD reported (the rest: telemetry only)
+REPORTED_SHARE = 0.75  # incidents whose rollouts CI/CD reported (the rest: telemetry only)
 _REPLICAS = ((1, 2, 3, 4, 5, 6), (0.08, 0.27, 0.3, 0.17, 0.12, 0.06))
 _NAMING = Naming("prometheus", {}, (0, 2), pod_level=True, units=True, kind_missing=0.0)
 
@@ -140,8 +141,10 @@ def simulate_rollout(
     by_service = {r.service: r for r in plan.rollouts}
     signals = render_rollout_signals(graph, telemetry, pods, by_service, shape, rng)
     changes = reported_changes(list(plan.rollouts), timeline)
-    # Unreported changes are left for the reader to find in the telemetry.
-    reports = {"changes": changes} if rng.random() < REPORTED_SHARE else {}
+    # What a live analysis sees: the rollouts the telemetry shows (new ReplicaSets, version
+    # labels, generation and replicas steps), merged with what CI/CD reported, if it did.
+    seen = changes_from_signals(signals)
+    known = merge_changes(changes, seen) if rng.random() < REPORTED_SHARE else seen
     meta = SnapshotMeta(
         id=f"sim-rollout-{seed}",
         created_at=_moment(timeline.end) + timedelta(seconds=float(rng.uniform(60, 900))),
@@ -159,6 +162,6 @@ def simulate_rollout(
         logs=[],
         topology=graph.topology(),
         ground_truth=ground_truth(incident, plan, timeline),
-        **reports,
+        changes=known,
     )
     return Scenario(seed, snapshot, graph, telemetry, incident.plan, _NAMING, tuple(changes), plan)

@@ -56,8 +56,8 @@ class Scenario:
     telemetry: Telemetry
     plan: FaultPlan
     naming: Naming
-    # Rollout incidents (``simulate_rollout``): every rollout as CI/CD reports it, and which
-    # rollouts there were and which one, if any, shipped a defect.
+    # Rollout incidents (``simulate_rollout``): every rollout as CI/CD reports it (the
+    # snapshot's changes are what a live analysis sees), and which one, if any, was defective.
     changes: tuple[Change, ...] = ()
     rollouts: RolloutPlan | None = None
 
