@@ -31,6 +31,7 @@ LEAD_S = 30 * 60.0
 ALPHA = 1e-3  # one-sided p-value below which new pods are worse
 MIN_RATIO = 1.25  # ... and their median at least this much higher (or up from ~0)
 MIN_SAMPLES = 3  # per side
+WARMUP_S = 120.0  # a new pod's first minutes are start-up, not its steady behaviour
 Verdict = Literal["suspect", "cleared", "unknown"]
 HIGHER_IS_WORSE = frozenset(
     {SignalKind.ERRORS, SignalKind.LATENCY, SignalKind.RESOURCE, SignalKind.SATURATION}
@@ -111,6 +112,15 @@ def _values(signals: Sequence[Signal], start: float, end: float) -> NDArray[np.f
     return np.asarray(out, dtype=np.float64)
 
 
+def _warm(signals: Sequence[Signal], start: float, end: float) -> NDArray[np.float64]:
+    """A new pod's values once it has warmed up: start-up (class loading, cache filling)
+    burns CPU and answers slowly for a minute or two in any healthy rollout."""
+    parts = [
+        _values([s], max(start, s.timestamps[0] + WARMUP_S), end) for s in signals if s.timestamps
+    ]
+    return np.concatenate(parts) if parts else np.asarray([], dtype=np.float64)
+
+
 def _stats(values: NDArray[np.float64]) -> Stats:
     if values.size == 0:
         return Stats(count=0)
@@ -158,8 +168,12 @@ def judge(
         if s.service == change.service and s.pod is not None:
             by_pod.setdefault(s.pod, []).append(s)
     new_pods = _new_pods(by_pod, change, versions)
-    comparisons = _by_pod(change, by_pod, new_pods, end) + _before_after(change, signals, end)
-    return _verdict(change, comparisons, bool(new_pods))
+    same_minutes = _by_pod(change, by_pod, new_pods, end)
+    # Before/after only for what no same-minutes comparison covers: those minutes also hold
+    # the incident's symptoms, which reach a healthy caller right after its own rollout.
+    covered = {c.kind for c in same_minutes}
+    before_after = [c for c in _before_after(change, signals, end) if c.kind not in covered]
+    return _verdict(change, same_minutes + before_after, bool(new_pods))
 
 
 def _before_after(change: Change, signals: Sequence[Signal], end: float) -> list[Comparison]:
@@ -205,7 +219,7 @@ def _by_pod(
         kind = kind_of(new_series[0])
         if kind not in HIGHER_IS_WORSE:
             continue
-        new = _values(new_series, at, end)
+        new = _warm(new_series, at, end)
         old_series = [s for pod in old_pods for s in by_pod[pod] if s.name == name]
         old = _values(old_series, at, end)
         versus = f"{change.from_version or 'old'} pods over the same minutes"
