@@ -378,3 +378,14 @@ def test_rca_eval_runs_the_rollout_suite_end_to_end(tmp_path: Path) -> None:
     assert [c["case"] for c in data["cases"]] == [f"sim-rollout-{s}" for s in (40000, 40001, 40002)]
     assert data["metrics"]["n_cases"] == 3
     assert CliRunner().invoke(cli, ["eval", "--suite", "sim-rollout"]).exit_code == 2
+
+
+def test_the_change_benchmark_scores_verdicts_against_the_simulated_rollouts() -> None:
+    from evals.bench_changes import score
+
+    totals, by_kind = score(range(40000, 40009))  # one incident of each slot
+    assert totals["cases"] == 9
+    assert totals["defective"] == 7 and totals["innocent"] == 2
+    assert totals["healthy"] > 0
+    assert 0 <= totals["defective_suspect"] <= totals["defective"]
+    assert sum(n for (what, _), n in by_kind.items() if what == "n") == 9
