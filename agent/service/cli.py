@@ -10,7 +10,6 @@ process. Examples::
 from __future__ import annotations
 
 import ipaddress
-import logging
 
 import click
 
@@ -65,6 +64,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     from sqlalchemy.exc import SQLAlchemyError
 
     from agent.service.app import create_app
+    from agent.service.logs import configure as configure_logging
     from agent.store.db import database_url, make_engine, migrate
 
     base = cli_state(ctx).settings
@@ -87,6 +87,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
         ) from None
     finally:
         engine.dispose()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
-    uvicorn.run(app, host=settings.service.host, port=settings.service.port, log_level="info")
+    # log_config=None: uvicorn leaves the logging configured above alone.
+    uvicorn.run(app, host=settings.service.host, port=settings.service.port, log_config=None)

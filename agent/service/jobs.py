@@ -21,6 +21,7 @@ budget is abandoned (its result discarded, the job failed) and finishes in the b
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 import socket
@@ -35,6 +36,7 @@ from sqlalchemy.orm import sessionmaker
 
 from agent.config import Settings
 from agent.models import Change
+from agent.service import logs
 from agent.service.metrics import ServiceMetrics
 from agent.service.runner import JobResult, chart_material, run_job
 from agent.store import changes, outbox, queue
@@ -54,11 +56,12 @@ class BudgetExceeded(Exception):
 def within_budget(work: Callable[[], T], budget_s: float) -> T:
     """Run ``work`` in a daemon thread; raise BudgetExceeded if it is not done in time."""
     box: dict[str, object] = {}
+    context = contextvars.copy_context()  # the log ids and the trace span go along
 
     def target() -> None:
         _yield_to_requests()
         try:
-            box["value"] = work()
+            box["value"] = context.run(work)
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
             box["error"] = exc
 
@@ -147,7 +150,8 @@ class WorkerPool:
                 self._wakeup.clear()
                 continue
             try:
-                self._process(job, owner)
+                with logs.bound(analysis_id=job.id, group_key=job.trigger.group_key):
+                    self._process(job, owner)
             except SQLAlchemyError as exc:  # storing failed: the lease expires, then retry
                 log.warning("job %s: database error, will retry: %s", job.id, exc)
 
