@@ -209,6 +209,8 @@ class WorkerPool:
             log.warning("job %s: lease lost before the result was stored; discarded", job.id)
             return
         self.metrics.record_analysis(analysis, result.collect_s, result.total_s)
+        top = analysis.root_cause.service if analysis.root_cause else "none"
+        log.info("analysis stored in %.2f s: root cause %s", result.total_s, top)
         for source, seconds in result.source_s.items():
             self.metrics.source_duration.labels(source).observe(seconds)
         for callback in self.on_done:

@@ -145,6 +145,8 @@ def logging_config(level: LogLevel = "info", fmt: LogFormat = "text") -> dict[st
     logger, uvicorn's loggers propagating to it, probe access lines at DEBUG."""
     formatter = "rca_json" if fmt == "json" else "rca_text"
     upper = level.upper()
+    # drain3 announces every template miner it starts (one per analysis) at INFO.
+    chatty = upper if level == "debug" else "WARNING"
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -166,6 +168,7 @@ def logging_config(level: LogLevel = "info", fmt: LogFormat = "text") -> dict[st
         },
         "root": {"level": upper, "handlers": ["rca"]},
         "loggers": {
+            "drain3": {"level": chatty},
             "uvicorn": {"level": upper, "handlers": [], "propagate": True},
             "uvicorn.error": {"level": upper, "handlers": [], "propagate": True},
             "uvicorn.access": {
