@@ -30,10 +30,10 @@ $(CORE_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-# The test suite covers every backend, so it installs the local-model and fine-tuning extras
-# too (torch is pinned to the CPU-capable 2.13.0 in those extras).
+# The test suite covers every backend, so it installs the local-model, fine-tuning and
+# tracing extras too (torch is pinned to the CPU-capable 2.13.0 in those extras).
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev,local,finetune]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,local,finetune,otel]'
 	touch $@ $(CORE_STAMP)
 
 demo: $(CORE_STAMP)

@@ -7,6 +7,7 @@ Sources, highest priority first: explicit arguments, environment (``RCA_*``, nes
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -211,3 +212,9 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
+
+
+def otel_environment() -> dict[str, str]:
+    """The standard ``OTEL_*`` variables, the only configuration of tracing (agent.tracing):
+    read here, at the edge, like every other setting."""
+    return {name: value for name, value in os.environ.items() if name.startswith("OTEL_")}

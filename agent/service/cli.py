@@ -10,11 +10,12 @@ process. Examples::
 from __future__ import annotations
 
 import ipaddress
+import logging
 
 import click
 
 from agent.clikit import cli_state
-from agent.config import Settings
+from agent.config import Settings, otel_environment
 from agent.errors import ConfigError, DatabaseUnavailable
 from agent.service.settings_doc import help_text
 
@@ -66,6 +67,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     from agent.service.app import create_app
     from agent.service.logs import configure as configure_logging
     from agent.store.db import database_url, make_engine, migrate
+    from agent.tracing import configure as configure_tracing
 
     base = cli_state(ctx).settings
     overrides = {
@@ -88,6 +90,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     finally:
         engine.dispose()
     configure_logging(settings.log_level, settings.log_format)
+    exporters = configure_tracing(otel_environment())
+    if exporters:
+        logging.getLogger("rca.tracing").info("exporting traces: %s", ", ".join(exporters))
     app = create_app(settings)
     # log_config=None: uvicorn leaves the logging configured above alone.
     uvicorn.run(app, host=settings.service.host, port=settings.service.port, log_config=None)

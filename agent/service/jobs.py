@@ -34,6 +34,7 @@ from typing import TypeVar
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
+from agent import tracing
 from agent.config import Settings
 from agent.models import Change
 from agent.service import logs
@@ -84,6 +85,17 @@ def _yield_to_requests() -> None:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _span_attributes(job: ClaimedJob) -> dict[str, str | int | None]:
+    trigger = job.trigger
+    return {
+        "rca.analysis.id": job.id,
+        "rca.trigger": trigger.kind,
+        "rca.group_key": trigger.group_key,
+        "rca.alert_name": trigger.alert_name,
+        "rca.attempt": job.attempts,
+    }
 
 
 class WorkerPool:
@@ -150,7 +162,10 @@ class WorkerPool:
                 self._wakeup.clear()
                 continue
             try:
-                with logs.bound(analysis_id=job.id, group_key=job.trigger.group_key):
+                with (
+                    logs.bound(analysis_id=job.id, group_key=job.trigger.group_key),
+                    tracing.span("analysis", _span_attributes(job)),
+                ):
                     self._process(job, owner)
             except SQLAlchemyError as exc:  # storing failed: the lease expires, then retry
                 log.warning("job %s: database error, will retry: %s", job.id, exc)
@@ -198,7 +213,7 @@ class WorkerPool:
             material = chart_material(analysis, result.snapshot)
         chart_data = material.model_dump_json() if material is not None else None
         now = utcnow()
-        with self.sessions.begin() as session:
+        with tracing.span("publish", {"rca.publish.to": "store"}), self.sessions.begin() as session:
             stored = queue.finish(
                 session, job.id, owner, analysis.model_dump_json(), now, chart_data
             )
