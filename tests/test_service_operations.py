@@ -33,6 +33,8 @@ from service_support import (
 from agent.service import logs
 from agent.service.app import create_app
 
+ROOT = Path(__file__).resolve().parents[1]
+
 # --- log lines -------------------------------------------------------------------------------
 
 
@@ -271,3 +273,7 @@ def test_promtool_accepts_a_live_metrics_scrape(served: tuple[Served, Path]) -> 
         "rca_queue_depth",
         "rca_analyses_total",
     } <= families
+    documented = (ROOT / "docs" / "service.md").read_text()
+    ours = {f for f in families if f.startswith("rca_") and not f.endswith("_created")}
+    missing = sorted(f for f in ours if f"`{f}`" not in documented)
+    assert missing == [], "document these in docs/service.md (Metrics)"
