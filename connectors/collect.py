@@ -251,7 +251,14 @@ def collect_live(
         )
     if changes is not None:
         jobs[changes.name] = pool.submit(
-            timed, changes.name, changes.fetch, start, scope.end, labels, deadline
+            contextvars.copy_context().run,
+            timed,
+            changes.name,
+            changes.fetch,
+            start,
+            scope.end,
+            labels,
+            deadline,
         )
     wait(jobs.values(), timeout=max(0.0, deadline - time.monotonic()))
     pool.shutdown(wait=False, cancel_futures=True)
