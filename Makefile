@@ -17,7 +17,7 @@ OUT ?= out
 
 help:
 	@echo "make demo       simulate an incident, analyze it, write demo-output/report.md + evidence.png"
-	@echo "make test       install dev tools (+ Prometheus/Alertmanager, chromium if missing), lint, type-check, pytest"
+	@echo "make test       install dev tools (+ Prometheus/Alertmanager/VictoriaMetrics, chromium if missing), lint, type-check, pytest"
 	@echo "make lint       ruff check + ruff format --check"
 	@echo "make bench      time analyze() on 10/100/1000 synthetic services -> $(OUT)/bench.json"
 	@echo "make eval       accuracy on simulator seeds $(SEEDS) -> $(OUT)/eval.json + eval.png"
@@ -30,37 +30,39 @@ $(CORE_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-# The test suite covers every backend, so it installs the local-model and fine-tuning extras
-# too (torch is pinned to the CPU-capable 2.13.0 in those extras).
+# The test suite covers every backend, so it installs the local-model, fine-tuning and
+# tracing extras too (torch is pinned to the CPU-capable 2.13.0 in those extras).
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev,local,finetune]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,local,finetune,otel]'
 	touch $@ $(CORE_STAMP)
 
 demo: $(CORE_STAMP)
 	$(BIN)/rca demo
 
-# Later integration tests run real Prometheus and Alertmanager binaries; install them from the
-# distribution when they are missing. With RCA_REQUIRE_INTEGRATION set (CI), failing is fatal.
+# Later integration tests run real Prometheus, Alertmanager and VictoriaMetrics binaries
+# (the connector is tested against both back ends); install them from the distribution when
+# they are missing. With RCA_REQUIRE_INTEGRATION set (CI), failing is fatal.
 servers:
 	@if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 \
-	    && { command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1; }; then \
+	    && { command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1; } \
+	    && command -v victoria-metrics >/dev/null 2>&1; then \
 	  exit 0; \
 	fi; \
 	if ! command -v apt-get >/dev/null 2>&1; then \
-	  echo "note: prometheus/alertmanager not found and no apt-get; integration tests will be skipped"; \
+	  echo "note: prometheus/alertmanager/victoria-metrics not found and no apt-get; integration tests will be skipped"; \
 	  [ -z "$${RCA_REQUIRE_INTEGRATION:-}" ] || exit 1; exit 0; \
 	fi; \
 	if [ "$$(id -u)" = 0 ]; then sudo=""; \
 	elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; \
 	else \
-	  echo "note: prometheus/alertmanager not found; run as root (or install sudo) to install them"; \
+	  echo "note: prometheus/alertmanager/victoria-metrics not found; run as root (or install sudo) to install them"; \
 	  [ -z "$${RCA_REQUIRE_INTEGRATION:-}" ] || exit 1; exit 0; \
 	fi; \
-	echo "installing prometheus and prometheus-alertmanager with apt-get"; \
+	echo "installing prometheus, prometheus-alertmanager and victoria-metrics with apt-get"; \
 	if ! { $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
 	    && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	       prometheus prometheus-alertmanager >/dev/null; }; then \
-	  echo "note: could not install prometheus/alertmanager; integration tests will be skipped"; \
+	       prometheus prometheus-alertmanager victoria-metrics >/dev/null; }; then \
+	  echo "note: could not install prometheus/alertmanager/victoria-metrics; integration tests will be skipped"; \
 	  [ -z "$${RCA_REQUIRE_INTEGRATION:-}" ] || exit 1; \
 	fi
 

@@ -7,6 +7,7 @@ Sources, highest priority first: explicit arguments, environment (``RCA_*``, nes
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,7 +25,13 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agent.errors import ConfigError
-from agent.service.settings import ApiToken, ServiceSettings, parse_api_tokens
+from agent.service.settings import (
+    ApiToken,
+    LogFormat,
+    LogLevel,
+    ServiceSettings,
+    parse_api_tokens,
+)
 from agent.summarize.settings import SummarizerSettings
 from agent.window import WindowSettings
 from connectors.settings import (
@@ -100,6 +107,10 @@ class Settings(BaseSettings):
         None, description="bearer token Alertmanager sends to the webhook; none: no token needed"
     )
     service: ServiceSettings = Field(default_factory=ServiceSettings)
+    log_level: LogLevel = Field("info", description="log level of rca serve (debug shows probes)")
+    log_format: LogFormat = Field(
+        "text", description="text (for people) or json (one object per line, for log pipelines)"
+    )
 
     slack_api_url: str = Field(DEFAULT_API_URL, description="Slack Web API base URL (proxies)")
     slack_bot_token: SecretStr | None = Field(
@@ -114,6 +125,11 @@ class Settings(BaseSettings):
     @classmethod
     def _api_tokens(cls, value: Any) -> Any:
         return parse_api_tokens(value)
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("prometheus_url", "slack_api_url")
     @classmethod
@@ -196,3 +212,9 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
+
+
+def otel_environment() -> dict[str, str]:
+    """The standard ``OTEL_*`` variables, the only configuration of tracing (agent.tracing):
+    read here, at the edge, like every other setting."""
+    return {name: value for name, value in os.environ.items() if name.startswith("OTEL_")}

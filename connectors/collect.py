@@ -21,6 +21,7 @@ raises :class:`~agent.errors.SourceError`.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -227,15 +228,37 @@ def collect_live(
 
     if metrics is not None:
         jobs[metrics.name] = pool.submit(
-            timed, metrics.name, metrics.fetch, start, scope.end, scope.services, labels, deadline
+            contextvars.copy_context().run,  # the trace span and the log ids go along
+            timed,
+            metrics.name,
+            metrics.fetch,
+            start,
+            scope.end,
+            scope.services,
+            labels,
+            deadline,
         )
     if logs is not None:
         jobs["elasticsearch"] = pool.submit(
-            timed, "elasticsearch", logs.fetch, scope.services, start, scope.end, deadline
+            contextvars.copy_context().run,
+            timed,
+            "elasticsearch",
+            logs.fetch,
+            scope.services,
+            start,
+            scope.end,
+            deadline,
         )
     if changes is not None:
         jobs[changes.name] = pool.submit(
-            timed, changes.name, changes.fetch, start, scope.end, labels, deadline
+            contextvars.copy_context().run,
+            timed,
+            changes.name,
+            changes.fetch,
+            start,
+            scope.end,
+            labels,
+            deadline,
         )
     wait(jobs.values(), timeout=max(0.0, deadline - time.monotonic()))
     pool.shutdown(wait=False, cancel_futures=True)

@@ -21,6 +21,7 @@ from elasticsearch import (
     UnsupportedProductError,
 )
 
+from agent import tracing
 from agent.errors import SourceError
 from connectors.settings import ElasticsearchSettings
 
@@ -79,8 +80,10 @@ def translated(where: str, index: str, timeout_s: float, doing: str) -> Iterator
     ``where`` names the nodes, ``index`` the configured patterns (for permission hints),
     ``timeout_s`` the limit that applied, ``doing`` what was being attempted.
     """
+    attributes = {"db.system.name": SOURCE, "db.operation.name": doing, "server.address": where}
     try:
-        yield
+        with tracing.span("elasticsearch request", attributes, kind="client"):
+            yield
     except ConnectionTimeout:
         raise SourceError(
             SOURCE,

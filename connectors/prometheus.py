@@ -12,6 +12,7 @@ says what to fix.
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import re
 import time
@@ -26,6 +27,7 @@ import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.util.retry import Retry
 
+from agent import tracing
 from agent.errors import SourceError
 from agent.models import Edge, Signal
 from connectors.catalog import Catalog, CatalogSignal, TopologyQuery, load_catalog
@@ -152,7 +154,10 @@ class PrometheusSource:
                 query, plan.start, plan.end, str(plan.step_s), timeout=timeout
             )
 
-        return self._call(what, request, deadline)
+        with tracing.span("prometheus query_range", self._span(what, query), kind="client") as s:
+            result = self._call(what, request, deadline)
+            s.set_attribute("rca.series", len(result))
+            return result
 
     def range_query(self, query: str, plan: QueryPlan, what: str, deadline: float) -> list[Any]:
         """One range query over the plan's window, with this source's timeout, retries and
@@ -164,7 +169,19 @@ class PrometheusSource:
             params = {"time": f"{at.timestamp():.3f}"}
             return self.client.custom_query(query, params=params, timeout=timeout)
 
-        return self._call(what, request, deadline)
+        with tracing.span("prometheus query", self._span(what, query), kind="client") as s:
+            result = self._call(what, request, deadline)
+            s.set_attribute("rca.series", len(result))
+            return result
+
+    def _span(self, what: str, query: str) -> dict[str, tracing.Attribute | None]:
+        """A query's span attributes (OpenTelemetry's database conventions)."""
+        return {
+            "db.system.name": SOURCE,
+            "db.query.text": query,
+            "server.address": self.url,
+            "rca.query.name": what,
+        }
 
     # --- fetching a window -------------------------------------------------------------------
 
@@ -231,10 +248,14 @@ class PrometheusSource:
         pool = ThreadPoolExecutor(self.settings.parallelism, thread_name_prefix="prometheus")
         jobs: dict[Future[list[Any]], CatalogSignal | TopologyQuery] = {}
         for signal in self.catalog.signals:
-            jobs[pool.submit(self._range, plan.query(signal), plan, signal.name, until)] = signal
+            run = contextvars.copy_context().run  # each query's span under the caller's
+            jobs[pool.submit(run, self._range, plan.query(signal), plan, signal.name, until)] = (
+                signal
+            )
         for edges in self.catalog.topology:
             query = plan.topology_query(edges)
-            jobs[pool.submit(self._instant, query, plan.end, edges.name, until)] = edges
+            run = contextvars.copy_context().run
+            jobs[pool.submit(run, self._instant, query, plan.end, edges.name, until)] = edges
         _, pending = wait(jobs, timeout=max(0.0, until - time.monotonic()))
         pool.shutdown(wait=False, cancel_futures=True)
         for future, job in jobs.items():

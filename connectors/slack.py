@@ -40,6 +40,7 @@ from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 
+from agent import tracing
 from agent.errors import SourceError
 from connectors.slack_settings import SlackSettings
 
@@ -257,7 +258,8 @@ class SlackPublisher:
 
     def _call(self, method: str, fn: Callable[[], Any]) -> Any:
         try:
-            return fn()
+            with tracing.span(f"slack {method}", {"rpc.method": method}, kind="client"):
+                return fn()
         except (SlackClientError, URLError, OSError) as exc:
             error = _slack_error(method, exc)
             log.warning("slack: %s", error.message)

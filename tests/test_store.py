@@ -107,6 +107,6 @@ def test_publishing_is_claimed_once(engine: Engine) -> None:
 def test_queue_stats_report_depth_and_age(engine: Engine) -> None:
     add_jobs(engine, 3)
     with sessionmaker(engine).begin() as session:
-        depth, age = queue.queue_stats(session, NOW + timedelta(seconds=90))
-    assert depth == 3
-    assert 89 <= age <= 90
+        stats = queue.queue_stats(session, NOW + timedelta(seconds=90))
+    assert (stats.pending, stats.running) == (3, 0)
+    assert 89 <= stats.oldest_pending_age_s <= 90

@@ -39,6 +39,7 @@ from agent.models import (
 from agent.snapshot import Snapshot
 from agent.summarize import Summarizer
 from agent.summarize.extractive import ExtractiveSummarizer
+from agent.tracing import Stages
 
 LOOKBACK_SAMPLES = 120
 
@@ -192,15 +193,33 @@ def analyze(
     source_failures: list[SourceFailure] | None = None,
 ) -> Analysis:
     """Analyse one incident snapshot and return the ranked, evidenced, summarized result."""
+    with Stages() as stages:  # detect, rank, summarize as trace spans (agent.tracing)
+        return _analyze(snapshot, settings, trigger, summarizer, source_failures, stages)
+
+
+def _analyze(
+    snapshot: Snapshot,
+    settings: EngineSettings | None,
+    trigger: Trigger | None,
+    summarizer: Summarizer | None,
+    source_failures: list[SourceFailure] | None,
+    stages: Stages,
+) -> Analysis:
     cfg = settings or EngineSettings()
     timings: dict[str, float] = {}
     clock = time.perf_counter()
+    following = {"detect_logs": "rank", "rank": "summarize"}  # the span each lap begins
+    stages.begin("detect", {"rca.signals": len(snapshot.signals), "rca.logs": len(snapshot.logs)})
 
     def lap(stage: str) -> None:
         nonlocal clock
         now = time.perf_counter()
         timings[stage] = round(now - clock, 6)
         clock = now
+        if stage in following:
+            stages.begin(following[stage])
+        elif stage == "summarize":
+            stages.end()
 
     resolution = resolution_of(snapshot.signals)
     # Alerts fire a few evaluation intervals after a fault; at 1 s sampling ten minutes of

@@ -3,9 +3,10 @@
 Startup migrates the schema, requeues orphaned jobs on SQLite (one process by design) and
 starts the workers and, when a Slack bot token is set, the Slack publisher (and the bot at
 ``/slack/events``, see :mod:`agent.service.slack_app`); shutdown stops them and hands
-unfinished work back. Two pure ASGI
-middlewares run before any route: the body size limit (413 before anything is parsed) and
-the webhook result counter.
+unfinished work back; it also runs the background source checks (:mod:`agent.service.health`).
+Pure ASGI middlewares run before any route, outermost first: the request id (logs and
+``X-Request-ID``), the HTTP request metrics, the body size limit (413 before anything is
+parsed) and the webhook result counter.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from agent import __version__
 from agent.config import Settings
 from agent.service import api, changes_api, health, pages, problems, webhook
+from agent.service.health import SourceHealth, source_probes
 from agent.service.jobs import WorkerPool, utcnow
-from agent.service.metrics import ServiceMetrics
+from agent.service.logs import RequestContext
+from agent.service.metrics import HttpMetrics, ServiceMetrics
 from agent.service.slack_app import install_slack
 from agent.service.state import ServiceState
 from agent.store import outbox, queue
@@ -119,11 +122,12 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Fa
         pool_size=max(10, settings.service.workers + 5),
     )
     sessions = sessionmaker(engine, expire_on_commit=False)
-    metrics = ServiceMetrics()
+    metrics = ServiceMetrics(settings.backend, sorted(source_probes(settings)))
     workers = WorkerPool(settings, sessions, metrics)
-    state = ServiceState(settings, engine, sessions, metrics, workers, clock)
+    sources = SourceHealth(settings)
+    state = ServiceState(settings, engine, sessions, metrics, workers, clock, sources=sources)
 
-    def read_queue() -> tuple[int, float]:
+    def read_queue() -> queue.QueueStats:
         with sessions.begin() as session:
             return queue.queue_stats(session, clock())
 
@@ -134,6 +138,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Fa
             return outbox.pending_count(session)
 
     metrics.watch_outbox(read_outbox)
+    metrics.watch_sources(sources.up)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -144,11 +149,13 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Fa
             if requeued:
                 log.info("requeued %d job(s) left running by a previous process", requeued)
         workers.start()
+        sources.start()
         if slack is not None:
             slack.start(state)
         try:
             yield
         finally:
+            await sources.stop()
             workers.stop()
             if slack is not None:
                 slack.stop()
@@ -170,4 +177,6 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Fa
     slack = install_slack(app, state)
     app.add_middleware(WebhookCounter, metrics=metrics)
     app.add_middleware(BodyLimit, limit=settings.service.max_body_bytes)
+    app.add_middleware(HttpMetrics, metrics=metrics)
+    app.add_middleware(RequestContext)
     return app

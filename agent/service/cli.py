@@ -15,7 +15,7 @@ import logging
 import click
 
 from agent.clikit import cli_state
-from agent.config import Settings
+from agent.config import Settings, otel_environment
 from agent.errors import ConfigError, DatabaseUnavailable
 from agent.service.settings_doc import help_text
 
@@ -65,7 +65,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     from sqlalchemy.exc import SQLAlchemyError
 
     from agent.service.app import create_app
+    from agent.service.logs import configure as configure_logging
     from agent.store.db import database_url, make_engine, migrate
+    from agent.tracing import configure as configure_tracing
 
     base = cli_state(ctx).settings
     overrides = {
@@ -87,6 +89,10 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
         ) from None
     finally:
         engine.dispose()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
+    exporters = configure_tracing(otel_environment())
+    if exporters:
+        logging.getLogger("rca.tracing").info("exporting traces: %s", ", ".join(exporters))
     app = create_app(settings)
-    uvicorn.run(app, host=settings.service.host, port=settings.service.port, log_level="info")
+    # log_config=None: uvicorn leaves the logging configured above alone.
+    uvicorn.run(app, host=settings.service.host, port=settings.service.port, log_config=None)

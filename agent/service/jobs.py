@@ -21,6 +21,7 @@ budget is abandoned (its result discarded, the job failed) and finishes in the b
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 import socket
@@ -33,8 +34,10 @@ from typing import TypeVar
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
+from agent import tracing
 from agent.config import Settings
 from agent.models import Change
+from agent.service import logs
 from agent.service.metrics import ServiceMetrics
 from agent.service.runner import JobResult, chart_material, run_job
 from agent.store import changes, outbox, queue
@@ -54,11 +57,12 @@ class BudgetExceeded(Exception):
 def within_budget(work: Callable[[], T], budget_s: float) -> T:
     """Run ``work`` in a daemon thread; raise BudgetExceeded if it is not done in time."""
     box: dict[str, object] = {}
+    context = contextvars.copy_context()  # the log ids and the trace span go along
 
     def target() -> None:
         _yield_to_requests()
         try:
-            box["value"] = work()
+            box["value"] = context.run(work)
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
             box["error"] = exc
 
@@ -81,6 +85,17 @@ def _yield_to_requests() -> None:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _span_attributes(job: ClaimedJob) -> dict[str, str | int | None]:
+    trigger = job.trigger
+    return {
+        "rca.analysis.id": job.id,
+        "rca.trigger": trigger.kind,
+        "rca.group_key": trigger.group_key,
+        "rca.alert_name": trigger.alert_name,
+        "rca.attempt": job.attempts,
+    }
 
 
 class WorkerPool:
@@ -147,7 +162,11 @@ class WorkerPool:
                 self._wakeup.clear()
                 continue
             try:
-                self._process(job, owner)
+                with (
+                    logs.bound(analysis_id=job.id, group_key=job.trigger.group_key),
+                    tracing.span("analysis", _span_attributes(job)),
+                ):
+                    self._process(job, owner)
             except SQLAlchemyError as exc:  # storing failed: the lease expires, then retry
                 log.warning("job %s: database error, will retry: %s", job.id, exc)
 
@@ -194,7 +213,7 @@ class WorkerPool:
             material = chart_material(analysis, result.snapshot)
         chart_data = material.model_dump_json() if material is not None else None
         now = utcnow()
-        with self.sessions.begin() as session:
+        with tracing.span("publish", {"rca.publish.to": "store"}), self.sessions.begin() as session:
             stored = queue.finish(
                 session, job.id, owner, analysis.model_dump_json(), now, chart_data
             )
@@ -205,6 +224,8 @@ class WorkerPool:
             log.warning("job %s: lease lost before the result was stored; discarded", job.id)
             return
         self.metrics.record_analysis(analysis, result.collect_s, result.total_s)
+        top = analysis.root_cause.service if analysis.root_cause else "none"
+        log.info("analysis stored in %.2f s: root cause %s", result.total_s, top)
         for source, seconds in result.source_s.items():
             self.metrics.source_duration.labels(source).observe(seconds)
         for callback in self.on_done:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from agent import __version__
+from agent import __version__, tracing
 from agent.changes import merge_changes
 from agent.config import Settings
 from agent.errors import SnapshotError, SourceError
@@ -166,7 +166,8 @@ def run_job(
     )
     framed = job_window(job, alert, settings)
     try:
-        collected = collect(job_scope(job, alert, framed), settings)
+        with tracing.span("collect", {"rca.sources": sources_of(settings)}):
+            collected = collect(job_scope(job, alert, framed), settings)
     except SourceError as err:
         failure = SourceFailure(source=err.source, error=err.message)
         analysis = no_data_analysis(job, [failure], str(err), datetime.now(UTC), framed)

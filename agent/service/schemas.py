@@ -258,7 +258,22 @@ class Health(BaseModel):
     status: Literal["ok"]
 
 
+class SourceCheck(BaseModel):
+    """The last background check of one source."""
+
+    up: bool = Field(description="the source answered (any non-5xx HTTP answer counts)")
+    checked_at: datetime
+    latency_s: float = Field(description="time the check took, up to its timeout")
+    error: str | None = Field(None, description="why the source counts as down")
+
+
 class Readiness(BaseModel):
     status: Literal["ready", "unavailable"]
     database: bool
-    sources: dict[str, bool] = Field(description="reachability of each configured source")
+    sources: dict[str, bool | None] = Field(
+        description="each configured source: answered its last background check (null: not "
+        "checked yet); reported, never required for readiness"
+    )
+    checks: dict[str, SourceCheck] | None = Field(
+        None, description="with ?verbose: the last check of each source in detail"
+    )

@@ -17,6 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 TokenScope = Literal["read", "write"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+LogFormat = Literal["json", "text"]
 
 
 class ApiToken(BaseModel):
@@ -93,7 +95,13 @@ class ServiceSettings(BaseModel):
         "(crash-recovery tests); keep 0",
     )
     source_check_timeout_s: float = Field(
-        2.0, gt=0, description="timeout of each source reachability check in /readyz"
+        2.0,
+        gt=0,
+        description="timeout of each background source check (reported by /readyz?verbose "
+        "and rca_source_up; never blocks readiness)",
+    )
+    source_check_interval_s: float = Field(
+        30.0, ge=1, description="how often the configured sources are checked in the background"
     )
     share_secret: SecretStr | None = Field(
         None,

@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
+from agent import tracing
 from agent.config import Settings
 from agent.models import Analysis
 from agent.service.charts import evidence_chart
@@ -117,7 +118,10 @@ class SlackOutbox:
         if post is None:
             return False
         try:
-            self._deliver(post)
+            with tracing.span(
+                "publish", {"rca.publish.to": "slack", "rca.incident.id": post.incident_id}
+            ):
+                self._deliver(post)
         except SlackError as exc:
             self._failed(post, exc)
         except Exception as exc:  # a bug or a poison row: stop retrying it, keep serving

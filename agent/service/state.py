@@ -1,11 +1,12 @@
 """What the routes share: settings, the store's sessions, the workers, the metrics, a clock,
-and the Slack publisher."""
+the Slack publisher and the source checks."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 from sqlalchemy import Engine
@@ -15,6 +16,9 @@ from agent.config import Settings
 from agent.service.jobs import WorkerPool
 from agent.service.metrics import ServiceMetrics
 from agent.service.slack_outbox import SlackOutbox
+
+if TYPE_CHECKING:
+    from agent.service.health import SourceHealth  # health imports this module
 
 
 @dataclass
@@ -26,6 +30,7 @@ class ServiceState:
     workers: WorkerPool
     clock: Callable[[], datetime]
     slack: SlackOutbox | None = None  # the Slack publisher, when a bot token is set
+    sources: SourceHealth | None = None  # the background source checks
 
     def wake_slack(self) -> None:
         """Outbox rows were written in this process: deliver now, not at the next poll."""

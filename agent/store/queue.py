@@ -154,16 +154,29 @@ def requeue_orphans(session: Session, now: datetime) -> int:
     return int(done.rowcount)  # type: ignore[attr-defined]
 
 
-def queue_stats(session: Session, now: datetime) -> tuple[int, float]:
-    """(jobs waiting or running, age in seconds of the oldest waiting job)."""
-    depth = session.scalar(
-        select(func.count()).where(AnalysisRow.status.in_(("pending", "running")))
+@dataclass(frozen=True)
+class QueueStats:
+    """What ``/metrics`` reports of the shared queue."""
+
+    pending: int
+    running: int
+    oldest_pending_age_s: float
+
+
+def queue_stats(session: Session, now: datetime) -> QueueStats:
+    """Jobs waiting and running, and the age in seconds of the oldest waiting job."""
+    counts = dict(
+        session.execute(
+            select(AnalysisRow.status, func.count())
+            .where(AnalysisRow.status.in_(("pending", "running")))
+            .group_by(AnalysisRow.status)
+        ).all()
     )
     oldest = session.scalar(
         select(func.min(AnalysisRow.created_at)).where(AnalysisRow.status == "pending")
     )
     age = (now - oldest).total_seconds() if oldest is not None else 0.0
-    return int(depth or 0), max(0.0, age)
+    return QueueStats(int(counts.get("pending", 0)), int(counts.get("running", 0)), max(0.0, age))
 
 
 def mark_published(session: Session, job_id: str, now: datetime) -> bool:

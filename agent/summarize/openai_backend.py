@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import openai
 
+from agent import tracing
 from agent.errors import ConfigError
 from agent.summarize.answer import response_format
 from agent.summarize.llm import Completion, LlmCallError
@@ -102,6 +103,19 @@ class OpenAIBackend:
         )
 
     def complete(self, messages: Sequence[Message], spec: AnswerSpec | None = None) -> Completion:
+        attributes = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": self.settings.model,
+            "server.address": str(getattr(self.client, "base_url", "")) or None,
+        }
+        with tracing.span(f"chat {self.settings.model}", attributes, kind="client") as span:
+            completion = self._complete(messages, spec)
+            span.set_attribute("gen_ai.usage.input_tokens", completion.prompt_tokens)
+            span.set_attribute("gen_ai.usage.output_tokens", completion.completion_tokens)
+            return completion
+
+    def _complete(self, messages: Sequence[Message], spec: AnswerSpec | None) -> Completion:
         try:
             try:
                 response = self._create(messages, spec)
