@@ -230,6 +230,17 @@ def test_tokens_and_query_parameters(client: TestClient) -> None:
     assert typo.status_code == 422 and "query.servce" in typo.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("number", ["1715680800", "0.2", "5.56e-125", "nan", "-1e3"])
+def test_a_number_is_not_a_timestamp(client: TestClient, number: str) -> None:
+    # Found by schemathesis: "5.56e-125" was read as seconds since 1970 and answered 200.
+    for name in ("since", "until"):
+        answer = client.get(CHANGES, params={name: number}, headers=auth(READ_TOKEN))
+        assert answer.status_code == 422
+        assert "RFC 3339" in answer.json()["error"]["message"]
+    listing = client.get("/v1/analyses", params={"since": number}, headers=auth(READ_TOKEN))
+    assert listing.status_code == 422
+
+
 def test_listing_by_service_and_time(client: TestClient) -> None:
     for minute, service in ((5, "cartservice"), (10, "frontend"), (15, "cartservice")):
         body = {**DEPLOY, "service": service, "id": f"r{minute}"}

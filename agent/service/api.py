@@ -109,9 +109,13 @@ def queue_request(state: ServiceState, body: AnalysisRequest, kind: Literal["api
 def _timestamp_text(value: Any) -> Any:
     """Only RFC 3339 text is a timestamp here; pydantic would also read ``0.2`` as seconds
     since 1970, which the schema (``format: date-time``) does not promise."""
-    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
-        raise ValueError("expected an RFC 3339 timestamp, e.g. 2024-05-14T10:00:00Z")
-    return value
+    if not isinstance(value, str):
+        return value
+    try:
+        float(value)  # 1715680800, 0.2, 5.56e-125, nan: numbers, not RFC 3339
+    except ValueError:
+        return value
+    raise ValueError("expected an RFC 3339 timestamp, e.g. 2024-05-14T10:00:00Z")
 
 
 @router.get(
