@@ -104,7 +104,7 @@ def _client(
     publisher = SlackPublisher(client, settings, report_link=report_link)
     bot = build_bot(backend, publisher, SecretStr(SIGNING_SECRET), poll_s=0.01, now=lambda: NOW)
     app = FastAPI()
-    app.include_router(slack_router(bot))
+    app.include_router(slack_router(bot, SIGNING_SECRET))
     return TestClient(app)
 
 

@@ -10,8 +10,9 @@ Retry policy, by kind of failure:
   the next start requeues at once, as SQLite means one process) and the job runs again;
 - over the time budget, or an unexpected exception (a bug, a poison input): permanent;
   the job is ``failed`` with the reason, never retried in a loop;
-- a job claimed more than ``max_attempts`` times fails, so a snapshot that crashes the
-  process every time cannot take the service down forever.
+- a job claimed ``max_attempts`` times is failed by the next claim instead of running again
+  (``attempts`` stays at ``max_attempts``), so a snapshot that crashes the process every
+  time cannot take the service down forever.
 
 The engine is CPU-bound numpy, which releases the GIL in its inner loops, so a few threads
 give real concurrency without a process pool. A thread cannot be killed: an analysis over its
@@ -152,7 +153,9 @@ class WorkerPool:
         while not self._stopping.is_set():
             try:
                 with self.sessions.begin() as session:
-                    job = queue.claim(session, owner, self._lease, utcnow())
+                    job = queue.claim(
+                        session, owner, self._lease, utcnow(), self.settings.service.max_attempts
+                    )
             except SQLAlchemyError as exc:
                 log.warning("cannot claim jobs: %s", exc)
                 self._stopping.wait(poll)
@@ -160,6 +163,10 @@ class WorkerPool:
             if job is None:
                 self._wakeup.wait(poll)
                 self._wakeup.clear()
+                continue
+            if job.exhausted:
+                self.metrics.analyses.labels(job.trigger.kind, "failed").inc()
+                log.warning("job %s failed: %s", job.id, job.error)
                 continue
             try:
                 with (
@@ -172,9 +179,6 @@ class WorkerPool:
 
     def _process(self, job: ClaimedJob, owner: str) -> None:
         service = self.settings.service
-        if job.attempts > service.max_attempts:
-            self._fail(job, owner, f"gave up after {service.max_attempts} attempts")
-            return
         try:
             result = within_budget(
                 lambda: run_job(job, self.settings, self.reported_changes),

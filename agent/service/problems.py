@@ -1,7 +1,8 @@
 """One place that turns every failure of a request into a JSON error (never a stack trace).
 
 - :class:`ApiError` (raised by routes and auth) carries its status and code;
-- request validation errors become 422 with the path of each bad field;
+- request validation errors become 422 with the path of each bad field (for text no store
+  can hold, the path inside the body the check found it at);
 - an unreachable or failing database becomes 503 with ``Retry-After``, so Alertmanager and
   other clients retry; a value the database cannot store (NUL, lone surrogates) is 422;
 - anything else is a bug: logged with its traceback, answered 500 with no details.
@@ -15,11 +16,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic_core import PydanticSerializationError
 from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agent.service.schemas import ErrorBody, ErrorDetail, ErrorInfo
+from agent.service.schemas import UNSTORABLE_TEXT, ErrorBody, ErrorDetail, ErrorInfo
 
 log = logging.getLogger("rca.service")
 RETRY_AFTER_S = "5"
@@ -54,10 +56,17 @@ async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status, exc.code, exc.message, headers=exc.headers)
 
 
+def _where(err: dict[str, Any]) -> str:
+    loc = list(err.get("loc", ()))
+    if err.get("type") == UNSTORABLE_TEXT:
+        loc += (err.get("ctx") or {}).get("at", [])
+    return _path(loc)
+
+
 async def _invalid(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     fields = [
-        ErrorDetail(path=_path(err.get("loc", ())), message=str(err.get("msg", "invalid")))
+        ErrorDetail(path=_where(err), message=str(err.get("msg", "invalid")))
         for err in exc.errors()
     ]
     first = fields[0] if fields else ErrorDetail(path="body", message="invalid")
@@ -68,7 +77,9 @@ async def _http(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 400:  # FastAPI could not parse the body at all: malformed input
         return error_response(422, "invalid", f"body: {exc.detail}")
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    code = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}.get(
+        exc.status_code, "http_error"
+    )
     headers = dict(exc.headers) if exc.headers else None
     return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
@@ -84,9 +95,10 @@ async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unstorable(_: Request, exc: Exception) -> JSONResponse:
-    return error_response(
-        422, "invalid", "a value cannot be stored: text must be valid Unicode without NUL"
-    )
+    reason = "text must be valid Unicode without NUL"
+    if isinstance(exc, DataError):  # the database's own words, e.g. "value too long for ..."
+        reason = str(exc.orig).splitlines()[0] if str(exc.orig) else reason
+    return error_response(422, "invalid", f"a value cannot be stored: {reason}")
 
 
 async def _bug(request: Request, exc: Exception) -> JSONResponse:
@@ -100,6 +112,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(DataError, _unstorable)
     app.add_exception_handler(UnicodeEncodeError, _unstorable)
+    app.add_exception_handler(PydanticSerializationError, _unstorable)
     for unavailable in (OperationalError, DisconnectionError, PoolTimeout, DBAPIError):
         app.add_exception_handler(unavailable, _unavailable)
     app.add_exception_handler(Exception, _bug)

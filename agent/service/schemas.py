@@ -2,13 +2,18 @@
 
 Requests are strict (unknown fields are 422) except the webhook payload, which follows
 Alertmanager's own model and keeps fields future releases may add.
+
+Every request body is checked for text no store can hold: NUL (PostgreSQL refuses it) and
+lone UTF-16 surrogates (valid JSON escapes such as ``"\ud800"``, but not Unicode, so they
+cannot be encoded as UTF-8). Either is a 422 naming the field, on SQLite as on PostgreSQL,
+rather than a 500 while storing.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -20,6 +25,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from agent.models import Analysis, Change, ChangeKind, FaultType, Trigger
 from connectors.alertmanager import Alert, AlertmanagerWebhook
@@ -34,6 +40,45 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 ServiceName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 VersionText = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 JobStatus = Literal["pending", "running", "done", "failed"]
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE_TEXT = "unstorable_text"  # the error type; its ``ctx["at"]`` is the path inside
+
+
+def _unstorable(value: Any, at: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], str] | None:
+    """The path and the offending character of the first text a store cannot hold."""
+    if isinstance(value, str):
+        char = _UNSTORABLE.search(value)
+        return (at, char.group()) if char else None
+    items: Any = ()
+    if isinstance(value, dict):
+        for key in value:
+            if isinstance(key, str) and (bad := _UNSTORABLE.search(key)):
+                return ((*at, key), bad.group())
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    for key, item in items:
+        if (found := _unstorable(item, (*at, key))) is not None:
+            return found
+    return None
+
+
+class StorableText(BaseModel):
+    """A request body whose text must be storable: see the module docstring."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable_text(cls, data: Any) -> Any:
+        found = _unstorable(data, ())
+        if found is None:
+            return data
+        at, char = found
+        what = "NUL" if char == "\x00" else f"a lone UTF-16 surrogate (U+{ord(char):04X})"
+        raise PydanticCustomError(
+            UNSTORABLE_TEXT,
+            "text contains {what}; send valid Unicode without NUL",
+            {"what": what, "at": list(at)},
+        )
 
 
 class WebhookAlert(Alert):
@@ -47,7 +92,7 @@ class WebhookAlert(Alert):
         return value
 
 
-class WebhookPayload(AlertmanagerWebhook):
+class WebhookPayload(StorableText, AlertmanagerWebhook):
     """Alertmanager's payload (version 4) as :mod:`connectors.alertmanager` models it."""
 
     alerts: list[WebhookAlert] = Field(min_length=1)  # type: ignore[assignment]
@@ -79,7 +124,7 @@ class WebhookAccepted(BaseModel):
     analysis_id: str | None = Field(None, description="the analysis of this firing episode")
 
 
-class AnalysisRequest(BaseModel):
+class AnalysisRequest(StorableText):
     """An ad-hoc analysis: services and a time range (``start``/``end``, or ``last``)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -163,7 +208,7 @@ class AnalysisPage(BaseModel):
     next_cursor: str | None = Field(description="pass as ?cursor= for the next page")
 
 
-class FeedbackRequest(BaseModel):
+class FeedbackRequest(StorableText):
     model_config = ConfigDict(extra="forbid")
 
     verdict: Literal["correct", "wrong", "partially"]

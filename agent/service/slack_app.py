@@ -100,7 +100,7 @@ def install_slack(app: FastAPI, state: ServiceState) -> SlackParts | None:
         return parts
     bot = build_bot(ServiceSlackBackend(state), publisher, secret, socket_mode=secret is None)
     if secret is not None:
-        app.include_router(slack_router(bot))
+        app.include_router(slack_router(bot, secret))
     if app_token is not None:
         parts.socket = socket_mode(bot, app_token)
     return parts

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
-from agent.errors import RcaError, UsageError
+from agent.errors import DatabaseUnavailable, RcaError, UsageError
 from agent.models import Analysis, FaultType
 from agent.service.api import queue_request, store_feedback
 from agent.service.charts import evidence_chart
@@ -53,7 +54,12 @@ class ServiceSlackBackend:
             )
         except ValidationError as exc:
             raise UsageError(f"cannot analyse that: {_first_error(exc)}") from None
-        return queue_request(self.state, body, "slack")
+        try:
+            return queue_request(self.state, body, "slack")
+        except SQLAlchemyError:
+            raise DatabaseUnavailable(
+                "the analysis was not queued: the database is unavailable; try again shortly"
+            ) from None
 
     def get_analysis(self, analysis_id: str) -> Analysis | None:
         with self.state.sessions.begin() as session:

@@ -5,12 +5,19 @@
 within 3 s) and does the slow part afterwards on bolt's worker threads, so the request that
 carried it is already answered. Requests without a valid signature (signing secret, 5-minute
 replay window) are refused with 401 by bolt's request verification before any handler runs.
+
+Slack's Web API being down must not break ``/rca``: a correctly signed request is authorized
+by its signature alone (:class:`BotAuthorize`; bolt's default asks ``auth.test`` first and
+fails the request with a 500 when Slack does not answer). ``/rca`` queues its analysis before
+it acks, so its answer says the analysis is stored; when ``auth.test`` could not reach Slack,
+the ack says so and where the analysis will be served, since the Web API may not deliver it.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -18,7 +25,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import SecretStr
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext
+from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.authorization.authorize import Authorize
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web import SlackResponse
 
 from agent.errors import ConfigError, RcaError
 from agent.models import Analysis
@@ -40,6 +52,9 @@ from connectors.slack import SlackError, SlackPublisher, SlackRef
 log = logging.getLogger(__name__)
 
 Answerer = Callable[[Analysis, str], str]
+SLACK_API_DOWN = "rca_slack_api_down"  # context key: why auth.test failed (Slack unreachable)
+AUTH_TEST_TIMEOUT_S = 2  # auth.test runs while Slack waits for the ack (3 s)
+AUTH_TEST_RETRY_S = 30.0
 _MENTION = re.compile(r"<@[A-Z0-9]+(\|[^>]*)?>")
 _RERUN = re.compile(r"^(re-?run|re-?analy[sz]e|again|refresh|update)\b", re.IGNORECASE)
 
@@ -48,6 +63,68 @@ def _author(body: dict[str, Any]) -> str:
     user = body.get("user") or {}
     team = user.get("team_id") or (body.get("team") or {}).get("id")
     return f"slack:{team}/{user.get('id')}" if team else f"slack:{user.get('id')}"
+
+
+class BotAuthorize(Authorize):
+    """Authorize every request that passed the signature check with the bot token; ask who
+    the bot is (``auth.test``) once Slack answers, and meanwhile put why it did not in the
+    context (``SLACK_API_DOWN``) instead of failing the request.
+
+    ``auth.test`` uses a client of its own, with a short timeout and no retries, and is
+    asked again at most every ``AUTH_TEST_RETRY_S`` while it fails, so an outage does not
+    delay every ack.
+    """
+
+    def __init__(self, client: WebClient, clock: Callable[[], float] = time.monotonic) -> None:
+        self.token = client.token
+        self.client = WebClient(
+            token=client.token, base_url=client.base_url, timeout=AUTH_TEST_TIMEOUT_S
+        )
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._identity: SlackResponse | None = None
+        self._failure: tuple[float, str] | None = None
+
+    def _who(self) -> tuple[SlackResponse | None, str | None]:
+        with self._lock:
+            if self._identity is not None:
+                return self._identity, None
+            if self._failure and self.clock() - self._failure[0] < AUTH_TEST_RETRY_S:
+                return None, self._failure[1]
+            try:
+                self._identity = self.client.auth_test()
+                self._failure = None
+                return self._identity, None
+            except SlackApiError as exc:
+                data = exc.response.data if isinstance(exc.response.data, dict) else {}
+                why = f"auth.test failed: {data.get('error') or 'error'} "
+                why += f"(HTTP {exc.response.status_code})"
+            except (SlackClientError, OSError) as exc:  # refused, timed out, DNS
+                why = f"cannot reach Slack: {getattr(exc, 'reason', None) or exc}"
+            log.warning("slack: Web API unavailable: %s", why)
+            self._failure = (self.clock(), why)
+            return None, why
+
+    def __call__(
+        self,
+        *,
+        context: BoltContext,
+        enterprise_id: str | None,
+        team_id: str | None,
+        user_id: str | None,
+        **_: Any,
+    ) -> AuthorizeResult:
+        identity, down = self._who()
+        if down is not None:
+            context[SLACK_API_DOWN] = down
+        return AuthorizeResult(
+            enterprise_id=enterprise_id,
+            team_id=team_id,
+            user_id=user_id,
+            bot_token=self.token,
+            bot_id=identity.get("bot_id") if identity else None,
+            bot_user_id=identity.get("user_id") if identity else None,
+        )
 
 
 class _Handlers:
@@ -81,8 +158,19 @@ class _Handlers:
 
     def _run(self, ask: AnalysisAsk, reply: ReplyTo, previous: Analysis | None = None) -> None:
         try:
-            analysis = self._wait(self.backend.submit_analysis(ask, reply))
-            self._deliver(analysis, reply, previous, ask.question)
+            analysis_id = self.backend.submit_analysis(ask, reply)
+        except RcaError as exc:
+            self._tell(reply.channel, reply.user, f":x: {exc}", reply.thread_ts)
+            return
+        self._follow(analysis_id, reply, previous, ask.question)
+
+    def _follow(
+        self, analysis_id: str, reply: ReplyTo, previous: Analysis | None, question: str | None
+    ) -> None:
+        """Wait for a queued analysis and deliver it to ``reply``."""
+        try:
+            analysis = self._wait(analysis_id)
+            self._deliver(analysis, reply, previous, question)
         except SlackError as exc:
             log.warning("slack: could not deliver an analysis to %s: %s", reply.channel, exc)
         except RcaError as exc:
@@ -132,7 +220,7 @@ class _Handlers:
 
     # --- /rca ---------------------------------------------------------------------------
 
-    def command(self, ack: Ack, command: dict[str, Any]) -> None:
+    def command(self, ack: Ack, command: dict[str, Any], context: BoltContext) -> None:
         channel, user = command["channel_id"], command["user_id"]
         if not self.settings.allows(channel):
             ack(text="`/rca` is not enabled in this channel.")
@@ -144,8 +232,24 @@ class _Handlers:
             return
         start, end = parsed.window(self.now(), self.tz)
         ask = AnalysisAsk(parsed.services, start, end, parsed.question)
-        ack(text=self._announce(ask))
-        self._run(ask, ReplyTo(channel, user, parsed.private))
+        reply = ReplyTo(channel, user, parsed.private)
+        try:  # queued before the ack, so that the ack never promises what is not stored
+            analysis_id = self.backend.submit_analysis(ask, reply)
+        except RcaError as exc:
+            ack(text=f":x: {exc}")
+            return
+        down = context.get(SLACK_API_DOWN)
+        ack(text=self._unreachable(analysis_id, down) if down else self._announce(ask))
+        self._follow(analysis_id, reply, None, ask.question)
+
+    def _unreachable(self, analysis_id: str, why: str) -> str:
+        """The ack when Slack's Web API did not answer: the answer may never be posted here,
+        so say where the analysis is served."""
+        where = report_url(self.publisher, analysis_id) or f"GET /v1/analyses/{analysis_id}"
+        return (
+            f":warning: Slack's API is unreachable from rca-agent ({why}), so the answer may "
+            f"not be posted here. The analysis `{analysis_id}` runs anyway; read it at {where}."
+        )
 
     # --- mentions in incident threads ---------------------------------------------------
 
@@ -313,11 +417,14 @@ def build_bot(
         raise ConfigError("the Slack bot needs a signing secret: set RCA_SLACK_SIGNING_SECRET")
     if not publisher.client.token:
         raise ConfigError("the Slack bot needs a bot token: set RCA_SLACK_BOT_TOKEN")
+    # The App's own client carries no token (bolt would otherwise warn that ``authorize``
+    # replaces it); every call the handlers make goes through ``publisher.client``.
+    client = publisher.client
     app = App(
         name="rca-agent",
         signing_secret=secret,
-        client=publisher.client,
-        token_verification_enabled=False,  # startup must not depend on Slack being up
+        client=WebClient(base_url=client.base_url, timeout=client.timeout),
+        authorize=BotAuthorize(client),  # neither startup nor a request needs Slack up
         logger=log,
     )
     handlers = _Handlers(backend, publisher, answer, poll_s, now)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from agent.models import Trigger
 from agent.store import outbox
-from agent.store.tables import AnalysisRow, AnalysisService, Incident
+from agent.store.tables import SERVICE_NAME_MAX, AnalysisRow, AnalysisService, Incident
 
 
 class Outcome(StrEnum):
@@ -74,8 +74,12 @@ def enqueue(session: Session, job: NewJob, now: datetime, incident_id: str | Non
     )
     # An incident row must exist before the job that references it (foreign key).
     session.flush()
+    # The index serves ``?service=`` (at most SERVICE_NAME_MAX characters): an alert whose
+    # service label is longer is still analysed, it is only not findable by that name.
     session.add_all(
-        AnalysisService(analysis_id=job.id, service=s) for s in dict.fromkeys(job.services)
+        AnalysisService(analysis_id=job.id, service=s)
+        for s in dict.fromkeys(job.services)
+        if len(s) <= SERVICE_NAME_MAX
     )
 
 

@@ -6,6 +6,9 @@ handed to exactly one worker even if the row lock is unavailable. A lease expire
 whose worker died (``kill -9``, lost node) is claimed again once ``lease_expires_at`` passes.
 Every state change after the claim is fenced on ``lease_owner``, so a worker that lost its
 lease cannot overwrite the result of the worker that took the job over.
+
+A job that was already claimed ``max_attempts`` times is not claimed again: the claim that
+finds it marks it ``failed`` instead, so ``attempts`` never exceeds ``max_attempts``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ class ClaimedJob:
     window_end: datetime
     attempts: int
     alert_payload: str | None
+    # True: the job had used up its attempts; the claim marked it failed (``error``) and it
+    # must not run.
+    exhausted: bool = False
+    error: str | None = None
 
 
 def _claimable(now: datetime):  # type: ignore[no-untyped-def]
@@ -38,10 +45,16 @@ def _claimable(now: datetime):  # type: ignore[no-untyped-def]
     )
 
 
-def claim(session: Session, owner: str, lease: timedelta, now: datetime) -> ClaimedJob | None:
-    """Take the oldest claimable job, or None. Commits nothing: the caller's transaction does."""
+def claim(
+    session: Session, owner: str, lease: timedelta, now: datetime, max_attempts: int | None = None
+) -> ClaimedJob | None:
+    """Take the oldest claimable job, or None. Commits nothing: the caller's transaction does.
+
+    A job already claimed ``max_attempts`` times is failed here rather than claimed a further
+    time; it comes back with ``exhausted`` set so the caller can count it.
+    """
     row = session.execute(
-        select(AnalysisRow.id, AnalysisRow.attempts)
+        select(AnalysisRow.id, AnalysisRow.attempts, AnalysisRow.error)
         .where(_claimable(now))
         .order_by(AnalysisRow.created_at, AnalysisRow.id)
         .limit(1)
@@ -49,16 +62,29 @@ def claim(session: Session, owner: str, lease: timedelta, now: datetime) -> Clai
     ).first()
     if row is None:
         return None
+    exhausted = max_attempts is not None and row.attempts >= max_attempts
+    error = _gave_up(row.attempts, row.error) if exhausted else None
+    values: dict[str, object] = (
+        {
+            "status": "failed",
+            "error": error,
+            "finished_at": now,
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
+        if exhausted
+        else {
+            "status": "running",
+            "attempts": row.attempts + 1,
+            "lease_owner": owner,
+            "lease_expires_at": now + lease,
+            "started_at": now,
+        }
+    )
     taken = session.execute(
         update(AnalysisRow)
         .where(AnalysisRow.id == row.id, AnalysisRow.attempts == row.attempts, _claimable(now))
-        .values(
-            status="running",
-            attempts=row.attempts + 1,
-            lease_owner=owner,
-            lease_expires_at=now + lease,
-            started_at=now,
-        )
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     if taken.rowcount != 1:  # type: ignore[attr-defined]
@@ -66,7 +92,7 @@ def claim(session: Session, owner: str, lease: timedelta, now: datetime) -> Clai
     job = session.get_one(AnalysisRow, row.id)
     payload = (
         session.scalar(select(Incident.payload).where(Incident.id == job.incident_id))
-        if job.incident_id
+        if job.incident_id and not exhausted
         else None
     )
     return ClaimedJob(
@@ -74,9 +100,20 @@ def claim(session: Session, owner: str, lease: timedelta, now: datetime) -> Clai
         trigger=Trigger.model_validate_json(job.trigger),
         incident_start=job.incident_start,
         window_end=job.window_end,
-        attempts=job.attempts,
+        attempts=row.attempts if exhausted else row.attempts + 1,
         alert_payload=payload,
+        exhausted=exhausted,
+        error=error,
     )
+
+
+def _gave_up(attempts: int, last_error: str | None) -> str:
+    """Why a job that used up its attempts failed: each claim ended in a crash (the lease
+    expired) or a transient error (``last_error``)."""
+    reason = f"gave up after {attempts} attempts"
+    if last_error:
+        return f"{reason}; last error: {last_error}"
+    return f"{reason}; each ended without a result (the process died or lost its lease)"
 
 
 def _fenced(job_id: str, owner: str):  # type: ignore[no-untyped-def]

@@ -45,6 +45,9 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+SERVICE_NAME_MAX = 200  # the longest service name the ``analysis_services`` index holds
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -124,7 +127,7 @@ class AnalysisService(Base):
     analysis_id: Mapped[str] = mapped_column(
         ForeignKey("analyses.id", ondelete="CASCADE"), primary_key=True
     )
-    service: Mapped[str] = mapped_column(String(200), primary_key=True, index=True)
+    service: Mapped[str] = mapped_column(String(SERVICE_NAME_MAX), primary_key=True, index=True)
 
 
 class Feedback(Base):
