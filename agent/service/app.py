@@ -5,8 +5,9 @@ starts the workers and, when a Slack bot token is set, the Slack publisher (and 
 ``/slack/events``, see :mod:`agent.service.slack_app`); shutdown stops them and hands
 unfinished work back; it also runs the background source checks (:mod:`agent.service.health`).
 Pure ASGI middlewares run before any route, outermost first: the request id (logs and
-``X-Request-ID``), the HTTP request metrics, the body size limit (413 before anything is
-parsed) and the webhook result counter.
+``X-Request-ID``), the HTTP request metrics, the body limit (413 before anything is parsed,
+408 for a body that does not arrive within ``service.read_timeout_s``) and the webhook
+result counter.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
+import anyio
 from fastapi import FastAPI
 from sqlalchemy.orm import sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -35,15 +37,24 @@ from agent.store.db import database_url, make_engine, migrate
 
 log = logging.getLogger("rca.service")
 WEBHOOK_PATH = "/v1/alertmanager"
-_STATUS_RESULT = {401: "unauthorized", 403: "forbidden", 413: "too_large", 422: "invalid"}
+_STATUS_RESULT = {
+    401: "unauthorized",
+    403: "forbidden",
+    408: "timeout",
+    413: "too_large",
+    422: "invalid",
+}
 
 
 class BodyLimit:
-    """Answer 413 for bodies over ``limit`` bytes, whether announced or streamed."""
+    """Answer 413 for bodies over ``limit`` bytes, whether announced or streamed, and 408
+    when the whole body has not arrived ``timeout_s`` after the request's head: a client
+    that sends headers and stalls would otherwise hold its connection for ever."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, timeout_s: float) -> None:
         self.app = app
         self.limit = limit
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -56,8 +67,14 @@ class BodyLimit:
         chunks: list[bytes] = []
         size = 0
         more = True
+        deadline = anyio.current_time() + self.timeout_s
         while more:
-            message = await receive()
+            message: Message | None = None
+            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+                message = await receive()
+            if message is None:
+                await self._too_slow(scope, receive, send)
+                return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
@@ -82,6 +99,15 @@ class BodyLimit:
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problems.error_response(
             413, "too_large", f"request body over the limit of {self.limit} bytes"
+        )
+        await response(scope, receive, send)
+
+    async def _too_slow(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problems.error_response(
+            408,
+            "timeout",
+            f"request body not received within {self.timeout_s:g} s",
+            headers={"Connection": "close"},
         )
         await response(scope, receive, send)
 
@@ -176,7 +202,11 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Fa
     app.include_router(health.router)
     slack = install_slack(app, state)
     app.add_middleware(WebhookCounter, metrics=metrics)
-    app.add_middleware(BodyLimit, limit=settings.service.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.service.max_body_bytes,
+        timeout_s=settings.service.read_timeout_s,
+    )
     app.add_middleware(HttpMetrics, metrics=metrics)
     app.add_middleware(RequestContext)
     return app

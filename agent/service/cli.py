@@ -61,11 +61,11 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     Every setting below can come from the YAML file (--config) or the environment.
     See docs/configuration.md and docs/alertmanager.md.
     """
-    import uvicorn
     from sqlalchemy.exc import SQLAlchemyError
 
     from agent.service.app import create_app
     from agent.service.logs import configure as configure_logging
+    from agent.service.server import run
     from agent.store.db import database_url, make_engine, migrate
     from agent.tracing import configure as configure_tracing
 
@@ -94,5 +94,4 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     if exporters:
         logging.getLogger("rca.tracing").info("exporting traces: %s", ", ".join(exporters))
     app = create_app(settings)
-    # log_config=None: uvicorn leaves the logging configured above alone.
-    uvicorn.run(app, host=settings.service.host, port=settings.service.port, log_config=None)
+    run(app, settings)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -36,6 +37,14 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+class ErrorResponse(JSONResponse):
+    """JSON in ASCII: an error may quote the client's text (a field path through a label
+    key), and text with a lone surrogate cannot be encoded as UTF-8, but can be escaped."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
 def error_response(
     status: int,
     code: str,
@@ -44,7 +53,7 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body = ErrorBody(error=ErrorInfo(code=code, message=message, fields=fields or []))
-    return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
+    return ErrorResponse(body.model_dump(), status_code=status, headers=headers)
 
 
 def _path(loc: tuple[object, ...] | list[object]) -> str:

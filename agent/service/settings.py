@@ -86,6 +86,13 @@ class ServiceSettings(BaseModel):
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="largest request body accepted (413 above)"
     )
+    read_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="a request's head, and then its body, must arrive within this; else the "
+        "connection is closed (408 once the head is in), so stalled clients cannot hold it",
+    )
     page_size: int = Field(50, ge=1, le=500, description="default page size of GET /v1/analyses")
     charts: bool = Field(True, description="render the evidence chart (PNG) of each analysis")
     job_delay_s: float = Field(

@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 Answerer = Callable[[Analysis, str], str]
 SLACK_API_DOWN = "rca_slack_api_down"  # context key: why auth.test failed (Slack unreachable)
 AUTH_TEST_TIMEOUT_S = 2  # auth.test runs while Slack waits for the ack (3 s)
-AUTH_TEST_RETRY_S = 30.0
+AUTH_TEST_RETRY_S = 10.0
 _MENTION = re.compile(r"<@[A-Z0-9]+(\|[^>]*)?>")
 _RERUN = re.compile(r"^(re-?run|re-?analy[sz]e|again|refresh|update)\b", re.IGNORECASE)
 

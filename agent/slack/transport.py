@@ -28,6 +28,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import SecretStr
 from slack_bolt import App
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
+from slack_bolt.request.internals import parse_body
 from starlette.concurrency import run_in_threadpool
 
 if TYPE_CHECKING:
@@ -110,11 +111,16 @@ def slack_router(app: App, signing_secret: SecretStr | str, path: str = EVENTS_P
             refusals.refused(problem, request.client.host if request.client else "?")
             raise HTTPException(401, f"not a request signed by Slack: {problem}")
         try:
-            bolt_request = to_bolt_request(request, body)
+            parsed = parse_body(body.decode("utf-8"), request.headers.get("content-type"))
         except ValueError as exc:  # not UTF-8, or JSON that does not parse
             raise HTTPException(400, f"malformed Slack request body: {exc}") from None
-        if not isinstance(bolt_request.body, dict):
+        if not isinstance(parsed, dict):
             raise HTTPException(400, "malformed Slack request body: expected a form or object")
+        try:
+            bolt_request = to_bolt_request(request, body)
+        except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
+            # bolt reads team, enterprise and user ids out of the body as it builds the request
+            raise HTTPException(400, f"malformed Slack request body: {exc!r}") from None
         bolt_response = await run_in_threadpool(app.dispatch, bolt_request)
         return to_starlette_response(bolt_response)
 
