@@ -28,8 +28,10 @@ from agent.config import Settings
 from agent.service import api, changes_api, health, pages, problems, webhook
 from agent.service.health import SourceHealth, source_probes
 from agent.service.jobs import WorkerPool, utcnow
+from agent.service.lane import Lane
 from agent.service.logs import RequestContext
 from agent.service.metrics import HttpMetrics, ServiceMetrics
+from agent.service.runner import preload
 from agent.service.slack_app import install_slack
 from agent.service.state import ServiceState
 from agent.store import outbox, queue
@@ -149,9 +151,12 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Fa
     )
     sessions = sessionmaker(engine, expire_on_commit=False)
     metrics = ServiceMetrics(settings.backend, sorted(source_probes(settings)))
-    workers = WorkerPool(settings, sessions, metrics)
+    intake = Lane()
+    workers = WorkerPool(settings, sessions, metrics, yield_to=intake.wait_idle)
     sources = SourceHealth(settings)
-    state = ServiceState(settings, engine, sessions, metrics, workers, clock, sources=sources)
+    state = ServiceState(
+        settings, engine, sessions, metrics, workers, clock, sources=sources, intake=intake
+    )
 
     def read_queue() -> queue.QueueStats:
         with sessions.begin() as session:
@@ -169,6 +174,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Fa
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         migrate(engine)
+        preload()
         if engine.dialect.name == "sqlite":
             with sessions.begin() as session:
                 requeued = queue.requeue_orphans(session, clock())

@@ -102,7 +102,7 @@ def read_one(
     return share
 
 
-def require_webhook(request: Request, credentials: WebhookCredentials) -> None:
+async def require_webhook(request: Request, credentials: WebhookCredentials) -> None:
     expected = _settings(request).webhook_token
     if expected is None:
         return

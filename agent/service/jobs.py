@@ -109,11 +109,15 @@ class WorkerPool:
         sessions: sessionmaker,
         metrics: ServiceMetrics,
         on_done: list[Callable[[str], None]] | None = None,
+        yield_to: Callable[[], object] | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.metrics = metrics
         self.on_done = on_done or []
+        # Called before each claim: waits while the webhook is answering a burst
+        # (agent.service.lane), so that answers come before analyses.
+        self.yield_to = yield_to
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
@@ -151,6 +155,8 @@ class WorkerPool:
     def _loop(self, owner: str) -> None:
         poll = self.settings.service.poll_interval_s
         while not self._stopping.is_set():
+            if self.yield_to is not None:
+                self.yield_to()
             try:
                 with self.sessions.begin() as session:
                     job = queue.claim(

@@ -134,7 +134,7 @@ def _query_names(dependant: Any) -> set[str]:
     return names
 
 
-def known_query_only(request: Request) -> None:
+async def known_query_only(request: Request) -> None:
     """Strict validation: a query parameter the route does not declare is a 422 naming it,
     not silently ignored (a typo such as ``?servce=cart`` would otherwise list everything)."""
     dependant = getattr(request.scope.get("route"), "dependant", None)

@@ -91,7 +91,13 @@ def install_slack(app: FastAPI, state: ServiceState) -> SlackParts | None:
     )
     parts = SlackParts(
         SlackOutbox(
-            settings, state.sessions, state.metrics, publisher, state.workers.identity, state.clock
+            settings,
+            state.sessions,
+            state.metrics,
+            publisher,
+            state.workers.identity,
+            state.clock,
+            yield_to=state.intake.wait_idle,
         )
     )
     state.slack = parts.outbox

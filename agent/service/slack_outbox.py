@@ -61,6 +61,7 @@ class SlackOutbox:
         publisher: SlackPublisher,
         identity: str,
         clock: Callable[[], datetime],
+        yield_to: Callable[[], object] | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -69,6 +70,7 @@ class SlackOutbox:
         self.identity = identity
         self.owner = f"{identity}:slack"
         self.clock = clock
+        self.yield_to = yield_to  # waits while the webhook answers a burst (see WorkerPool)
         self._lease = lease_for(settings)
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
@@ -97,6 +99,8 @@ class SlackOutbox:
     def _loop(self) -> None:
         poll = self.settings.service.poll_interval_s
         while not self._stopping.is_set():
+            if self.yield_to is not None:
+                self.yield_to()
             try:
                 worked = self.deliver_next()
             except SQLAlchemyError as exc:  # the lease expires; the row is claimed again

@@ -1,10 +1,10 @@
 """What the routes share: settings, the store's sessions, the workers, the metrics, a clock,
-the Slack publisher and the source checks."""
+the Slack publisher, the source checks and the webhook's intake lane."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -14,6 +14,7 @@ from sqlalchemy.orm import sessionmaker
 
 from agent.config import Settings
 from agent.service.jobs import WorkerPool
+from agent.service.lane import Lane
 from agent.service.metrics import ServiceMetrics
 from agent.service.slack_outbox import SlackOutbox
 
@@ -31,6 +32,7 @@ class ServiceState:
     clock: Callable[[], datetime]
     slack: SlackOutbox | None = None  # the Slack publisher, when a bot token is set
     sources: SourceHealth | None = None  # the background source checks
+    intake: Lane = field(default_factory=Lane)  # the webhook's writes: see agent.service.lane
 
     def wake_slack(self) -> None:
         """Outbox rows were written in this process: deliver now, not at the next poll."""
@@ -38,6 +40,6 @@ class ServiceState:
             self.slack.wake()
 
 
-def service_state(request: Request) -> ServiceState:
+async def service_state(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.rca
     return state

@@ -118,12 +118,12 @@ def receive(state: ServiceState, payload: WebhookPayload) -> WebhookAccepted:
     },
     dependencies=[Depends(require_webhook)],
 )
-def alertmanager(
+async def alertmanager(
     payload: WebhookPayload,
     request: Request,
     state: Annotated[ServiceState, Depends(service_state)],
 ) -> WebhookAccepted:
     """Durably record the notification and queue its analysis; 202 once committed."""
-    accepted = receive(state, payload)
+    accepted = await state.intake.run(receive, state, payload)
     request.state.webhook_result = accepted.outcome
     return accepted

@@ -13,8 +13,9 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from agent.models import Trigger
@@ -57,9 +58,13 @@ class Episode:
 
 
 def enqueue(session: Session, job: NewJob, now: datetime, incident_id: str | None = None) -> None:
-    """Add a pending job (and its service index rows) to the session."""
-    session.add(
-        AnalysisRow(
+    """Add a pending job (and its service index rows) to the session's transaction.
+
+    Plain INSERTs rather than ORM objects: this runs in the webhook's answer path, where the
+    unit of work's bookkeeping cost more than the writes themselves.
+    """
+    session.execute(
+        insert(AnalysisRow).values(
             id=job.id,
             incident_id=incident_id,
             trigger=job.trigger.model_dump_json(),
@@ -72,20 +77,20 @@ def enqueue(session: Session, job: NewJob, now: datetime, incident_id: str | Non
             created_at=now,
         )
     )
-    # An incident row must exist before the job that references it (foreign key).
-    session.flush()
     # The index serves ``?service=`` (at most SERVICE_NAME_MAX characters): an alert whose
     # service label is longer is still analysed, it is only not findable by that name.
-    session.add_all(
-        AnalysisService(analysis_id=job.id, service=s)
-        for s in dict.fromkeys(job.services)
-        if len(s) <= SERVICE_NAME_MAX
-    )
+    services = [s for s in dict.fromkeys(job.services) if len(s) <= SERVICE_NAME_MAX]
+    if services:
+        session.execute(
+            insert(AnalysisService), [{"analysis_id": job.id, "service": s} for s in services]
+        )
 
 
 def record_firing(session: Session, episode: Episode, job: NewJob, now: datetime) -> Outcome:
     """Queue an analysis for a new episode; count a repeat of a known one."""
-    known = session.scalar(select(Incident).where(Incident.episode_key == episode.key))
+    known = session.execute(
+        select(Incident.id, Incident.status).where(Incident.episode_key == episode.key)
+    ).first()
     if known is not None:
         session.execute(
             update(Incident)
@@ -93,8 +98,8 @@ def record_firing(session: Session, episode: Episode, job: NewJob, now: datetime
             .values(notifications=Incident.notifications + 1)
         )
         return Outcome.LATE if known.status == "resolved" else Outcome.DUPLICATE
-    session.add(_incident(episode, "firing", now))
-    session.flush()
+    # The incident first: the job references it (foreign key).
+    session.execute(insert(Incident).values(**_incident(episode, "firing", now)))
     enqueue(session, job, now, incident_id=episode.id)
     return Outcome.NEW
 
@@ -122,21 +127,21 @@ def record_resolved(session: Session, episode: Episode, now: datetime) -> Outcom
     if known is not None:
         known.notifications += 1
         return Outcome.DUPLICATE
-    session.add(_incident(episode, "resolved", now))
+    session.execute(insert(Incident).values(**_incident(episode, "resolved", now)))
     return Outcome.RESOLVED_UNSEEN
 
 
-def _incident(episode: Episode, status: str, now: datetime) -> Incident:
-    return Incident(
-        id=episode.id,
-        episode_key=episode.key,
-        group_key=episode.group_key,
-        status=status,
-        alert_name=episode.alert_name,
-        alerts=json.dumps(episode.alerts),
-        starts_at=episode.starts_at,
-        received_at=now,
-        resolved_at=now if status == "resolved" else None,
-        notifications=1,
-        payload=episode.payload,
-    )
+def _incident(episode: Episode, status: str, now: datetime) -> dict[str, Any]:
+    return {
+        "id": episode.id,
+        "episode_key": episode.key,
+        "group_key": episode.group_key,
+        "status": status,
+        "alert_name": episode.alert_name,
+        "alerts": json.dumps(episode.alerts),
+        "starts_at": episode.starts_at,
+        "received_at": now,
+        "resolved_at": now if status == "resolved" else None,
+        "notifications": 1,
+        "payload": episode.payload,
+    }

@@ -1,0 +1,285 @@
+"""The moving parts of the chaos benchmark (:mod:`evals.bench_reliability`).
+
+- :class:`ServeProcess`: ``rca serve`` as a subprocess on a fixed port, so that it can be
+  killed with SIGKILL and started again where Alertmanager keeps sending;
+- :func:`deliver_all`: Alertmanager's side of the webhook: a pool of senders, each
+  notification retried with exponential backoff on a refused connection, a timeout, a 5xx or
+  a 429 until it is answered otherwise, every attempt timed;
+- faults: a store that fails (:func:`kill_connections` on PostgreSQL, :func:`lock_sqlite`),
+  sources that refuse or stall (:class:`SlowServer`), :func:`stall` connections;
+- :func:`count_outcome`: what the store and Slack hold afterwards, per alert group.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import create_engine, text
+
+TOKEN = "chaos-webhook-token"
+WEBHOOK_HEADERS = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServeProcess:
+    """``rca serve`` on ``port``; :meth:`start` again after :meth:`kill` to restart it."""
+
+    def __init__(self, env: dict[str, str], log: Path, port: int) -> None:
+        self.env = {**os.environ, **env, "RCA_SERVICE__PORT": str(port)}
+        self.log = log
+        self.url = f"http://127.0.0.1:{port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        command = [sys.executable, "-c", "from agent.cli import main; main()", "serve"]
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                command, env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"rca serve did not start; see {self.log}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook runs, as when a node dies."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+# --- Alertmanager's side -----------------------------------------------------------------
+
+
+@dataclass
+class Delivery:
+    """One notification: every attempt's answer (None: no answer) and its time."""
+
+    group_key: str
+    attempts: list[tuple[int | None, float]] = field(default_factory=list)
+
+    @property
+    def acknowledged(self) -> bool:
+        return any(status == 202 for status, _ in self.attempts)
+
+
+def _deliver(
+    client: httpx.Client, payload: dict[str, Any], deadline: float, delivery: Delivery
+) -> None:
+    """Alertmanager's retry: again on no answer, 5xx or 429, backing off 0.1 s to 2 s."""
+    backoff = 0.1
+    while time.monotonic() < deadline:
+        began = time.perf_counter()
+        try:
+            status: int | None = client.post(
+                "/v1/alertmanager", json=payload, headers=WEBHOOK_HEADERS
+            ).status_code
+        except httpx.HTTPError:
+            status = None
+        delivery.attempts.append((status, time.perf_counter() - began))
+        if status is not None and status < 500 and status != 429:
+            return
+        time.sleep(backoff)
+        backoff = min(2.0, backoff * 2)
+
+
+def deliver_all(
+    url: str,
+    payloads: list[dict[str, Any]],
+    senders: int,
+    deadline_s: float,
+    acknowledged: Callable[[int], None] | None = None,
+) -> list[Delivery]:
+    """Send every payload from ``senders`` threads; ``acknowledged(n)`` after each 202."""
+    deliveries = [Delivery(p["groupKey"]) for p in payloads]
+    deadline = time.monotonic() + deadline_s
+    done = 0
+    lock = threading.Lock()
+    limits = httpx.Limits(max_connections=senders, max_keepalive_connections=senders)
+    with httpx.Client(base_url=url, timeout=10, limits=limits) as client:
+
+        def send(index: int) -> None:
+            nonlocal done
+            _deliver(client, payloads[index], deadline, deliveries[index])
+            if deliveries[index].acknowledged and acknowledged is not None:
+                with lock:
+                    done += 1
+                    count = done
+                acknowledged(count)
+
+        with ThreadPoolExecutor(senders) as pool:
+            list(pool.map(send, range(len(payloads))))
+    return deliveries
+
+
+# --- faults ------------------------------------------------------------------------------
+
+
+def kill_connections(database_url: str, admin_url: str) -> int:
+    """PostgreSQL: terminate every backend of the service's database, as a restart does."""
+    name = database_url.rsplit("/", 1)[1]
+    admin_url = admin_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            killed = connection.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": name},
+            ).scalar()
+    finally:
+        admin.dispose()
+    return int(killed or 0)
+
+
+def lock_sqlite(path: Path, seconds: float) -> None:
+    """SQLite: another process holds the write lock for ``seconds`` (a backup, a migration)."""
+    connection = sqlite3.connect(path, timeout=30, isolation_level=None)
+    try:
+        connection.execute("BEGIN EXCLUSIVE")
+        time.sleep(seconds)
+        connection.execute("ROLLBACK")
+    finally:
+        connection.close()
+
+
+class SlowServer:
+    """An HTTP server that answers every request after ``delay_s``: a source past its timeout."""
+
+    def __init__(self, delay_s: float) -> None:
+        delay = delay_s
+
+        class Handler(BaseHTTPRequestHandler):
+            def _slow(self) -> None:
+                time.sleep(delay)
+                body = b'{"status":"success","data":{"resultType":"matrix","result":[]}}'
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass  # the client gave up long ago
+
+            do_GET = do_POST = do_HEAD = _slow
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> SlowServer:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@contextmanager
+def stall(port: int, count: int) -> Iterator[list[socket.socket]]:
+    """``count`` connections that send part of a request and stop: half stall in the head,
+    half in the body. Yields the sockets; closes them on exit."""
+    head = b"POST /v1/alertmanager HTTP/1.1\r\nHost: rca\r\n"
+    body = head + b"Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n{"
+    opened: list[socket.socket] = []
+    try:
+        for index in range(count):
+            connection = socket.create_connection(("127.0.0.1", port))
+            connection.sendall(body if index % 2 else head)
+            opened.append(connection)
+        yield opened
+    finally:
+        for connection in opened:
+            connection.close()
+
+
+def closed_by_server(connections: list[socket.socket]) -> int:
+    """How many of ``connections`` the server has closed (read to EOF without waiting)."""
+    closed = 0
+    for connection in connections:
+        connection.setblocking(False)
+        try:
+            while chunk := connection.recv(65536):
+                del chunk
+            closed += 1
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed += 1
+    return closed
+
+
+# --- what is stored and posted -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stored:
+    """Per alert group: analyses stored (any state), analyses done, Slack top-level posts."""
+
+    analyses: Counter[str]
+    done: Counter[str]
+    posts: Counter[str]
+
+
+def count_outcome(database_url: str, slack: Any) -> Stored:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text(
+                    "SELECT i.group_key, a.status FROM analyses a "
+                    "JOIN incidents i ON a.incident_id = i.id"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    posts: Counter[str] = Counter(
+        (m.metadata or {}).get("event_payload", {}).get("incident_key", "?")
+        for m in slack.top_level()
+    )
+    return Stored(
+        analyses=Counter(group for group, _ in rows),
+        done=Counter(group for group, status in rows if status == "done"),
+        posts=posts,
+    )
