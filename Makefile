@@ -13,13 +13,14 @@ DEV_STAMP := $(VENV)/.installed-dev
 SEEDS ?= 1000-1199
 OUT ?= out
 
-.PHONY: help demo test lint typecheck pytest bench eval servers browser models clean
+.PHONY: help demo test lint typecheck pytest bench bench-reliability eval servers browser models clean
 
 help:
 	@echo "make demo       simulate an incident, analyze it, write demo-output/report.md + evidence.png"
 	@echo "make test       install dev tools (+ Prometheus/Alertmanager/VictoriaMetrics, chromium if missing), lint, type-check, pytest"
 	@echo "make lint       ruff check + ruff format --check"
 	@echo "make bench      time analyze() on 10/100/1000 synthetic services -> $(OUT)/bench.json"
+	@echo "make bench-reliability  rca serve under faults (SQLite, PostgreSQL) -> $(OUT)/bench_reliability.json"
 	@echo "make eval       accuracy on simulator seeds $(SEEDS) -> $(OUT)/eval.json + eval.png"
 
 $(BIN)/python:
@@ -112,6 +113,13 @@ test: $(DEV_STAMP) servers browser models
 
 bench: $(CORE_STAMP)
 	$(BIN)/python -m evals.bench --services 10,100,1000 --json $(OUT)/bench.json
+
+# The chaos benchmark of rca serve (docs/benchmarks.md): a burst, kill -9, the store failing,
+# Slack failing, sources down or slow, stalled connections; on SQLite and the local
+# PostgreSQL (127.0.0.1:5432; set PG_ADMIN= to skip it). Uses the Slack double in tests/.
+PG_ADMIN ?= postgresql://postgres@127.0.0.1:5432/postgres
+bench-reliability: $(DEV_STAMP)
+	$(BIN)/python -m evals.bench_reliability --postgres '$(PG_ADMIN)' --json $(OUT)/bench_reliability.json
 
 eval: $(CORE_STAMP)
 	$(BIN)/rca eval --suite sim --seeds $(SEEDS) --json $(OUT)/eval.json --png $(OUT)/eval.png

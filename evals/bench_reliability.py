@@ -74,6 +74,8 @@ SCENARIOS = ("burst", "kill9", "store", "slack", "sources-down", "sources-slow",
 SEND_S = 60.0
 DRAIN_S = 240.0
 FAULT_AT = 0.4  # the share of the burst acknowledged when a fault strikes
+STALLED = 300
+READ_TIMEOUT_S = 10.0  # service.read_timeout_s, the default
 
 
 @dataclass
@@ -175,7 +177,7 @@ def run_scenario(name: str, store: str, database: str, root: Path, admin_url: st
     groups = 40 if name.startswith("sources") else 200
     payloads = notifications(groups, 5)
     data = root / "data"
-    note = ""
+    notes: list[str] = []
     with ExitStack() as stack:
         api = stack.enter_context(SlackDouble())
         snapshots = None if name.startswith("sources") else root / "snapshots"
@@ -190,34 +192,62 @@ def run_scenario(name: str, store: str, database: str, root: Path, admin_url: st
         service = ServeProcess(env, data / "serve.log", free_port())
         service.start()
         stack.callback(service.stop)
-        fault = _fault(name, store, database, admin_url, data, service)
+        fault = _fault(name, store, database, admin_url, data, service, notes)
         stalled: list[Any] = []
         if name == "stalled":
-            stalled = stack.enter_context(stall(int(service.url.rsplit(":", 1)[1]), 300))
+            stalled = stack.enter_context(stall(int(service.url.rsplit(":", 1)[1]), STALLED))
         began = time.monotonic()
         with _at(FAULT_AT, len(payloads), fault) as acknowledged:
             deliveries = deliver_all(service.url, payloads, 20, SEND_S, acknowledged)
-        if name == "stalled":
-            note = f"{closed_by_server(stalled)}/300 stalled connections closed by the server"
         drain_s = _drain(database, api, {p["groupKey"] for p in payloads}, began)
         stored = count_outcome(database, api)
-    return _row(name, store, deliveries, stored, drain_s, note)
+        if name == "stalled":
+            notes.append(_closed(stalled, began))
+        if name == "slack":
+            calls = len(api.calls("chat.postMessage"))
+            notes.append(f"chat.postMessage called {calls} times (40 failed as scripted)")
+    unanswered = sum(1 for d in deliveries for status, _ in d.attempts if status is None)
+    if unanswered:
+        notes.append(f"{unanswered} attempts got no answer and were retried")
+    return _row(name, store, deliveries, stored, drain_s, "; ".join(notes))
+
+
+def _closed(stalled: list[Any], began: float) -> str:
+    """How many stalled connections the server closed, read_timeout_s (10 s) after they
+    stalled, with a little slack."""
+    deadline = began + READ_TIMEOUT_S + 3
+    closed = closed_by_server(stalled)
+    while closed < len(stalled) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        closed += closed_by_server(stalled)
+    return f"{closed}/{len(stalled)} stalled connections closed by the server"
 
 
 def _fault(
-    name: str, store: str, database: str, admin_url: str, data: Path, service: ServeProcess
+    name: str,
+    store: str,
+    database: str,
+    admin_url: str,
+    data: Path,
+    service: ServeProcess,
+    notes: list[str],
 ) -> Callable[[], None]:
     def kill9() -> None:
         service.kill()
+        began = time.monotonic()
         service.start()
+        notes.append(f"SIGKILL, restarted in {time.monotonic() - began:.1f} s")
 
     def store_fault() -> None:
         if store == "postgresql":
+            killed = 0
             for _ in range(3):
-                kill_connections(database, admin_url)
+                killed += kill_connections(database, admin_url)
                 time.sleep(0.5)
+            notes.append(f"{killed} PostgreSQL connections terminated in 3 rounds")
         else:
             lock_sqlite(data / "rca.db", 3.0)
+            notes.append("another process held the SQLite write lock for 3 s")
 
     return {"kill9": kill9, "store": store_fault}.get(name, lambda: None)
 

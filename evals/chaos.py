@@ -235,18 +235,22 @@ def stall(port: int, count: int) -> Iterator[list[socket.socket]]:
 
 
 def closed_by_server(connections: list[socket.socket]) -> int:
-    """How many of ``connections`` the server has closed (read to EOF without waiting)."""
+    """How many of ``connections`` the server has closed since the last call (each is read
+    to its end without waiting, and counted once)."""
     closed = 0
     for connection in connections:
+        if connection.fileno() == -1:
+            continue  # counted before
         connection.setblocking(False)
         try:
             while chunk := connection.recv(65536):
                 del chunk
-            closed += 1
         except BlockingIOError:
-            pass
+            continue
         except OSError:
-            closed += 1
+            pass
+        closed += 1
+        connection.close()
     return closed
 
 

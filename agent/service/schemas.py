@@ -3,10 +3,15 @@
 Requests are strict (unknown fields are 422) except the webhook payload, which follows
 Alertmanager's own model and keeps fields future releases may add.
 
-Every request body is checked for text no store can hold: NUL (PostgreSQL refuses it) and
-lone UTF-16 surrogates (valid JSON escapes such as ``"\ud800"``, but not Unicode, so they
-cannot be encoded as UTF-8). Either is a 422 naming the field, on SQLite as on PostgreSQL,
-rather than a 500 while storing.
+Text a store cannot hold is a 422 naming the field, on SQLite as on PostgreSQL, rather than a
+500 while storing:
+
+- a lone UTF-16 surrogate (a valid JSON escape such as ``"\ud800"``, but not Unicode, so it
+  cannot be encoded as UTF-8) anywhere in a body, fields Alertmanager may add included;
+- NUL in a declared text field (labels, group key, service names, notes...), which the
+  store keeps as text and PostgreSQL refuses. The OpenAPI schema says so (``pattern``,
+  ``propertyNames``); fields the webhook does not declare are kept as JSON, escaped, so
+  NUL is fine there.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -30,64 +36,94 @@ from pydantic_core import PydanticCustomError
 from agent.models import Analysis, Change, ChangeKind, FaultType, Trigger
 from connectors.alertmanager import Alert, AlertmanagerWebhook
 
-# Times outside this range are typos or fuzz, and break window arithmetic downstream.
+# Times outside this range are typos or fuzz, and break window arithmetic downstream. The
+# schema allows the years 1970-2199 as written; the check allows a day either side for offsets.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+_YEARS = r"^(19[7-9][0-9]|2[01][0-9][0-9])-"
 MAX_RANGE = timedelta(days=7)
 _DURATION = re.compile(r"^(\d{1,6})([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-ServiceName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-VersionText = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-JobStatus = Literal["pending", "running", "done", "failed"]
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+NO_NUL = "^[^\\u0000]*$"  # what the schema says of every declared text field
 UNSTORABLE_TEXT = "unstorable_text"  # the error type; its ``ctx["at"]`` is the path inside
 
 
-def _unstorable(value: Any, at: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], str] | None:
-    """The path and the offending character of the first text a store cannot hold."""
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise PydanticCustomError("nul_text", "text contains NUL; send text without NUL")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul), Field(json_schema_extra={"pattern": NO_NUL})]
+TextMap = Annotated[
+    dict[Annotated[str, AfterValidator(_no_nul)], Annotated[str, AfterValidator(_no_nul)]],
+    Field(
+        json_schema_extra={
+            "propertyNames": {"pattern": NO_NUL},
+            "additionalProperties": {"type": "string", "pattern": NO_NUL},
+        }
+    ),
+]
+ServiceName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200),
+    AfterValidator(_no_nul),
+    Field(json_schema_extra={"pattern": NO_NUL}),
+]
+VersionText = ServiceName  # versions, authors, ids: 1-200 characters, no NUL
+JobStatus = Literal["pending", "running", "done", "failed"]
+
+
+def _surrogate(value: Any, at: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], str] | None:
+    """The path and the character of the first lone surrogate in a JSON value."""
     if isinstance(value, str):
-        char = _UNSTORABLE.search(value)
+        char = _SURROGATE.search(value)
         return (at, char.group()) if char else None
     items: Any = ()
     if isinstance(value, dict):
         for key in value:
-            if isinstance(key, str) and (bad := _UNSTORABLE.search(key)):
+            if isinstance(key, str) and (bad := _SURROGATE.search(key)):
                 return ((*at, key), bad.group())
         items = value.items()
     elif isinstance(value, list):
         items = enumerate(value)
     for key, item in items:
-        if (found := _unstorable(item, (*at, key))) is not None:
+        if (found := _surrogate(item, (*at, key))) is not None:
             return found
     return None
 
 
 class StorableText(BaseModel):
-    """A request body whose text must be storable: see the module docstring."""
+    """A request body with no lone surrogate anywhere: see the module docstring."""
 
     @model_validator(mode="before")
     @classmethod
-    def _storable_text(cls, data: Any) -> Any:
-        found = _unstorable(data, ())
+    def _no_lone_surrogate(cls, data: Any) -> Any:
+        found = _surrogate(data, ())
         if found is None:
             return data
         at, char = found
-        what = "NUL" if char == "\x00" else f"a lone UTF-16 surrogate (U+{ord(char):04X})"
         raise PydanticCustomError(
             UNSTORABLE_TEXT,
-            "text contains {what}; send valid Unicode without NUL",
-            {"what": what, "at": list(at)},
+            "text contains a lone UTF-16 surrogate (U+{code}); send valid Unicode",
+            {"code": f"{ord(char):04X}", "at": list(at)},
         )
 
 
 class WebhookAlert(Alert):
-    """One alert of the payload, with ``startsAt`` checked to be a plausible time."""
+    """One alert of the payload: text without NUL, ``startsAt`` a plausible time."""
+
+    labels: TextMap
+    annotations: TextMap = Field(default_factory=dict)
+    startsAt: Annotated[datetime, Field(json_schema_extra={"pattern": _YEARS})]
+    generatorURL: Text = ""
+    fingerprint: Text = ""
 
     @field_validator("startsAt")
     @classmethod
     def _plausible(cls, value: datetime) -> datetime:
-        if not EARLIEST <= value < LATEST:
+        if not EARLIEST - timedelta(days=1) <= value < LATEST + timedelta(days=1):
             raise ValueError("must lie between 1970 and 2200")
         return value
 
@@ -95,6 +131,12 @@ class WebhookAlert(Alert):
 class WebhookPayload(StorableText, AlertmanagerWebhook):
     """Alertmanager's payload (version 4) as :mod:`connectors.alertmanager` models it."""
 
+    groupKey: Text
+    receiver: Text
+    groupLabels: TextMap = Field(default_factory=dict)
+    commonLabels: TextMap = Field(default_factory=dict)
+    commonAnnotations: TextMap = Field(default_factory=dict)
+    externalURL: Text = ""
     alerts: list[WebhookAlert] = Field(min_length=1)  # type: ignore[assignment]
 
 
@@ -135,7 +177,7 @@ class AnalysisRequest(StorableText):
     last: str | None = Field(
         None, pattern=r"^\d{1,6}[smhd]$", description='a range ending now, e.g. "30m" (default)'
     )
-    question: str | None = Field(None, max_length=2000)
+    question: Text | None = Field(None, max_length=2000)
 
     @model_validator(mode="after")
     def _one_range(self) -> AnalysisRequest:
@@ -214,8 +256,8 @@ class FeedbackRequest(StorableText):
     verdict: Literal["correct", "wrong", "partially"]
     actual_service: ServiceName | None = None
     actual_fault_type: FaultType | None = None
-    note: str = Field("", max_length=5000)
-    author: str = Field("", max_length=200)
+    note: Text = Field("", max_length=5000)
+    author: Text = Field("", max_length=200)
 
 
 class FeedbackStored(BaseModel):
@@ -246,7 +288,7 @@ def _rfc3339(value: object) -> object:
     return value
 
 
-class ChangeRequest(BaseModel):
+class ChangeRequest(StorableText):
     """A change CI/CD reports (``POST /v1/changes``): a deploy, a config push, a scale."""
 
     model_config = ConfigDict(extra="forbid")
@@ -259,7 +301,7 @@ class ChangeRequest(BaseModel):
     from_version: VersionText | None = Field(None, description="the version before")
     to_version: VersionText | None = Field(None, description="the version after")
     author: VersionText | None = Field(None, description="who made it: a person, argocd, ...")
-    link: str | None = Field(None, max_length=2000, description="the CI run, the Argo CD app")
+    link: Text | None = Field(None, max_length=2000, description="the CI run, the Argo CD app")
     id: VersionText | None = Field(
         None,
         description="your id for it (a CI run id); repeated posts with the same service and "

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from agent.models import Trigger
 from agent.service.auth import require_webhook
-from agent.service.problems import known_query_only
+from agent.service.problems import RETRY_AFTER_S, ApiError, known_query_only
 from agent.service.schemas import ErrorBody, WebhookAccepted, WebhookPayload
 from agent.service.state import ServiceState, service_state
 from agent.store.intake import Episode, NewJob, Outcome, record_firing, record_resolved
@@ -94,8 +94,13 @@ def receive(state: ServiceState, payload: WebhookPayload) -> WebhookAccepted:
             break
         except IntegrityError:  # a concurrent delivery created the episode first: re-read
             continue
-    else:
-        raise RuntimeError(f"episode {episode.id} kept conflicting")
+    else:  # not the client's fault: tell Alertmanager to retry
+        raise ApiError(
+            503,
+            "conflict",
+            f"episode {episode.id} kept conflicting with concurrent deliveries; retry",
+            {"Retry-After": RETRY_AFTER_S},
+        )
     if outcome is Outcome.NEW:
         state.workers.wake()
     if outcome is Outcome.RESOLVED:
