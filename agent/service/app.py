@@ -175,6 +175,8 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Fa
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         migrate(engine)
         preload()
+        anyio.current_time()  # imports anyio's backend, which BodyLimit's deadline uses
+        await intake.run(webhook.warm_up, state)
         if engine.dialect.name == "sqlite":
             with sessions.begin() as session:
                 requeued = queue.requeue_orphans(session, clock())

@@ -1,4 +1,5 @@
-"""How ``rca serve`` runs the app: uvicorn's h11 protocol with a deadline on request heads.
+"""How ``rca serve`` runs the app: uvicorn's h11 protocol with a deadline on request heads,
+logging that never writes from the event loop, and a short GIL switch interval.
 
 uvicorn closes idle keep-alive connections, but a connection that sends part of a request
 head and stops (slowloris) is held for ever: its keep-alive timer is cancelled by the first
@@ -6,11 +7,20 @@ byte, and the app only sees a request once the head is complete. So every connec
 deadline when it opens and after each response: the next request head must be complete
 within ``service.read_timeout_s``, else the connection is closed. The body is the app's
 business (:class:`agent.service.app.BodyLimit` answers 408 for a body that stalls).
+
+The event loop answers every request, and under a burst it competes for the GIL with the
+threads that write to the store: each time it blocks in a system call it gives the GIL up,
+and getting it back could take the whole switch interval (5 ms). So log records, the access
+log's included, go through a queue to a thread that writes them, and the interval is 1 ms.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import queue
+import sys
+from logging.handlers import QueueHandler, QueueListener
 from typing import Any
 
 import uvicorn
@@ -71,13 +81,46 @@ def protocol(head_timeout_s: float) -> type[H11Protocol]:
     return type("HeadDeadlineH11", (HeadDeadlineH11,), {"head_timeout_s": head_timeout_s})
 
 
+SWITCH_INTERVAL_S = 0.001
+
+
+class _Handoff(QueueHandler):
+    """Hands the record itself to the writer thread: formatting happens there, with the
+    record's arguments intact (the JSON format reads an access line's fields from them)."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+
+def write_off_the_loop() -> QueueListener:
+    """Move the root logger's handlers (as :func:`agent.service.logs.configure` set them) to a
+    thread fed by a queue; their filters also run where a record is logged, so that the ids
+    bound in that context (request, analysis) are read there. ``stop()`` it last."""
+    root = logging.getLogger()
+    writers = list(root.handlers)
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    handoff = _Handoff(records)
+    for writer in writers:
+        for where in writer.filters:
+            handoff.addFilter(where)
+    root.handlers[:] = [handoff]
+    listener = QueueListener(records, *writers, respect_handler_level=True)
+    listener.start()
+    return listener
+
+
 def run(app: FastAPI, settings: Settings) -> None:
     """Serve ``app`` on ``service.host:service.port`` until interrupted."""
     service = settings.service
-    uvicorn.run(
-        app,
-        host=service.host,
-        port=service.port,
-        log_config=None,  # uvicorn leaves the logging configured by ``rca serve`` alone
-        http=protocol(service.read_timeout_s),
-    )
+    listener = write_off_the_loop()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    try:
+        uvicorn.run(
+            app,
+            host=service.host,
+            port=service.port,
+            log_config=None,  # uvicorn leaves the logging configured by ``rca serve`` alone
+            http=protocol(service.read_timeout_s),
+        )
+    finally:
+        listener.stop()
