@@ -2,7 +2,7 @@
 
 - :class:`ServeProcess`: ``rca serve`` as a subprocess on a fixed port, so that it can be
   killed with SIGKILL and started again where Alertmanager keeps sending;
-- :func:`deliver_all`: Alertmanager's side of the webhook: a pool of senders, each
+- :func:`deliver_all`: Alertmanager's side of the webhook: concurrent senders (asyncio), each
   notification retried with exponential backoff on a refused connection, a timeout, a 5xx or
   a 429 until it is answered otherwise, every attempt timed;
 - faults: a store that fails (:func:`kill_connections` on PostgreSQL, :func:`lock_sqlite`),
@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import socket
@@ -22,7 +24,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,7 +34,6 @@ import httpx
 from sqlalchemy import create_engine, text
 
 TOKEN = "chaos-webhook-token"
-WEBHOOK_HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def free_port() -> int:
@@ -97,24 +97,92 @@ class Delivery:
         return any(status == 202 for status, _ in self.attempts)
 
 
-def _deliver(
-    client: httpx.Client, payload: dict[str, Any], deadline: float, delivery: Delivery
-) -> None:
-    """Alertmanager's retry: again on no answer, 5xx or 429, backing off 0.1 s to 2 s."""
-    backoff = 0.1
-    while time.monotonic() < deadline:
-        began = time.perf_counter()
+class _Connection:
+    """One keep-alive HTTP/1.1 connection, as Alertmanager's Go client keeps them: a few
+    lines of asyncio instead of a client library, so the load generator leaves the two
+    cores to the service and times answers without waiting for a GIL of its own."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, request: bytes, timeout_s: float) -> int | None:
+        """The answer's status, or None: refused, reset, or no answer in time."""
         try:
-            status: int | None = client.post(
-                "/v1/alertmanager", json=payload, headers=WEBHOOK_HEADERS
-            ).status_code
-        except httpx.HTTPError:
-            status = None
-        delivery.attempts.append((status, time.perf_counter() - began))
-        if status is not None and status < 500 and status != 429:
-            return
-        time.sleep(backoff)
-        backoff = min(2.0, backoff * 2)
+            return await asyncio.wait_for(self._post(request), timeout_s)
+        except (TimeoutError, OSError, EOFError, ValueError):
+            self.close()
+            return None
+
+    async def _post(self, request: bytes) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(request)
+        status = int((await self.reader.readuntil(b"\r\n")).split()[1])
+        length, close = 0, False
+        while (line := await self.reader.readuntil(b"\r\n")) != b"\r\n":
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+            elif name.lower() == "connection" and "close" in value.lower():
+                close = True
+        await self.reader.readexactly(length)
+        if close:
+            self.close()
+        return status
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+def _request(host: str, payload: dict[str, Any]) -> bytes:
+    body = json.dumps(payload).encode()
+    head = (
+        f"POST /v1/alertmanager HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def _deliver_all(
+    url: str,
+    payloads: list[dict[str, Any]],
+    senders: int,
+    deadline_s: float,
+    acknowledged: Callable[[int], None] | None,
+) -> list[Delivery]:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    requests = [_request(f"{host}:{port}", p) for p in payloads]
+    deliveries = [Delivery(p["groupKey"]) for p in payloads]
+    deadline = time.monotonic() + deadline_s
+    todo = iter(range(len(payloads)))
+    done = 0
+
+    async def sender() -> None:
+        nonlocal done
+        connection = _Connection(host, int(port))
+        for index in todo:
+            delivery, backoff = deliveries[index], 0.1
+            while time.monotonic() < deadline:  # Alertmanager's retry: 5xx, 429, no answer
+                began = time.perf_counter()
+                status = await connection.post(requests[index], 10.0)
+                delivery.attempts.append((status, time.perf_counter() - began))
+                if status is not None and status < 500 and status != 429:
+                    break
+                await asyncio.sleep(backoff)
+                backoff = min(2.0, backoff * 2)
+            if delivery.acknowledged and acknowledged is not None:
+                done += 1
+                acknowledged(done)
+        connection.close()
+
+    await asyncio.gather(*(sender() for _ in range(senders)))
+    return deliveries
 
 
 def deliver_all(
@@ -124,26 +192,10 @@ def deliver_all(
     deadline_s: float,
     acknowledged: Callable[[int], None] | None = None,
 ) -> list[Delivery]:
-    """Send every payload from ``senders`` threads; ``acknowledged(n)`` after each 202."""
-    deliveries = [Delivery(p["groupKey"]) for p in payloads]
-    deadline = time.monotonic() + deadline_s
-    done = 0
-    lock = threading.Lock()
-    limits = httpx.Limits(max_connections=senders, max_keepalive_connections=senders)
-    with httpx.Client(base_url=url, timeout=10, limits=limits) as client:
-
-        def send(index: int) -> None:
-            nonlocal done
-            _deliver(client, payloads[index], deadline, deliveries[index])
-            if deliveries[index].acknowledged and acknowledged is not None:
-                with lock:
-                    done += 1
-                    count = done
-                acknowledged(count)
-
-        with ThreadPoolExecutor(senders) as pool:
-            list(pool.map(send, range(len(payloads))))
-    return deliveries
+    """Send every payload from ``senders`` concurrent senders, each notification retried
+    like Alertmanager until answered otherwise than 5xx or 429 (backing off 0.1 s to 2 s)
+    or until ``deadline_s``; ``acknowledged(n)`` after each 202."""
+    return asyncio.run(_deliver_all(url, payloads, senders, deadline_s, acknowledged))
 
 
 # --- faults ------------------------------------------------------------------------------
