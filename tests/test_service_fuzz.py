@@ -6,15 +6,16 @@ notification or request accepted must be findable afterwards (no data loss).
 
 The schema states what JSON Schema can (no NUL in text, the years an alert may start in);
 the few rules it cannot state (``start`` before ``end``, a range of at most 7 days, ``start``
-or ``last``, a ``cursor`` this server handed out) are :func:`follows_the_rules`: schema-valid
-cases that break them are not generated as valid data.
+or ``last``, a ``cursor`` this server handed out, a reported change's time near the clock)
+are :func:`follows_the_rules`: schema-valid cases that break them are not generated as
+valid data.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -73,9 +74,13 @@ def follows_the_rules(_: Any, case: Any) -> bool:
         return True
     if case.method.upper() == "GET" and case.path == "/v1/analyses":
         return "cursor" not in (case.query or {})
+    body = case.body if isinstance(case.body, dict) else {}
+    if case.method.upper() == "POST" and case.path == "/v1/changes":
+        # a reported change lies between the retention (90 days) and the clock skew (300 s)
+        at, now = _time(body.get("at")), datetime.now(UTC)
+        return at is not None and now - timedelta(days=89) < at < now + timedelta(seconds=250)
     if case.method.upper() != "POST" or case.path != "/v1/analyses":
         return True
-    body = case.body if isinstance(case.body, dict) else {}
     start, end = _time(body.get("start")), _time(body.get("end"))
     if ("start" in body) != ("end" in body) or ("start" in body and "last" in body):
         return False

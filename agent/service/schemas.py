@@ -45,6 +45,7 @@ MAX_RANGE = timedelta(days=7)
 _DURATION = re.compile(r"^(\d{1,6})([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_LINK = re.compile(r"^https?://[^\s\x00]+$")
 NO_NUL = "^[^\\u0000]*$"  # what the schema says of every declared text field
 UNSTORABLE_TEXT = "unstorable_text"  # the error type; its ``ctx["at"]`` is the path inside
 
@@ -273,7 +274,7 @@ class FeedbackStored(BaseModel):
 
 def _http_link(value: str | None) -> str | None:
     """Links are shown in reports and Slack: only http(s), never ``javascript:``."""
-    if value is not None and not re.match(r"^https?://\S+$", value):
+    if value is not None and not _LINK.match(value):
         raise ValueError("must be an http:// or https:// URL")
     return value
 
@@ -301,7 +302,12 @@ class ChangeRequest(StorableText):
     from_version: VersionText | None = Field(None, description="the version before")
     to_version: VersionText | None = Field(None, description="the version after")
     author: VersionText | None = Field(None, description="who made it: a person, argocd, ...")
-    link: Text | None = Field(None, max_length=2000, description="the CI run, the Argo CD app")
+    link: str | None = Field(
+        None,
+        max_length=2000,
+        description="the CI run, the Argo CD app",
+        json_schema_extra={"pattern": _LINK.pattern.replace("\\x00", "\\u0000")},
+    )
     id: VersionText | None = Field(
         None,
         description="your id for it (a CI run id); repeated posts with the same service and "
