@@ -14,6 +14,7 @@ it, so under a burst the answers come first:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import time
 from collections.abc import Callable
@@ -42,7 +43,9 @@ class Lane:
             self._busy += 1
             self._idle.clear()
         try:
-            return await asyncio.wrap_future(self._pool.submit(work, *args, **kwargs))
+            context = contextvars.copy_context()  # the request's ids reach its log lines
+            future = self._pool.submit(lambda: context.run(work, *args, **kwargs))
+            return await asyncio.wrap_future(future)
         finally:
             with self._lock:
                 self._busy -= 1
