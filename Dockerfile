@@ -2,15 +2,24 @@
 #
 # rca-agent container images. Two targets, one recipe:
 #
+#   make image                                                 # core, tagged with the version
 #   docker build --target core  -t rca-agent:0.1.0 .          # extractive + openai backends
 #   docker build --target local -t rca-agent:0.1.0-local .    # + torch (CPU), transformers, peft
 #
+# The version has one source, `version` in pyproject.toml: `make image` passes it as VERSION and
+# tags the image with it, and VERSION's default below must equal it (tests/test_packaging.py).
+# Dependencies install from constraints.txt (`make constraints` regenerates it), so two builds
+# of one commit get the same versions.
 # The build stages install the project into a virtual environment at /opt/rca; the runtime
 # stages copy only that environment onto a fresh slim Python image, so no compiler, pip cache
 # or source tree ships. Every dependency installs from wheels, so no stage needs build tools.
 # Settings come from the environment (RCA_*) or a YAML file (RCA_CONFIG); see docs/deploy.md.
 
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# The base is pinned by digest (a tag moves under a rebuild). The digest is the multi-platform
+# index of python:3.11-slim-bookworm; refresh it (e.g. monthly, for Debian's security fixes) with
+#   docker buildx imagetools inspect python:3.11-slim-bookworm --format '{{json .Manifest.Digest}}'
+# and replace it here; `--build-arg PYTHON_IMAGE=...` overrides it for one build.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
 
 # ---------------------------------------------------------------------------------------------
 # build: the core install, into /opt/rca
@@ -20,12 +29,12 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/rca
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE constraints.txt ./
 COPY agent ./agent
 COPY connectors ./connectors
 COPY evals ./evals
 COPY finetune ./finetune
-RUN /opt/rca/bin/pip install .
+RUN /opt/rca/bin/pip install --constraint constraints.txt .
 
 # ---------------------------------------------------------------------------------------------
 # build-local: adds the in-process `hf` backend. torch comes from PyTorch's CPU wheel index so
@@ -33,7 +42,7 @@ RUN /opt/rca/bin/pip install .
 FROM build AS build-local
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 RUN /opt/rca/bin/pip install --index-url "${TORCH_INDEX_URL}" torch==2.13.0 \
-    && /opt/rca/bin/pip install '.[local]'
+    && /opt/rca/bin/pip install --constraint constraints.txt '.[local]'
 
 # ---------------------------------------------------------------------------------------------
 # runtime: what both final images share. A fixed numeric UID lets Kubernetes verify

@@ -12,8 +12,15 @@ CORE_STAMP := $(VENV)/.installed-core
 DEV_STAMP := $(VENV)/.installed-dev
 SEEDS ?= 1000-1199
 OUT ?= out
+LOWEST := .venv-lowest
+# torch is pinned (==2.13.0): take the CPU wheel, not PyPI's CUDA one. Where PyTorch's index
+# is out of reach, point at a wheel directory instead: LOWEST_UV_FLAGS="--find-links DIR".
+LOWEST_UV_FLAGS ?= --extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match
+VERSION = $(shell $(PYTHON) -c "import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['version'])")
+IMAGE ?= rca-agent
 
-.PHONY: help demo test lint typecheck pytest bench bench-reliability eval servers browser models clean
+.PHONY: help demo test test-lowest lint typecheck pytest bench bench-reliability eval servers \
+	browser models constraints image clean
 
 help:
 	@echo "make demo       simulate an incident, analyze it, write demo-output/report.md + evidence.png"
@@ -22,19 +29,22 @@ help:
 	@echo "make bench      time analyze() on 10/100/1000 synthetic services -> $(OUT)/bench.json"
 	@echo "make bench-reliability  rca serve under faults (SQLite, PostgreSQL) -> $(OUT)/bench_reliability.json"
 	@echo "make eval       accuracy on simulator seeds $(SEEDS) -> $(OUT)/eval.json + eval.png"
+	@echo "make test-lowest  unit tests on the lowest allowed direct dependencies ($(LOWEST))"
+	@echo "make constraints  regenerate constraints.txt from .venv"
+	@echo "make image      docker build the core image, tagged with the package version"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Core only: the demo needs no torch, no servers, no API key.
 $(CORE_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt -e .
 	touch $@
 
 # The test suite covers every backend, so it installs the local-model, fine-tuning and
 # tracing extras too (torch is pinned to the CPU-capable 2.13.0 in those extras).
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev,local,finetune,otel]'
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt -e '.[dev,local,finetune,otel]'
 	touch $@ $(CORE_STAMP)
 
 demo: $(CORE_STAMP)
@@ -111,6 +121,26 @@ pytest: $(DEV_STAMP)
 test: $(DEV_STAMP) servers browser models
 	$(MAKE) --no-print-directory lint typecheck pytest
 
+# The lowest versions pyproject.toml allows for every direct dependency (transitive ones
+# resolve as usual), in a separate environment, then the unit tests: a lower bound that is
+# too low fails here instead of at a user's run time. CI runs it next to `make test`.
+test-lowest:
+	rm -rf $(LOWEST)
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install --quiet uv
+	$(LOWEST)/bin/uv pip install --python $(LOWEST)/bin/python --resolution lowest-direct \
+	  $(LOWEST_UV_FLAGS) -e '.[dev,local,finetune,otel]'
+	$(LOWEST)/bin/uv pip freeze --python $(LOWEST)/bin/python > $(LOWEST)/freeze.txt
+	$(LOWEST)/bin/python -m pytest -m "not integration and not slow" -p no:cacheprovider -q
+
+# After changing a dependency in pyproject.toml: reinstall, then pin what resolved.
+constraints: $(DEV_STAMP)
+	$(BIN)/python deploy/constraints.py
+
+image:
+	docker build --target core -t $(IMAGE):$(VERSION) --build-arg VERSION=$(VERSION) \
+	  --build-arg REVISION=$$(git rev-parse HEAD) --build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) .
+
 bench: $(CORE_STAMP)
 	$(BIN)/python -m evals.bench --services 10,100,1000 --json $(OUT)/bench.json
 
@@ -125,4 +155,4 @@ eval: $(CORE_STAMP)
 	$(BIN)/rca eval --suite sim --seeds $(SEEDS) --json $(OUT)/eval.json --png $(OUT)/eval.png
 
 clean:
-	rm -rf demo-output $(OUT) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf demo-output $(OUT) .pytest_cache .mypy_cache .ruff_cache $(LOWEST)

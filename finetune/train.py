@@ -149,13 +149,13 @@ def training_arguments(cfg: TrainConfig, bf16: bool, fp16: bool, has_val: bool) 
     }
     return transformers.TrainingArguments(
         **checkpointing,
+        **warmup_arguments(cfg.warmup_ratio),
         output_dir=str(cfg.output_path / "checkpoints"),
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_schedule,
-        warmup_steps=cfg.warmup_ratio,
         weight_decay=cfg.weight_decay,
         num_train_epochs=cfg.epochs or 1.0,
         max_steps=cfg.max_steps or -1,
@@ -179,6 +179,21 @@ def training_arguments(cfg: TrainConfig, bf16: bool, fp16: bool, has_val: bool) 
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
     )
+
+
+def warmup_arguments(ratio: float) -> dict[str, float]:
+    """The warmup as a fraction of the steps, in the words of the installed transformers.
+
+    4.x has ``warmup_ratio`` and an integer ``warmup_steps`` (a ratio given there is read as
+    0.05 steps: no warmup at all); 5.x dropped ``warmup_ratio`` and reads a ``warmup_steps``
+    below 1 as the ratio.
+    """
+    import transformers
+
+    declared = transformers.TrainingArguments.__dataclass_fields__["warmup_steps"].type
+    if declared in (float, "float"):
+        return {"warmup_steps": ratio}
+    return {"warmup_ratio": ratio}
 
 
 def _device(torch: Any) -> str:

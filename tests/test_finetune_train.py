@@ -38,7 +38,7 @@ from finetune.examples import Example, Truth, target_answer  # noqa: E402
 from finetune.merge import merge_adapter  # noqa: E402
 from finetune.promote import PromotionPolicy, promote, refusals, served_adapter  # noqa: E402
 from finetune.tiny import build_tiny_model, toy_examples  # noqa: E402
-from finetune.train import IGNORE, TrainResult, encode, train  # noqa: E402
+from finetune.train import IGNORE, TrainResult, encode, train, training_arguments  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TRAIN_SEEDS = "20000-20099"
@@ -83,6 +83,17 @@ def _config(dataset: Path, out: Path, tiny: Path, **extra: Any) -> TrainConfig:
         "max_seq_len": 1024,
     }
     return TrainConfig(**(values | extra))
+
+
+@pytest.mark.parametrize("ratio", [0.05, 0.25])
+def test_warmup_is_that_share_of_the_steps_on_the_installed_transformers(
+    tmp_path: Path, ratio: float
+) -> None:
+    """4.x reads a ratio given as warmup_steps as 0.05 steps (no warmup); 5.x dropped
+    warmup_ratio. Either way 200 steps warm up over ratio * 200 of them."""
+    cfg = _config(tmp_path / "ds", tmp_path / "out", tmp_path / "tiny", warmup_ratio=ratio)
+    args = training_arguments(cfg, bf16=False, fp16=False, has_val=False)
+    assert args.get_warmup_steps(200) == round(ratio * 200)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
 
 from agent.config import Settings
 
@@ -34,7 +33,7 @@ def _default(info: FieldInfo) -> str:
     if info.default_factory is not None:
         value = info.default_factory()  # type: ignore[call-arg]
         return "" if value in ([], {}) else repr(value)
-    if info.default is PydanticUndefined or info.default is None:
+    if info.is_required() or info.default is None:
         return ""
     if isinstance(info.default, SecretStr):
         return "(secret)"
