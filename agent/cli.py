@@ -9,6 +9,7 @@ keep exit code 2. Examples::
     rca analyze path/to/snapshot --markdown report.md --chart evidence.png
     rca analyze path/to/snapshot --html report.html
     rca analyze path/to/snapshot --json | jq .root_cause
+    rca analyze path/to/snapshot --json-file analysis.json     # and the report on stdout
     RCA_PROMETHEUS_URL=http://localhost:9090 rca analyze --alert alert.json
     rca record --alert alert.json --out incidents/checkout-latency
     rca check-sources --at 2024-05-14T10:40:00Z --window 2h
@@ -26,17 +27,23 @@ import click
 
 from agent import __version__
 from agent.clikit import (
+    CONFIG_HELP,
     FAULT_CHOICES,
     FILE_OPTION,
+    LOG_LEVELS,
     TIME_FORMATS,
     CliState,
     Duration,
+    JsonOut,
     RcaGroup,
+    accept_config_anywhere,
     cli_state,
     engine_settings,
+    json_options,
+    set_log_level,
     stdout_console,
 )
-from agent.config import EngineSettings, load_settings
+from agent.config import EngineSettings
 from agent.errors import UsageError
 from agent.models import Analysis, FaultType, utc
 from agent.snapshot import Snapshot, load_snapshot
@@ -53,13 +60,33 @@ DEMO_SEED = 36  # a Prometheus-named shop incident whose series carry their unit
     "--config",
     "config_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="YAML settings file (see docs/cli.md); RCA_* environment variables override it.",
+    metavar="FILE",
+    help=CONFIG_HELP + " Also accepted after the command.",
+)
+@click.option(
+    "-v",
+    "--verbose",
+    "verbosity",
+    count=True,
+    help="Log more: -v info, -vv debug (to stderr).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    help="Log level of the Python loggers (wins over -v).",
 )
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
 @click.pass_context
-def cli(ctx: click.Context, config_file: Path | None, debug: bool) -> None:
+def cli(
+    ctx: click.Context,
+    config_file: Path | None,
+    verbosity: int,
+    log_level: str | None,
+    debug: bool,
+) -> None:
     """rca: find the most likely root cause of an incident from its metrics and logs."""
-    ctx.obj = CliState(settings=load_settings(config_file), debug=debug)
+    ctx.obj = CliState(config_file=config_file, debug=debug)
+    set_log_level(log_level, verbosity)
 
 
 def _run_analysis(
@@ -155,7 +182,7 @@ def _utc(moment: datetime | None) -> datetime | None:
 @cli.command(short_help="Rank the likely root causes of an incident (snapshot or live alert).")
 @click.argument("snapshot_dir", type=click.Path(path_type=Path), required=False)
 @_ALERT_OPTION
-@click.option("--json", "as_json", is_flag=True, help="Print only the analysis as JSON on stdout.")
+@json_options("the analysis")
 @click.option("--markdown", type=FILE_OPTION, metavar="FILE", help="Also write a Markdown report.")
 @click.option(
     "--chart", type=FILE_OPTION, metavar="FILE", help="Also write the evidence chart (PNG)."
@@ -183,7 +210,7 @@ def analyze(
     ctx: click.Context,
     snapshot_dir: Path | None,
     alert_file: Path | None,
-    as_json: bool,
+    json_out: JsonOut,
     markdown: Path | None,
     chart: Path | None,
     html: Path | None,
@@ -211,7 +238,14 @@ def analyze(
         options = collect_options(cli_state(ctx).settings.collect, baseline, budget)
         span = (_utc(since), _utc(end))
         snapshot, analysis = analyze_services(
-            cli_state(ctx).settings, snapshot_dir, names, span, engine, summarizer, options, as_json
+            cli_state(ctx).settings,
+            snapshot_dir,
+            names,
+            span,
+            engine,
+            summarizer,
+            options,
+            json_out.stdout,
         )
     elif alert_file is not None:
         from agent.cli_sources import (
@@ -225,7 +259,7 @@ def analyze(
         collected = collect_for_alert(
             cli_state(ctx).settings, alert_file, engine, _utc(end), options
         )
-        if as_json:  # the printed report lists them itself: each failure is said once
+        if json_out.stdout:  # the printed report lists them itself: each failure is said once
             report_failures(collected)
         snapshot = collected.snapshot
         analysis = with_window(analyze_collected(collected, engine, summarizer), snapshot.signals)
@@ -233,9 +267,9 @@ def analyze(
         assert snapshot_dir is not None
         snapshot = load_snapshot(snapshot_dir)
         analysis = _run_analysis(snapshot, engine, summarizer)
-    if as_json:
-        click.echo(analysis.model_dump_json(indent=2))
-    else:
+    if json_out:
+        json_out.write(analysis.model_dump_json(indent=2))
+    if not json_out.stdout:
         from agent.report import print_report
 
         print_report(analysis, stdout_console())
@@ -317,18 +351,21 @@ def record(
     metavar="DURATION",
     help="How far back from TIME to look, e.g. 30m, 2h, 1h30m.",
 )
+@json_options("what each source holds")
 @click.pass_context
-def check_sources(ctx: click.Context, at: datetime | None, window: timedelta) -> None:
+def check_sources(
+    ctx: click.Context, at: datetime | None, window: timedelta, json_out: JsonOut
+) -> None:
     """Check the configured Prometheus/Elasticsearch: reachable, credentials accepted, and
     what each catalog query and log index holds in the window (series, samples, log lines).
 
     Exits 3 when a source is down or fails, 4 when every source answered but none holds data
-    in the window (an old incident needs --at)."""
+    in the window (an old incident needs --at); with --json the JSON comes first."""
+    from agent.cli_check import check_sources as run_checks
     from agent.cli_sources import CheckWindow
-    from agent.cli_sources import check_sources as run_checks
 
     moment = utc(at) if at is not None else datetime.now(UTC)
-    run_checks(cli_state(ctx).settings, CheckWindow(end=moment, span=window))
+    run_checks(cli_state(ctx).settings, CheckWindow(end=moment, span=window), json_out)
 
 
 @cli.command(short_help="Write a simulated incident (with ground truth) as a snapshot.")
@@ -452,6 +489,7 @@ from finetune.cli import finetune  # noqa: E402 - registration block
 cli.add_command(serve)
 cli.add_command(models)
 cli.add_command(finetune)
+accept_config_anywhere(cli)
 
 
 def main() -> None:

@@ -1,9 +1,9 @@
-"""The ``rca`` commands that talk to live sources: ``analyze --alert``, ``record``,
-``check-sources``, and loading a simulated incident into Prometheus and Elasticsearch.
+"""The ``rca`` commands that talk to live sources: ``analyze --alert``, ``record``, the
+window ``check-sources`` looks at (the check itself is ``agent.cli_check``), and loading a
+simulated incident into Prometheus and Elasticsearch.
 
 Examples::
 
-    RCA_PROMETHEUS_URL=http://localhost:9090 rca check-sources
     RCA_PROMETHEUS_URL=http://localhost:9090 rca analyze --alert alert.json
     rca record --alert alert.json --out incidents/2024-05-14-checkout && rca analyze incidents/...
     rca simulate --seed 7 --out /tmp/sim --load-prometheus /tmp/prom-data
@@ -12,10 +12,7 @@ Examples::
 from __future__ import annotations
 
 import json
-import math
-import re
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -25,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from pydantic import ValidationError
 
-from agent.clikit import cli_state, clock_span, stdout_console
+from agent.clikit import cli_state, clock_span
 from agent.config import EngineSettings, Settings
 from agent.errors import ConfigError, EmptyWindow, SourceError, UsageError
 from agent.models import Analysis
@@ -38,8 +35,6 @@ from connectors.settings import CollectSettings
 
 INCIDENT_MINUTES = 30.0
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from evals.simulator import Scenario
 
 SIMULATED_LOG_INDEX = "logs-rca-simulated"
@@ -219,138 +214,6 @@ class CheckWindow:
             f"{self.start:%Y-%m-%d %H:%M:%S} .. {self.end:%Y-%m-%d %H:%M:%S} UTC "
             f"({clock_span(self.span)})"
         )
-
-
-def check_sources(settings: Settings, window: CheckWindow) -> None:
-    """Fetch ``window`` from each configured source as an analysis would and print what came
-    back: series and samples per catalog signal, log lines per service.
-
-    Each failure is said once, in the SourceError raised at the end (exit 3); a window in
-    which every source answered and none holds anything raises EmptyWindow (exit 4) with
-    what to try, rather than exiting 0 over a table of zeros.
-    """
-    if not settings.prometheus_url and not settings.elasticsearch_url:
-        raise ConfigError(
-            "no source configured: set RCA_PROMETHEUS_URL and/or RCA_ELASTICSEARCH_URL"
-        )
-    console = stdout_console()
-    console.print(f"window {window}")
-    deadline = time.monotonic() + settings.collect.budget_s
-    problems: list[str] = []
-    found = 0
-    newest: str | None = None
-    if settings.prometheus_url:
-        try:
-            found += _check_prometheus(settings, window, deadline, console, problems)
-        except SourceError as exc:
-            problems.append(str(exc))
-    if settings.elasticsearch_url:
-        try:
-            lines, newest = _check_elasticsearch(settings, window, deadline, console)
-            found += lines
-        except SourceError as exc:
-            problems.append(str(exc))
-    if problems:
-        raise SourceError("check-sources", "; ".join(problems))
-    if not found:
-        raise EmptyWindow(_empty_window_advice(settings, window, newest))
-
-
-def _empty_window_advice(settings: Settings, window: CheckWindow, newest_log: str | None) -> str:
-    at = newest_log or "TIME"
-    where = (
-        f"the newest log line is at {newest_log}"
-        if newest_log
-        else "if the incident was earlier, give its time (the alert's startsAt, e.g. "
-        "2024-05-14T10:40:00Z)"
-    )
-    return (
-        f"nothing found in the window {window}: every source answered, none holds data for "
-        f"it; {where}: rca check-sources --at {at} --window {clock_span(window.span)}; "
-        f"if that finds nothing either, compare {' and '.join(_filters(settings))} with what "
-        "the servers hold"
-    )
-
-
-def _filters(settings: Settings) -> list[str]:
-    """The settings that decide what a check can find, of the configured sources."""
-    named = []
-    if settings.prometheus_url:
-        named.append("the catalog's metric names, prometheus.selector")
-    if settings.elasticsearch_url:
-        named.append("elasticsearch.index and elasticsearch.fields")
-    return named
-
-
-def _check_prometheus(
-    settings: Settings,
-    window: CheckWindow,
-    deadline: float,
-    console: Console,
-    problems: list[str],
-) -> int:
-    """Print a table of the catalog's signals in the window; return how many series."""
-    from rich.table import Table
-
-    from connectors.prometheus import PrometheusSource
-
-    url = settings.prometheus_url or ""
-    source = PrometheusSource(url, settings.prometheus)
-    fetch = source.fetch(window.start, window.end, deadline=deadline)
-    table = Table(title=f"prometheus {url}", title_justify="left")
-    for column in ("signal", "series", "samples", "services"):
-        table.add_column(column)
-    failed: list[str] = []
-    for entry in source.catalog.signals:
-        signals = [s for s in fetch.signals if s.name == entry.name]
-        error = next((f for f in fetch.failures if f.startswith(f"{entry.name}: ")), None)
-        services = sorted({s.service for s in signals})
-        shown = ", ".join(services[:6]) + (" ..." if len(services) > 6 else "")
-        samples = sum(v is not None and math.isfinite(v) for s in signals for v in s.values)
-        if error is not None:
-            failed.append(entry.name)
-        table.add_row(entry.name, str(len(signals)), f"{samples:,}", error or shown or "-")
-    console.print(table)
-    if source.catalog.topology:
-        console.print(f"call graph: {len(fetch.edges)} edges")
-    for note in fetch.notes:
-        console.print(note, style="dim")
-    if failed:
-        problems.append(f"prometheus: the server rejected {', '.join(failed)} (see the table)")
-    return len(fetch.signals)
-
-
-def _check_elasticsearch(
-    settings: Settings, window: CheckWindow, deadline: float, console: Console
-) -> tuple[int, str | None]:
-    """Print what the index holds and how many lines fall in the window; return those lines
-    and the newest line's time."""
-    from connectors.elasticsearch import ElasticsearchSource
-
-    url = settings.elasticsearch_url or ""
-    # Counting is what a check needs; one sampled line keeps the fetch cheap.
-    options = settings.elasticsearch.model_copy(update={"sample_cap": 1, "max_records": 1})
-    source = ElasticsearchSource(url, options)
-    try:
-        overview = source.check()
-        fetch = source.fetch((), window.start, window.end, deadline)
-    finally:
-        source.close()
-    lines = 0
-    for signal in fetch.count_signals:
-        # Each value is lines per second over the part of its bucket inside the window.
-        for moment, rate in zip(signal.timestamps, signal.values, strict=True):
-            if rate is None:
-                continue
-            step = signal.resolution_s or 0.0
-            lo = max(moment, window.start.timestamp())
-            hi = min(moment + step, window.end.timestamp())
-            lines += round(rate * max(hi - lo, 0.0))
-    services = {s.service for s in fetch.count_signals}
-    console.print(f"elasticsearch {url}: {overview}")
-    console.print(f"  in the window: {lines:,} log lines from {len(services)} services")
-    newest = re.search(r"newest (\S+)", overview)
-    return lines, newest.group(1) if newest else None
 
 
 # --- rca simulate --load-prometheus / --load-elasticsearch -----------------------------------

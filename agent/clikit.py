@@ -7,6 +7,8 @@ on the ``cli`` group in ``agent/cli.py``.
 
 from __future__ import annotations
 
+import functools
+import logging
 import re
 import sys
 import time
@@ -21,7 +23,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from agent.config import EngineSettings, Settings, load_settings
+from agent.config import EngineSettings, Settings, read_settings
 from agent.errors import RcaError
 from agent.models import FaultType
 
@@ -63,9 +65,174 @@ def clock_span(span: timedelta) -> str:
 
 
 @dataclass(frozen=True)
+class JsonOut:
+    """Where a command's JSON goes: ``--json`` prints it on stdout (and nothing else goes
+    there: tables and notes move to stderr), ``--json-file FILE`` writes it to FILE. Both may
+    be given; neither means the command prints its human report only."""
+
+    stdout: bool = False
+    file: Path | None = None
+
+    def __bool__(self) -> bool:
+        return self.stdout or self.file is not None
+
+    def console(self) -> Console:
+        """Where the human report goes: stderr when stdout carries the JSON."""
+        return stderr_console() if self.stdout else stdout_console()
+
+    def write(self, text: str) -> None:
+        text = text.rstrip("\n") + "\n"
+        if self.file is not None:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            self.file.write_text(text, encoding="utf-8")
+            click.echo(f"wrote {self.file}", err=True)
+        if self.stdout:
+            click.echo(text, nl=False)
+
+
+def json_options(what: str, *, file_was_json: bool = False) -> Callable[[Any], Any]:
+    """``--json`` and ``--json-file FILE`` with one meaning in every command; the command
+    receives them as one ``json_out: JsonOut``. Goes below ``@click.command``.
+
+    ``file_was_json``: the command used to take ``--json FILE``; a value after ``--json`` is
+    still read as the file, with a deprecation note on stderr. (Only for commands whose
+    positional arguments cannot follow ``--json``: ``analyze --json SNAPSHOT`` must stay.)
+    """
+
+    def decorate(command: Any) -> Any:
+        @functools.wraps(command)
+        def merged(*args: Any, json_out: JsonOut, json_file: Path | None, **kwargs: Any) -> Any:
+            return command(*args, json_out=json_target(json_out, json_file), **kwargs)
+
+        merged = click.option(
+            "--json-file",
+            "json_file",
+            type=FILE_OPTION,
+            metavar="FILE",
+            help=f"Write {what} as JSON to FILE.",
+        )(merged)
+        help_text = f"Print {what} as JSON on stdout (the rest goes to stderr)."
+        if not file_was_json:
+            return click.option(
+                "--json", "json_out", is_flag=True, callback=_json_stdout, help=help_text
+            )(merged)
+        return click.option(
+            "--json",
+            "json_out",
+            is_flag=False,
+            flag_value="",
+            default=None,
+            metavar="",
+            callback=_json_stdout_or_legacy_file,
+            help=f"{help_text} (--json FILE still writes FILE, deprecated: use --json-file.)",
+        )(merged)
+
+    return decorate
+
+
+def _json_stdout(_ctx: click.Context, _param: click.Parameter, value: bool) -> JsonOut:
+    return JsonOut(stdout=value)
+
+
+def _json_stdout_or_legacy_file(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> JsonOut:
+    if value is None or value == "":
+        return JsonOut(stdout=value == "")
+    click.echo(
+        f"rca: warning: --json FILE is deprecated: use --json-file {value} "
+        "(--json alone prints the JSON on stdout)",
+        err=True,
+    )
+    return JsonOut(file=Path(value))
+
+
+def json_target(json_out: JsonOut, json_file: Path | None) -> JsonOut:
+    """The command's one JsonOut, from its ``--json`` and ``--json-file`` options."""
+    if json_file is None:
+        return json_out
+    if json_out.file is not None and json_out.file != json_file:
+        raise click.UsageError("give the JSON file once: --json-file FILE")
+    return JsonOut(stdout=json_out.stdout, file=json_file)
+
+
+@dataclass
 class CliState:
-    settings: Settings
-    debug: bool
+    """What every command reads. The settings load on first use, so that ``--config`` is
+    taken after the subcommand as well as before it (:func:`accept_config_anywhere`)."""
+
+    config_file: Path | None = None
+    debug: bool = False
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            reading = read_settings(self.config_file)
+            for note in reading.notes:
+                click.echo(f"rca: warning: {note}", err=True)
+            self._settings = reading.settings
+        return self._settings
+
+    def use_config(self, path: Path) -> None:
+        if self.config_file is not None and self.config_file != path:
+            raise click.UsageError(f"--config given twice: {self.config_file} and {path}")
+        if self._settings is not None and self.config_file != path:
+            raise click.UsageError("--config must come before anything that reads settings")
+        self.config_file = path
+
+
+LOG_LEVELS = ["debug", "info", "warning", "error", "critical"]
+
+
+def set_log_level(name: str | None, verbosity: int = 0) -> None:
+    """``--log-level`` / ``-v``: the root logger's level. Without either, logging is left as
+    the command sets it (``rca serve`` logs at info). Records go to stderr; a handler that is
+    already installed keeps its format."""
+    if name is None and not verbosity:
+        return
+    level = (
+        getattr(logging, name.upper())
+        if name
+        else (logging.INFO if verbosity == 1 else logging.DEBUG)
+    )
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()  # stderr
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+CONFIG_HELP = (
+    "YAML settings file (see docs/configuration.md); RCA_* environment variables override it."
+)
+
+
+def _config_after_command(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        cli_state(ctx).use_config(value)
+
+
+def accept_config_anywhere(group: click.Group) -> None:
+    """Give every subcommand (at any depth) the root's ``--config``, so ``rca analyze X
+    --config rca.yaml`` works like ``rca --config rca.yaml analyze X``. A command with a
+    ``--config`` of its own (``finetune train``: the training config) keeps it."""
+    for command in group.commands.values():
+        if not any("--config" in param.opts for param in command.params):
+            command.params.append(
+                click.Option(
+                    ["--config", "config_file"],
+                    type=click.Path(dir_okay=False, path_type=Path),
+                    metavar="FILE",
+                    expose_value=False,
+                    is_eager=True,
+                    callback=_config_after_command,
+                    help=CONFIG_HELP + " Also accepted before the command.",
+                )
+            )
+        if isinstance(command, click.Group):
+            accept_config_anywhere(command)
 
 
 def _one_line(text: str) -> str:
@@ -81,7 +248,8 @@ class RcaGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
             raise
         except RcaError as err:
-            self._report(ctx, f"rca: error: {_one_line(str(err))}")
+            lines = [f"rca: error: {_one_line(line)}" for line in err.lines()]
+            self._report(ctx, "\n".join(lines))
             ctx.exit(err.exit_code)
         except Exception as err:  # noqa: BLE001 - the last line of defence: no traceback
             message = _one_line(str(err)) or "(no message)"
@@ -103,7 +271,7 @@ def _debug(ctx: click.Context) -> bool:
 def cli_state(ctx: click.Context) -> CliState:
     state = ctx.find_object(CliState)
     if state is None:  # commands invoked directly (tests): settings from the environment
-        state = CliState(settings=load_settings(), debug=False)
+        state = ctx.ensure_object(CliState)
     return state
 
 

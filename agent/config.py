@@ -3,12 +3,18 @@
 Sources, highest priority first: explicit arguments, environment (``RCA_*``, nested with
 ``__``, e.g. ``RCA_ENGINE__LOOKBACK_MINUTES=15``), a YAML file (``--config`` or
 ``RCA_CONFIG``), defaults. Nothing here is read at import time.
+
+Every invalid value is reported at once (:class:`InvalidSettings`, one line per setting), and
+environment names that are not settings get a note (``agent.config_env``).
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,8 +28,15 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    SettingsConfigDict,
+    SettingsError,
+)
 
+from agent.config_env import env_name, read_environment, renamed_env_vars, setting_paths
 from agent.errors import ConfigError
 from agent.service.settings import (
     ApiToken,
@@ -168,29 +181,78 @@ class Settings(BaseSettings):
         return self
 
 
+class InvalidSettings(ConfigError):
+    """Several settings are invalid; ``problems`` says each on its own line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+    def lines(self) -> list[str]:
+        return list(self.problems)
+
+
+@dataclass
+class SettingsReading:
+    """The settings, and what the environment held that is not quite a setting."""
+
+    settings: Settings
+    notes: list[str] = field(default_factory=list)
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
-    """Build the settings from the environment, an optional YAML file and overrides."""
+    """Build the settings from the environment, an optional YAML file and overrides; notes
+    about the environment are logged (the CLI prints them instead: :func:`read_settings`)."""
+    reading = read_settings(config_file, **overrides)
+    for note in reading.notes:
+        logging.getLogger(__name__).warning("%s", note)
+    return reading.settings
+
+
+def read_settings(config_file: Path | None = None, **overrides: Any) -> SettingsReading:
+    """The settings from the environment, an optional YAML file and overrides, validated
+    together so every invalid value is reported at once."""
+    notes = read_environment(os.environ, Settings)
+    source = EnvSettingsSource(Settings)
+    source.env_vars = renamed_env_vars(source.env_vars, notes.renamed, source.case_sensitive)
     try:
-        env_only = Settings()
-        path = config_file or env_only.config
-        file_values: dict[str, Any] = {}
-        if path is not None:
-            if not path.is_file():
-                raise ConfigError(f"config file {path} does not exist")
-            try:
-                file_values = yaml.safe_load(path.read_text()) or {}
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-            if not isinstance(file_values, dict):
-                raise ConfigError(f"config file {path} must hold a mapping at the top level")
-        merged = _merge(_merge(file_values, env_only.model_dump(exclude_unset=True)), overrides)
-        return Settings.model_validate(merged)
+        env_values = source()
+    except SettingsError as exc:
+        raise ConfigError(f"invalid setting in the environment: {exc}") from None
+    given = config_file or env_values.get("config")
+    file_values = _file_values(Path(given)) if given else {}
+    merged = _merge(_merge(file_values, env_values), overrides)
+    try:
+        settings = Settings.model_validate(merged)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        message = err["msg"].removeprefix("Value error, ")
-        if not err["loc"]:  # a check across fields: its message names the setting
-            raise ConfigError(f"invalid setting {message}") from None
-        raise ConfigError(f"invalid setting {_setting_name(err['loc'])}: {message}") from None
+        problems = [_problem(err["loc"], err["msg"], err["type"]) for err in exc.errors()]
+        raise InvalidSettings(problems) from None
+    return SettingsReading(settings, notes.notes)
+
+
+def _file_values(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return values
+
+
+def _problem(loc: Sequence[int | str], msg: str, kind: str) -> str:
+    message = msg.removeprefix("Value error, ")
+    if not loc:  # a check across fields: its message names the setting
+        return f"invalid setting {message}"
+    if kind == "extra_forbidden" and all(isinstance(part, str) for part in loc):
+        known = [".".join(path) for path, _ in setting_paths(Settings)]
+        close = difflib.get_close_matches(".".join(str(p) for p in loc), known, n=1)
+        message = "not a setting" + (
+            f"; did you mean {close[0]} ({env_name(tuple(close[0].split('.')))})?" if close else ""
+        )
+    return f"invalid setting {_setting_name(loc)}: {message}"
 
 
 def _setting_name(loc: Sequence[int | str]) -> str:

@@ -1,7 +1,8 @@
 """The one exception tree of rca-agent.
 
 Every error the user can cause or fix is one of these; the CLI prints ``str(error)`` as a
-single line on stderr and exits with ``error.exit_code``. Anything else is a bug.
+single line on stderr (``error.lines()``: one line per invalid setting) and exits with
+``error.exit_code``. Anything else is a bug.
 
 ::
 
@@ -26,6 +27,11 @@ class RcaError(Exception):
     """Base class: an error with a message meant for the person running the tool."""
 
     exit_code = 1
+
+    def lines(self) -> list[str]:
+        """What the CLI prints, one ``rca: error:`` line each (several invalid settings are
+        several lines; everything else is one)."""
+        return [str(self)]
 
 
 class UsageError(RcaError):

@@ -1,14 +1,15 @@
 """``rca eval``: score the engine on suites of incidents with known root causes, and the
 summarizer backends on top of it. Examples::
 
-    rca eval --suite sim --seeds 1000-1199 --json out/eval.json --png out/eval.png
-    rca eval --suite sim-rollout --seeds 40000-40199 --json out/rollout.json
+    rca eval --suite sim --seeds 1000-1199 --json-file out/eval.json --png out/eval.png
+    rca eval --suite sim --seeds 1000-1049 --json | jq '.metrics'
+    rca eval --suite sim-rollout --seeds 40000-40199 --json-file out/rollout.json
     rca eval --suite ../shared/real/nezha-dev/oracle/ob
-    rca eval --suite ../shared/real/nezha-dev --json out/real.json --png out/real.png
+    rca eval --suite ../shared/real/nezha-dev --json-file out/real.json --png out/real.png
     rca eval --suite sim --seeds 1000-1049 --suite incidents/ --suite ../shared/real/nezha-dev/alert
     rca eval --suite sim --seeds 30000-30049 --services 50 --backend hf
     rca eval --suite sim --seeds 30000-30049 --compare extractive hf hf:smollm2+out/lora \\
-        --json out/compare.json --png out/compare.png
+        --json-file out/compare.json --png out/compare.png
 """
 
 from __future__ import annotations
@@ -21,15 +22,18 @@ import click
 from agent.clikit import (
     FAULT_CHOICES,
     FILE_OPTION,
+    JsonOut,
     cli_state,
     engine_settings,
+    json_options,
     stderr_console,
-    stdout_console,
 )
 from agent.errors import RcaError, UsageError
 from agent.models import FaultType
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from agent.summarize import Summarizer
     from evals.runner import Case, EvalReport, SkippedCase, Suite
 
@@ -49,12 +53,8 @@ if TYPE_CHECKING:
 @click.option(
     "--seeds", metavar="A-B", help="Seed range for --suite sim or sim-rollout, e.g. 1000-1199."
 )
-@click.option(
-    "--json",
-    "json_file",
-    type=FILE_OPTION,
-    metavar="FILE",
-    help='Write results as JSON; with several suites {"suites": [...], "summary": [...]}.',
+@json_options(
+    'the results (with several suites {"suites": [...], "summary": [...]})', file_was_json=True
 )
 @click.option(
     "--png",
@@ -94,7 +94,7 @@ def eval_command(
     ctx: click.Context,
     suites: tuple[str, ...],
     seeds: str | None,
-    json_file: Path | None,
+    json_out: JsonOut,
     png_file: Path | None,
     reliability_png: Path | None,
     services: int | None,
@@ -108,10 +108,10 @@ def eval_command(
     summarizer: valid output, citation validity, top-1 agreement, fallback, latency, tokens.
 
     Several suites (--suite repeated, or a parent folder of suites) get one table each and a
-    summary table; --json then holds every suite's report and the summary rows.
+    summary table; the JSON then holds every suite's report and the summary rows.
 
-    With --compare, every BACKEND is scored on the same cases; --json and --png then hold the
-    comparison.
+    With --compare, every BACKEND is scored on the same cases; the JSON and --png then hold
+    the comparison.
     """
     from agent.summarize.factory import build_summarizer
     from evals.runner import expand_suites
@@ -130,27 +130,30 @@ def eval_command(
         )
     loaded = [_load(suite, seeds, fault, services) for suite in plan]
     settings = cli_state(ctx).settings
+    tables = json_out.console()
     if compare:
-        reports = [_run(ctx, *loaded[0], build_summarizer(settings, spec)) for spec in backends]
-        _write_comparison(reports, json_file, png_file)
+        reports = [
+            _run(ctx, *loaded[0], build_summarizer(settings, spec), tables) for spec in backends
+        ]
+        _write_comparison(reports, json_out, png_file, tables)
         return
     summarizer = build_summarizer(settings, backend)
-    reports = [_run(ctx, *suite, summarizer) for suite in loaded]
+    reports = [_run(ctx, *suite, summarizer, tables) for suite in loaded]
     if len(reports) == 1:
-        _write_single(reports[0], json_file, png_file)
+        _write_single(reports[0], json_out, png_file)
     else:
-        _write_suites(reports, json_file, png_file)
-    _write_reliability(reports, reliability_png)
+        _write_suites(reports, json_out, png_file, tables)
+    _write_reliability(reports, reliability_png, tables)
 
 
-def _write_reliability(reports: list[EvalReport], png_file: Path | None) -> None:
+def _write_reliability(reports: list[EvalReport], png_file: Path | None, tables: Console) -> None:
     from evals.calibration import reliability, write_reliability_png
     from evals.report import reliability_table
 
     named = [(r.suite, r.reliability) for r in reports if r.reliability is not None]
     if len(reports) > 1:
         named.append(("all suites", reliability([c for r in reports for c in r.cases])))
-    stdout_console().print(reliability_table(named))
+    tables.print(reliability_table(named))
     if png_file is not None:
         click.echo(f"wrote {write_reliability_png(named, png_file)}", err=True)
 
@@ -174,6 +177,7 @@ def _run(
     seeds: str | None,
     skipped: list[SkippedCase],
     summarizer: Summarizer,
+    tables: Console,
 ) -> EvalReport:
     from evals.report import metrics_table, summarizer_table
     from evals.runner import run_suite
@@ -189,43 +193,44 @@ def _run(
     )
     for skip in report.skipped:
         click.echo(f"skipped {skip.case}: {skip.reason}", err=True)
-    stdout_console().print(metrics_table(report))
-    stdout_console().print(summarizer_table([report]))
+    tables.print(metrics_table(report))
+    tables.print(summarizer_table([report]))
     return report
 
 
-def _write_single(report: EvalReport, json_file: Path | None, png_file: Path | None) -> None:
+def _write_single(report: EvalReport, json_out: JsonOut, png_file: Path | None) -> None:
     from evals.report import write_comparison_png
-    from evals.runner import write_report_json
 
-    if json_file is not None:
-        click.echo(f"wrote {write_report_json(report, json_file)}", err=True)
+    if json_out:
+        json_out.write(report.model_dump_json(indent=2))
     if png_file is not None:
         click.echo(f"wrote {write_comparison_png(report, png_file)}", err=True)
 
 
-def _write_suites(reports: list[EvalReport], json_file: Path | None, png_file: Path | None) -> None:
+def _write_suites(
+    reports: list[EvalReport], json_out: JsonOut, png_file: Path | None, tables: Console
+) -> None:
     from evals.report import suites_table, write_suites_png
-    from evals.runner import MultiSuiteReport, write_report_json
+    from evals.runner import MultiSuiteReport
 
     combined = MultiSuiteReport.of(reports)
-    stdout_console().print(suites_table(combined.summary))
-    if json_file is not None:
-        click.echo(f"wrote {write_report_json(combined, json_file)}", err=True)
+    tables.print(suites_table(combined.summary))
+    if json_out:
+        json_out.write(combined.model_dump_json(indent=2))
     if png_file is not None:
         click.echo(f"wrote {write_suites_png(combined.summary, png_file)}", err=True)
 
 
 def _write_comparison(
-    reports: list[EvalReport], json_file: Path | None, png_file: Path | None
+    reports: list[EvalReport], json_out: JsonOut, png_file: Path | None, tables: Console
 ) -> None:
     from evals.report import summarizer_table, write_backend_comparison_png
-    from evals.runner import Comparison, write_report_json
+    from evals.runner import Comparison
 
-    stdout_console().print(summarizer_table(reports))
-    if json_file is not None:
+    tables.print(summarizer_table(reports))
+    if json_out:
         comparison = Comparison(suite=reports[0].suite, seeds=reports[0].seeds, reports=reports)
-        click.echo(f"wrote {write_report_json(comparison, json_file)}", err=True)
+        json_out.write(comparison.model_dump_json(indent=2))
     if png_file is not None:
         click.echo(f"wrote {write_backend_comparison_png(reports, png_file)}", err=True)
 

