@@ -14,6 +14,7 @@ import difflib
 import logging
 import os
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -32,6 +33,7 @@ from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
     NoDecode,
+    PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
 )
@@ -55,6 +57,8 @@ from connectors.settings import (
     url_problem,
 )
 from connectors.slack_settings import DEFAULT_API_URL, SlackSettings
+
+_VALUES_GIVEN: ContextVar[bool] = ContextVar("rca_settings_values_given", default=False)
 
 
 class EngineSettings(BaseModel):
@@ -133,6 +137,22 @@ class Settings(BaseSettings):
         None, description="Slack signing secret; none: the /slack/events bot is off"
     )
     slack: SlackSettings = Field(default_factory=SlackSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Inside :func:`read_settings` the values arrive whole (environment already read,
+        misspelled names already renamed): validating them must not read the environment
+        again. ``Settings(...)`` elsewhere (tests) reads it as pydantic-settings does."""
+        if _VALUES_GIVEN.get():
+            return (init_settings,)
+        return (init_settings, env_settings, dotenv_settings, file_secret_settings)
 
     @field_validator("api_tokens", mode="before")
     @classmethod
@@ -222,11 +242,14 @@ def read_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     given = config_file or env_values.get("config")
     file_values = _file_values(Path(given)) if given else {}
     merged = _merge(_merge(file_values, env_values), overrides)
+    given_only = _VALUES_GIVEN.set(True)
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as exc:
         problems = [_problem(err["loc"], err["msg"], err["type"]) for err in exc.errors()]
         raise InvalidSettings(problems) from None
+    finally:
+        _VALUES_GIVEN.reset(given_only)
     return SettingsReading(settings, notes.notes)
 
 

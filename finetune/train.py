@@ -181,7 +181,7 @@ def training_arguments(cfg: TrainConfig, bf16: bool, fp16: bool, has_val: bool) 
     )
 
 
-def warmup_arguments(ratio: float) -> dict[str, float]:
+def warmup_arguments(ratio: float) -> dict[str, Any]:
     """The warmup as a fraction of the steps, in the words of the installed transformers.
 
     4.x has ``warmup_ratio`` and an integer ``warmup_steps`` (a ratio given there is read as
@@ -357,7 +357,14 @@ def _log_mlflow(
 
 
 @click.command(name="train")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Training recipe (YAML, e.g. finetune/configs/smollm2-135m-cpu.yaml). The settings "
+    "file goes before the command here: rca --config rca.yaml finetune train --config ...",
+)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
 @click.option(
     "--resume",

@@ -85,7 +85,7 @@ def test_blind_spots_remove_the_root_causes_own_telemetry() -> None:
 
 def test_eval_reports_ece_precision_per_label_and_a_reliability_diagram(tmp_path: Path) -> None:
     png, out = tmp_path / "reliability.png", tmp_path / "eval.json"
-    result = rca("eval", "--suite", FIXTURES, "--json", out, "--reliability-png", png)
+    result = rca("eval", "--suite", FIXTURES, "--json-file", out, "--reliability-png", png)
     assert result.exit_code == 0, result.stderr
     assert "ECE" in result.stdout and "high ≥ 0.7 right" in result.stdout
     assert png.read_bytes().startswith(PNG_SIGNATURE)

@@ -7,6 +7,7 @@ code (2 for anything the user can fix by changing the command or the input).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import subprocess
@@ -129,6 +130,72 @@ def test_analyze_json_is_machine_readable(snapshot_dir: Path) -> None:
     assert ids and all(i in ids for c in data["candidates"] for i in c["evidence_ids"])
 
 
+def test_json_file_writes_the_analysis_and_keeps_the_report_on_stdout(
+    snapshot_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out" / "analysis.json"
+    result = rca("analyze", snapshot_dir, "--json-file", out)
+    assert result.exit_code == 0, result.stderr
+    assert "Root cause" in result.stdout and result.stderr == f"wrote {out}\n"
+    assert json.loads(out.read_text())["root_cause"]["service"] == "payments"
+    both = rca("analyze", "--json", snapshot_dir, "--json-file", out)  # --json before the dir
+    assert json.loads(both.stdout) == json.loads(out.read_text())
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["analyze", FIXTURE],
+        ["eval", "--suite", "sim", "--seeds", "1-2"],
+        ["check-sources"],
+        ["models", "list"],
+        ["finetune", "eval", FIXTURE, "--suite", "sim"],
+    ],
+    ids=lambda c: " ".join(map(str, c[:2])),
+)
+def test_every_json_command_has_the_same_two_options(command: list[str | Path]) -> None:
+    """One meaning for --json (stdout) and one flag for a file, in every command."""
+    path = command[: 2 if command[0] in ("models", "finetune") else 1]
+    help_text = " ".join(rca(*path, "--help").stdout.split())
+    assert re.search(r"--json Print [^-]* as JSON on stdout", help_text), help_text
+    assert re.search(r"--json-file FILE Write [^-]* as JSON to FILE", help_text), help_text
+
+
+def test_eval_json_goes_to_stdout_and_its_tables_to_stderr() -> None:
+    result = rca("eval", "--suite", "sim", "--seeds", "1-2", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["suite"] == "sim" and data["metrics"]["n_cases"] == 2
+    assert "AC@1" in result.stderr
+
+
+def test_eval_json_with_a_file_still_writes_it_with_a_deprecation_note(tmp_path: Path) -> None:
+    out = tmp_path / "eval.json"
+    result = rca("eval", "--suite", "sim", "--seeds", "1", "--json", out)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(out.read_text())["seeds"] == "1"
+    assert "AC@1" in result.stdout
+    assert (
+        f"rca: warning: --json FILE is deprecated: use --json-file {out} (--json alone prints "
+        "the JSON on stdout)" in result.stderr
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "level"),
+    [(["-v"], logging.INFO), (["-vv"], logging.DEBUG), (["--log-level", "ERROR"], logging.ERROR)],
+)
+def test_log_level_on_the_root_command(args: list[str], level: int) -> None:
+    root = logging.getLogger()
+    before = root.level, list(root.handlers)
+    try:
+        assert rca(*args, "models", "list").exit_code == 0
+        assert root.level == level
+    finally:
+        root.setLevel(before[0])
+        root.handlers[:] = before[1]
+
+
 def test_analyze_prints_report_and_writes_markdown_and_chart(tmp_path: Path) -> None:
     md, png = tmp_path / "out" / "report.md", tmp_path / "out" / "evidence.png"
     result = rca("analyze", FIXTURE, "--markdown", md, "--chart", png, "--lookback", "5")
@@ -210,7 +277,7 @@ def test_eval_directory_suite(tmp_path: Path) -> None:
     shutil.copytree(FIXTURE, suite / "cart-cpu")
     write_snapshot(build_snapshot(with_truth=False), suite / "unlabelled")
     out = tmp_path / "eval.json"
-    result = rca("eval", "--suite", suite, "--json", out, "--png", tmp_path / "eval.png")
+    result = rca("eval", "--suite", suite, "--json-file", out, "--png", tmp_path / "eval.png")
     assert result.exit_code == 0, result.stderr
     assert "skipped unlabelled: no ground_truth.json" in result.stderr
     data = json.loads(out.read_text())
@@ -221,7 +288,7 @@ def test_eval_directory_suite(tmp_path: Path) -> None:
 
 def test_eval_sim_writes_documented_json(tmp_path: Path) -> None:
     out = tmp_path / "eval.json"
-    result = rca("eval", "--suite", "sim", "--seeds", "1-3", "--json", out)
+    result = rca("eval", "--suite", "sim", "--seeds", "1-3", "--json-file", out)
     assert result.exit_code == 0, result.stderr
     assert "AC@1" in result.stdout
     data = json.loads(out.read_text())

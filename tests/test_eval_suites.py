@@ -164,7 +164,7 @@ def test_summary_has_one_row_per_suite_and_each_report_its_usual_shape(tmp_path:
 
 def test_eval_parent_folder_writes_suites_and_summary(tree: Path, tmp_path: Path) -> None:
     out, png = tmp_path / "all.json", tmp_path / "all.png"
-    result = rca("eval", "--suite", tree / "oracle", "--json", out, "--png", png)
+    result = rca("eval", "--suite", tree / "oracle", "--json-file", out, "--png", png)
     assert result.exit_code == 0, result.stderr
     assert "suite ob" in result.stdout and "suite tt" in result.stdout
     assert result.stdout.rindex("suites") > result.stdout.rindex("suite tt")  # summary last
@@ -177,7 +177,7 @@ def test_eval_parent_folder_writes_suites_and_summary(tree: Path, tmp_path: Path
 
 def test_eval_one_suite_json_is_unchanged(tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "one.json"
-    result = rca("eval", "--suite", tree / "oracle" / "ob", "--json", out)
+    result = rca("eval", "--suite", tree / "oracle" / "ob", "--json-file", out)
     assert result.exit_code == 0, result.stderr
     assert "suites" not in result.stdout  # no summary table for one suite
     data = json.loads(out.read_text())
@@ -190,7 +190,7 @@ def test_eval_one_suite_json_is_unchanged(tree: Path, tmp_path: Path) -> None:
 def test_eval_seeds_apply_to_sim_among_folders(tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "mix.json"
     leaf = tree / "oracle" / "tt"
-    result = rca("eval", "--suite", "sim", "--seeds", "1-2", "--suite", leaf, "--json", out)
+    result = rca("eval", "--suite", "sim", "--seeds", "1-2", "--suite", leaf, "--json-file", out)
     assert result.exit_code == 0, result.stderr
     rows = json.loads(out.read_text())["summary"]
     assert [(r["suite"], r["seeds"], r["n_cases"]) for r in rows] == [
@@ -221,7 +221,9 @@ def test_eval_errors_are_one_line_with_exit_2(
 def test_eval_compare_still_works_on_one_suite(tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "compare.json"
     leaf = tree / "oracle" / "ob"
-    result = rca("eval", "--suite", leaf, "--compare", "extractive", "extractive", "--json", out)
+    result = rca(
+        "eval", "--suite", leaf, "--compare", "extractive", "extractive", "--json-file", out
+    )
     assert result.exit_code == 0, result.stderr
     data = json.loads(out.read_text())
     assert set(data) == {"suite", "seeds", "reports"} and len(data["reports"]) == 2

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 from es_double import EsDouble, running
 from prometheus_server import (
+    EMPTY_MATRIX,
     StubPrometheus,
     closed_port_url,
     require_binaries,
@@ -154,6 +155,40 @@ def test_check_sources_names_rejected_credentials(monkeypatch: pytest.MonkeyPatc
         "check prometheus.bearer_token or prometheus.username/password"
     )
     assert stub.requests[0][1]["authorization"] == "Bearer wrong"
+
+
+def test_check_sources_json_comes_before_the_exit_code(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A script reads what each source holds from stdout and why it failed from the exit
+    code: 4 here, every query answered with no series."""
+    stub = StubPrometheus(200, EMPTY_MATRIX)
+    try:
+        monkeypatch.setenv("RCA_PROMETHEUS_URL", stub.url)
+        result = _rca("check-sources", "--window", "30m", "--json")
+        written = _rca("check-sources", "--json-file", str(tmp_path / "check.json"))
+    finally:
+        stub.close()
+    assert result.exit_code == 4
+    report = json.loads(result.stdout)
+    assert report["window"] == "30m" and report["problems"] == []
+    (prometheus,) = report["sources"]
+    assert prometheus["source"] == "prometheus" and prometheus["url"] == stub.url
+    assert prometheus["series"] == 0 and prometheus["error"] is None
+    assert prometheus["signals"] and all(s["samples"] == 0 for s in prometheus["signals"])
+    assert "nothing found in the window" in result.stderr
+    assert written.exit_code == 4 and "prometheus" in written.stdout  # the table, as before
+    assert json.loads((tmp_path / "check.json").read_text())["sources"][0]["series"] == 0
+
+
+def test_check_sources_json_says_which_source_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = closed_port_url()
+    monkeypatch.setenv("RCA_PROMETHEUS_URL", url)
+    monkeypatch.setenv("RCA_PROMETHEUS__RETRIES", "0")
+    result = _rca("check-sources", "--json")
+    assert result.exit_code == 3
+    (prometheus,) = json.loads(result.stdout)["sources"]
+    assert "connection refused" in prometheus["error"]
 
 
 @pytest.mark.parametrize(

@@ -68,7 +68,7 @@ def test_summarize_backend_on_hand_made_rows() -> None:
 def test_eval_backend_extractive_reports_summarizer_metrics(tmp_path: Path) -> None:
     out = tmp_path / "eval.json"
     result = rca("eval", "--suite", "sim", "--seeds", "1-2", "--backend", "extractive",
-                 "--json", out)  # fmt: skip
+                 "--json-file", out)  # fmt: skip
     assert result.exit_code == 0, result.stderr
     assert "summarizer backends" in result.stdout
     data = json.loads(out.read_text())
@@ -84,7 +84,7 @@ def test_eval_backend_openai_counts_fallbacks_and_tokens(api: OpenAIDouble, tmp_
     env = {"RCA_SUMMARIZER__BASE_URL": api.base_url, "RCA_SUMMARIZER__API_KEY": "k"}
     out = tmp_path / "eval.json"
     result = rca("eval", "--suite", "sim", "--seeds", "1-2", "--backend", "openai",
-                 "--json", out, env=env)  # fmt: skip
+                 "--json-file", out, env=env)  # fmt: skip
     assert result.exit_code == 0, result.stderr
     summary = json.loads(out.read_text())["summarizer"]
     assert summary["backend"] == "openai"
@@ -96,7 +96,7 @@ def test_eval_backend_openai_counts_fallbacks_and_tokens(api: OpenAIDouble, tmp_
 def test_eval_compare_writes_one_json_and_one_png(api: OpenAIDouble, tmp_path: Path) -> None:
     env = {"RCA_SUMMARIZER__BASE_URL": api.base_url, "RCA_SUMMARIZER__API_KEY": "k"}
     out, png = tmp_path / "compare.json", tmp_path / "compare.png"
-    result = rca("eval", "--suite", "sim", "--seeds", "1", "--json", out, "--png", png,
+    result = rca("eval", "--suite", "sim", "--seeds", "1", "--json-file", out, "--png", png,
                  "--compare", "extractive", "openai:gpt-4o", env=env)  # fmt: skip
     assert result.exit_code == 0, result.stderr
     data = json.loads(out.read_text())
