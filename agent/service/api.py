@@ -55,6 +55,9 @@ _READ_ONE: dict[int | str, dict[str, Any]] = {
         "for another analysis",
     },
 }
+_QUERY: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorBody, "description": "an unknown query parameter"}
+}
 _READ = [Depends(require("read"))]
 Shared = Annotated[str | None, Depends(read_one)]
 _WRITE = [Depends(require("write"))]
@@ -74,6 +77,7 @@ def _record(state: ServiceState, analysis_id: str) -> queries.AnalysisRecord:
 
 @router.post(
     "",
+    operation_id="requestAnalysis",
     status_code=202,
     response_model=AnalysisCreated,
     responses={**_AUTH, 413: {"model": ErrorBody}, 422: {"model": ErrorBody}},
@@ -120,6 +124,7 @@ def _timestamp_text(value: Any) -> Any:
 
 @router.get(
     "",
+    operation_id="listAnalyses",
     response_model=AnalysisPage,
     responses={**_AUTH, 422: {"model": ErrorBody}},
     dependencies=_READ,
@@ -163,8 +168,9 @@ def list_analyses(
 
 @router.get(
     "/{analysis_id}",
+    operation_id="getAnalysis",
     response_model=AnalysisStatus,
-    responses={**_READ_ONE, **_FOUND},
+    responses={**_READ_ONE, **_FOUND, **_QUERY},
 )
 def get_analysis(analysis_id: str, state: State, share: Shared) -> AnalysisStatus:
     """The job's state; once done, the full Analysis. A token or a share link."""
@@ -195,12 +201,14 @@ def get_analysis(analysis_id: str, state: State, share: Shared) -> AnalysisStatu
 
 @router.get(
     "/{analysis_id}/report.md",
+    operation_id="getAnalysisReport",
     response_class=Response,
     responses={
         200: {"content": {"text/markdown": {}}, "description": "the Markdown report"},
         409: {"model": ErrorBody, "description": "the analysis is not done"},
         **_READ_ONE,
         **_FOUND,
+        **_QUERY,
     },
 )
 def get_report(analysis_id: str, state: State, share: Shared) -> Response:
@@ -218,11 +226,13 @@ def get_report(analysis_id: str, state: State, share: Shared) -> Response:
 
 @router.get(
     "/{analysis_id}/chart.png",
+    operation_id="getAnalysisChart",
     response_class=Response,
     responses={
         200: {"content": {"image/png": {}}, "description": "the evidence chart"},
         **_READ_ONE,
         **_FOUND,
+        **_QUERY,
     },
 )
 def get_chart(analysis_id: str, state: State, share: Shared) -> Response:
@@ -237,6 +247,7 @@ def get_chart(analysis_id: str, state: State, share: Shared) -> Response:
 
 @router.post(
     "/{analysis_id}/feedback",
+    operation_id="rateAnalysis",
     status_code=201,
     response_model=FeedbackStored,
     responses={**_AUTH, **_FOUND, 413: {"model": ErrorBody}, 422: {"model": ErrorBody}},

@@ -147,7 +147,7 @@ class SourceHealth:
             self._task = None
 
 
-@router.get("/healthz", response_model=Health)
+@router.get("/healthz", operation_id="getHealth", response_model=Health)
 def healthz() -> Health:
     """Liveness: the process serves requests."""
     return Health(status="ok")
@@ -155,6 +155,7 @@ def healthz() -> Health:
 
 @router.get(
     "/readyz",
+    operation_id="getReadiness",
     response_model=Readiness,
     response_model_exclude_none=True,
     responses={503: {"model": Readiness, "description": "the database does not answer"}},
@@ -193,6 +194,7 @@ def _present(flag: str | None) -> bool:
 
 @router.get(
     "/metrics",
+    operation_id="getMetrics",
     response_class=Response,
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus exposition"}},
 )

@@ -147,6 +147,7 @@ def warm_up(state: ServiceState) -> None:
 
 @router.post(
     "/v1/alertmanager",
+    operation_id="receiveAlertmanagerWebhook",
     status_code=202,
     response_model=WebhookAccepted,
     summary="Alertmanager webhook (payload version 4)",
