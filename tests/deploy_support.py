@@ -62,10 +62,33 @@ class Rendered:
         return parsed
 
 
-def render(values: dict[str, Any] | None = None) -> Rendered:
-    """Render the chart as `helm install` would (schema validated, templates executed)."""
+TOKENS: dict[str, Any] = {
+    "apiTokens": ["test-api-token-2f9c1b7e:write"],
+    "webhookToken": "test-webhook-token-8d3a6c0f",
+}
+"""The tokens every install must give (or an existingSecret): added unless a test says not."""
+
+
+def with_tokens(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with TOKENS filled in where they set neither tokens nor existingSecret."""
+    secrets = dict(values.get("secrets") or {})
+    if not secrets.get("existingSecret"):
+        for key, value in TOKENS.items():
+            secrets.setdefault(key, value)
+    return {**values, "secrets": secrets}
+
+
+def render(values: dict[str, Any] | None = None, *, tokens: bool = True) -> Rendered:
+    """Render the chart as `helm install` would (schema validated, templates executed);
+    ``tokens``: give the required tokens unless ``values`` does (see :data:`TOKENS`)."""
+    given = values or {}
     with helm.Chart.load(CHART) as chart:
-        manifests = chart.render(values or {}, name=RELEASE, namespace=NAMESPACE, is_install=True)
+        manifests = chart.render(
+            with_tokens(given) if tokens else given,
+            name=RELEASE,
+            namespace=NAMESPACE,
+            is_install=True,
+        )
     objects: list[dict[str, Any]] = []
     notes = ""
     for path, text in sorted(manifests.items()):

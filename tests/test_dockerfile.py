@@ -144,8 +144,13 @@ def test_copied_tree_builds_the_rca_console_script(tmp_path: Path) -> None:
         names = set(archive.namelist())
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
         scripts = archive.read(entry_points).decode()
+        metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA")))
     assert re.search(r"^rca = agent\.cli:main$", scripts, re.MULTILINE)
     assert {"agent/cli.py", "agent/service/app.py", "connectors/catalog.yaml"} <= names
+    headers = metadata.decode()
+    assert "License-Expression: Apache-2.0" in headers and "License-File: LICENSE" in headers
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    assert "Requires-Dist: prometheus-api-client>=0.6.0" in headers
 
 
 def test_entrypoint_is_the_rca_console_script() -> None:
@@ -177,7 +182,7 @@ def test_final_stage_has_no_build_tools(target: str) -> None:
     base = split_words(stages[lineage[-1]][0][1])[0]
     assert base.startswith("${PYTHON_IMAGE}") or "slim" in base
     default = next(a for k, a in dockerfile_instructions() if k == "ARG" and "PYTHON_IMAGE" in a)
-    assert default.endswith("-slim-bookworm")
+    assert default.split("@sha256:")[0].endswith("-slim-bookworm")
     for stage in lineage:
         for keyword, arguments in stages[stage]:
             if keyword == "RUN":

@@ -9,13 +9,25 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import helm_python as helm
 import kubernetes_validate
 import pytest
-from deploy_support import CHART, NAMESPACE, Rendered, render, secret_data
+from deploy_support import (
+    CHART,
+    NAMESPACE,
+    TOKENS,
+    Pod,
+    Rendered,
+    render,
+    secret_data,
+    with_tokens,
+)
+from service_support import free_port
 
 from agent.config import Settings
 from agent.service.app import WEBHOOK_PATH, create_app
@@ -127,7 +139,11 @@ def test_every_object_is_valid_kubernetes(charts: dict[str, Rendered], scenario:
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_helm_lint_is_clean(scenario: str) -> None:
     report = helm.lint(
-        CHART, SCENARIOS[scenario], strict=True, namespace=NAMESPACE, kube_version="v1.34.0"
+        CHART,
+        with_tokens(SCENARIOS[scenario]),
+        strict=True,
+        namespace=NAMESPACE,
+        kube_version="v1.34.0",
     )
     problems = [m for m in report["messages"] if m["severity"] >= 2]
     assert report["errors"] == [] and problems == [], report
@@ -165,12 +181,42 @@ def test_existing_secret_is_referenced_not_created(charts: dict[str, Rendered]) 
     assert {"api-tokens", "webhook-token", "database-url"} <= {r["key"] for r in refs}
 
 
-def test_generated_tokens_satisfy_the_service(charts: dict[str, Rendered]) -> None:
+def test_given_tokens_satisfy_the_service(charts: dict[str, Rendered]) -> None:
     stored = secret_data(charts["defaults"])
     settings = Settings(api_tokens=stored["api-tokens"], webhook_token=stored["webhook-token"])
     assert [t.scope for t in settings.api_tokens] == ["write"]
-    assert len(stored["webhook-token"]) >= 32
+    assert stored["webhook-token"] == TOKENS["webhookToken"]
     assert "database-url" not in stored
+
+
+def test_every_render_gives_the_same_secret() -> None:
+    """Under `helm template` or Argo CD nothing can be looked up: a generated token would
+    change on every render (and every sync would rotate it)."""
+    first, second = render(HA), render(HA)
+    assert first.one("Secret") == second.one("Secret")
+    templates = "".join(p.read_text() for p in (CHART / "templates").rglob("*") if p.is_file())
+    for generator in ("randAlphaNum", "randAlpha", "randNumeric", "randAscii", "lookup", "uuidv4"):
+        assert generator not in templates, generator
+
+
+@pytest.mark.parametrize(
+    "secrets",
+    [{}, {"apiTokens": ["only-the-api-token:write"]}, {"webhookToken": "only-the-webhook"}],
+)
+def test_without_tokens_or_an_existing_secret_the_install_says_how(
+    secrets: dict[str, Any], tmp_path: Path
+) -> None:
+    with pytest.raises(helm.HelmValuesError) as raised:
+        render({"secrets": secrets}, tokens=False)
+    assert "secrets.apiTokens and secrets.webhookToken are required" in str(raised.value)
+    assert "secrets.existingSecret" in str(raised.value)
+    copy_dir = tmp_path / "rca-agent"  # tools that skip values.schema.json get it too
+    shutil.copytree(CHART, copy_dir)
+    (copy_dir / "values.schema.json").unlink()
+    with helm.Chart.load(copy_dir) as chart, pytest.raises(helm.HelmRenderError) as failed:
+        chart.render({"secrets": secrets}, name="rca", namespace=NAMESPACE)
+    assert "openssl rand -hex 24" in str(failed.value)
+    assert "the GitOps path" in str(failed.value)
 
 
 def test_probes_and_metrics_hit_real_routes(
@@ -270,7 +316,7 @@ def test_template_fails_too_without_the_schema(tmp_path: Path) -> None:
     shutil.copytree(CHART, copy_dir)
     (copy_dir / "values.schema.json").unlink()
     with helm.Chart.load(copy_dir) as chart, pytest.raises(helm.HelmRenderError) as raised:
-        chart.render({"replicaCount": 3}, name="rca", namespace=NAMESPACE)
+        chart.render(with_tokens({"replicaCount": 3}), name="rca", namespace=NAMESPACE)
     assert "replicaCount > 1 needs an external PostgreSQL" in str(raised.value)
 
 
@@ -483,3 +529,70 @@ def test_report_paths_can_be_turned_off() -> None:
 def test_schema_refuses_a_short_share_secret() -> None:
     with pytest.raises(Exception, match="shareSecret"):
         render({"secrets": {"shareSecret": "short"}})
+
+
+def test_image_digest_pins_the_pulled_image() -> None:
+    digest = "sha256:" + "ab" * 32
+    rendered = render({"image": {"repository": "registry.example/rca", "digest": digest}})
+    version = rendered.one("Deployment")["metadata"]["labels"]["app.kubernetes.io/version"]
+    expected = f"registry.example/rca:{version}@{digest}"
+    assert rendered.agent_container()["image"] == expected
+    assert _test_pod(rendered)["spec"]["containers"][0]["image"] == expected
+    assert render().agent_container()["image"].count("@") == 0
+    with pytest.raises(helm.HelmValuesError, match="digest"):
+        render({"image": {"digest": "latest"}})
+
+
+def _test_pod(rendered: Rendered) -> dict[str, Any]:
+    (pod,) = [
+        o
+        for o in rendered.of_kind("Pod")
+        if o["metadata"]["annotations"].get("helm.sh/hook") == "test"
+    ]
+    return pod
+
+
+def test_helm_test_pod_asks_the_service_and_is_not_behind_it(charts: dict[str, Rendered]) -> None:
+    rendered = charts["everything"]
+    pod = _test_pod(rendered)
+    service = rendered.one("Service")
+    assert not _selects(service["spec"]["selector"], pod["metadata"]["labels"])
+    policy = rendered.named("NetworkPolicy", service["metadata"]["name"])
+    allowed = [
+        peer["podSelector"]["matchLabels"]
+        for peer in policy["spec"]["ingress"][0]["from"]
+        if "podSelector" in peer
+    ]
+    assert any(_selects(labels, pod["metadata"]["labels"]) for labels in allowed)
+    (container,) = pod["spec"]["containers"]
+    url = f"http://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
+    assert url in container["args"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert not render({"tests": {"enabled": False}}).of_kind("Pod")
+
+
+def test_helm_test_pod_passes_against_a_running_agent_and_fails_without_one(
+    charts: dict[str, Rendered], tmp_path: Path
+) -> None:
+    """Its script, run here against the agent started as the chart configures it."""
+    rendered = charts["defaults"]
+    (container,) = _test_pod(rendered)["spec"]["containers"]
+    service = rendered.one("Service")
+    url = f"http://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
+    assert container["command"] == ["python", "-c"]
+    pod = Pod(rendered, tmp_path)
+    try:
+        script = container["args"][0].replace(url, f"http://127.0.0.1:{pod.port}")
+        passed = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+        )
+    finally:
+        pod.stop()
+    assert passed.returncode == 0, passed.stderr
+    assert "/healthz 200" in passed.stdout and "/readyz 200" in passed.stdout
+    script = container["args"][0].replace(url, f"http://127.0.0.1:{free_port()}")
+    failed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert failed.returncode != 0

@@ -184,8 +184,11 @@ class HfBackend:
             decoding["clean_up_tokenization_spaces"] = False
         try:
             with torch.inference_mode():
+                # Only what a causal LM reads: transformers 4.x refuses generate() when the
+                # tokenizer also returns token_type_ids (a PreTrainedTokenizerFast does).
                 output = model.generate(
-                    **inputs,
+                    input_ids=inputs["input_ids"],
+                    attention_mask=inputs.get("attention_mask"),
                     max_new_tokens=self.max_new_tokens,
                     do_sample=False,
                     pad_token_id=pad if pad is not None else self.tokenizer.eos_token_id,

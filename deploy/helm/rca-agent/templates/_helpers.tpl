@@ -64,8 +64,14 @@ app.kubernetes.io/part-of: rca-agent
 {{- end }}
 {{- end }}
 
+{{/*
+The agent's image: repository:tag, and @digest when image.digest is set (the digest is what
+the kubelet pulls; the tag stays for people reading the manifest).
+*/}}
 {{- define "rca-agent.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- $ref := printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- with .Values.image.digest }}{{ $ref = printf "%s@%s" $ref . }}{{ end }}
+{{- $ref }}
 {{- end }}
 
 {{- define "rca-agent.secretName" -}}
@@ -169,6 +175,9 @@ Chart-derived keys win over `config`, except nested maps, which are merged.
 {{/* Fail early, with the fix in the message, on combinations that cannot work. */}}
 {{- define "rca-agent.validate" -}}
 {{- $postgres := eq .Values.database.mode "postgresql" }}
+{{- if and (not .Values.secrets.existingSecret) (or (not .Values.secrets.apiTokens) (not .Values.secrets.webhookToken)) }}
+{{- fail "secrets.apiTokens and secrets.webhookToken are required (the chart generates no tokens: they would change on every helm template or Argo CD render): set both, e.g. --set secrets.webhookToken=$(openssl rand -hex 24) --set 'secrets.apiTokens[0]'=$(openssl rand -hex 24):write, or set secrets.existingSecret to a Secret you manage (the GitOps path: External Secrets, Sealed Secrets, Vault)" }}
+{{- end }}
 {{- if and (gt (int .Values.replicaCount) 1) (not $postgres) }}
 {{- fail "replicaCount > 1 needs an external PostgreSQL: set database.mode=postgresql and database.url (or the database-url key of secrets.existingSecret); SQLite serves one replica" }}
 {{- end }}
