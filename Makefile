@@ -153,7 +153,7 @@ bench-reliability: $(DEV_STAMP)
 	$(BIN)/python -m evals.bench_reliability --postgres '$(PG_ADMIN)' --json $(OUT)/bench_reliability.json
 
 eval: $(CORE_STAMP)
-	$(BIN)/rca eval --suite sim --seeds $(SEEDS) --json $(OUT)/eval.json --png $(OUT)/eval.png
+	$(BIN)/rca eval --suite sim --seeds $(SEEDS) --json-file $(OUT)/eval.json --png $(OUT)/eval.png
 
 clean:
 	rm -rf demo-output $(OUT) .pytest_cache .mypy_cache .ruff_cache $(LOWEST)
