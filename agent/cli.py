@@ -40,6 +40,7 @@ from agent.clikit import (
     cli_state,
     engine_settings,
     json_options,
+    log_level_name,
     set_log_level,
     stdout_console,
 )
@@ -73,7 +74,7 @@ DEMO_SEED = 36  # a Prometheus-named shop incident whose series carry their unit
 @click.option(
     "--log-level",
     type=click.Choice(LOG_LEVELS, case_sensitive=False),
-    help="Log level of the Python loggers (wins over -v).",
+    help="Log level (wins over -v); for rca serve it replaces the log_level setting.",
 )
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
 @click.pass_context
@@ -85,8 +86,10 @@ def cli(
     debug: bool,
 ) -> None:
     """rca: find the most likely root cause of an incident from its metrics and logs."""
-    ctx.obj = CliState(config_file=config_file, debug=debug)
-    set_log_level(log_level, verbosity)
+    level = log_level_name(log_level, verbosity)
+    overrides = {"log_level": level} if level else {}
+    ctx.obj = CliState(config_file=config_file, debug=debug, overrides=overrides)
+    set_log_level(level)
 
 
 def _run_analysis(

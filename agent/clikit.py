@@ -15,7 +15,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -163,12 +163,14 @@ class CliState:
 
     config_file: Path | None = None
     debug: bool = False
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Settings the root options set (``--log-level``), over file and environment."""
     _settings: Settings | None = None
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            reading = read_settings(self.config_file)
+            reading = read_settings(self.config_file, **self.overrides)
             for note in reading.notes:
                 click.echo(f"rca: warning: {note}", err=True)
             self._settings = reading.settings
@@ -185,23 +187,27 @@ class CliState:
 LOG_LEVELS = ["debug", "info", "warning", "error", "critical"]
 
 
-def set_log_level(name: str | None, verbosity: int = 0) -> None:
-    """``--log-level`` / ``-v``: the root logger's level. Without either, logging is left as
-    the command sets it (``rca serve`` logs at info). Records go to stderr; a handler that is
-    already installed keeps its format."""
-    if name is None and not verbosity:
+def log_level_name(name: str | None, verbosity: int = 0) -> str | None:
+    """The level ``--log-level`` or ``-v`` (info) / ``-vv`` (debug) asks for; None: neither."""
+    if name:
+        return name.lower()
+    if verbosity:
+        return "info" if verbosity == 1 else "debug"
+    return None
+
+
+def set_log_level(name: str | None) -> None:
+    """The root logger's level for this command. ``rca serve`` configures its own logging
+    from the ``log_level`` setting, which the root option overrides (:class:`CliState`).
+    Records go to stderr; a handler that is already installed keeps its format."""
+    if name is None:
         return
-    level = (
-        getattr(logging, name.upper())
-        if name
-        else (logging.INFO if verbosity == 1 else logging.DEBUG)
-    )
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler()  # stderr
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         root.addHandler(handler)
-    root.setLevel(level)
+    root.setLevel(getattr(logging, name.upper()))
 
 
 CONFIG_HELP = (

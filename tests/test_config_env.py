@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from agent.cli import cli
+from agent.clikit import CliState, log_level_name
 from agent.config import InvalidSettings, Settings, read_settings
 from agent.config_env import read_environment
 
@@ -178,3 +179,16 @@ def test_finetune_train_keeps_its_own_config_option() -> None:
     (own,) = [p for p in train_command.params if "--config" in p.opts]
     assert own.expose_value and own.name == "config_file"
     assert "Training recipe" in _rca("finetune", "train", "--help").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "level"),
+    [((None, 1), "info"), ((None, 2), "debug"), (("WARNING", 2), "warning"), ((None, 0), None)],
+)
+def test_the_root_log_level_replaces_the_setting_rca_serve_reads(
+    args: tuple[str | None, int], level: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RCA_LOG_LEVEL", "error")
+    assert log_level_name(*args) == level
+    state = CliState(overrides={"log_level": level} if level else {})
+    assert state.settings.log_level == (level or "error")

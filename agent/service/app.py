@@ -152,6 +152,7 @@ OPENAPI_TAGS = [
         "name": "analyses",
         "description": "Ad-hoc analyses, their results, reports, charts and ratings.",
     },
+    {"name": "changes", "description": "Deploys and other changes reported by CI/CD."},
     {"name": "operations", "description": "Liveness, readiness and Prometheus metrics."},
 ]
 """Every tag a route carries, described; operationIds are set on each route and kept stable

@@ -49,6 +49,7 @@ def _record(found: stored_changes.StoredChange) -> dict[str, Any]:
 
 @router.post(
     "",
+    operation_id="reportChange",
     status_code=201,
     response_model=ChangeStored,
     responses={
@@ -94,6 +95,7 @@ def post_change(body: ChangeRequest, state: State, response: Response) -> Change
 
 @router.get(
     "",
+    operation_id="listChanges",
     response_model=ChangePage,
     responses={**_AUTH, 422: {"model": ErrorBody}},
     dependencies=[Depends(require("read"))],

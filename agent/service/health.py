@@ -30,7 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from agent.config import Settings
 from agent.service.problems import known_query_only
-from agent.service.schemas import Health, Readiness, SourceCheck
+from agent.service.schemas import ErrorBody, Health, Readiness, SourceCheck
 from agent.service.state import ServiceState, service_state
 
 log = logging.getLogger("rca.service")
@@ -158,7 +158,10 @@ def healthz() -> Health:
     operation_id="getReadiness",
     response_model=Readiness,
     response_model_exclude_none=True,
-    responses={503: {"model": Readiness, "description": "the database does not answer"}},
+    responses={
+        503: {"model": Readiness, "description": "the database does not answer"},
+        422: {"model": ErrorBody, "description": "an unknown query parameter"},
+    },
 )
 def readyz(
     state: State,
