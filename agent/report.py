@@ -43,6 +43,11 @@ def change_text(evidence: Evidence) -> str:
     base, inc, unit = evidence.baseline, evidence.incident, evidence.unit
     if evidence.pattern == "unbaselined":
         return f"no log lines in the baseline → {inc.count} in incident: cannot tell new from old"
+    if evidence.pattern == "origin":
+        text = f"first error of {base.count} traces in baseline → {inc.count} in incident"
+        if base.mean is not None and inc.mean is not None:
+            text += f" ({_rate(base.mean)} → {_rate(inc.mean)})"
+        return text
     if evidence.source == "log":
         text = f"{base.count} lines in baseline → {inc.count} in incident"
         if base.mean is not None and inc.mean is not None:

@@ -99,6 +99,10 @@ def _metric_evidence(eid: str, f: SeriesFinding) -> Evidence:
     )
 
 
+# Log findings about one template quote it; whole-service ones (silence, error share) do not.
+QUOTED_PATTERNS = frozenset({"new", "unbaselined", "burst", "stopped", "origin"})
+
+
 def _log_evidence(eid: str, f: LogFinding) -> Evidence:
     rates = f"{f.baseline_rate:.2g}/min -> {f.incident_rate:.2g}/min"
     what = {
@@ -111,9 +115,16 @@ def _log_evidence(eid: str, f: LogFinding) -> Evidence:
         "vanished": f"logs went silent ({rates})",
         "stopped": f"log template stopped ({rates})",
         "error_rate": f"share of error lines rose: {f.template}",
+        "origin": (
+            f"first to log an error in {f.incident_count} traces "
+            f"({f.baseline_rate:.2g}/min -> {f.incident_rate:.2g}/min)"
+            + (f", then {', '.join(sorted(f.followers)[:3])} logged theirs" if f.followers else "")
+        ),
     }[f.pattern]
     shown = f"{f.service}: {what}" + (
-        f': "{f.template}"' if f.pattern in ("new", "unbaselined", "burst", "stopped") else ""
+        f': "{f.template}"'
+        if f.pattern in ("new", "unbaselined", "burst", "stopped", "origin")
+        else ""
     )
     return Evidence(
         id=eid,

@@ -21,6 +21,8 @@ from agent.models import FaultType, SignalKind
 # Findings at least this share of the strongest one date a service's (or the alert's)
 # trouble; weaker ones are too often noise that happens to sit earlier.
 CLEAR_SHARE = 0.5
+# Log findings that date an event (a template appearing, requests starting to fail there).
+DATED_PATTERNS = APPEARED | {"origin"}
 BLAME_SIGNATURES = frozenset({"refused", "timeout", "reset", "upstream"})
 _CRASH = re.compile(r"restart|oom|crash|killed", re.IGNORECASE)
 
@@ -59,6 +61,12 @@ def metric_weight(f: SeriesFinding, visible: float | None = None) -> float:
         return 0.2  # what it waits on: evidence about a dependency (engine.waits), not itself
     if f.pinned:
         return 0.2  # a quantile over next to no requests (detect.series._pinned)
+    if f.at_data_end:
+        return 0.5 * _kind_weight(f)  # one sample at the very end: a start or a glitch
+    return _kind_weight(f)
+
+
+def _kind_weight(f: SeriesFinding) -> float:
     if f.direction == 0:
         return 1.1  # the data stopped: the service (or its exporter) is down
     if f.kind in CAUSE_KINDS:
@@ -73,6 +81,10 @@ def metric_weight(f: SeriesFinding, visible: float | None = None) -> float:
 def log_weight(f: LogFinding) -> float:
     if f.pattern == "vanished":
         return 0.9
+    if f.pattern == "origin":
+        return (
+            0.9  # requests began to fail here: its callers' errors came after, in the same traces
+        )
     if f.pattern == "stopped":
         return 0.6  # an operation stopped getting this far: it fails before, or is not called
     base = 0.7 if f.level in ("ERROR", "CRITICAL") else 0.45
@@ -108,7 +120,9 @@ def onset_of(metrics: list[SeriesFinding], logs: list[LogFinding]) -> float | No
     if metrics:
         clear = CLEAR_SHARE * max(f.score for f in metrics)
         return min(f.onset for f in metrics if f.score >= clear)
-    return min((f.onset for f in logs if f.pattern in APPEARED), default=None)
+    return min(
+        (f.onset for f in logs if f.pattern in APPEARED or f.pattern == "origin"), default=None
+    )
 
 
 def blames(f: LogFinding) -> bool:

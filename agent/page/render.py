@@ -69,6 +69,7 @@ _PATTERN_MARKS = {
     "vanished": "✖",
     "stopped": "✖",
     "error_rate": "▲",
+    "origin": "◆",
 }
 _ANCHOR = re.compile(r"[^A-Za-z0-9_-]")
 

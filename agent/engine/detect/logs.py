@@ -17,9 +17,10 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from agent.engine.detect.logshape import Shapes, headline
+from agent.engine.detect.traces import ErrorTraces, TraceOrigin
 from agent.models import LogRecord
 
-Pattern = Literal["new", "unbaselined", "burst", "vanished", "stopped", "error_rate"]
+Pattern = Literal["new", "unbaselined", "burst", "vanished", "stopped", "error_rate", "origin"]
 # Templates that appeared in the incident: "unbaselined" when no log line at all lies in the
 # baseline, so the template may be as old as the service and only the logs are new.
 APPEARED: frozenset[str] = frozenset({"new", "unbaselined", "burst"})
@@ -75,6 +76,8 @@ class LogFinding:
     mentions: frozenset[str]  # other services named in the template, e.g. a refused peer
     link: str | None = None  # where to read these lines (a Kibana Discover URL), if known
     logs_start: float | None = None  # the first line, when none lies before the incident
+    # "origin": services that logged errors later in the same traces (they called it)
+    followers: frozenset[str] = frozenset()
 
 
 def _rate_z(observed: float, expected: float) -> float:
@@ -176,6 +179,7 @@ def mine_logs(
 ) -> list[LogFinding]:
     """Log findings for the incident part ``[split, end]`` against the baseline before it."""
     shapes = Shapes()
+    traces = ErrorTraces()
     tallies: dict[tuple[str, int, str], _Tally] = {}
     links: dict[str, str] = {}
     first, last = math.inf, -math.inf
@@ -193,6 +197,8 @@ def mine_logs(
         level = record.level
         if shape.embedded_level and level in ("INFO", "DEBUG"):
             level = shape.embedded_level
+        if record.trace_id and level in ERROR_LEVELS:
+            traces.add(record.trace_id, t, record.service, shape.cluster, record.message)
         key = (record.service, shape.cluster, level)
         tally = tallies.get(key)
         if tally is None:
@@ -226,6 +232,10 @@ def mine_logs(
     # A service that went silent as a whole says so once, not once per template.
     findings = [f for f in findings if not (f.pattern == "stopped" and f.service in silent)]
     findings.extend(shifts)
+    findings.extend(
+        _origin_finding(o, shapes.templates.template(o.cluster), rates)
+        for o in traces.origins(split, rates.base_minutes, rates.inc_minutes, threshold)
+    )
     if links:
         findings = [replace(f, link=links.get(f.service)) for f in findings]
     findings.sort(key=lambda f: (-f.score, f.onset, f.service, f.template))
@@ -302,6 +312,28 @@ def _template_finding(
         signatures=signatures,
         mentions=mentions,
         logs_start=rates.logs_start,
+    )
+
+
+def _origin_finding(origin: TraceOrigin, template: str, rates: _Rates) -> LogFinding:
+    """A service that logged the first error of many more traces than before: requests began
+    to fail there, and ``followers`` logged their errors about it afterwards."""
+    return LogFinding(
+        service=origin.service,
+        pattern="origin",
+        template=template,
+        level="ERROR",
+        baseline_count=origin.baseline_count,
+        incident_count=origin.incident_count,
+        baseline_rate=origin.baseline_count / rates.base_minutes,
+        incident_rate=origin.incident_count / rates.inc_minutes,
+        score=min(SCORE_CAP, origin.score),
+        onset=origin.onset,
+        end=rates.end,
+        sample=headline(origin.sample) or None,
+        signatures=_signatures(template),
+        mentions=frozenset(),
+        followers=origin.followers,
     )
 
 
