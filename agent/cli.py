@@ -4,18 +4,12 @@ Errors the user can fix arrive as :class:`~agent.errors.RcaError` and become one
 stderr (``rca: error: ...``) with the error's exit code; anything else is a bug and becomes
 one ``rca: internal error`` line (``--debug`` shows the traceback). Click's own usage errors
 keep exit code 2. The group and its global options are here; each command lives with its
-kind (``agent/cli_analyze.py``, ``agent/cli_simulate.py``, ``evals/cli.py``, ...). Examples::
+kind, with its examples: ``agent/cli_analyze.py`` (analyze, record, check-sources),
+``agent/cli_simulate.py`` (simulate, demo), ``evals/cli.py`` (eval), ``agent/service/cli.py``
+(serve), ``agent/summarize/fetch.py`` (models), ``finetune/cli.py`` (finetune). Examples::
 
     rca demo
     rca analyze path/to/snapshot --markdown report.md --chart evidence.png
-    rca analyze path/to/snapshot --html report.html
-    rca analyze path/to/snapshot --json | jq .root_cause
-    rca analyze path/to/snapshot --json-file analysis.json     # and the report on stdout
-    RCA_PROMETHEUS_URL=http://localhost:9090 rca analyze --alert alert.json
-    rca record --alert alert.json --out incidents/checkout-latency
-    rca check-sources --at 2024-05-14T10:40:00Z --window 2h
-    rca simulate --seed 7 --fault memory_leak --out /tmp/incident
-    rca simulate --seed 7 --out /tmp/incident --load-prometheus /tmp/prom-data
     rca eval --suite sim --seeds 1000-1199 --json out/eval.json --png out/eval.png
 """
 

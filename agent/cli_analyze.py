@@ -82,7 +82,7 @@ _ALERT_OPTION = click.option(
 )
 _END_OPTION = click.option(
     "--end",
-    type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
+    type=click.DateTime(TIME_FORMATS),
     metavar="TIME",
     help="End of the live window, e.g. 2024-05-14T11:10:00 (UTC) or ...+02:00 (default: "
     "now, at most 30 minutes after the alert).",
@@ -110,7 +110,7 @@ _SERVICE_OPTION = click.option(
 )
 _SINCE_OPTION = click.option(
     "--since",
-    type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
+    type=click.DateTime(TIME_FORMATS),
     metavar="TIME",
     help="With --service, live: when it began to hurt (UTC unless an offset is given; "
     "default: 30 minutes before --end).",
