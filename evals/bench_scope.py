@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -38,79 +38,17 @@ from rich.table import Table
 from agent.config import EngineSettings
 from agent.engine.pipeline import analyze
 from agent.errors import RcaError
-from agent.models import Analysis, LogRecord, Signal, Trigger
+from agent.models import Analysis, Trigger
 from agent.scope import as_request
 from agent.snapshot import Snapshot
 from agent.window import WindowRule, frame
 from connectors.collect import Scope, collect_live, request_scope
-from connectors.prometheus import MetricFetch
 from connectors.settings import CollectSettings
 from evals.runner import parse_seed_range
 from evals.simulator import Scenario, simulate
+from evals.snapshot_sources import SnapshotLogs, SnapshotMetrics
 
 PATHS = ("alert", "request", "replay", "named_only", "request_alerted")
-
-
-@dataclass
-class SnapshotMetrics:
-    """A metrics source serving a snapshot's series and call graph, as Prometheus would: the
-    series inside the asked range (of the asked services, when some are), every edge."""
-
-    snapshot: Snapshot
-    name: str = "snapshot"
-
-    def fetch(
-        self,
-        start: datetime,
-        end: datetime,
-        services: Sequence[str] = (),
-        alert_labels: Mapping[str, str] | None = None,
-        deadline: float | None = None,
-    ) -> MetricFetch:
-        low, high = start.timestamp(), end.timestamp()
-        signals = [
-            cropped
-            for s in self.snapshot.signals
-            if not services or s.service in services
-            if (cropped := _crop(s, low, high)) is not None
-        ]
-        edges = list(self.snapshot.topology.edges) if self.snapshot.topology else []
-        return MetricFetch(signals=signals, edges=edges)
-
-
-def _crop(signal: Signal, low: float, high: float) -> Signal | None:
-    keep = [i for i, t in enumerate(signal.timestamps) if low <= t <= high]
-    if not keep:
-        return None
-    update = {
-        "timestamps": signal.timestamps[keep[0] : keep[-1] + 1],
-        "values": signal.values[keep[0] : keep[-1] + 1],
-    }
-    return signal.model_copy(update=update)
-
-
-@dataclass
-class SnapshotLogs:
-    """A log source serving a snapshot's lines (the shape of the Elasticsearch fetch)."""
-
-    snapshot: Snapshot
-    records: list[LogRecord] = field(default_factory=list)
-    count_signals: list[Signal] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def fetch(
-        self,
-        services: Sequence[str],
-        start: datetime,
-        end: datetime,
-        deadline: float | None = None,
-    ) -> SnapshotLogs:
-        inside = [
-            r
-            for r in self.snapshot.logs
-            if start <= r.timestamp <= end and (not services or r.service in services)
-        ]
-        return SnapshotLogs(self.snapshot, records=inside)
 
 
 def entry_service(scenario: Scenario) -> str:
@@ -152,7 +90,7 @@ def request_analysis(
     if named_only:  # before: the named service's series were all that was collected
         scope = Scope(tuple(named), framed.incident_start, framed.end, start=framed.start)
     options = CollectSettings()
-    collected = collect_live(scope, SnapshotMetrics(snapshot), SnapshotLogs(snapshot), options)
+    collected = collect_live(scope, SnapshotMetrics(snapshot), SnapshotLogs(snapshot.logs), options)
     trigger = Trigger(kind="api", services=list(named), since=start)
     return analyze(collected.snapshot, engine, trigger), collected.snapshot
 

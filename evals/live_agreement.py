@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,34 +28,14 @@ from rich.console import Console
 
 from agent.engine.pipeline import analyze
 from agent.errors import RcaError
-from agent.models import Analysis, LogRecord, Signal
+from agent.models import Analysis
 from connectors.collect import Collected, Scope, collect_live
 from connectors.prometheus import PrometheusSource
 from connectors.settings import CollectSettings, PrometheusSettings
 from evals.bench_sources import serve
 from evals.runner import parse_seed_range
 from evals.simulator import Scenario, simulate
-
-
-@dataclass
-class ScenarioLogs:
-    """The scenario's own log lines as the log source (the shape of the Elasticsearch fetch),
-    so that only the metrics path differs between live and snapshot analysis."""
-
-    lines: list[LogRecord]
-    records: list[LogRecord] = field(default_factory=list)
-    count_signals: list[Signal] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def fetch(
-        self,
-        services: Sequence[str],
-        start: datetime,
-        end: datetime,
-        deadline: float | None = None,
-    ) -> ScenarioLogs:
-        inside = [r for r in self.lines if start <= r.timestamp <= end]
-        return ScenarioLogs(self.lines, records=inside)
+from evals.snapshot_sources import SnapshotLogs
 
 
 def overlapping(scenarios: Iterable[Scenario]) -> list[tuple[int, int]]:
@@ -88,7 +68,7 @@ def analyze_both(scenario: Scenario, prometheus_url: str) -> tuple[Analysis, Ana
     scope = Scope((), incident_start, datetime.fromtimestamp(timeline.end, UTC), snapshot.alert)
     baseline = CollectSettings(baseline_minutes=(incident_start - start).total_seconds() / 60)
     source = PrometheusSource(prometheus_url, PrometheusSettings())
-    collected = collect_live(scope, source, ScenarioLogs(list(snapshot.logs)), baseline)
+    collected = collect_live(scope, source, SnapshotLogs(snapshot.logs, by_service=False), baseline)
     return offline, analyze(collected.snapshot, source_failures=collected.failures), collected
 
 

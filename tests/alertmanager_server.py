@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from service_support import free_port, unavailable, wait_for
+from server_process import end, free_port
+from service_support import unavailable, wait_for
 
 PROMETHEUS = "/usr/bin/prometheus"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
@@ -134,9 +135,4 @@ def alerting_stack(tmp_path: Path, service_url: str, token: str) -> Iterator[dic
         yield {"alertmanager": am_url, "prometheus": prom_url}
     finally:
         for process in reversed(processes):
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+            end(process)

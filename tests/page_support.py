@@ -1,5 +1,6 @@
-"""Shared pieces of the report-page tests: storing a finished analysis directly, parsing a
-page into the parts a reader (or a screen reader) would see."""
+"""Shared pieces of the report-page tests: the links a page is rendered with, storing a
+finished analysis directly, parsing a page into the parts a reader (or a screen reader)
+would see."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ from html.parser import HTMLParser
 from sqlalchemy.orm import sessionmaker
 
 from agent.models import Analysis
+from agent.page import PageLinks
 from agent.snapshot import Snapshot
 from evals.bench_page import store_finished
+
+# The links a page rendered outside the service is given (the service's routes give its own).
+LINKS = PageLinks(json_href="/analyses/an-test-1/analysis.json", feedback_action="/f")
 
 
 def store_done(sessions: sessionmaker, analysis: Analysis, material: Snapshot | None = None) -> str:

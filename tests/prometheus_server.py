@@ -1,28 +1,19 @@
 """The real Prometheus for tests: backfill simulated incidents with promtool, serve them.
 
 ``start_prometheus`` runs ``/usr/bin/prometheus`` on a free port over a TSDB directory and
-waits until it is ready; ``PrometheusServer.stop`` ends it. Without the binaries the tests
-that need them skip, or fail when ``RCA_REQUIRE_INTEGRATION=1`` (CI), so a CI image that
-lost Prometheus cannot pass silently.
+waits until it is ready (:mod:`server_process`); ``PrometheusServer.stop`` ends it. Below:
+servers that misbehave on purpose, for the connector's error paths.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
-import subprocess
 import threading
-import time
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
-import pytest
-
-READY_TIMEOUT_S = 30.0
+from server_process import ServerProcess, free_port, require_binaries, start_server
 
 # bcrypt of "s3cret" at cost 4 (made once with Python's crypt module; Prometheus' web config
 # only takes bcrypt hashes, and cost 4 keeps each request cheap).
@@ -31,38 +22,7 @@ BASIC_AUTH_PASSWORD = "s3cret"
 BASIC_AUTH_HASH = "$2b$04$HjJjj8U0Nvf6Gw4b6ekHF.GFSfgqEsySG5HE3ct/2Ywy5ox5W.bb6"
 
 
-def require_binaries(*names: str) -> dict[str, str]:
-    """Paths of the named executables; skip (or fail in CI) when one is missing."""
-    found = {name: shutil.which(name) for name in names}
-    missing = [name for name, path in found.items() if path is None]
-    if missing:
-        message = f"needs {', '.join(missing)} on PATH"
-        if os.environ.get("RCA_REQUIRE_INTEGRATION") == "1":
-            pytest.fail(f"{message} (RCA_REQUIRE_INTEGRATION=1)")
-        pytest.skip(message)
-    return {name: path for name, path in found.items() if path is not None}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class PrometheusServer:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+PrometheusServer = ServerProcess
 
 
 def start_prometheus(data_dir: Path, workdir: Path, basic_auth: bool = False) -> PrometheusServer:
@@ -85,22 +45,8 @@ def start_prometheus(data_dir: Path, workdir: Path, basic_auth: bool = False) ->
         web.write_text(f"basic_auth_users:\n  {BASIC_AUTH_USER}: {BASIC_AUTH_HASH}\n")
         args.append(f"--web.config.file={web}")
         auth = (BASIC_AUTH_USER, BASIC_AUTH_PASSWORD)
-    log = workdir / "prometheus.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-    server = PrometheusServer(f"http://127.0.0.1:{port}", process, log)
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        try:
-            if httpx.get(f"{server.url}/-/ready", auth=auth, timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"prometheus did not become ready; log:\n{log.read_text()[-2000:]}")
+    url = f"http://127.0.0.1:{port}"
+    return start_server("prometheus", args, url, workdir / "prometheus.log", auth)
 
 
 # --- servers that misbehave on purpose ----------------------------------------------------

@@ -11,7 +11,6 @@ import copy
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from server_process import free_port
 
 from agent.config import Settings, load_settings
 
@@ -134,12 +134,6 @@ def wait_for(check: Callable[[], Any], timeout_s: float = 30.0, what: str = "con
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.1)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

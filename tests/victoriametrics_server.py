@@ -10,32 +10,16 @@ under ``RCA_REQUIRE_INTEGRATION=1`` (CI; ``make servers`` installs it).
 
 from __future__ import annotations
 
-import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from prometheus_server import READY_TIMEOUT_S, free_port, require_binaries
+from server_process import ServerProcess, free_port, require_binaries, start_server
 
 BATCH_LINES = 50_000
 
 
-@dataclass
-class VictoriaMetricsServer:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+VictoriaMetricsServer = ServerProcess
 
 
 def start_victoriametrics(workdir: Path) -> VictoriaMetricsServer:
@@ -50,20 +34,8 @@ def start_victoriametrics(workdir: Path) -> VictoriaMetricsServer:
         "-retentionPeriod=100y",  # the simulated incidents are years old
         "-search.disableCache",  # imported history must not hide behind a cached answer
     ]
-    log = workdir / "victoria-metrics.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-    server = VictoriaMetricsServer(f"http://127.0.0.1:{port}", process, log)
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"{server.url}/-/ready", timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"victoria-metrics did not become ready; log:\n{log.read_text()[-2000:]}")
+    url = f"http://127.0.0.1:{port}"
+    return start_server("victoria-metrics", args, url, workdir / "victoria-metrics.log")
 
 
 def prometheus_text(openmetrics: Path) -> Iterator[str]:

@@ -11,12 +11,13 @@ import secrets
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Response
 from pydantic import AwareDatetime, BeforeValidator
 
 from agent.models import Analysis, Trigger
 from agent.service.auth import read_one, require
 from agent.service.charts import evidence_chart
+from agent.service.listing import PageCursor, PageLimit, ServiceFilter, page_of_analyses
 from agent.service.problems import ApiError, known_query_only
 from agent.service.schemas import (
     AnalysisCreated,
@@ -131,25 +132,16 @@ def _timestamp_text(value: Any) -> Any:
 )
 def list_analyses(
     state: State,
-    service: Annotated[str | None, Query(max_length=200)] = None,
+    service: ServiceFilter = None,
     status: JobStatus | None = None,
     since: Annotated[AwareDatetime | None, BeforeValidator(_timestamp_text)] = None,
-    limit: Annotated[int | None, Query(ge=1, le=500)] = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: PageLimit = None,
+    cursor: PageCursor = None,
 ) -> AnalysisPage:
     """Analyses, newest first, filtered by service, status and creation time."""
-    try:
-        with state.sessions.begin() as session:
-            records, next_cursor = queries.list_analyses(
-                session,
-                service=service,
-                status=status,
-                since=since,
-                limit=limit or state.settings.service.page_size,
-                cursor=cursor,
-            )
-    except queries.BadCursor as exc:
-        raise ApiError(422, "invalid", f"query.cursor: {exc}") from None
+    listing = page_of_analyses(
+        state, service=service, status=status, since=since, limit=limit, cursor=cursor
+    )
     items = [
         AnalysisSummary(
             id=r.id,
@@ -161,9 +153,9 @@ def list_analyses(
             confidence=r.confidence,
             error=r.error,
         )
-        for r in records
+        for r in listing.records
     ]
-    return AnalysisPage(items=items, next_cursor=next_cursor)
+    return AnalysisPage(items=items, next_cursor=listing.next_cursor)
 
 
 @router.get(

@@ -30,7 +30,7 @@ from agent.service.health import SourceHealth, source_probes
 from agent.service.jobs import WorkerPool, utcnow
 from agent.service.lane import Lane
 from agent.service.logs import RequestContext
-from agent.service.metrics import HttpMetrics, ServiceMetrics
+from agent.service.metrics import HttpMetrics, ServiceMetrics, StatusWatch
 from agent.service.runner import preload
 from agent.service.slack_app import install_slack
 from agent.service.state import ServiceState
@@ -114,33 +114,18 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
-class WebhookCounter:
+class WebhookCounter(StatusWatch):
     """Count every webhook request by result, including the ones rejected before the route."""
 
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
+    def watches(self, scope: Scope) -> bool:
+        return scope["type"] == "http" and scope["path"] == WEBHOOK_PATH
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != WEBHOOK_PATH:
-            await self.app(scope, receive, send)
-            return
-        status = 500
-
-        async def watch(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, watch)
-        finally:
-            state: dict[str, Any] = scope.get("state", {})
-            result = state.get("webhook_result") if status == 202 else None
-            if result is None:
-                result = _STATUS_RESULT.get(status, "unavailable" if status == 503 else "error")
-            self.metrics.webhook.labels(result).inc()
+    def finished(self, scope: Scope, status: int, seconds: float) -> None:
+        state: dict[str, Any] = scope.get("state", {})
+        result = state.get("webhook_result") if status == 202 else None
+        if result is None:
+            result = _STATUS_RESULT.get(status, "unavailable" if status == 503 else "error")
+        self.metrics.webhook.labels(result).inc()
 
 
 OPENAPI_TAGS = [

@@ -246,16 +246,24 @@ def api_templates(app: Any) -> list[tuple[re.Pattern[str], str]]:
     return [(compile_path(template)[0], template) for template in paths]
 
 
-class HttpMetrics:
-    """Counts and times every HTTP request by method, route template and status."""
+class StatusWatch:
+    """Pure ASGI middleware that passes each HTTP request on and, once the app has answered
+    or raised, calls :meth:`finished` with the response status (500 when no response
+    started) and the seconds it took. Subclasses say which requests they watch and what a
+    finished one records."""
 
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
         self.metrics = metrics
-        self._fallback: list[tuple[re.Pattern[str], str]] | None = None
+
+    def watches(self, scope: Scope) -> bool:
+        return scope["type"] == "http"
+
+    def finished(self, scope: Scope, status: int, seconds: float) -> None:
+        raise NotImplementedError
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if not self.watches(scope):
             await self.app(scope, receive, send)
             return
         began = time.perf_counter()
@@ -270,8 +278,18 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, watch)
         finally:
-            seconds = time.perf_counter() - began
-            self.metrics.record_request(scope["method"], self._route(scope), status, seconds)
+            self.finished(scope, status, time.perf_counter() - began)
+
+
+class HttpMetrics(StatusWatch):
+    """Counts and times every HTTP request by method, route template and status."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        super().__init__(app, metrics)
+        self._fallback: list[tuple[re.Pattern[str], str]] | None = None
+
+    def finished(self, scope: Scope, status: int, seconds: float) -> None:
+        self.metrics.record_request(scope["method"], self._route(scope), status, seconds)
 
     def _route(self, scope: Scope) -> str:
         if "route" not in scope and self._fallback is None:

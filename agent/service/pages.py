@@ -34,7 +34,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BeforeValidator, ValidationError
@@ -43,6 +43,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from agent.models import Analysis
 from agent.service.api import Shared, store_feedback
 from agent.service.auth import ApiCredentials, require
+from agent.service.listing import PageCursor, PageLimit, ServiceFilter, page_of_analyses
 from agent.service.problems import ApiError, known_query_only
 from agent.service.schemas import FeedbackRequest, JobStatus
 from agent.service.share import SHARE_PARAM, ShareLinkRefused, signer_for, with_share
@@ -134,29 +135,25 @@ def _record(state: ServiceState, analysis_id: str) -> queries.AnalysisRecord:
 @router.get("", dependencies=[Depends(require("read"))])
 def analyses_page(
     state: State,
-    service: Annotated[str | None, Query(max_length=200), BeforeValidator(_blank_is_none)] = None,
+    service: Annotated[ServiceFilter, BeforeValidator(_blank_is_none)] = None,
     status: Annotated[JobStatus | None, BeforeValidator(_blank_is_none)] = None,
     rating: Annotated[Rating | None, BeforeValidator(_blank_is_none)] = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
-    limit: Annotated[int | None, Query(ge=1, le=500)] = None,
+    cursor: PageCursor = None,
+    limit: PageLimit = None,
 ) -> Response:
     """Analyses, newest first; filter by service, status and latest rating."""
     from agent.page import ListRow, list_page
     from agent.page.render import trigger_text
 
-    try:
-        with state.sessions.begin() as session:
-            records, next_cursor = queries.list_analyses(
-                session,
-                service=service,
-                status=status,
-                rating=rating,
-                limit=limit or state.settings.service.page_size,
-                cursor=cursor,
-            )
-            verdicts = ratings.latest_verdicts(session, (r.id for r in records))
-    except queries.BadCursor as exc:
-        raise ApiError(422, "invalid", f"query.cursor: {exc}") from None
+    listing = page_of_analyses(
+        state,
+        service=service,
+        status=status,
+        rating=rating,
+        limit=limit,
+        cursor=cursor,
+        with_verdicts=True,
+    )
     rows = [
         ListRow(
             id=r.id,
@@ -166,15 +163,16 @@ def analyses_page(
             created_at=r.created_at,
             root_service=r.root_service,
             confidence=r.confidence,
-            rating=verdicts.get(r.id),
+            rating=listing.verdicts.get(r.id),
             error=r.error,
         )
-        for r in records
+        for r in listing.records
     ]
     filters: dict[str, str | None] = {"service": service, "status": status, "rating": rating}
     kept = {k: v for k, v in filters.items() if v}
     if limit:
         kept["limit"] = str(limit)
+    next_cursor = listing.next_cursor
     next_href = f"{LIST_PATH}?{urlencode({**kept, 'cursor': next_cursor})}" if next_cursor else None
     statuses = ("pending", "running", "done", "failed")
     return page(list_page(rows, filters, LIST_PATH, next_href, statuses, queries.RATINGS))

@@ -10,7 +10,6 @@ request series are drawn (``podtraffic.py``).
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
 
 import numpy as np
 
@@ -31,12 +30,9 @@ from evals.simulator.podtraffic import (
 )
 from evals.simulator.propagation import propagate
 from evals.simulator.rollouts import Rollout
+from evals.simulator.scenario import moment
 from evals.simulator.telemetry import Telemetry, Timeline
 from evals.simulator.topology import ServiceGraph
-
-
-def _moment(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
 @dataclasses.dataclass
@@ -156,7 +152,7 @@ def reported_changes(rollouts: list[Rollout], timeline: Timeline) -> list[Change
             Change(
                 service=r.service,
                 kind=ChangeKind.DEPLOY,
-                at=_moment(timeline.time(r.start)),
+                at=moment(timeline.time(r.start)),
                 from_version=r.from_version,
                 to_version=r.to_version,
                 author=r.author,
@@ -189,7 +185,7 @@ def ground_truth(incident: RolloutIncident, plan: RolloutPlan, timeline: Timelin
     return GroundTruth(
         service=fault.service,
         fault_type=fault.fault,
-        onset=_moment(timeline.time(fault.onset)),
+        onset=moment(timeline.time(fault.onset)),
         pod=fault.pod,
         note=note,
         change=change,

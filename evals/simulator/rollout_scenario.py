@@ -18,14 +18,13 @@ draw comes from one ``default_rng(seed)``, in that order.
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
 from agent.changes import changes_from_signals, merge_changes
 from agent.errors import UsageError
 from agent.models import FaultType
-from agent.snapshot import Snapshot, SnapshotMeta, WindowSpec
+from agent.snapshot import Snapshot
 from evals.simulator.baseline import build_baseline
 from evals.simulator.defects import DefectKind
 from evals.simulator.dialects import Naming
@@ -33,7 +32,14 @@ from evals.simulator.plan import SIMULATED_FAULTS
 from evals.simulator.rollout_incident import ground_truth, page, reported_changes, unfold
 from evals.simulator.rollout_plan import plan_rollouts
 from evals.simulator.rollout_render import Shape, render_rollout_signals
-from evals.simulator.scenario import EPOCH, MIN_SERVICES, SHOP_SHARE, Scenario
+from evals.simulator.scenario import (
+    MIN_SERVICES,
+    SHOP_SHARE,
+    Scenario,
+    check_seed_and_fault,
+    random_start,
+    snapshot_meta,
+)
 from evals.simulator.shops import shop_graph
 from evals.simulator.telemetry import Telemetry, Timeline, noise
 from evals.simulator.topology import ServiceGraph, random_graph, replica_pods
@@ -46,10 +52,6 @@ SLOTS: tuple[DefectKind | None, ...] = (*DefectKind, None, None)
 REPORTED_SHARE = 0.75  # incidents whose rollouts CI/CD reported (the rest: telemetry only)
 _REPLICAS = ((1, 2, 3, 4, 5, 6), (0.08, 0.27, 0.3, 0.17, 0.12, 0.06))
 _NAMING = Naming("prometheus", {}, (0, 2), pod_level=True, units=True, kind_missing=0.0)
-
-
-def _moment(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
 def rollout_graph(rng: np.random.Generator, services: int | None) -> ServiceGraph:
@@ -72,9 +74,7 @@ def rollout_graph(rng: np.random.Generator, services: int | None) -> ServiceGrap
 def rollout_timeline(rng: np.random.Generator) -> Timeline:
     """One sample a minute, two to six hours."""
     length = int(rng.integers(120, 361))
-    offset = int(rng.integers(0, 730)) * 86400 + int(rng.integers(0, 86400))
-    start = EPOCH.timestamp() + offset - offset % RESOLUTION
-    return Timeline(start=start, resolution=RESOLUTION, length=length)
+    return Timeline(start=random_start(rng, RESOLUTION), resolution=RESOLUTION, length=length)
 
 
 def uniform_replicas(telemetry: Telemetry, rng: np.random.Generator) -> None:
@@ -108,11 +108,7 @@ def _slot(seed: int, fault: FaultType | None) -> tuple[DefectKind | None, FaultT
 
 
 def _check(seed: int, fault: FaultType | None, services: int | None) -> None:
-    if seed < 0:
-        raise UsageError(f"seed must be a non-negative integer, got {seed}")
-    if fault is not None and fault not in SIMULATED_FAULTS:
-        names = ", ".join(f.value for f in SIMULATED_FAULTS)
-        raise UsageError(f"cannot simulate fault {fault!r}; choose one of {names}")
+    check_seed_and_fault(seed, fault)
     if services is not None and not MIN_SERVICES <= services <= MAX_ROLLOUT_SERVICES:
         raise UsageError(
             f"rollout incidents take {MIN_SERVICES} to {MAX_ROLLOUT_SERVICES} services, "
@@ -145,15 +141,15 @@ def simulate_rollout(
     # labels, generation and replicas steps), merged with what CI/CD reported, if it did.
     seen = changes_from_signals(signals)
     known = merge_changes(changes, seen) if rng.random() < REPORTED_SHARE else seen
-    meta = SnapshotMeta(
+    meta = snapshot_meta(
+        rng,
+        timeline,
         id=f"sim-rollout-{seed}",
-        created_at=_moment(timeline.end) + timedelta(seconds=float(rng.uniform(60, 900))),
         source=f"rca-agent simulator, rollout suite, seed {seed}",
         description=(
             f"Simulated rollout incident on {len(graph.services)} services, "
             f"{len(plan.rollouts)} rollouts, at {RESOLUTION} s resolution."
         ),
-        window=WindowSpec(start=_moment(timeline.start), end=_moment(timeline.end)),
     )
     snapshot = Snapshot(
         meta=meta,

@@ -67,12 +67,17 @@ def fault_for_seed(seed: int) -> FaultType:
     return SIMULATED_FAULTS[seed % len(SIMULATED_FAULTS)]
 
 
-def _check(seed: int, fault: FaultType | None, services: int | None) -> None:
+def check_seed_and_fault(seed: int, fault: FaultType | None) -> None:
+    """What both simulators refuse: a negative seed, a fault they cannot simulate."""
     if seed < 0:
         raise UsageError(f"seed must be a non-negative integer, got {seed}")
     if fault is not None and fault not in SIMULATED_FAULTS:
         names = ", ".join(f.value for f in SIMULATED_FAULTS)
         raise UsageError(f"cannot simulate fault {fault!r}; choose one of {names}")
+
+
+def _check(seed: int, fault: FaultType | None, services: int | None) -> None:
+    check_seed_and_fault(seed, fault)
     if services is not None and not MIN_SERVICES <= services <= MAX_BENCHMARK_SERVICES:
         raise UsageError(
             f"services must be between {MIN_SERVICES} and {MAX_SERVICES} "
@@ -94,13 +99,31 @@ def choose_timeline(rng: np.random.Generator) -> Timeline:
     most = min(600, 6 * 3600 // resolution)
     least = 300 if resolution == 1 else 120
     length = int(rng.integers(least, most + 1))
+    return Timeline(start=random_start(rng, resolution), resolution=resolution, length=length)
+
+
+def random_start(rng: np.random.Generator, resolution: int) -> float:
+    """A window start within two years of :data:`EPOCH`, on a multiple of ``resolution``."""
     offset = int(rng.integers(0, 730)) * 86400 + int(rng.integers(0, 86400))
-    start = EPOCH.timestamp() + offset - offset % resolution
-    return Timeline(start=start, resolution=resolution, length=length)
+    return EPOCH.timestamp() + offset - offset % resolution
 
 
-def _moment(seconds: float) -> datetime:
+def moment(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def snapshot_meta(
+    rng: np.random.Generator, timeline: Timeline, *, id: str, source: str, description: str
+) -> SnapshotMeta:
+    """The snapshot's metadata: its window is the timeline, and it was taken one to fifteen
+    minutes after the window ended (the last draw of a simulation)."""
+    return SnapshotMeta(
+        id=id,
+        created_at=moment(timeline.end) + timedelta(seconds=float(rng.uniform(60, 900))),
+        source=source,
+        description=description,
+        window=WindowSpec(start=moment(timeline.start), end=moment(timeline.end)),
+    )
 
 
 def _truth(plan: FaultPlan, timeline: Timeline) -> GroundTruth:
@@ -112,7 +135,7 @@ def _truth(plan: FaultPlan, timeline: Timeline) -> GroundTruth:
     return GroundTruth(
         service=plan.service,
         fault_type=plan.fault,
-        onset=_moment(timeline.time(plan.onset)),
+        onset=moment(timeline.time(plan.onset)),
         pod=plan.pod,
         note=note,
     )
@@ -170,15 +193,15 @@ def simulate(seed: int, fault: FaultType | None = None, services: int | None = N
         topology = graph.topology()
     alert = build_alert(graph, telemetry, plan, incident.symptoms, rng)
     timeline = telemetry.timeline
-    meta = SnapshotMeta(
+    meta = snapshot_meta(
+        rng,
+        timeline,
         id=f"sim-{seed}",
-        created_at=_moment(timeline.end) + timedelta(seconds=float(rng.uniform(60, 900))),
         source=f"rca-agent simulator, seed {seed}",
         description=(
             f"Simulated incident on {len(graph.services)} services "
             f"at {timeline.resolution} s resolution."
         ),
-        window=WindowSpec(start=_moment(timeline.start), end=_moment(timeline.end)),
     )
     snapshot = Snapshot(
         meta=meta,
