@@ -180,7 +180,7 @@ def test_a_spike_in_the_last_sample_before_the_alert_is_not_the_onset() -> None:
     assert onset is not None and onset.at == T0 + 15 * 10
 
 
-def _latency(service: str, baseline: list[float], incident: list[float]) -> Signal:
+def _latency(service: str, baseline: list[float | None], incident: list[float | None]) -> Signal:
     values = baseline + incident
     return Signal(
         service=service,
@@ -221,3 +221,41 @@ def test_idle_means_every_serving_latency_held_one_value() -> None:
         update={"name": "http_client_latency_p99"}
     )
     assert _idle([empty, moving, waiting]) == frozenset({"idle"})
+
+
+def test_a_quantile_with_no_value_in_many_scrapes_is_pinned() -> None:
+    # Minutes without a request have no quantile; the others are over a handful of requests.
+    rng = np.random.default_rng(11)
+    gappy: list[float | None] = [float(v) for v in 0.02 + rng.normal(0, 0.002, 10)]
+    gappy[1] = gappy[4] = gappy[7] = None
+    finding = score_signal(_latency("rare", gappy, [None, 0.9, 0.95]), T0 + 600, THR)
+    assert finding is not None and finding.pinned
+    full = [float(v) for v in 0.02 + rng.normal(0, 0.002, 10)]
+    finding = score_signal(_latency("busy", full, [0.9, 0.95, 1.0]), T0 + 600, THR)
+    assert finding is not None and not finding.pinned
+
+
+def test_a_callee_whose_callers_wait_on_it_is_not_doubted_for_its_flat_latency() -> None:
+    # A delay on cart's network path: front and checkout wait, cart's own serving latency
+    # (measured) stays flat. That flatness is what a network delay looks like, not innocence.
+    measured = frozenset({SignalKind.LATENCY, SignalKind.RESOURCE})
+    ranked = rank_services(
+        [_wait("front"), _wait("checkout")],  # type: ignore[list-item]
+        [],
+        _shop(),
+        THR,
+        60,
+        coverage={name: measured for name in ("front", "checkout", "cart", "ads", "mail")},
+        waiters=frozenset({"front", "checkout", "reco"}),
+    )
+    assert ranked[0].service == "cart"
+    assert not any("stayed normal" in r for r in ranked[0].reasons)
+
+
+def test_a_deviation_in_the_last_sample_weighs_half() -> None:
+    from agent.engine.service_score import metric_weight
+
+    settled = metric("db", "cpu_usage", 12.0, onset=T0, end=T0 + 600)
+    unconfirmed = metric("db", "cpu_usage", 12.0, onset=T0 + 600, end=T0 + 600)
+    assert unconfirmed.at_data_end and not settled.at_data_end
+    assert metric_weight(unconfirmed) == pytest.approx(0.5 * metric_weight(settled))

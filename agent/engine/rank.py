@@ -266,7 +266,9 @@ def _apply_own_symptoms(by_service: dict[str, ServiceScore], measured: frozenset
     stayed normal, the finding is probably harmless (a batch job's CPU burst, an uneventful
     rollout). Deploys are judged more gently: a bad pod can hide in the service average."""
     for s in by_service.values():
-        if s.service not in measured:
+        # Callers waiting on it are its symptom: a delay on its network path leaves its own
+        # serving latency flat.
+        if s.service not in measured or s.waited_by:
             continue
         hurt = any(
             f.kind in (SignalKind.LATENCY, SignalKind.ERRORS) or f.direction == 0 or crashed(f)

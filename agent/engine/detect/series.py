@@ -244,7 +244,7 @@ def score_signal(signal: Signal, split: float, threshold: float) -> SeriesFindin
         end=float(inc_ts[-1]),
         baseline=_stats(base),
         incident=_stats(inc[present]),
-        pinned=kind is SignalKind.LATENCY and _pinned(base),
+        pinned=kind is SignalKind.LATENCY and (_pinned(base) or _sparse(values)),
         level=level,
         until=float(ts[last]),
         run=last - onset + 1,
@@ -274,6 +274,9 @@ def _held(values: NDArray[np.float64], peak: int, sign: int) -> float:
     return float(pair.min() if sign > 0 else pair.max())
 
 
+SPARSE_SHARE = 0.2
+
+
 def _pinned(baseline: NDArray[np.float64]) -> bool:
     """Whether a latency quantile sat on one value for most of the baseline.
 
@@ -284,6 +287,12 @@ def _pinned(baseline: NDArray[np.float64]) -> bool:
     return (
         baseline.size >= MIN_BASELINE_POINTS and int(counts.max()) >= PINNED_SHARE * baseline.size
     )
+
+
+def _sparse(values: NDArray[np.float64]) -> bool:
+    """Whether a latency quantile has no value in many scrapes: minutes without a request, so
+    the minutes with one are a quantile over a handful of requests, one slow call its p99."""
+    return bool(np.isnan(values).mean() >= SPARSE_SHARE)
 
 
 def _shift_z(z: NDArray[np.float64], split: int, threshold: float) -> NDArray[np.float64] | None:
