@@ -71,3 +71,14 @@ def test_the_onset_from_the_data_lands_near_the_injection() -> None:
     assert abs(analysis.window.incident_start - truth.onset) <= timedelta(minutes=2)
     assert any("estimated from the data" in note for note in analysis.notes)
     assert analysis.candidates[0].service == "checkoutservice"
+
+
+def test_the_service_that_logs_the_first_error_of_failing_traces_is_named_so() -> None:
+    # Lines carry trace ids: in 19 traces ts-contacts-service logged the first error and its
+    # caller logged its own afterwards; no trace began to fail there before the split.
+    analysis = _blind(_case("contacts-service-return"))
+    origins = [e for e in analysis.evidence if e.pattern == "origin"]
+    contacts = next(e for e in origins if e.service == "ts-contacts-service")
+    assert contacts.baseline.count == 0 and contacts.incident.count >= 10
+    assert "then ts-preserve-service logged theirs" in contacts.description
+    assert contacts.id in analysis.candidates[0].evidence_ids
