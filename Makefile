@@ -19,7 +19,7 @@ LOWEST_UV_FLAGS ?= --extra-index-url https://download.pytorch.org/whl/cpu --inde
 VERSION = $(shell $(PYTHON) -c "import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['version'])")
 IMAGE ?= rca-agent
 
-.PHONY: help demo test test-lowest lint typecheck pytest bench bench-reliability eval servers \
+.PHONY: help demo test test-lowest lowest-boundaries lint typecheck pytest bench bench-reliability eval servers \
 	browser models constraints image clean
 
 help:
@@ -30,6 +30,7 @@ help:
 	@echo "make bench-reliability  rca serve under faults (SQLite, PostgreSQL) -> $(OUT)/bench_reliability.json"
 	@echo "make eval       accuracy on simulator seeds $(SEEDS) -> $(OUT)/eval.json + eval.png"
 	@echo "make test-lowest  unit tests on the lowest allowed direct dependencies ($(LOWEST))"
+	@echo "make lowest-boundaries  the third-party boundary tests on the lowest versions (part of make test)"
 	@echo "make constraints  regenerate constraints.txt from .venv"
 	@echo "make image      docker build the core image, tagged with the package version"
 
@@ -119,7 +120,23 @@ pytest: $(DEV_STAMP)
 	$(BIN)/pytest
 
 test: $(DEV_STAMP) servers browser models
-	$(MAKE) --no-print-directory lint typecheck pytest
+	$(MAKE) --no-print-directory lint typecheck pytest lowest-boundaries
+
+# The tests that drive a third-party API (Prometheus, Elasticsearch, SQLAlchemy, FastAPI,
+# pydantic-settings, slack-sdk/bolt, openai, OpenTelemetry, click) on the lowest versions
+# pyproject.toml allows, in $(LOWEST): a lower bound that is too low fails `make test`. About a
+# minute; the torch extras (no CPU wheel on PyPI) and the whole unit suite are `make test-lowest`.
+LOWEST_TESTS := tests/test_cli.py tests/test_config_env.py tests/test_elasticsearch.py \
+	tests/test_elasticsearch_failures.py tests/test_models.py tests/test_openapi.py \
+	tests/test_prometheus_source.py tests/test_promql.py tests/test_service_api.py \
+	tests/test_slack_bot.py tests/test_slack_commands.py tests/test_slack_publish.py \
+	tests/test_snapshot.py tests/test_store.py tests/test_summarize_openai.py tests/test_tracing.py
+lowest-boundaries:
+	[ -x $(LOWEST)/bin/uv ] || { $(PYTHON) -m venv $(LOWEST) && $(LOWEST)/bin/python -m pip install --quiet uv; }
+	$(LOWEST)/bin/uv pip install --quiet --python $(LOWEST)/bin/python --resolution lowest-direct \
+	  -e '.[dev,otel]'
+	$(LOWEST)/bin/python -m pytest -m "not integration and not slow" -p no:cacheprovider -q \
+	  $(LOWEST_TESTS)
 
 # The lowest versions pyproject.toml allows for every direct dependency (transitive ones
 # resolve as usual), in a separate environment, then the unit tests: a lower bound that is
