@@ -6,7 +6,7 @@ right about one time in three (docs/benchmarks.md). A calibration fitted on such
 says 0.9 to everything. So the calibration suite mixes in *blind spots*: incidents whose root
 cause's own series and logs are missing, as when the culprit is unmonitored (a managed
 database, a third-party API) or fails in a way its telemetry does not show. Their share is a
-stated assumption (``--blind-share``, default one half), not fitted to the real set; the real
+stated assumption (``--blind-share``, default 0.3), not fitted to the real set; the real
 set only checks the result (``rca eval --suite ../shared/real/nezha-dev``). Example::
 
     python -m evals.calibrate --seeds 21000-21599 --out agent/engine/calibration.json
@@ -110,7 +110,7 @@ def _features_and_truth(
 @click.option(
     "--blind-share",
     type=click.FloatRange(0.0, 1.0),
-    default=0.5,
+    default=0.3,
     show_default=True,
     help="Share of cases whose root cause's own telemetry is removed.",
 )

@@ -30,6 +30,27 @@ def test_margin_features_describe_the_leaders_standing() -> None:
     assert margin_features([]) == dict.fromkeys(FEATURES, 0.0)
 
 
+def test_the_cause_feature_says_whether_the_leader_shows_a_cause_itself() -> None:
+    from findings_support import metric
+
+    from agent.models import SignalKind
+
+    saturated = ServiceScore("db", score=2.0, strength=2.0, metrics=[metric("db", "cpu_usage", 9)])
+    slow = ServiceScore(
+        "api", score=2.0, strength=2.0, metrics=[metric("api", "p99", 9, kind=SignalKind.LATENCY)]
+    )
+    freed = ServiceScore(
+        "db", score=2.0, strength=2.0, metrics=[metric("db", "cpu_usage", 9, direction=-1)]
+    )
+    assert margin_features([saturated])["cause"] == 1.0
+    assert margin_features([slow])["cause"] == 0.0
+    assert margin_features([freed])["cause"] == 0.0  # a resource that fell is no cause
+    # All else equal, a leader that shows a cause itself is likelier right.
+    calibration = shipped()
+    base = {"share": 0.5, "margin": 0.3, "strength": 1.0}
+    assert calibration.probability({**base, "cause": 1.0}) > calibration.probability(base)
+
+
 def test_the_shipped_calibration_never_lowers_confidence_for_a_wider_lead() -> None:
     calibration = shipped()
     assert calibration.fitted_on.startswith("simulator seeds")

@@ -13,7 +13,10 @@ Features, all computed from the ranked candidates alone:
   ranking (many services moved about as much) is a guess among them;
 * ``margin``: the leader's lead over the runner-up, as a share of its own score;
 * ``strength``: ``log1p`` of the leader's evidence strength, how far its own findings are
-  from noise.
+  from noise;
+* ``cause``: 1 when the leader's own series show a cause (a saturated resource, a change
+  rising), 0 when it is named by symptoms alone (latency, errors, callers' waits, logs), which
+  neighbours of the real cause show as well.
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from agent.engine.detect.kinds import CAUSE_KINDS
 from agent.engine.service_score import ServiceScore
 from agent.errors import ConfigError
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
-FEATURES = ("share", "margin", "strength")
+FEATURES = ("share", "margin", "strength", "cause")
 
 
 def margin_features(ranked: Sequence[ServiceScore]) -> dict[str, float]:
@@ -43,6 +47,9 @@ def margin_features(ranked: Sequence[ServiceScore]) -> dict[str, float]:
         "share": round(first / total, 4),
         "margin": round((first - second) / first, 4),
         "strength": round(math.log1p(max(ranked[0].strength, 0.0)), 4),
+        "cause": float(
+            any(f.kind in CAUSE_KINDS and f.direction > 0 for f in ranked[0].metrics)
+        ),
     }
 
 
