@@ -103,3 +103,13 @@ def test_lines_may_arrive_in_any_order() -> None:
     traces.add("t1", 10.3, "orders", 3, "orders failed")
     first = traces.first["t1"]
     assert (first.service, first.later) == ("stock", {"web", "orders"})
+
+
+def test_trace_ids_that_never_leave_one_service_give_no_origin() -> None:
+    # Each service starts its own trace: a failing request's lines share an id only within
+    # the service, so the first error of a trace is just any error line.
+    records = [
+        r.model_copy(update={"trace_id": f"{r.service}-{r.trace_id}"})
+        for r in _traffic(SPLIT + 30, random.Random(4))
+    ]
+    assert not [f for f in mine_logs(records, T0, SPLIT, END) if f.pattern == "origin"]

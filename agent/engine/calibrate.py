@@ -47,9 +47,7 @@ def margin_features(ranked: Sequence[ServiceScore]) -> dict[str, float]:
         "share": round(first / total, 4),
         "margin": round((first - second) / first, 4),
         "strength": round(math.log1p(max(ranked[0].strength, 0.0)), 4),
-        "cause": float(
-            any(f.kind in CAUSE_KINDS and f.direction > 0 for f in ranked[0].metrics)
-        ),
+        "cause": float(any(f.kind in CAUSE_KINDS and f.direction > 0 for f in ranked[0].metrics)),
     }
 
 

@@ -197,8 +197,10 @@ def mine_logs(
         level = record.level
         if shape.embedded_level and level in ("INFO", "DEBUG"):
             level = shape.embedded_level
-        if record.trace_id and level in ERROR_LEVELS:
-            traces.add(record.trace_id, t, record.service, shape.cluster, record.message)
+        if record.trace_id:
+            traces.passed(record.trace_id, record.service)
+            if level in ERROR_LEVELS:
+                traces.add(record.trace_id, t, record.service, shape.cluster, record.message)
         key = (record.service, shape.cluster, level)
         tally = tallies.get(key)
         if tally is None:

@@ -209,7 +209,10 @@ def score_signal(signal: Signal, split: float, threshold: float) -> SeriesFindin
             _stats(base),
             _stats(inc[present]),
         )
-    nonzero = np.abs(values[~np.isnan(values) & (values != 0)])
+    finite = values[~np.isnan(values)]
+    if finite.min() == finite.max():
+        return None  # it never moved (a flat gauge, an empty histogram's constant)
+    nonzero = np.abs(finite[finite != 0])
     quantum = float(nonzero.min()) if nonzero.size else 0.0
     median, scale = robust_scale(base, quantum, stepwise=kind is SignalKind.CHANGE)
     z = np.clip((values - median) / scale, -Z_CAP, Z_CAP)

@@ -48,9 +48,17 @@ class _First:
 
 @dataclass
 class ErrorTraces:
-    """The first error-level line of every trace, fed line by line in any order."""
+    """The first error-level line of every trace, fed line by line in any order, and which
+    services each trace passed through (a trace id that never leaves one service, as when
+    each service starts its own trace, says nothing about where a request began to fail)."""
 
     first: dict[str, _First] = field(default_factory=dict)
+    services: dict[str, str | None] = field(default_factory=dict)  # None: several
+
+    def passed(self, trace_id: str, service: str) -> None:
+        """A line of ``trace_id`` logged by ``service``, whatever its level."""
+        seen = self.services.get(trace_id, service)
+        self.services[trace_id] = service if seen == service else None
 
     def add(self, trace_id: str, time: float, service: str, cluster: int, message: str) -> None:
         seen = self.first.get(trace_id)
@@ -72,7 +80,9 @@ class ErrorTraces:
         Poisson deviation, like a bursting template's)."""
         base: Counter[str] = Counter()
         inc: dict[str, list[_First]] = {}
-        for first in self.first.values():
+        for trace_id, first in self.first.items():
+            if self.services.get(trace_id, first.service) is not None:
+                continue  # the trace never left one service
             if first.time < split:
                 base[first.service] += 1
             else:
