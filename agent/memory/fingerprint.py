@@ -64,6 +64,7 @@ _SPACES = re.compile(r"\s+")
 WEIGHTS = {
     "cause": 4.0,  # same root-cause service and fault type
     "candidate": 2.0,  # the same service and fault type among the leading candidates
+    "service": 2.0,  # the same service among the leading candidates, whatever its fault
     "root": 1.5,  # same root-cause service
     "fault": 1.0,  # same fault type
     "alert": 2.5,  # same alert name
@@ -103,6 +104,8 @@ class Fingerprint(Strict):
             out[f"fault:{self.fault_type}"] = WEIGHTS["fault"]
         for rank, candidate in enumerate(self.candidates[: len(RANK_WEIGHTS)]):
             out[f"cand:{candidate}"] = WEIGHTS["candidate"] * RANK_WEIGHTS[rank]
+            service = f"svc:{candidate.split('|', 1)[0]}"
+            out[service] = max(out.get(service, 0.0), WEIGHTS["service"] * RANK_WEIGHTS[rank])
         if self.alert_name:
             out[f"alert:{self.alert_name}"] = WEIGHTS["alert"]
         for key, value in self.labels.items():
