@@ -21,6 +21,7 @@ import click
 
 from agent import __version__
 from agent.cli_analyze import analyze, check_sources, record
+from agent.cli_memory import similar
 from agent.cli_simulate import demo, simulate
 from agent.clikit import (
     CONFIG_HELP,
@@ -75,7 +76,18 @@ def cli(
 
 
 # Each command module owns its commands; registering them here is the only coupling.
-COMMANDS = (analyze, record, check_sources, simulate, demo, eval_command, serve, models, finetune)
+COMMANDS = (
+    analyze,
+    record,
+    check_sources,
+    simulate,
+    demo,
+    eval_command,
+    similar,
+    serve,
+    models,
+    finetune,
+)
 for command in COMMANDS:
     cli.add_command(command)
 accept_config_anywhere(cli)
