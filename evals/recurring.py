@@ -37,7 +37,7 @@ from rich.table import Table
 from agent.engine.pipeline import analyze
 from agent.memory.fingerprint import Fingerprint, fingerprint_of
 from agent.memory.index import MemoryIndex
-from agent.memory.prior import apply_prior
+from agent.memory.prior import MAX_SHARE, apply_prior
 from agent.memory.recall import PastIncident, confirmed_cause
 from agent.models import Analysis
 from evals.simulator.recurring import Recurring, recurring_stream
@@ -125,10 +125,26 @@ class Tally:
     right: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RUNS, 0))
     twin_top: int = 0
     repeats: int = 0
+    # Repeats whose answer was right both times, and how often the twin came first for them.
+    clear_repeats: int = 0
+    clear_twin_top: int = 0
+    # Wrong without memory although an earlier incident had the same cause (what memory could
+    # fix at most), and of those, the ones where the true service was a close call.
+    fixable: int = 0
+    close_calls: int = 0
     incidents: int = 0
     prior_applied: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RUNS, 0))
     fixed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RUNS, 0))
     broken: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RUNS, 0))
+
+
+def _close_call(draft: Analysis, service: str) -> bool:
+    """``service`` is a candidate within the prior's reach of the leader."""
+    if not draft.candidates or draft.candidates[0].score <= 0:
+        return False
+    leader = draft.candidates[0].score
+    own = next((c.score for c in draft.candidates if c.service == service), None)
+    return own is not None and own >= (1 - MAX_SHARE) * leader
 
 
 def _draft(incident: Recurring) -> tuple[Analysis, dict[str, str]]:
@@ -150,6 +166,7 @@ def run(seed: int, incidents: int, repeat_share: float, systems: int) -> dict[st
     rng = np.random.default_rng([seed, 20])
     memories = {name: Memory() for name in RUNS if name != "none"}
     tally = Tally()
+    right_before: dict[int, bool] = {}
     began = time.perf_counter()
     progress = Progress(
         TextColumn("recurring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
@@ -165,12 +182,19 @@ def run(seed: int, incidents: int, repeat_share: float, systems: int) -> dict[st
             tally.incidents += 1
             tally.right["none"] += _top(draft) == truth[0]
             plain = fingerprint_of(draft, topology, labels)
+            remembered = memories["memory"]
             if incident.twin is not None:
                 tally.repeats += 1
-                top = memories["memory"].index.similar(plain, 1)
-                tally.twin_top += (
-                    bool(top) and memories["memory"].truth[top[0].analysis_id] == truth
-                )
+                top = remembered.index.similar(plain, 1)
+                hit = bool(top) and remembered.truth[top[0].analysis_id] == truth
+                tally.twin_top += hit
+                if _top(draft) == truth[0] and right_before.get(incident.twin):
+                    tally.clear_repeats += 1
+                    tally.clear_twin_top += hit
+            if _top(draft) != truth[0] and truth in remembered.truth.values():
+                tally.fixable += 1
+                tally.close_calls += _close_call(draft, truth[0])
+            right_before[incident.index] = _top(draft) == truth[0]
             lie = rng.random() < WRONG_SHARE
             for name, memory in memories.items():
                 answer = apply_prior(draft, memory.recall(plain, 5))
@@ -196,6 +220,13 @@ def _report(
         "incidents": tally.incidents,
         "repeats": tally.repeats,
         "twin_top_share": round(tally.twin_top / max(1, tally.repeats), 4),
+        "repeats_right_both_times": tally.clear_repeats,
+        "twin_top_share_when_right_both_times": round(
+            tally.clear_twin_top / max(1, tally.clear_repeats), 4
+        ),
+        "wrong_without_memory": tally.incidents - tally.right["none"],
+        "wrong_with_an_earlier_same_cause": tally.fixable,
+        "of_those_a_close_call": tally.close_calls,
         "ac1": ac1,
         "gain_with_memory": round(ac1["memory"] - ac1["none"], 4),
         "gain_with_20pct_wrong_feedback": round(ac1["memory-20%-wrong"] - ac1["none"], 4),
@@ -229,7 +260,12 @@ def main(
     console.print(table)
     console.print(
         f"repeats: {report['repeats']} of {report['incidents']}; the top similar past incident "
-        f"was a twin for {report['twin_top_share']:.3f} of them"
+        f"was a twin for {report['twin_top_share']:.3f} of them "
+        f"({report['twin_top_share_when_right_both_times']:.3f} of the "
+        f"{report['repeats_right_both_times']} answered right both times)\n"
+        f"wrong without memory: {report['wrong_without_memory']}, of which "
+        f"{report['wrong_with_an_earlier_same_cause']} had an earlier incident with the same "
+        f"cause ({report['of_those_a_close_call']} of them a close call memory may break)"
     )
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
