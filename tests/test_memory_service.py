@@ -140,6 +140,8 @@ def test_hostile_feedback_is_stored_as_text_or_refused_naming_the_limit(
         assert script_link.status_code == 422 and "http" in script_link.text
         nul = _rate(client, first["id"], verdict="correct", resolution="a\u0000b")
         assert nul.status_code == 422
+        secret = _rate(client, first["id"], verdict="correct", resolution="db password=hunter2")
+        assert secret.json()["resolution"] == "db password=[REDACTED:secret_value]"
         stored = _rate(client, first["id"], verdict="correct", resolution=markup)
         assert stored.status_code == 201 and stored.json()["resolution"] == markup
         second = _analysed(client, "g2")
@@ -206,5 +208,8 @@ def test_rca_similar_reads_the_services_store(
     assert result.exit_code == 0, result.output
     found = json.loads(result.stdout)
     assert [p["analysis_id"] for p in found] == [first["id"]]
+    snapshot = CliRunner().invoke(cli, ["similar", str(tmp_path / "snapshots" / "minimal")])
+    assert snapshot.exit_code == 0, snapshot.output
+    assert first["id"] in snapshot.output and second["id"] in snapshot.output
     missing = CliRunner().invoke(cli, ["similar", "an-nope"])
     assert missing.exit_code == 2 and "neither a snapshot directory" in missing.output

@@ -39,6 +39,7 @@ from agent.service.state import ServiceState, service_state
 from agent.store import queries
 from agent.store.intake import NewJob, enqueue
 from agent.store.memory import Memory
+from agent.summarize.redact import Redactor
 
 router = APIRouter(
     prefix="/v1/analyses", tags=["analyses"], dependencies=[Depends(known_query_only)]
@@ -272,9 +273,15 @@ def store_feedback(
             note=body.note,
             author=body.author,
             now=now,
-            resolution=body.resolution,
+            resolution=_redacted(state, body.resolution),
             resolution_url=body.resolution_url,
         )
+
+
+def _redacted(state: ServiceState, text: str | None) -> str | None:
+    """What fixed it is shown with later incidents and quoted in prompts: stored redacted
+    like prompts are (a password pasted into a resolution does not outlive the rating)."""
+    return Redactor(state.settings.summarizer.redact_patterns)(text) if text else text
 
 
 @router.get(
