@@ -159,7 +159,7 @@ def bench(count: int, queries: int, systems: int, k: int, url: str | None) -> di
         sessions.kw["bind"].dispose()
     return {
         "command": f"python -m evals.bench_memory --fingerprints {count} --queries {queries} "
-        f"--systems {systems} -k {k}",
+        f"--systems {systems} -k {k}" + (" --database-url URL" if url else ""),
         "fingerprints": count,
         "queries": queries,
         "k": k,
