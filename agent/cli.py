@@ -5,8 +5,9 @@ stderr (``rca: error: ...``) with the error's exit code; anything else is a bug 
 one ``rca: internal error`` line (``--debug`` shows the traceback). Click's own usage errors
 keep exit code 2. The group and its global options are here; each command lives with its
 kind, with its examples: ``agent/cli_analyze.py`` (analyze, record, check-sources),
-``agent/cli_simulate.py`` (simulate, demo), ``evals/cli.py`` (eval), ``agent/service/cli.py``
-(serve), ``agent/summarize/fetch.py`` (models), ``finetune/cli.py`` (finetune). Examples::
+``agent/cli_simulate.py`` (simulate, demo), ``evals/cli.py`` (eval), ``agent/cli_memory.py``
+(similar), ``agent/service/cli.py`` (serve), ``agent/summarize/fetch.py`` (models),
+``finetune/cli.py`` (finetune). Examples::
 
     rca demo
     rca analyze path/to/snapshot --markdown report.md --chart evidence.png

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import timedelta
 
 import numpy as np
 
 from agent.models import FaultType
-from agent.snapshot import Snapshot, SnapshotMeta, WindowSpec
+from agent.snapshot import Snapshot
 from evals.simulator.alert import build_alert
 from evals.simulator.baseline import build_baseline
 from evals.simulator.dialects import choose_naming
@@ -39,7 +38,13 @@ from evals.simulator.propagation import apply_symptoms, propagate
 from evals.simulator.query import observe
 from evals.simulator.recorded import recorded_signals, recorded_topology
 from evals.simulator.render import render_signals
-from evals.simulator.scenario import Scenario, _moment, _truth, build_graph, choose_timeline
+from evals.simulator.scenario import (
+    Scenario,
+    _truth,
+    build_graph,
+    choose_timeline,
+    snapshot_meta,
+)
 from evals.simulator.telemetry import Timeline
 from evals.simulator.topology import ServiceGraph, replica_pods
 
@@ -151,12 +156,12 @@ def _scenario(
         signals = render_signals(graph, observe(graph, telemetry), naming, rng)
         topology = graph.topology()
     alert = build_alert(graph, telemetry, plan, symptoms, rng)
-    meta = SnapshotMeta(
+    meta = snapshot_meta(
+        rng,
+        timeline,
         id=f"recurring-{seed}",
-        created_at=_moment(timeline.end) + timedelta(seconds=float(rng.uniform(60, 900))),
         source=f"rca-agent simulator, recurring stream, incident seed {seed}",
         description=f"Simulated incident on {len(graph.services)} services.",
-        window=WindowSpec(start=_moment(timeline.start), end=_moment(timeline.end)),
     )
     snapshot = Snapshot(
         meta=meta,
