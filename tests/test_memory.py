@@ -4,6 +4,7 @@ bounded prior. No database here (see test_memory_service.py)."""
 from __future__ import annotations
 
 import random
+import threading
 from datetime import timedelta
 
 import pytest
@@ -279,3 +280,28 @@ def test_confirmed_cause() -> None:
     assert confirmed_cause("a", "cpu_saturation", "wrong", "b", None) == ("b", None)
     assert confirmed_cause("a", "cpu_saturation", "wrong", None, None) == (None, None)
     assert confirmed_cause("a", "cpu_saturation", None, "b", "disk_full") == (None, None)
+
+
+def test_index_answers_while_another_thread_adds() -> None:
+    """The workers add fingerprints while the API queries: no query may hold a view of an
+    array that ``add`` grows (an exported buffer cannot be resized)."""
+    index = MemoryIndex()
+    rng = random.Random(3)
+    prints = [_random_fingerprint(rng) for _ in range(50)]
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            for n in range(3000):
+                index.add(f"an-{n}", float(n), prints[n % 50])
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    answered = 0
+    while thread.is_alive():
+        answered += len(index.similar(prints[0], 3))
+    thread.join()
+    assert errors == [] and answered > 0
+    assert len(index) == 3000

@@ -107,6 +107,8 @@ class MemoryIndex:
         not_before: float | None = None,
         min_similarity: float = 0.0,
     ) -> list[Hit]:
+        # All under the lock: numpy views of the arrays must be gone before ``add`` grows them
+        # (an ``array`` that exports its buffer cannot be resized).
         with self._lock:
             n = len(self._ids)
             if n == 0 or k <= 0:
@@ -118,12 +120,12 @@ class MemoryIndex:
                     members = np.frombuffer(self._postings[tid], dtype=np.int32)
                     held = np.frombuffer(self._weights[tid], dtype=np.float32)
                     shared[members] += np.minimum(held, weight)
-            totals = np.frombuffer(self._totals, dtype=np.float64, count=n)
-            alive = np.frombuffer(self._alive, dtype=np.uint8, count=n).astype(bool)
-            created = np.frombuffer(self._created, dtype=np.float64, count=n)
-            ids = self._ids
+                    del members, held
+            totals = np.frombuffer(self._totals, dtype=np.float64).copy()
+            alive = np.frombuffer(self._alive, dtype=np.uint8).astype(bool)
+            created = np.frombuffer(self._created, dtype=np.float64).copy()
+            ids = self._ids[:]
             if exclude is not None and (row := self._row_of.get(exclude)) is not None:
-                alive = alive.copy()
                 alive[row] = False
         union = totals + sum(features.values()) - shared
         score = np.where(union > 0, shared / np.maximum(union, 1e-12), 0.0)
