@@ -165,6 +165,18 @@ def test_retention_forgets_old_fingerprints(tmp_path: Path) -> None:
             assert memory_store.count(session) == 0
 
 
+def test_queries_index_each_stored_fingerprint_once(tmp_path: Path) -> None:
+    """Each query reads the last seconds again (rows committed out of order); what was
+    indexed already is not added again, so the index does not grow with queries."""
+    with _service(tmp_path, "sqlite") as client:
+        first = _analysed(client, "g1")
+        second = _analysed(client, "g2")
+        memory = client.app.state.rca.memory  # type: ignore[attr-defined]
+        for _ in range(3):
+            assert [p["analysis_id"] for p in _similar(client, second["id"])] == [first["id"]]
+        assert memory.sync() == 0 and len(memory.index) == 2
+
+
 def test_similar_answers_409_when_memory_is_off(tmp_path: Path) -> None:
     with _service(tmp_path, "sqlite", memory={"enabled": False}) as client:
         first = _analysed(client, "g1")

@@ -124,13 +124,15 @@ class Memory:
         self.min_similarity = min_similarity
         self.index = MemoryIndex()
         self._synced: datetime | None = None
+        self._indexed: dict[str, datetime] = {}  # analysis id -> stored_at as indexed
         self._sync_lock = threading.Lock()
 
     def cutoff(self) -> datetime | None:
         return self.clock() - self.retention if self.retention else None
 
-    def sync(self) -> int:
-        """Index the fingerprints stored since the last sync; returns how many."""
+    def sync(self, session: Session | None = None) -> int:
+        """Index the fingerprints stored since the last sync (in ``session``, else a new
+        one); returns how many were new to this process."""
         with self._sync_lock:
             query = select(
                 FingerprintRow.analysis_id,
@@ -140,14 +142,23 @@ class Memory:
             )
             if self._synced is not None:
                 query = query.where(FingerprintRow.stored_at >= self._synced - SYNC_OVERLAP)
-            with self.sessions.begin() as session:
-                rows = session.execute(query.order_by(FingerprintRow.stored_at)).all()
+            query = query.order_by(FingerprintRow.stored_at)
+            if session is None:
+                with self.sessions.begin() as own:
+                    rows = own.execute(query).all()
+            else:
+                rows = session.execute(query).all()
+            added = 0
             for analysis_id, created_at, stored_at, text in rows:
+                if self._indexed.get(analysis_id) == stored_at:
+                    continue  # read again through the overlap: already indexed
                 fp = Fingerprint.model_validate_json(text)
                 self.index.add(analysis_id, created_at.timestamp(), fp)
+                self._indexed[analysis_id] = stored_at
+                added += 1
                 if self._synced is None or stored_at > self._synced:
                     self._synced = stored_at
-            return len(rows)
+            return added
 
     def similar(
         self,
@@ -156,20 +167,21 @@ class Memory:
         exclude: str | None = None,
         min_similarity: float | None = None,
     ) -> list[PastIncident]:
-        """The ``k`` most similar stored analyses (not ``exclude``), best first."""
+        """The ``k`` most similar stored analyses (not ``exclude``), best first: one
+        transaction loads what is new, then reads the hits back."""
         if k <= 0:
             return []
-        self.sync()
         cutoff = self.cutoff()
         least = self.min_similarity if min_similarity is None else min_similarity
-        hits = self.index.similar(
-            fp,
-            k + 5,  # a few spare for rows deleted elsewhere since they were indexed
-            exclude=exclude,
-            not_before=cutoff.timestamp() if cutoff else None,
-            min_similarity=least,
-        )
         with self.sessions.begin() as session:
+            self.sync(session)
+            hits = self.index.similar(
+                fp,
+                k + 5,  # a few spare for rows deleted elsewhere since they were indexed
+                exclude=exclude,
+                not_before=cutoff.timestamp() if cutoff else None,
+                min_similarity=least,
+            )
             return past_incidents(session, fp, hits)[:k]
 
     def fingerprint_of(self, analysis_id: str) -> Fingerprint | None:
@@ -182,6 +194,7 @@ class Memory:
     def forget(self, analysis_id: str) -> None:
         """Drop an analysis from this process's index (its rows are deleted by the caller)."""
         self.index.remove(analysis_id)
+        self._indexed.pop(analysis_id, None)
 
     def purge(self) -> int:
         """Delete fingerprints past retention; returns how many."""
