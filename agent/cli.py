@@ -5,8 +5,9 @@ stderr (``rca: error: ...``) with the error's exit code; anything else is a bug 
 one ``rca: internal error`` line (``--debug`` shows the traceback). Click's own usage errors
 keep exit code 2. The group and its global options are here; each command lives with its
 kind, with its examples: ``agent/cli_analyze.py`` (analyze, record, check-sources),
-``agent/cli_simulate.py`` (simulate, demo), ``evals/cli.py`` (eval), ``agent/service/cli.py``
-(serve), ``agent/summarize/fetch.py`` (models), ``finetune/cli.py`` (finetune). Examples::
+``agent/cli_simulate.py`` (simulate, demo), ``evals/cli.py`` (eval), ``agent/cli_memory.py``
+(similar), ``agent/service/cli.py`` (serve), ``agent/summarize/fetch.py`` (models),
+``finetune/cli.py`` (finetune). Examples::
 
     rca demo
     rca analyze path/to/snapshot --markdown report.md --chart evidence.png
@@ -21,6 +22,7 @@ import click
 
 from agent import __version__
 from agent.cli_analyze import analyze, check_sources, record
+from agent.cli_memory import similar
 from agent.cli_simulate import demo, simulate
 from agent.clikit import (
     CONFIG_HELP,
@@ -75,7 +77,18 @@ def cli(
 
 
 # Each command module owns its commands; registering them here is the only coupling.
-COMMANDS = (analyze, record, check_sources, simulate, demo, eval_command, serve, models, finetune)
+COMMANDS = (
+    analyze,
+    record,
+    check_sources,
+    simulate,
+    demo,
+    eval_command,
+    similar,
+    serve,
+    models,
+    finetune,
+)
 for command in COMMANDS:
     cli.add_command(command)
 accept_config_anywhere(cli)

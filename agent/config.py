@@ -40,6 +40,7 @@ from pydantic_settings import (
 
 from agent.config_env import env_name, read_environment, renamed_env_vars, setting_paths
 from agent.errors import ConfigError
+from agent.memory.settings import MemorySettings
 from agent.service.settings import (
     ApiToken,
     LogFormat,
@@ -137,6 +138,7 @@ class Settings(BaseSettings):
         None, description="Slack signing secret; none: the /slack/events bot is off"
     )
     slack: SlackSettings = Field(default_factory=SlackSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
 
     @classmethod
     def settings_customise_sources(

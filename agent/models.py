@@ -202,10 +202,11 @@ class Stats(Strict):
 
 
 class Evidence(Strict):
-    """One finding the ranking and the summary can cite by ``id`` (``M3``, ``L2``)."""
+    """One finding the ranking and the summary can cite by ``id`` (``M3``, ``L2``; ``P1``
+    is memory's: a confirmed past incident with the same signature, agent.memory.prior)."""
 
     id: str
-    source: Literal["metric", "log"]
+    source: Literal["metric", "log", "memory"]
     service: str
     pod: str | None = None
     signal: str | None = None
@@ -306,6 +307,18 @@ class ChangeVerdict(Strict):
     evidence_ids: list[str] = Field(default_factory=list)
 
 
+class RunbookCitation(Strict):
+    """A section of the team's runbooks that matches this incident, cited as ``R1``..."""
+
+    id: str
+    title: str
+    section: str = ""
+    path: str = Field("", description="the runbook file, relative to the runbooks folder")
+    url: str | None = Field(None, description="the alert's runbook_url, or the file's own url")
+    why: str = Field("", description="what matched: the alert, the service, the fault type")
+    text: str = Field("", description="the section's text, redacted and clipped")
+
+
 class SourceFailure(Strict):
     source: str
     error: str
@@ -345,6 +358,9 @@ class Analysis(Strict):
     notes: list[str] = Field(default_factory=list)
     changes: list[ChangeVerdict] = Field(
         default_factory=list, description="changes in or shortly before the window, judged"
+    )
+    runbooks: list[RunbookCitation] = Field(
+        default_factory=list, description="runbook sections that match, cited as R1, R2..."
     )
 
     def evidence_by_id(self, evidence_id: str) -> Evidence | None:

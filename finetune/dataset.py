@@ -26,7 +26,7 @@ import itertools
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ class Incident:
     source: str
     draft: Analysis
     truth: Truth
+    resolution: str | None = None  # what fixed it, when a rating says (with its link)
 
 
 @dataclass
@@ -118,7 +119,8 @@ def feedback_incidents(
         else:
             yield f"feedback '{rating.verdict}' without a corrected service"
             continue
-        yield Incident(key, "feedback", analysis, truth)
+        fixed = " ".join(p for p in (rating.resolution, rating.resolution_url) if p) or None
+        yield Incident(key, "feedback", analysis, truth, fixed)
 
 
 def _fault_type(value: str) -> FaultType:
@@ -171,6 +173,8 @@ def collect(
         except NoExample as why:
             out.skipped[f"{item.source}: {why}"] += 1
             continue
+        if item.resolution:
+            example = replace(example, resolution=item.resolution)
         if example.prompt_hash in seen:
             out.duplicates += 1
             continue

@@ -52,6 +52,7 @@ class Example:
     fault_type: str
     messages: list[Message]
     prompt_tokens: int
+    resolution: str | None = None  # what fixed it, from a rating (feedback rows only)
 
     @property
     def prompt_hash(self) -> str:
@@ -68,6 +69,7 @@ class Example:
             "fault_type": self.fault_type,
             "messages": self.messages,
             "prompt_tokens": self.prompt_tokens,
+            "resolution": self.resolution,
         }
 
 

@@ -47,6 +47,12 @@ EVERYTHING: dict[str, Any] = {
         "elasticsearchUrl": "https://logs-es-http.logging.svc:9200",
     },
     "catalog": "probe: up\nsignals: []\n",
+    "runbooks": {
+        "checkout-pool.md": "---\nalerts: [CheckoutErrors]\nservices: [checkout]\n"
+        "fault_types: [db_pool_exhaustion]\n---\n# Checkout pool\n## Pool exhausted\n"
+        "Raise max_connections.\n",
+        "broken.md": "---\nservices: [a\n---\n",
+    },
     "config": {"engine": {"lookback_minutes": 15}, "prometheus": {"selector": 'cluster="prod"'}},
     "summarizer": {"backend": "openai", "model": "gpt-4.1-mini"},
     "slack": {

@@ -322,3 +322,26 @@ def test_helm_test_pod_passes_against_a_running_agent_and_fails_without_one(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
     )
     assert failed.returncode != 0
+
+
+def test_runbooks_are_a_configmap_mounted_where_the_config_points(
+    charts: dict[str, Rendered], tmp_path: Path
+) -> None:
+    from agent.memory.runbooks import load_runbooks
+
+    rendered = charts["everything"]
+    (configmap,) = [
+        c for c in rendered.of_kind("ConfigMap") if c["metadata"]["name"].endswith("-runbooks")
+    ]
+    assert set(configmap["data"]) == {"checkout-pool.md", "broken.md"}
+    container = rendered.agent_container()
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["runbooks"] == rendered.config_file()["memory"]["runbooks_dir"]
+    pod = rendered.one("Deployment")["spec"]["template"]
+    assert "checksum/runbooks" in pod["metadata"]["annotations"]
+    for name, text in configmap["data"].items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    library = load_runbooks(tmp_path)  # what the agent reads at start-up
+    assert [r.path for r in library.runbooks] == ["checkout-pool.md"]
+    assert library.problems[0].startswith("broken.md:2: front matter is not valid YAML")
+    assert not [c for c in charts["defaults"].of_kind("ConfigMap") if "runbooks" in str(c)]

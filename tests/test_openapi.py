@@ -22,6 +22,8 @@ OPERATION_IDS = {
     ("GET", "/v1/analyses/{analysis_id}/report.md"): "getAnalysisReport",
     ("GET", "/v1/analyses/{analysis_id}/chart.png"): "getAnalysisChart",
     ("POST", "/v1/analyses/{analysis_id}/feedback"): "rateAnalysis",
+    ("GET", "/v1/analyses/{analysis_id}/similar"): "similarAnalyses",
+    ("DELETE", "/v1/analyses/{analysis_id}"): "deleteAnalysis",
     ("POST", "/v1/changes"): "reportChange",
     ("GET", "/v1/changes"): "listChanges",
     ("GET", "/healthz"): "getHealth",

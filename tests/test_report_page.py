@@ -17,6 +17,7 @@ from agent.models import (
     Change,
     ChangeVerdict,
     Evidence,
+    RunbookCitation,
     Stats,
     Trigger,
     Window,
@@ -96,6 +97,17 @@ def _rich() -> Analysis:
                 )
             ],
             "next_steps": ["Check heap usage of payments-7d9f-x2"],
+            "runbooks": [
+                RunbookCitation(
+                    id="R1",
+                    title="Payments memory",
+                    section="Heap exhaustion",
+                    path="payments.md",
+                    url="https://wiki.example.com/payments",
+                    why="service payments",
+                    text="Take a heap dump before restarting the pod.",
+                )
+            ],
         }
     )
 
@@ -168,6 +180,13 @@ def _expected(a: Analysis) -> dict[str, list[str]]:
         "timings": ["collect 0.500 s", "total 1.250 s"],
         "source_failures": ["elasticsearch", "timed out after 10 s"],
         "notes": a.notes,
+        "runbooks": [
+            "[R1]",
+            "Payments memory",
+            "section Heap exhaustion",
+            "matched by service payments",
+            "Take a heap dump before restarting the pod.",
+        ],
         "changes": [
             "suspect: payments v41 → v42 (deploy at 10:35:00): deployed 5 minutes before "
             "the memory climb [M1]",

@@ -322,7 +322,13 @@ def test_thumbs_up_stores_correct_feedback_attributed_to_the_user(
     assert "recorded 👍" in thanks.params["text"]
 
 
-def _submission(service: str | None, fault: str | None, note: str = "") -> str:
+def _submission(
+    service: str | None,
+    fault: str | None,
+    note: str = "",
+    resolution: str | None = None,
+    resolution_url: str | None = None,
+) -> str:
     def selected(value: str | None) -> dict[str, Any]:
         return {"type": "static_select", "selected_option": {"value": value} if value else None}
 
@@ -336,6 +342,10 @@ def _submission(service: str | None, fault: str | None, note: str = "") -> str:
                 "actual_service": {"service": selected(service)},
                 "actual_fault_type": {"fault_type": selected(fault)},
                 "note": {"note": {"type": "plain_text_input", "value": note}},
+                "resolution": {"resolution": {"type": "plain_text_input", "value": resolution}},
+                "resolution_url": {
+                    "resolution_url": {"type": "url_text_input", "value": resolution_url}
+                },
             }
         },
     }
@@ -360,7 +370,19 @@ def test_thumbs_down_opens_the_modal_and_its_submission_stores_feedback(
     faults = {o["value"] for o in view["blocks"][1]["element"]["options"]}
     assert faults == {f.value for f in FaultType}
 
-    response = _post(client, _submission("checkout", "bad_deploy", "deploy 4711 at 10:41"))
+    blocks = [b["block_id"] for b in view["blocks"]]
+    assert blocks[-2:] == ["resolution", "resolution_url"]  # what fixed it, optional
+
+    response = _post(
+        client,
+        _submission(
+            "checkout",
+            "bad_deploy",
+            "deploy 4711 at 10:41",
+            "rolled back to 4710",
+            "https://git.example.com/pr/9",
+        ),
+    )
     assert response.status_code == 200 and response.content in (b"", b"null")
     assert backend.feedback == [
         (
@@ -370,6 +392,8 @@ def test_thumbs_down_opens_the_modal_and_its_submission_stores_feedback(
             FaultType.BAD_DEPLOY,
             "deploy 4711 at 10:41",
             f"slack:{TEAM_ID}/{USER}",
+            "rolled back to 4710",
+            "https://git.example.com/pr/9",
         )
     ]
     (thanks,) = api.wait_for("chat.postEphemeral")
@@ -384,6 +408,19 @@ def test_incomplete_modal_gets_field_errors_and_stores_nothing(
         "response_action": "errors",
         "errors": {"actual_service": "Pick the service that really caused it."},
     }
+    assert backend.feedback == []
+
+
+def test_modal_refuses_a_link_that_is_not_http_and_a_resolution_over_the_limit(
+    backend: FakeBackend, client: TestClient
+) -> None:
+    hostile = _submission(
+        "checkout", "bad_deploy", "", "x" * 3001, "javascript:alert(document.cookie)"
+    )
+    response = _post(client, hostile)
+    errors = response.json()["errors"]
+    assert set(errors) == {"resolution", "resolution_url"}
+    assert "3000" in errors["resolution"] and "http" in errors["resolution_url"]
     assert backend.feedback == []
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -191,10 +192,13 @@ def analyze(
     trigger: Trigger | None = None,
     summarizer: Summarizer | None = None,
     source_failures: list[SourceFailure] | None = None,
+    enrich: Callable[[Analysis], Analysis] | None = None,
 ) -> Analysis:
-    """Analyse one incident snapshot and return the ranked, evidenced, summarized result."""
+    """Analyse one incident snapshot and return the ranked, evidenced, summarized result.
+    ``enrich`` sees the ranked draft before it is summarized (incident memory's prior and
+    runbooks, :mod:`agent.memory`)."""
     with Stages() as stages:  # detect, rank, summarize as trace spans (agent.tracing)
-        return _analyze(snapshot, settings, trigger, summarizer, source_failures, stages)
+        return _analyze(snapshot, settings, trigger, summarizer, source_failures, stages, enrich)
 
 
 def _analyze(
@@ -204,6 +208,7 @@ def _analyze(
     summarizer: Summarizer | None,
     source_failures: list[SourceFailure] | None,
     stages: Stages,
+    enrich: Callable[[Analysis], Analysis] | None = None,
 ) -> Analysis:
     cfg = settings or EngineSettings()
     timings: dict[str, float] = {}
@@ -292,6 +297,7 @@ def _analyze(
         notes=[note for note in (onset_note, undecided) if note],
         changes=_verdicts(judged, evidence),
     )
+    draft = enrich(draft) if enrich is not None else draft
     backend = summarizer or ExtractiveSummarizer()
     summary = backend.summarize(draft)
     lap("summarize")

@@ -38,6 +38,7 @@ from markupsafe import Markup
 
 from agent import __version__
 from agent.chart import matching_logs, matching_signals
+from agent.memory.recall import PastIncident
 from agent.models import Analysis, Evidence, FaultType, LogRecord, Trigger
 from agent.page.svg import inert, log_chart, metric_chart
 from agent.report import (
@@ -226,6 +227,7 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["clip"] = clip
+    env.filters["weblink"] = web_link
     env.globals.update(
         anchor=anchor,
         change_text=change_text,
@@ -337,9 +339,11 @@ def analysis_page(
     rated: str | None = None,
     standalone: bool = False,
     views: list[EvidenceView] | None = None,
+    seen: Sequence[PastIncident] = (),
 ) -> str:
     """The report page of a finished analysis; ``views`` are its :func:`evidence_views`
-    when the caller has them already (they never change once the analysis is done)."""
+    when the caller has them already (they never change once the analysis is done);
+    ``seen`` the similar past analyses incident memory found."""
     job = job or JobView(analysis.id, "done", analysis.trigger, analysis.created_at)
     services = sorted(
         {c.service for c in analysis.candidates} | {e.service for e in analysis.evidence}
@@ -359,6 +363,7 @@ def analysis_page(
         overview_alt=_overview_alt(analysis),
         download_name=f"{_ANCHOR.sub('_', analysis.id)}.json",
         standalone=standalone,
+        seen=seen,
     )
 
 

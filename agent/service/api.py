@@ -11,9 +11,11 @@ import secrets
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import AwareDatetime, BeforeValidator
 
+from agent.memory.fingerprint import fingerprint_of
+from agent.memory.recall import PastIncident
 from agent.models import Analysis, Trigger
 from agent.service.auth import read_one, require
 from agent.service.charts import evidence_chart
@@ -30,11 +32,14 @@ from agent.service.schemas import (
     FeedbackStored,
     IncidentState,
     JobStatus,
+    SimilarPage,
 )
 from agent.service.share import with_share
 from agent.service.state import ServiceState, service_state
 from agent.store import queries
 from agent.store.intake import NewJob, enqueue
+from agent.store.memory import Memory
+from agent.summarize.redact import Redactor
 
 router = APIRouter(
     prefix="/v1/analyses", tags=["analyses"], dependencies=[Depends(known_query_only)]
@@ -246,7 +251,7 @@ def get_chart(analysis_id: str, state: State, share: Shared) -> Response:
     dependencies=_WRITE,
 )
 def post_feedback(analysis_id: str, body: FeedbackRequest, state: State) -> FeedbackStored:
-    """Rate an analysis: the verdict, the actual root cause, a note."""
+    """Rate an analysis: the verdict, the actual root cause, a note, what fixed it."""
     stored = store_feedback(state, analysis_id, body)
     if stored is None:
         raise _not_found(analysis_id)
@@ -268,4 +273,66 @@ def store_feedback(
             note=body.note,
             author=body.author,
             now=now,
+            resolution=_redacted(state, body.resolution),
+            resolution_url=body.resolution_url,
         )
+
+
+def _redacted(state: ServiceState, text: str | None) -> str | None:
+    """What fixed it is shown with later incidents and quoted in prompts: stored redacted
+    like prompts are (a password pasted into a resolution does not outlive the rating)."""
+    return Redactor(state.settings.summarizer.redact_patterns)(text) if text else text
+
+
+@router.get(
+    "/{analysis_id}/similar",
+    operation_id="similarAnalyses",
+    response_model=SimilarPage,
+    responses={
+        **_AUTH,
+        **_FOUND,
+        409: {"model": ErrorBody, "description": "the analysis is not done, or memory is off"},
+        **_QUERY,
+    },
+    dependencies=_READ,
+)
+def get_similar(
+    analysis_id: str, state: State, k: Annotated[int, Query(ge=1, le=50)] = 5
+) -> SimilarPage:
+    """The k most similar past analyses (incident memory), best first: similarity, the
+    reasons, their verdict and what fixed them."""
+    memory = state.memory
+    if memory is None:
+        raise ApiError(409, "memory_off", "incident memory is off (memory.enabled)")
+    record = _record(state, analysis_id)
+    if record.status != "done" or record.result is None:
+        raise ApiError(409, "not_done", f"analysis {analysis_id!r} is {record.status}")
+    items = similar_to(memory, analysis_id, Analysis.model_validate_json(record.result), k)
+    return SimilarPage(analysis_id=analysis_id, items=items)
+
+
+def similar_to(memory: Memory, analysis_id: str, analysis: Analysis, k: int) -> list[PastIncident]:
+    """Past analyses like a stored one, by its stored fingerprint (or, for an analysis from
+    before memory or past retention, one taken from its result now)."""
+    fp = memory.fingerprint_of(analysis_id) or fingerprint_of(analysis)
+    return memory.similar(fp, k, exclude=analysis_id)
+
+
+@router.delete(
+    "/{analysis_id}",
+    operation_id="deleteAnalysis",
+    status_code=204,
+    response_class=Response,
+    responses={**_AUTH, **_FOUND, **_QUERY},
+    dependencies=_WRITE,
+)
+def delete_analysis(analysis_id: str, state: State) -> Response:
+    """Delete an analysis and everything stored about it, incident memory included: it is
+    never shown as similar again, and its prior no longer counts."""
+    with state.sessions.begin() as session:
+        deleted = queries.delete_analysis(session, analysis_id)
+    if not deleted:
+        raise _not_found(analysis_id)
+    if state.memory is not None:
+        state.memory.forget(analysis_id)
+    return Response(status_code=204)

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent import __version__
 from agent.config import Settings
+from agent.memory.runbooks import RunbookLibrary, load_runbooks
 from agent.service import api, changes_api, health, pages, problems, webhook
 from agent.service.health import SourceHealth, source_probes
 from agent.service.jobs import WorkerPool, utcnow
@@ -36,6 +37,7 @@ from agent.service.slack_app import install_slack
 from agent.service.state import ServiceState
 from agent.store import outbox, queue
 from agent.store.db import database_url, make_engine, migrate
+from agent.store.memory import Memory
 
 log = logging.getLogger("rca.service")
 WEBHOOK_PATH = "/v1/alertmanager"
@@ -144,6 +146,19 @@ OPENAPI_TAGS = [
 (tests/test_openapi.py), so generated clients keep their method names."""
 
 
+def runbooks_at_start(settings: Settings) -> RunbookLibrary | None:
+    """The runbooks folder, read once at start-up: each bad file is logged with its file and
+    line and skipped; the service starts regardless."""
+    folder = settings.memory.runbooks_dir
+    if folder is None:
+        return None
+    library = load_runbooks(folder)
+    for problem in library.problems:
+        log.warning("runbook skipped: %s", problem)
+    log.info("runbooks: %d loaded from %s", len(library.runbooks), folder)
+    return library
+
+
 def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> FastAPI:
     """The service over ``settings``; nothing connects until the app starts."""
     engine = make_engine(
@@ -155,8 +170,22 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Fa
     intake = Lane()
     workers = WorkerPool(settings, sessions, metrics, yield_to=intake.wait_idle)
     sources = SourceHealth(settings)
+    memory = (
+        Memory(sessions, settings.memory.retention_days, clock, settings.memory.min_similarity)
+        if settings.memory.enabled
+        else None
+    )
+    workers.memory = memory
     state = ServiceState(
-        settings, engine, sessions, metrics, workers, clock, sources=sources, intake=intake
+        settings,
+        engine,
+        sessions,
+        metrics,
+        workers,
+        clock,
+        sources=sources,
+        intake=intake,
+        memory=memory,
     )
 
     def read_queue() -> queue.QueueStats:
@@ -175,6 +204,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Fa
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         migrate(engine)
+        state.runbooks = workers.runbooks = runbooks_at_start(settings)
         preload()
         anyio.current_time()  # imports anyio's backend, which BodyLimit's deadline uses
         await intake.run(webhook.warm_up, state)

@@ -37,11 +37,15 @@ from sqlalchemy.orm import sessionmaker
 
 from agent import tracing
 from agent.config import Settings
+from agent.memory.recall import Recall
+from agent.memory.runbooks import RunbookLibrary
 from agent.models import Change
 from agent.service import logs
 from agent.service.metrics import ServiceMetrics
 from agent.service.runner import JobResult, chart_material, run_job
 from agent.store import changes, outbox, queue
+from agent.store import memory as memory_store
+from agent.store.memory import Memory
 from agent.store.queue import ClaimedJob
 
 log = logging.getLogger("rca.jobs")
@@ -119,6 +123,9 @@ class WorkerPool:
         # (agent.service.lane), so that answers come before analyses.
         self.yield_to = yield_to
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # Incident memory and runbooks (agent.memory), set by the app when they are on.
+        self.memory: Memory | None = None
+        self.runbooks: RunbookLibrary | None = None
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -187,7 +194,9 @@ class WorkerPool:
         service = self.settings.service
         try:
             result = within_budget(
-                lambda: run_job(job, self.settings, self.reported_changes),
+                lambda: run_job(
+                    job, self.settings, self.reported_changes, self._recall(), self.runbooks
+                ),
                 service.analysis_budget_s,
             )
         except BudgetExceeded as exc:
@@ -203,6 +212,12 @@ class WorkerPool:
             self._fail(job, owner, f"{type(exc).__name__}: {exc}")
             return
         self._store(job, owner, result)
+
+    def _recall(self) -> Recall | None:
+        """Memory's recall for the prior, when memory and its prior are on."""
+        if self.memory is None or not self.settings.memory.prior:
+            return None
+        return self.memory.similar
 
     def reported_changes(self, since: datetime, until: datetime) -> list[Change]:
         """The changes CI/CD reported between ``since`` and ``until`` (runner.ReportedChanges)."""
@@ -227,6 +242,12 @@ class WorkerPool:
             stored = queue.finish(
                 session, job.id, owner, analysis.model_dump_json(), now, chart_data
             )
+            if stored and self.memory is not None and result.fingerprint is not None:
+                memory_store.store_fingerprint(
+                    session, job.id, analysis.created_at, result.fingerprint, now
+                )
+                if (cutoff := self.memory.cutoff()) is not None:
+                    memory_store.purge(session, cutoff)
             if stored and self.settings.slack_bot_token is not None:
                 # In the result's transaction: a stored incident analysis always gets its post.
                 outbox.enqueue(session, job.id, now)

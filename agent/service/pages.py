@@ -40,6 +40,7 @@ from fastapi.routing import APIRoute
 from pydantic import BeforeValidator, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
+from agent.memory.recall import PastIncident
 from agent.models import Analysis
 from agent.service.api import Shared, store_feedback
 from agent.service.auth import ApiCredentials, require
@@ -58,7 +59,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("rca.service")
 MAX_SHARED_RATINGS = 20
 LIST_PATH = "/analyses"
-_FORM_FIELDS = ("verdict", "actual_service", "actual_fault_type", "note", "author", "share")
+_FORM_FIELDS = (
+    "verdict",
+    "actual_service",
+    "actual_fault_type",
+    "note",
+    "author",
+    "share",
+    "resolution",
+    "resolution_url",
+)
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 Verdict = Literal["correct", "wrong", "partially"]
 Rating = Literal["correct", "partially", "wrong", "unrated"]
@@ -283,6 +293,7 @@ def analysis_report(
     finished = cache.get(state, record)
     with state.sessions.begin() as session:
         given = ratings.ratings_of(session, analysis_id)
+    seen = _seen_before(state, analysis_id, finished.analysis)
     v1 = f"/v1/analyses/{quote(analysis_id, safe='')}"
     links = PageLinks(
         json_href=with_share(f"{page_path(analysis_id)}/analysis.json", share),
@@ -293,8 +304,19 @@ def analysis_report(
         share=share,
     )
     job = _job(record)
-    html = analysis_page(finished.analysis, None, links, job, given, rated, views=finished.views)
+    html = analysis_page(
+        finished.analysis, None, links, job, given, rated, views=finished.views, seen=seen
+    )
     return page(html)
+
+
+def _seen_before(state: ServiceState, analysis_id: str, analysis: Analysis) -> list[PastIncident]:
+    """The page's "Seen before" section (none when memory is off)."""
+    if state.memory is None or state.settings.memory.similar <= 0:
+        return []
+    from agent.service.api import similar_to
+
+    return similar_to(state.memory, analysis_id, analysis, state.settings.memory.similar)
 
 
 @router.get("/{analysis_id}/analysis.json")
@@ -391,6 +413,8 @@ def rate(
                 "actual_fault_type": fault,
                 "note": form.get("note", ""),
                 "author": f"{door}:{name}",
+                "resolution": form.get("resolution", "").strip() or None,
+                "resolution_url": form.get("resolution_url", "").strip() or None,
             }
         )
     except ValidationError as exc:

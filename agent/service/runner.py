@@ -28,10 +28,15 @@ from agent import __version__, tracing
 from agent.changes import merge_changes
 from agent.config import Settings
 from agent.errors import SnapshotError, SourceError
+from agent.memory.enrich import enricher
+from agent.memory.fingerprint import Fingerprint, fingerprint_of
+from agent.memory.recall import Recall
+from agent.memory.runbooks import RunbookLibrary, runbook_url_of
 from agent.models import Analysis, Change, LogRecord, Signal, SourceFailure, Trigger, Window
 from agent.snapshot import Snapshot
 from agent.store.queue import ClaimedJob
 from agent.summarize import Summarizer
+from agent.summarize.redact import Redactor
 from agent.window import Framed, WindowRule, frame, with_window
 from connectors.alertmanager import AlertmanagerWebhook
 
@@ -67,6 +72,7 @@ class JobResult:
     collect_s: float
     total_s: float
     source_s: dict[str, float] = field(default_factory=dict)  # collection time per source
+    fingerprint: Fingerprint | None = None  # what incident memory stores with the analysis
 
 
 def sources_of(settings: Settings) -> str:
@@ -157,10 +163,21 @@ def preload() -> None:
     import connectors.collect  # noqa: F401
 
 
+def _labels(alert: AlertmanagerWebhook | None) -> dict[str, str]:
+    if alert is None:
+        return {}
+    return {**alert.groupLabels, **alert.commonLabels}
+
+
 def run_job(
-    job: ClaimedJob, settings: Settings, reported: ReportedChanges | None = None
+    job: ClaimedJob,
+    settings: Settings,
+    reported: ReportedChanges | None = None,
+    recall: Recall | None = None,
+    runbooks: RunbookLibrary | None = None,
 ) -> JobResult:
-    """Collect and analyze one job's scope, with the changes ``reported`` for its window.
+    """Collect and analyze one job's scope, with the changes ``reported`` for its window,
+    the prior of similar past analyses (``recall``) and the matching ``runbooks``.
     Raises only on bugs and unexpected errors (a database error reading the changes is one
     the worker retries)."""
     from agent.engine.pipeline import analyze  # numpy and the engine: imported on first use
@@ -186,6 +203,20 @@ def run_job(
         focus = tuple(job.trigger.services) if alert is None else ()
         collected.snapshot = with_reported_changes(collected.snapshot, changes, focus)
     collect_s = time.perf_counter() - began
+    redact = Redactor(settings.summarizer.redact_patterns)
+    topology = collected.snapshot.topology
+    enrich = enricher(
+        recall=recall,
+        runbooks=runbooks,
+        topology=topology,
+        labels=_labels(alert),
+        runbook_url=runbook_url_of(
+            [alert.commonAnnotations, *(a.annotations for a in alert.alerts)]
+        )
+        if alert is not None
+        else None,
+        redact=redact,
+    )
     try:
         analysis = analyze(
             collected.snapshot,
@@ -193,6 +224,7 @@ def run_job(
             _trigger(job.trigger, collected.snapshot),
             _summarizer(settings),
             collected.failures,
+            enrich,
         )
     except SnapshotError as err:
         failures = [*collected.failures, SourceFailure(source="collect", error=err.message)]
@@ -201,8 +233,14 @@ def run_job(
     analysis = with_window(analysis, collected.snapshot.signals, collected.notes, framed.step_s)
     analysis = analysis.model_copy(update={"id": job.id})
     per_source = collected.durations or {sources_of(settings): collect_s}
+    fingerprint = fingerprint_of(analysis, topology, _labels(alert), redact)
     return JobResult(
-        analysis, collected.snapshot, collect_s, time.perf_counter() - began, per_source
+        analysis,
+        collected.snapshot,
+        collect_s,
+        time.perf_counter() - began,
+        per_source,
+        fingerprint,
     )
 
 

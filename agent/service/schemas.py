@@ -33,6 +33,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from agent.memory.recall import PastIncident
 from agent.models import Analysis, Change, ChangeKind, FaultType, Trigger
 from connectors.alertmanager import Alert, AlertmanagerWebhook
 
@@ -251,14 +252,40 @@ class AnalysisPage(BaseModel):
     next_cursor: str | None = Field(description="pass as ?cursor= for the next page")
 
 
+RESOLUTION_MAX = 5000  # characters of "what fixed it"
+LINK_MAX = 2000
+
+
 class FeedbackRequest(StorableText):
+    """A rating. Text is stored as given (markup included) and shown escaped; over a limit
+    is a 422 naming the field and the limit."""
+
     model_config = ConfigDict(extra="forbid")
 
     verdict: Literal["correct", "wrong", "partially"]
-    actual_service: ServiceName | None = None
+    actual_service: ServiceName | None = Field(
+        None, description="the real root-cause service when the verdict is wrong"
+    )
     actual_fault_type: FaultType | None = None
     note: Text = Field("", max_length=5000)
     author: Text = Field("", max_length=200)
+    resolution: Text | None = Field(
+        None,
+        max_length=RESOLUTION_MAX,
+        description="what fixed it (free text); shown with this analysis when a similar "
+        "incident comes back",
+    )
+    resolution_url: str | None = Field(
+        None,
+        max_length=LINK_MAX,
+        description="the postmortem or pull request (http or https)",
+        json_schema_extra={"pattern": _LINK.pattern.replace("\\x00", "\\u0000")},
+    )
+
+    @field_validator("resolution_url")
+    @classmethod
+    def _resolution_link(cls, value: str | None) -> str | None:
+        return _http_link(value)
 
 
 class FeedbackStored(BaseModel):
@@ -270,6 +297,15 @@ class FeedbackStored(BaseModel):
     note: str
     author: str
     created_at: datetime
+    resolution: str | None = None
+    resolution_url: str | None = None
+
+
+class SimilarPage(BaseModel):
+    """The past analyses most like one analysis, best first."""
+
+    analysis_id: str
+    items: list[PastIncident]
 
 
 def _http_link(value: str | None) -> str | None:

@@ -98,6 +98,7 @@ def install_slack(app: FastAPI, state: ServiceState) -> SlackParts | None:
             state.workers.identity,
             state.clock,
             yield_to=state.intake.wait_idle,
+            memory=state.memory,
         )
     )
     state.slack = parts.outbox

@@ -91,6 +91,8 @@ class ServiceSlackBackend:
         fault_type: FaultType | None,
         note: str,
         user: str,
+        resolution: str | None = None,
+        resolution_url: str | None = None,
     ) -> None:
         try:
             body = FeedbackRequest(
@@ -99,6 +101,8 @@ class ServiceSlackBackend:
                 actual_fault_type=fault_type,
                 note=note,
                 author=user,
+                resolution=resolution,
+                resolution_url=resolution_url,
             )
         except ValidationError as exc:
             raise UsageError(f"feedback not valid: {_first_error(exc)}") from None

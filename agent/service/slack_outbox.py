@@ -23,6 +23,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
@@ -32,8 +33,10 @@ from agent.config import Settings
 from agent.models import Analysis
 from agent.service.charts import evidence_chart
 from agent.service.metrics import ServiceMetrics
-from agent.slack.publish import publish_incident
+from agent.slack.publish import publish_incident, report_url
+from agent.slack.seen import seen_before_text
 from agent.store import outbox
+from agent.store.memory import Memory
 from agent.store.outbox import ClaimedPost
 from connectors.alertmanager import AlertmanagerWebhook
 from connectors.slack import SlackError, SlackPublisher, SlackRef
@@ -62,6 +65,7 @@ class SlackOutbox:
         identity: str,
         clock: Callable[[], datetime],
         yield_to: Callable[[], object] | None = None,
+        memory: Memory | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -71,6 +75,7 @@ class SlackOutbox:
         self.owner = f"{identity}:slack"
         self.clock = clock
         self.yield_to = yield_to  # waits while the webhook answers a burst (see WorkerPool)
+        self.memory = memory  # for the "Seen before" reply under a new incident post
         self._lease = lease_for(settings)
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
@@ -158,6 +163,29 @@ class SlackOutbox:
         changed = previous is None or previous.id != analysis.id
         if changed and post.incident_status == "firing" and post.has_chart:
             self._upload_chart(ref, analysis)
+        if stored is None and post.incident_status == "firing":
+            self._seen_before(ref, analysis)
+
+    def _seen_before(self, ref: SlackRef, analysis: Analysis) -> None:
+        """Under a new incident post: the similar past incidents and what fixed them. An
+        extra like the chart: a failure is logged and loses only this reply."""
+        k = self.settings.memory.similar
+        if self.memory is None or k <= 0:
+            return
+        try:
+            fp = self.memory.fingerprint_of(analysis.id)
+            past = self.memory.similar(fp, k, exclude=analysis.id) if fp is not None else []
+        except SQLAlchemyError as exc:
+            log.warning("slack: no seen-before reply for %s: %s", analysis.id, exc)
+            return
+        tz = ZoneInfo(self.publisher.settings.timezone)
+        text = seen_before_text(past, tz, lambda aid: report_url(self.publisher, aid))
+        if text is None:
+            return
+        try:
+            self.publisher.reply(ref, text)
+        except SlackError as exc:
+            log.warning("slack: seen-before reply on %s not posted: %s", ref.ts, exc.message)
 
     def _upload_chart(self, ref: SlackRef, analysis: Analysis) -> None:
         """After the post, so the words reach people first; a failure only loses the chart."""

@@ -77,7 +77,9 @@ class SlackBackend(Protocol):
         fault_type: FaultType | None,
         note: str,
         user: str,
+        resolution: str | None = None,
+        resolution_url: str | None = None,
     ) -> None:
-        """Store a rating by ``user`` (``slack:<team>/<user id>``); raises ``RcaError`` when
-        the analysis is unknown."""
+        """Store a rating by ``user`` (``slack:<team>/<user id>``), with what fixed it when
+        they said; raises ``RcaError`` when the analysis is unknown or the text is invalid."""
         ...

@@ -366,6 +366,8 @@ class _Handlers:
                 answer.fault_type,
                 answer.note,
                 _author(body),
+                answer.resolution,
+                answer.resolution_url,
             )
         except RcaError as exc:
             ack(response_action="errors", errors={"note": f"Not stored: {exc}"})

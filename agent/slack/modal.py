@@ -1,4 +1,4 @@
-"""The 👎 modal: which service and fault type it really was, and a note.
+"""The 👎 modal: which service and fault type it really was, a note, and what fixed it.
 
 What people pick here becomes labelled training data, so the choices are closed lists
 (the analysis's candidates first, then every known service; :class:`FaultType`), and the
@@ -19,9 +19,13 @@ FEEDBACK_VIEW = "rca_feedback"
 SERVICE_BLOCK, SERVICE_ACTION = "actual_service", "service"
 FAULT_BLOCK, FAULT_ACTION = "actual_fault_type", "fault_type"
 NOTE_BLOCK, NOTE_ACTION = "note", "note"
+FIX_BLOCK, FIX_ACTION = "resolution", "resolution"
+FIX_URL_BLOCK, FIX_URL_ACTION = "resolution_url", "resolution_url"
 OTHER_SERVICE = "__other__"
 MAX_OPTIONS = 100
 NOTE_MAX = 3000
+FIX_MAX = 3000
+URL_MAX = 2000
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ class FeedbackAnswer:
     service: str | None
     fault_type: FaultType
     note: str
+    resolution: str | None = None
+    resolution_url: str | None = None
 
 
 def _option(text: str, value: str) -> dict[str, Any]:
@@ -99,6 +105,29 @@ def feedback_modal(
                     "max_length": NOTE_MAX,
                 },
             },
+            {
+                "type": "input",
+                "block_id": FIX_BLOCK,
+                "optional": True,
+                "label": {"type": "plain_text", "text": "What fixed it?"},
+                "hint": {
+                    "type": "plain_text",
+                    "text": "Shown when a similar incident comes back.",
+                },
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": FIX_ACTION,
+                    "multiline": True,
+                    "max_length": FIX_MAX,
+                },
+            },
+            {
+                "type": "input",
+                "block_id": FIX_URL_BLOCK,
+                "optional": True,
+                "label": {"type": "plain_text", "text": "Postmortem or pull request"},
+                "element": {"type": "url_text_input", "action_id": FIX_URL_ACTION},
+            },
         ],
     }
 
@@ -114,8 +143,14 @@ def read_submission(view: dict[str, Any]) -> tuple[FeedbackAnswer | None, dict[s
     values = (view.get("state") or {}).get("values") or {}
     service = _selected(values, SERVICE_BLOCK, SERVICE_ACTION)
     fault = _selected(values, FAULT_BLOCK, FAULT_ACTION)
-    note = str((values.get(NOTE_BLOCK, {}).get(NOTE_ACTION) or {}).get("value") or "").strip()
+    note = _text(values, NOTE_BLOCK, NOTE_ACTION)
+    fix = _text(values, FIX_BLOCK, FIX_ACTION)
+    link = _text(values, FIX_URL_BLOCK, FIX_URL_ACTION)
     errors: dict[str, str] = {}
+    if len(fix) > FIX_MAX:
+        errors[FIX_BLOCK] = f"At most {FIX_MAX} characters."
+    if link and (len(link) > URL_MAX or not link.startswith(("http://", "https://"))):
+        errors[FIX_URL_BLOCK] = f"An http(s) link of at most {URL_MAX} characters."
     if service is None:
         errors[SERVICE_BLOCK] = "Pick the service that really caused it."
     elif service == OTHER_SERVICE and not note:
@@ -125,4 +160,9 @@ def read_submission(view: dict[str, Any]) -> tuple[FeedbackAnswer | None, dict[s
     if errors or fault is None:
         return None, errors
     actual = None if service == OTHER_SERVICE else service
-    return FeedbackAnswer(actual, FaultType(fault), note[:NOTE_MAX]), {}
+    answer = FeedbackAnswer(actual, FaultType(fault), note[:NOTE_MAX], fix or None, link or None)
+    return answer, {}
+
+
+def _text(values: dict[str, Any], block: str, action: str) -> str:
+    return str((values.get(block, {}).get(action) or {}).get("value") or "").strip()

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from agent.models import Analysis, Trigger
@@ -49,6 +49,8 @@ class FeedbackRecord:
     note: str
     author: str
     created_at: datetime
+    resolution: str | None = None
+    resolution_url: str | None = None
 
 
 def _records(session: Session, query: Select) -> list[AnalysisRecord]:
@@ -182,6 +184,8 @@ def add_feedback(
     note: str,
     author: str,
     now: datetime,
+    resolution: str | None = None,
+    resolution_url: str | None = None,
 ) -> FeedbackRecord | None:
     """Store a rating; None when there is no such analysis."""
     if session.get(AnalysisRow, analysis_id) is None:
@@ -194,6 +198,8 @@ def add_feedback(
         note=note,
         author=author,
         created_at=now,
+        resolution=resolution,
+        resolution_url=resolution_url,
     )
     session.add(row)
     session.flush()
@@ -210,7 +216,16 @@ def _feedback(row: Feedback) -> FeedbackRecord:
         note=row.note,
         author=row.author,
         created_at=row.created_at,
+        resolution=row.resolution,
+        resolution_url=row.resolution_url,
     )
+
+
+def delete_analysis(session: Session, analysis_id: str) -> bool:
+    """Delete an analysis with everything stored about it (its ratings, its fingerprint in
+    incident memory, its chart, its Slack outbox row); False when there is none."""
+    done = session.execute(delete(AnalysisRow).where(AnalysisRow.id == analysis_id))
+    return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def analyses_with_feedback(session: Session) -> Iterator[tuple[Analysis, FeedbackRecord]]:

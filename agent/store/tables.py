@@ -145,6 +145,26 @@ class Feedback(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     author: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # What fixed it (incident memory shows it next to similar analyses later).
+    resolution: Mapped[str | None] = mapped_column(Text, nullable=True)
+    resolution_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class FingerprintRow(Base):
+    """The fingerprint of a finished analysis (agent.memory.fingerprint), as JSON.
+
+    Deleted with its analysis (``DELETE /v1/analyses/{id}``), and on its own once older than
+    ``memory.retention_days``. ``stored_at`` lets each process's index load only new rows.
+    """
+
+    __tablename__ = "fingerprints"
+
+    analysis_id: Mapped[str] = mapped_column(
+        ForeignKey("analyses.id", ondelete="CASCADE"), primary_key=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    stored_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    fingerprint: Mapped[str] = mapped_column(Text)
 
 
 class SlackPost(Base):

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from agent.models import Analysis, Change, Evidence, FaultType, RootCause, TimelineEvent
+from agent.models import (
+    Analysis,
+    Change,
+    Evidence,
+    FaultType,
+    RootCause,
+    RunbookCitation,
+    TimelineEvent,
+)
 from agent.summarize import Summary
 
 NEXT_STEPS: dict[FaultType, tuple[str, ...]] = {
@@ -95,6 +103,7 @@ class ExtractiveSummarizer:
         )
         if suspect is not None:
             steps.insert(0, rollback_step(suspect))
+        steps[1:1] = [runbook_step(r) for r in draft.runbooks]
         return Summary(
             root_cause=RootCause(service=top.service, fault_type=top.fault_type, summary=headline),
             confidence=draft.confidence,
@@ -118,11 +127,20 @@ def rollback_step(change: Change) -> str:
     )
 
 
+def runbook_step(runbook: RunbookCitation) -> str:
+    """The next step a matching runbook gives: follow its section, cited as ``[R1]``."""
+    section = f', section "{runbook.section}"' if runbook.section else ""
+    where = f" ({runbook.url})" if runbook.url else f" ({runbook.path})" if runbook.path else ""
+    return f"Follow the runbook [{runbook.id}] {runbook.title}{section}{where}"
+
+
 def timeline(evidence: list[Evidence], limit: int = 8) -> list[TimelineEvent]:
-    """First onset per service and evidence, in time order: how the incident unfolded."""
+    """First onset per service and evidence, in time order: how the incident unfolded
+    (memory's ``P1`` is not part of it: it happened before)."""
     seen: set[tuple[str, str]] = set()
     events: list[TimelineEvent] = []
-    for e in sorted(evidence, key=lambda e: (e.onset or e.start, -e.score)):
+    observed = [e for e in evidence if e.source != "memory"]
+    for e in sorted(observed, key=lambda e: (e.onset or e.start, -e.score)):
         key = (e.service, e.signal_kind.value if e.signal_kind else e.pattern)
         if key in seen:
             continue

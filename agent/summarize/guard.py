@@ -111,7 +111,7 @@ def check_answer(text: str, draft: Analysis) -> ModelAnswer:
         raise AnswerRejected(
             f"the JSON does not match the schema: {_validation_error(exc)}"
         ) from None
-    known = {e.id for e in draft.evidence}
+    known = {e.id for e in draft.evidence} | {r.id for r in draft.runbooks}
     unknown = sorted(_cited(answer) - known)
     if unknown:
         raise AnswerRejected(f"it cites evidence ids that do not exist: {', '.join(unknown)}")

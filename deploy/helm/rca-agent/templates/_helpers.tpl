@@ -157,6 +157,11 @@ Chart-derived keys win over `config`, except nested maps, which are merged.
 {{- $_ := set $prom "catalog" (printf "%s/catalog.yaml" (include "rca-agent.configDir" .)) }}
 {{- $_ := set $cfg "prometheus" $prom }}
 {{- end }}
+{{- if .Values.runbooks }}
+{{- $memory := default dict (get $cfg "memory") }}
+{{- $_ := set $memory "runbooks_dir" "/etc/rca-runbooks" }}
+{{- $_ := set $cfg "memory" $memory }}
+{{- end }}
 {{- if .Values.slack.enabled }}
 {{- $slack := default dict (get $cfg "slack") }}
 {{- with .Values.slack.defaultChannel }}{{ $_ := set $slack "default_channel" . }}{{ end }}

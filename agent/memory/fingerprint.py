@@ -1,0 +1,276 @@
+"""The fingerprint of an analysis, and how alike two fingerprints are.
+
+Deterministic and model-free, so the same analysis always gets the same fingerprint and a
+match can always say why it matched. What it holds, for each of which a recurring incident
+tends to repeat itself even when the noise, the topology and the timing differ:
+
+- the root cause: service and fault type;
+- per evidence item, the role of its service relative to the root cause (``root``, ``caller``
+  upstream of it, ``callee`` downstream of it, ``bystander``), the signal kind and the
+  direction; and the same with the service named, for incidents in the same system;
+- the masked log templates (every word with a digit masked, secrets redacted);
+- the alert name and its stable labels (volatile ones such as ``pod`` or ``instance``, and
+  values with ids in them, are left out: they differ every time).
+
+Similarity is a weighted Jaccard over these features: the weight of the features both share
+over the weight of all the features either has, in [0, 1]. Nothing here knows any system's
+service or metric names; features are built from whatever names the analysis holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from pydantic import Field
+
+from agent.models import Analysis, Evidence, Strict, Topology
+
+FINGERPRINT_VERSION = 1
+MAX_TEMPLATES = 20
+MAX_TEMPLATE_CHARS = 200
+MAX_LABELS = 12
+# The leading candidates whose evidence a fingerprint holds, and the weight of each rank.
+RANK_WEIGHTS = (1.0, 0.5, 0.35)
+
+# Labels that name one replica, one scrape target or one firing: different each time.
+VOLATILE_LABELS = frozenset(
+    {
+        "alertname",
+        "pod",
+        "pod_name",
+        "instance",
+        "container",
+        "container_id",
+        "endpoint",
+        "ip",
+        "host",
+        "hostname",
+        "node",
+        "uid",
+        "id",
+        "replica",
+        "prometheus_replica",
+        "__name__",
+    }
+)
+_ID_LIKE = re.compile(r"\d")
+_PARAM = re.compile(r"\b[\w.\-]*\d[\w.\-]*")
+_SPACES = re.compile(r"\s+")
+
+# Feature weights: what a match on each says about "the same incident again".
+WEIGHTS = {
+    "cause": 4.0,  # same root-cause service and fault type
+    "candidate": 2.0,  # the same service and fault type among the leading candidates
+    "service": 2.0,  # the same service among the leading candidates, whatever its fault
+    "root": 1.5,  # same root-cause service
+    "fault": 1.0,  # same fault type
+    "alert": 2.5,  # same alert name
+    "label": 0.5,  # each stable alert label
+    "role": 0.5,  # each (role, kind, direction) of the evidence, names left out
+    "ev": 1.0,  # each (service, kind, direction) of the evidence
+    "log": 1.5,  # each masked log template
+}
+
+
+class Fingerprint(Strict):
+    """What an analysis looked like, as stored with it (plain JSON, redacted text).
+
+    ``roles``, ``signals`` and ``templates`` map each feature to its weight: 1 for the
+    evidence of the leading candidate, less for the runners-up's (:data:`RANK_WEIGHTS`), so
+    a recurrence the engine ranked differently this time still shares most of them.
+    """
+
+    version: int = FINGERPRINT_VERSION
+    root_service: str | None = None
+    fault_type: str | None = None
+    candidates: list[str] = Field(default_factory=list, description="service|fault, best first")
+    alert_name: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    roles: dict[str, float] = Field(default_factory=dict, description="role|kind|direction")
+    signals: dict[str, float] = Field(default_factory=dict, description="service|kind|direction")
+    templates: dict[str, float] = Field(default_factory=dict, description="masked log templates")
+
+    def features(self) -> dict[str, float]:
+        """Feature token -> weight: what :func:`similarity` and the index compare."""
+        out: dict[str, float] = {}
+        if self.root_service and self.fault_type:
+            out[f"cause:{self.root_service}|{self.fault_type}"] = WEIGHTS["cause"]
+        if self.root_service:
+            out[f"root:{self.root_service}"] = WEIGHTS["root"]
+        if self.fault_type:
+            out[f"fault:{self.fault_type}"] = WEIGHTS["fault"]
+        for rank, candidate in enumerate(self.candidates[: len(RANK_WEIGHTS)]):
+            out[f"cand:{candidate}"] = WEIGHTS["candidate"] * RANK_WEIGHTS[rank]
+            service = f"svc:{candidate.split('|', 1)[0]}"
+            out[service] = max(out.get(service, 0.0), WEIGHTS["service"] * RANK_WEIGHTS[rank])
+        if self.alert_name:
+            out[f"alert:{self.alert_name}"] = WEIGHTS["alert"]
+        for key, value in self.labels.items():
+            out[f"label:{key}={value}"] = WEIGHTS["label"]
+        for prefix, table in (("role", self.roles), ("ev", self.signals)):
+            for token, weight in table.items():
+                out[f"{prefix}:{token}"] = WEIGHTS[prefix] * weight
+        for template, weight in self.templates.items():
+            out[f"log:{template_key(template)}"] = WEIGHTS["log"] * weight
+        return out
+
+
+def template_key(template: str) -> str:
+    """A short stable key of a masked template (the index holds keys, not text)."""
+    return hashlib.sha1(template.encode("utf-8"), usedforsecurity=False).hexdigest()[:16]
+
+
+def mask_template(text: str, redact: Callable[[str], str] | None = None) -> str:
+    """A log template with every word that holds a digit masked, secrets redacted,
+    whitespace collapsed and clipped: two firings of one template mask alike."""
+    if redact is not None:
+        text = redact(text)
+    masked = _SPACES.sub(" ", _PARAM.sub("<*>", text)).strip()
+    return masked[:MAX_TEMPLATE_CHARS]
+
+
+def stable_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    """Alert labels that stay the same each time the incident recurs."""
+    kept = {
+        k: v
+        for k, v in sorted(labels.items())
+        if k not in VOLATILE_LABELS and v and not _ID_LIKE.search(v) and len(v) <= 100
+    }
+    return dict(list(kept.items())[:MAX_LABELS])
+
+
+def _reach(start: str, step: Callable[[str], list[str]]) -> set[str]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for nxt in step(todo.pop()):
+            if nxt not in seen and nxt != start:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def _role(service: str, root: str | None, upstream: set[str], downstream: set[str]) -> str:
+    if root is None:
+        return "bystander"
+    if service == root:
+        return "root"
+    if service in upstream:
+        return "caller"
+    if service in downstream:
+        return "callee"
+    return "bystander"
+
+
+def _direction(evidence: Evidence) -> str:
+    return evidence.pattern.replace("|", "/")
+
+
+def _ranked_evidence(analysis: Analysis) -> list[tuple[Evidence, float]]:
+    """The evidence of the leading candidates with the weight of the best rank citing it."""
+    weights: dict[str, float] = {}
+    for rank, candidate in enumerate(analysis.candidates[: len(RANK_WEIGHTS)]):
+        for eid in candidate.evidence_ids:
+            weights.setdefault(eid, RANK_WEIGHTS[rank])
+    return [
+        (e, weights[e.id])
+        for e in analysis.evidence
+        if e.id in weights and e.source in ("metric", "log")  # not memory's own P1
+    ]
+
+
+def fingerprint_of(
+    analysis: Analysis,
+    topology: Topology | None = None,
+    labels: Mapping[str, str] | None = None,
+    redact: Callable[[str], str] | None = None,
+) -> Fingerprint:
+    """The fingerprint of ``analysis`` (its root cause, or else its top candidate)."""
+    root = analysis.root_cause.service if analysis.root_cause else None
+    fault = analysis.root_cause.fault_type.value if analysis.root_cause else None
+    if root is None and analysis.candidates and not analysis.insufficient_evidence:
+        root, fault = analysis.candidates[0].service, analysis.candidates[0].fault_type.value
+    upstream = _reach(root, topology.callers) if root and topology else set()
+    downstream = _reach(root, topology.callees) if root and topology else set()
+    roles: dict[str, float] = {}
+    signals: dict[str, float] = {}
+    templates: dict[str, float] = {}
+    for e, weight in _ranked_evidence(analysis):
+        kind = e.signal_kind.value if e.signal_kind else e.source
+        role = f"{_role(e.service, root, upstream, downstream)}|{kind}|{_direction(e)}"
+        roles[role] = max(roles.get(role, 0.0), weight)
+        signal = f"{e.service}|{kind}|{_direction(e)}"
+        signals[signal] = max(signals.get(signal, 0.0), weight)
+        if e.template and len(templates) < MAX_TEMPLATES:
+            masked = mask_template(e.template, redact)
+            templates[masked] = max(templates.get(masked, 0.0), weight)
+    alert = analysis.trigger.alert_name
+    candidates = [
+        f"{c.service}|{c.fault_type.value}" for c in analysis.candidates[: len(RANK_WEIGHTS)]
+    ]
+    return Fingerprint(
+        root_service=root,
+        fault_type=fault,
+        candidates=candidates if not analysis.insufficient_evidence else [],
+        alert_name=redact(alert) if alert and redact else alert,
+        labels=stable_labels(labels or {}),
+        roles=dict(sorted(roles.items())),
+        signals=dict(sorted(signals.items())),
+        templates=templates,
+    )
+
+
+def weighted_jaccard(a: Mapping[str, float], b: Mapping[str, float]) -> float:
+    """The weighted Jaccard (Ruzicka) similarity: the sum of the smaller weight of each
+    token over the sum of the larger, in [0, 1]."""
+    shared = sum(min(w, b[token]) for token, w in a.items() if token in b)
+    union = sum(a.values()) + sum(b.values()) - shared
+    return shared / union if union > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Similarity:
+    score: float
+    reasons: list[str]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def reasons(a: Fingerprint, b: Fingerprint) -> list[str]:
+    """Why ``b`` resembles ``a``, strongest first, in words a person checks quickly."""
+    out: list[str] = []
+    if a.alert_name and a.alert_name == b.alert_name:
+        out.append(f"same alert {a.alert_name}")
+    if a.root_service and a.root_service != b.root_service and a.fault_type:
+        theirs = f"{a.root_service}|{a.fault_type}"
+        if theirs in b.candidates:
+            out.append(f"{a.root_service} ({a.fault_type}) was among its leading candidates")
+    if a.root_service and a.root_service == b.root_service:
+        if a.fault_type and a.fault_type == b.fault_type:
+            out.append(f"same service and fault type ({a.root_service}, {a.fault_type})")
+        else:
+            out.append(f"same root-cause service ({a.root_service})")
+    elif a.fault_type and a.fault_type == b.fault_type:
+        out.append(f"same fault type ({a.fault_type})")
+    shared_logs = [t for t in a.templates if t in b.templates]
+    if shared_logs:
+        first = shared_logs[0][:80]
+        more = f" and {len(shared_logs) - 1} more" if len(shared_logs) > 1 else ""
+        out.append(f'shared log template "{first}"{more}')
+    shared_signals = set(a.signals) & set(b.signals)
+    if shared_signals:
+        out.append(f"{_plural(len(shared_signals), 'shared anomalous signal')}")
+    shared_labels = [f"{k}={v}" for k, v in a.labels.items() if b.labels.get(k) == v]
+    if shared_labels:
+        out.append("same labels " + ", ".join(shared_labels[:4]))
+    return out
+
+
+def similarity(a: Fingerprint, b: Fingerprint) -> Similarity:
+    """How alike two fingerprints are (0..1), and why."""
+    return Similarity(round(weighted_jaccard(a.features(), b.features()), 4), reasons(a, b))

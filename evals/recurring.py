@@ -1,0 +1,277 @@
+"""The incident-memory benchmark: does remembering past incidents help on recurring ones?
+
+A stream of simulated incidents (:mod:`evals.simulator.recurring`) in which about 30% repeat
+an earlier incident's cause with other noise, topology and timing. Each incident is analysed
+once (detection and ranking are the expensive part); the ranked draft is then finished three
+ways, as the service's ``enrich`` hook would:
+
+- ``none``: no memory (the engine alone);
+- ``memory``: the bounded prior (:mod:`agent.memory.prior`) from the incidents before it, each
+  rated by the time the next one comes: "correct" when the engine was right, else "wrong"
+  with the real cause;
+- ``memory-20%-wrong``: the same, but a fifth of the ratings (drawn by seed) lie: a right
+  answer rated wrong with another candidate named, a wrong one rated correct.
+
+Each run keeps its own memory (an in-process :class:`~agent.memory.index.MemoryIndex` of the
+fingerprints of what that run answered). Reported: AC@1 of each run, and for the repeats,
+how often the top similar past incident is a twin (an earlier incident with the same cause).
+Example::
+
+    python -m evals.recurring --seed 11 --incidents 200 --json-file out/recurring.json
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from agent.engine.pipeline import analyze
+from agent.memory.fingerprint import Fingerprint, fingerprint_of
+from agent.memory.index import MemoryIndex
+from agent.memory.prior import MAX_SHARE, apply_prior
+from agent.memory.recall import PastIncident, confirmed_cause
+from agent.models import Analysis
+from evals.simulator.recurring import Recurring, recurring_stream
+
+RUNS = ("none", "memory", "memory-20%-wrong")
+WRONG_SHARE = 0.2
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class Rating:
+    verdict: str
+    actual_service: str | None
+    actual_fault_type: str | None
+
+
+@dataclass
+class Memory:
+    """One run's memory: fingerprints of its answers, and the ratings they got."""
+
+    index: MemoryIndex = field(default_factory=MemoryIndex)
+    stored: dict[str, Fingerprint] = field(default_factory=dict)
+    ratings: dict[str, Rating] = field(default_factory=dict)
+    created: dict[str, datetime] = field(default_factory=dict)
+    truth: dict[str, tuple[str, str]] = field(default_factory=dict)  # bookkeeping, not recalled
+
+    def recall(self, fp: Fingerprint, k: int, exclude: str | None = None) -> list[PastIncident]:
+        found = []
+        for hit in self.index.similar(fp, k, exclude=exclude):
+            past = self.stored[hit.analysis_id]
+            rating = self.ratings.get(hit.analysis_id)
+            service, fault = confirmed_cause(
+                past.root_service,
+                past.fault_type,
+                rating.verdict if rating else None,
+                rating.actual_service if rating else None,
+                rating.actual_fault_type if rating else None,
+            )
+            found.append(
+                PastIncident(
+                    analysis_id=hit.analysis_id,
+                    created_at=self.created[hit.analysis_id],
+                    similarity=hit.similarity,
+                    root_service=past.root_service,
+                    fault_type=past.fault_type,
+                    verdict=rating.verdict if rating else None,
+                    confirmed_service=service,
+                    confirmed_fault_type=fault,
+                )
+            )
+        return found
+
+    def remember(
+        self, key: str, when: datetime, fp: Fingerprint, rating: Rating, truth: tuple[str, str]
+    ) -> None:
+        self.index.add(key, when.timestamp(), fp)
+        self.stored[key] = fp
+        self.created[key] = when
+        self.ratings[key] = rating
+        self.truth[key] = truth
+
+
+def _top(analysis: Analysis) -> str | None:
+    return analysis.candidates[0].service if analysis.candidates else None
+
+
+def _rating(
+    answer: Analysis, truth: tuple[str, str], lie: bool, rng: np.random.Generator
+) -> Rating:
+    """What the team says about an answer: the truth, or (``lie``) deliberately the opposite."""
+    right = _top(answer) == truth[0]
+    if not lie:
+        return Rating("correct", None, None) if right else Rating("wrong", *truth)
+    if not right:
+        return Rating("correct", None, None)  # a wrong answer confirmed
+    others = [c for c in answer.candidates[1:] if c.service != truth[0]]
+    if not others:
+        return Rating("wrong", None, None)  # says wrong, names nothing: confirms nothing
+    blamed = others[int(rng.integers(len(others)))]
+    return Rating("wrong", blamed.service, blamed.fault_type.value)
+
+
+@dataclass
+class Tally:
+    right: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RUNS, 0))
+    twin_top: int = 0
+    repeats: int = 0
+    # Repeats whose answer was right both times, and how often the twin came first for them.
+    clear_repeats: int = 0
+    clear_twin_top: int = 0
+    # Wrong without memory although an earlier incident had the same cause (what memory could
+    # fix at most), and of those, the ones where the true service was a close call.
+    fixable: int = 0
+    close_calls: int = 0
+    incidents: int = 0
+    prior_applied: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RUNS, 0))
+    fixed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RUNS, 0))
+    broken: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RUNS, 0))
+
+
+def _close_call(draft: Analysis, service: str) -> bool:
+    """``service`` is a candidate within the prior's reach of the leader."""
+    if not draft.candidates or draft.candidates[0].score <= 0:
+        return False
+    leader = draft.candidates[0].score
+    own = next((c.score for c in draft.candidates if c.service == service), None)
+    return own is not None and own >= (1 - MAX_SHARE) * leader
+
+
+def _draft(incident: Recurring) -> tuple[Analysis, dict[str, str]]:
+    """The ranked draft the ``enrich`` hook would see (analysed blind)."""
+    snapshot = incident.scenario.snapshot.model_copy(update={"ground_truth": None})
+    seen: list[Analysis] = []
+
+    def capture(draft: Analysis) -> Analysis:
+        seen.append(draft)
+        return draft
+
+    analyze(snapshot, enrich=capture)
+    alert = snapshot.alert
+    labels = {**alert.groupLabels, **alert.commonLabels} if alert is not None else {}
+    return seen[0], labels
+
+
+def run(seed: int, incidents: int, repeat_share: float, systems: int) -> dict[str, object]:
+    rng = np.random.default_rng([seed, 20])
+    memories = {name: Memory() for name in RUNS if name != "none"}
+    tally = Tally()
+    right_before: dict[int, bool] = {}
+    began = time.perf_counter()
+    progress = Progress(
+        TextColumn("recurring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
+    )
+    with progress:
+        task = progress.add_task("incidents", total=incidents)
+        for incident in recurring_stream(seed, incidents, repeat_share, systems):
+            draft, labels = _draft(incident)
+            topology = incident.scenario.snapshot.topology
+            truth = (incident.scenario.plan.service, incident.scenario.plan.fault.value)
+            key = f"{incident.system}:{incident.index}"
+            when = EPOCH + timedelta(days=incident.index)
+            tally.incidents += 1
+            tally.right["none"] += _top(draft) == truth[0]
+            plain = fingerprint_of(draft, topology, labels)
+            remembered = memories["memory"]
+            if incident.twin is not None:
+                tally.repeats += 1
+                top = remembered.index.similar(plain, 1)
+                hit = bool(top) and remembered.truth[top[0].analysis_id] == truth
+                tally.twin_top += hit
+                if _top(draft) == truth[0] and right_before.get(incident.twin):
+                    tally.clear_repeats += 1
+                    tally.clear_twin_top += hit
+            if _top(draft) != truth[0] and truth in remembered.truth.values():
+                tally.fixable += 1
+                tally.close_calls += _close_call(draft, truth[0])
+            right_before[incident.index] = _top(draft) == truth[0]
+            lie = rng.random() < WRONG_SHARE
+            for name, memory in memories.items():
+                answer = apply_prior(draft, memory.recall(plain, 5))
+                tally.prior_applied[name] += answer is not draft
+                tally.right[name] += _top(answer) == truth[0]
+                was, now = _top(draft) == truth[0], _top(answer) == truth[0]
+                tally.fixed[name] += now and not was
+                tally.broken[name] += was and not now
+                rating = _rating(answer, truth, lie and name != "memory", rng)
+                memory.remember(key, when, fingerprint_of(answer, topology, labels), rating, truth)
+            progress.advance(task)
+    return _report(seed, incidents, repeat_share, systems, tally, time.perf_counter() - began)
+
+
+def _report(
+    seed: int, incidents: int, share: float, systems: int, tally: Tally, seconds: float
+) -> dict[str, object]:
+    n = max(1, tally.incidents)
+    ac1 = {name: round(tally.right[name] / n, 4) for name in RUNS}
+    return {
+        "command": f"python -m evals.recurring --seed {seed} --incidents {incidents} "
+        f"--repeat-share {share} --systems {systems}",
+        "incidents": tally.incidents,
+        "repeats": tally.repeats,
+        "twin_top_share": round(tally.twin_top / max(1, tally.repeats), 4),
+        "repeats_right_both_times": tally.clear_repeats,
+        "twin_top_share_when_right_both_times": round(
+            tally.clear_twin_top / max(1, tally.clear_repeats), 4
+        ),
+        "wrong_without_memory": tally.incidents - tally.right["none"],
+        "wrong_with_an_earlier_same_cause": tally.fixable,
+        "of_those_a_close_call": tally.close_calls,
+        "ac1": ac1,
+        "gain_with_memory": round(ac1["memory"] - ac1["none"], 4),
+        "gain_with_20pct_wrong_feedback": round(ac1["memory-20%-wrong"] - ac1["none"], 4),
+        "p1_added": tally.prior_applied,
+        "leader_fixed": tally.fixed,
+        "leader_broken": tally.broken,
+        "seconds": round(seconds, 1),
+    }
+
+
+@click.command()
+@click.option("--seed", type=int, default=11, show_default=True, help="Seed of the stream.")
+@click.option("--incidents", type=click.IntRange(10, 5000), default=200, show_default=True)
+@click.option("--repeat-share", type=click.FloatRange(0, 1), default=0.3, show_default=True)
+@click.option("--systems", type=click.IntRange(1, 50), default=3, show_default=True)
+@click.option("--json-file", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def main(
+    seed: int, incidents: int, repeat_share: float, systems: int, json_file: Path | None
+) -> None:
+    """Run the recurring-incidents suite with and without incident memory."""
+    report = run(seed, incidents, repeat_share, systems)
+    table = Table("run", "AC@1", "P1 added", "wrong -> right", "right -> wrong")
+    for name in RUNS:
+        ac1, added = report["ac1"], report["p1_added"]
+        fixed, broken = report["leader_fixed"], report["leader_broken"]
+        assert isinstance(ac1, dict) and isinstance(added, dict)
+        assert isinstance(fixed, dict) and isinstance(broken, dict)
+        row = (f"{ac1[name]:.3f}", str(added[name]), str(fixed[name]), str(broken[name]))
+        table.add_row(name, *row)
+    console = Console()
+    console.print(table)
+    console.print(
+        f"repeats: {report['repeats']} of {report['incidents']}; the top similar past incident "
+        f"was a twin for {report['twin_top_share']:.3f} of them "
+        f"({report['twin_top_share_when_right_both_times']:.3f} of the "
+        f"{report['repeats_right_both_times']} answered right both times)\n"
+        f"wrong without memory: {report['wrong_without_memory']}, of which "
+        f"{report['wrong_with_an_earlier_same_cause']} had an earlier incident with the same "
+        f"cause ({report['of_those_a_close_call']} of them a close call memory may break)"
+    )
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        console.print(f"wrote {json_file}")
+
+
+if __name__ == "__main__":
+    main()
