@@ -4,6 +4,7 @@ summarizer backends on top of it. Examples::
     rca eval --suite sim --seeds 1000-1199 --json-file out/eval.json --png out/eval.png
     rca eval --suite sim --seeds 1000-1049 --json | jq '.metrics'
     rca eval --suite sim-rollout --seeds 40000-40199 --json-file out/rollout.json
+    rca eval --suite sim-real --seeds 25000-25199 --json-file out/sim-real.json
     rca eval --suite ../shared/real/nezha-dev/oracle/ob
     rca eval --suite ../shared/real/nezha-dev --json-file out/real.json --png out/real.png
     rca eval --suite sim --seeds 1000-1049 --suite incidents/ --suite ../shared/real/nezha-dev/alert
@@ -44,15 +45,14 @@ if TYPE_CHECKING:
     "suites",
     required=True,
     multiple=True,
-    metavar="sim|sim-rollout|DIR",
+    metavar="sim|sim-rollout|sim-real|DIR",
     help="'sim' (simulated incidents), 'sim-rollout' (simulated rollouts: several Deployments "
-    "rolling out pod by pod in the same minutes, one maybe defective), a directory of snapshot "
+    "rolling out pod by pod in the same minutes, one maybe defective), 'sim-real' (the sim "
+    "incidents under the realism profile of recorded ones), a directory of snapshot "
     "directories, or a folder holding such directories at any depth (each becomes a suite "
     "named by its relative path). Repeat for several suites.",
 )
-@click.option(
-    "--seeds", metavar="A-B", help="Seed range for --suite sim or sim-rollout, e.g. 1000-1199."
-)
+@click.option("--seeds", metavar="A-B", help="Seed range for a simulated suite, e.g. 1000-1199.")
 @json_options(
     'the results (with several suites {"suites": [...], "summary": [...]})', file_was_json=True
 )
@@ -126,7 +126,8 @@ def eval_command(
         raise UsageError(f"--compare scores one suite, got {len(plan)} ({names}): give one --suite")
     if (seeds or fault or services) and all(suite.path is not None for suite in plan):
         raise click.UsageError(
-            "--seeds, --fault and --services apply only to --suite sim or sim-rollout"
+            "--seeds, --fault and --services apply only to a simulated suite "
+            "(sim, sim-rollout, sim-real)"
         )
     loaded = [_load(suite, seeds, fault, services) for suite in plan]
     settings = cli_state(ctx).settings

@@ -5,6 +5,8 @@ Two kinds of suite:
 * ``sim``: cases generated on the fly by the simulator from a seed range (``1000-1199``);
   ``sim-rollout`` the same from the simulator's rollout family (several Deployments rolling
   out pod by pod in the same minutes, one of them maybe defective; ``docs/simulator.md``);
+  ``sim-real`` the ``sim`` incidents under the realism profile (what recorded incidents showed:
+  callee-side delay, levels only in the text, partial logs, back-to-back faults, 1-minute data);
 * a directory of snapshot directories, each with a ``ground_truth.json`` (recorded or
   hand-made incidents; HolmesGPT-style "cases as folders").
 
@@ -20,6 +22,7 @@ latency. Examples::
 
     rca eval --suite sim --seeds 1000-1199 --json out/eval.json --png out/eval.png
     rca eval --suite sim-rollout --seeds 40000-40199 --json out/rollout.json
+    rca eval --suite sim-real --seeds 25000-25199 --json out/sim-real.json
     rca eval --suite sim --seeds 30000-30049 --services 50 --backend hf
     rca eval --suite ../shared/real/nezha-dev --suite sim --seeds 1000-1049 --json out/all.json
 """
@@ -60,7 +63,8 @@ from evals.metrics import (
 
 SIM_SUITE = "sim"
 ROLLOUT_SUITE = "sim-rollout"
-SIMULATED_SUITES = (SIM_SUITE, ROLLOUT_SUITE)
+REAL_SUITE = "sim-real"
+SIMULATED_SUITES = (SIM_SUITE, ROLLOUT_SUITE, REAL_SUITE)
 _SEEDS = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?")
 
 
@@ -141,6 +145,12 @@ def _simulated(seed: int, fault: FaultType | None, services: int | None) -> Snap
     return simulate(seed, fault=fault, services=services).snapshot
 
 
+def _realistic(seed: int, fault: FaultType | None, services: int | None) -> Snapshot:
+    from evals.simulator import simulate
+
+    return simulate(seed, fault=fault, services=services, realism=True).snapshot
+
+
 def _rolled_out(seed: int, fault: FaultType | None, services: int | None) -> Snapshot:
     from evals.simulator import simulate_rollout
 
@@ -153,10 +163,11 @@ def simulated_cases(
     services: int | None = None,
     suite: str = SIM_SUITE,
 ) -> list[Case]:
-    """Cases of the ``sim`` suite, or of ``sim-rollout`` (named ``sim-rollout-<seed>``)."""
+    """Cases of the ``sim`` suite, or of ``sim-rollout`` or ``sim-real`` (named
+    ``<suite>-<seed>``)."""
     if suite not in SIMULATED_SUITES:
         raise UsageError(f"no simulated suite {suite!r}; choose {' or '.join(SIMULATED_SUITES)}")
-    make = _rolled_out if suite == ROLLOUT_SUITE else _simulated
+    make = {ROLLOUT_SUITE: _rolled_out, REAL_SUITE: _realistic}.get(suite, _simulated)
     return [
         Case(f"{suite}-{seed}", functools.partial(make, seed, fault, services)) for seed in seeds
     ]
@@ -227,7 +238,7 @@ def expand_suites(specs: Sequence[str]) -> list[Suite]:
             continue
         root = Path(spec)
         if not root.is_dir():
-            named = f"'{SIM_SUITE}', '{ROLLOUT_SUITE}'"
+            named = ", ".join(f"'{name}'" for name in SIMULATED_SUITES)
             raise UsageError(f"--suite {spec}: not a directory (give {named} or a folder)")
         dirs = list(_suite_dirs(root, set()))
         if not dirs:

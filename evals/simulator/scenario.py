@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from agent.errors import UsageError
-from agent.models import Change, FaultType, GroundTruth
+from agent.models import Change, FaultType, GroundTruth, LogRecord
 from agent.snapshot import Snapshot, SnapshotMeta, WindowSpec, write_snapshot
 from evals.simulator.alert import build_alert
 from evals.simulator.baseline import build_baseline
@@ -29,10 +29,21 @@ from evals.simulator.logs import write_logs
 from evals.simulator.plan import SIMULATED_FAULTS, FaultPlan, Symptom, plan_fault
 from evals.simulator.propagation import apply_symptoms, propagate
 from evals.simulator.query import observe
+from evals.simulator.realism import (
+    Realism,
+    add_previous_fault,
+    client_signals,
+    draw_realism,
+    minute_plan,
+    minute_timeline,
+    onto_the_wire,
+    realism_rng,
+)
+from evals.simulator.realistic_logs import cover, levels_in_text, share_traces
 from evals.simulator.recorded import recorded_signals, recorded_topology
 from evals.simulator.render import render_signals
 from evals.simulator.shops import shop_graph
-from evals.simulator.telemetry import Telemetry, Timeline
+from evals.simulator.telemetry import FloatArray, Telemetry, Timeline
 from evals.simulator.topology import ServiceGraph, random_graph
 
 RESOLUTIONS = (1, 5, 10, 15, 30, 60)
@@ -60,6 +71,10 @@ class Scenario:
     # snapshot's changes are what a live analysis sees), and which one, if any, was defective.
     changes: tuple[Change, ...] = ()
     rollouts: RolloutPlan | None = None
+    # ``simulate(seed, realism=True)``: the realism features this case got, and the earlier
+    # fault on the same pods when ``previous_fault`` found room for one.
+    realism: Realism | None = None
+    previous: FaultPlan | None = None
 
 
 def fault_for_seed(seed: int) -> FaultType:
@@ -126,12 +141,14 @@ def snapshot_meta(
     )
 
 
-def _truth(plan: FaultPlan, timeline: Timeline) -> GroundTruth:
+def _truth(plan: FaultPlan, timeline: Timeline, realism: Realism | None = None) -> GroundTruth:
     seconds = plan.duration * timeline.resolution
     pods = ", ".join(plan.pods) or "none"
     note = (
         f"lasts {plan.duration} samples ({seconds} s); severity {plan.severity:.2f}; pods: {pods}"
     )
+    if realism is not None:
+        note += f"; realism: {', '.join(realism.names()) or 'none'}"
     return GroundTruth(
         service=plan.service,
         fault_type=plan.fault,
@@ -150,6 +167,9 @@ class Incident:
     plan: FaultPlan
     telemetry: Telemetry
     symptoms: dict[str, Symptom]
+    # Realism profile only: the delay on the wire to each callee, and the earlier fault.
+    wire: dict[str, FloatArray] | None = None
+    previous: FaultPlan | None = None
 
 
 def _fault(seed: int, fault: FaultType | None, services: int | None) -> FaultType:
@@ -169,19 +189,54 @@ def _unfold(rng: np.random.Generator, fault: FaultType, services: int | None) ->
     return Incident(graph, plan, telemetry, symptoms)
 
 
+def _unfold_real(
+    rng: np.random.Generator,
+    fault: FaultType,
+    services: int | None,
+    realism: Realism,
+    extra: np.random.Generator,
+) -> Incident:
+    """:func:`_unfold` under the realism profile: the main draws in the same order, the
+    profile's own from ``extra``."""
+    graph = build_graph(rng, services)
+    if realism.minute_scrapes:
+        timeline = minute_timeline(random_start(rng, 60))
+        plan = minute_plan(plan_fault(graph, timeline, fault, rng), extra)
+    else:
+        timeline = choose_timeline(rng)
+        plan = plan_fault(graph, timeline, fault, rng)
+    telemetry = build_baseline(graph, timeline, rng)
+    add_red_herrings(telemetry, graph, plan, rng)
+    previous = add_previous_fault(graph, telemetry, plan, extra) if realism.previous_fault else None
+    symptoms = propagate(graph, telemetry, plan, inject(telemetry, graph, plan, rng), rng)
+    wire = onto_the_wire(plan, symptoms, extra) if realism.client_side else {}
+    apply_symptoms(telemetry, plan, symptoms, rng)
+    return Incident(graph, plan, telemetry, symptoms, wire, previous)
+
+
 def unfold(seed: int, fault: FaultType | None = None, services: int | None = None) -> Incident:
     """The incident ``simulate(seed, fault, services)`` starts from, without logs or monitoring
     artefacts; cheap, for checks on the physics alone."""
     return _unfold(np.random.default_rng(seed), _fault(seed, fault, services), services)
 
 
-def simulate(seed: int, fault: FaultType | None = None, services: int | None = None) -> Scenario:
-    """Simulate one incident. ``fault`` defaults by seed; ``services`` forces a random graph."""
+def simulate(
+    seed: int, fault: FaultType | None = None, services: int | None = None, realism: bool = False
+) -> Scenario:
+    """Simulate one incident. ``fault`` defaults by seed; ``services`` forces a random graph;
+    ``realism`` adds the realism profile's features drawn for this seed (``realism.py``)."""
     chosen = _fault(seed, fault, services)
     rng = np.random.default_rng(seed)
-    incident = _unfold(rng, chosen, services)
+    extra = realism_rng(seed)
+    features = draw_realism(extra) if realism else None
+    if features is None:
+        incident = _unfold(rng, chosen, services)
+    else:
+        incident = _unfold_real(rng, chosen, services, features, extra)
     graph, plan, telemetry = incident.graph, incident.plan, incident.telemetry
     logs = write_logs(graph, telemetry, plan, incident.symptoms, rng)
+    if features is not None:
+        logs = _realistic_logs(logs, incident, features, extra)
     add_spikes(telemetry, rng)
     punch_gaps(telemetry, rng)
     naming = choose_naming(rng)
@@ -191,6 +246,8 @@ def simulate(seed: int, fault: FaultType | None = None, services: int | None = N
     else:
         signals = render_signals(graph, observe(graph, telemetry), naming, rng)
         topology = graph.topology()
+    if features is not None and features.client_side:
+        signals += client_signals(graph, telemetry, incident.wire or {}, naming, extra)
     alert = build_alert(graph, telemetry, plan, incident.symptoms, rng)
     timeline = telemetry.timeline
     meta = snapshot_meta(
@@ -209,9 +266,34 @@ def simulate(seed: int, fault: FaultType | None = None, services: int | None = N
         signals=signals,
         logs=logs,
         topology=topology,
-        ground_truth=_truth(plan, timeline),
+        ground_truth=_truth(plan, timeline, features),
     )
-    return Scenario(seed, snapshot, graph, telemetry, plan, naming)
+    return Scenario(
+        seed,
+        snapshot,
+        graph,
+        telemetry,
+        plan,
+        naming,
+        realism=features,
+        previous=incident.previous,
+    )
+
+
+def _realistic_logs(
+    logs: list[LogRecord], incident: Incident, features: Realism, rng: np.random.Generator
+) -> list[LogRecord]:
+    timeline = incident.telemetry.timeline
+    if features.shared_traces:
+        logs = share_traces(logs, incident.graph, timeline.resolution, rng)
+    if features.text_levels:
+        logs = levels_in_text(logs, incident.graph, rng)
+    if features.partial_logs:
+        onset = moment(timeline.time(incident.plan.onset))
+        first = onset - timedelta(seconds=float(rng.uniform(30, 90)))
+        last = onset + timedelta(seconds=float(rng.uniform(120, 240)))
+        logs = cover(logs, first, last)
+    return logs
 
 
 def write_scenario(scenario: Scenario, out: Path, raw: bool = False) -> Path:
