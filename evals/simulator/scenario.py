@@ -9,7 +9,7 @@ seed always gives the same snapshot, down to ``created_at``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -201,7 +201,9 @@ def _unfold_real(
     graph = build_graph(rng, services)
     if realism.minute_scrapes:
         timeline = minute_timeline(random_start(rng, 60))
-        plan = minute_plan(plan_fault(graph, timeline, fault, rng), extra)
+        # The service, pods and severity as drawn on a long window; the timing is the profile's.
+        drawn = plan_fault(graph, replace(timeline, length=120), fault, rng)
+        plan = minute_plan(drawn, extra)
     else:
         timeline = choose_timeline(rng)
         plan = plan_fault(graph, timeline, fault, rng)
