@@ -122,7 +122,7 @@ def onto_the_wire(
     return {plan.service: root.latency}
 
 
-_CLIENT_NAMES = {
+CLIENT_NAMES = {
     "prometheus": ("http_client_request_duration_seconds:p90", "s", 1.0),
     "opentelemetry": ("http.client.duration.p90", "ms", 1000.0),
     "datadog": ("trace.http.client.request.duration.by.service.90p", "s", 1.0),
@@ -139,7 +139,7 @@ def client_signals(
 ) -> list[Signal]:
     """Per calling service, the p90 of what its outbound calls wait for: its callees' serving
     p90 plus any delay on the wire to them, plus its own client overhead, with noise."""
-    name, unit, scale = _CLIENT_NAMES[naming.dialect]
+    name, unit, scale = CLIENT_NAMES[naming.dialect]
     timeline = telemetry.timeline
     n = timeline.length
     signals = []

@@ -223,14 +223,21 @@ def unfold(seed: int, fault: FaultType | None = None, services: int | None = Non
 
 
 def simulate(
-    seed: int, fault: FaultType | None = None, services: int | None = None, realism: bool = False
+    seed: int,
+    fault: FaultType | None = None,
+    services: int | None = None,
+    realism: bool | Realism = False,
 ) -> Scenario:
     """Simulate one incident. ``fault`` defaults by seed; ``services`` forces a random graph;
-    ``realism`` adds the realism profile's features drawn for this seed (``realism.py``)."""
+    ``realism=True`` adds the realism profile's features drawn for this seed (``realism.py``),
+    a :class:`Realism` forces those features."""
     chosen = _fault(seed, fault, services)
     rng = np.random.default_rng(seed)
     extra = realism_rng(seed)
-    features = draw_realism(extra) if realism else None
+    if isinstance(realism, Realism):
+        features: Realism | None = realism
+    else:
+        features = draw_realism(extra) if realism else None
     if features is None:
         incident = _unfold(rng, chosen, services)
     else:
