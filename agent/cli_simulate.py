@@ -4,6 +4,7 @@ as snapshots, and the offline demo that analyzes one. Registered on the ``rca`` 
 
     rca demo
     rca simulate --seed 7 --fault memory_leak --out /tmp/incident
+    rca simulate --seed 7 --realism --out /tmp/incident
     rca simulate --seed 7 --out /tmp/incident --load-prometheus /tmp/prom-data
 """
 
@@ -33,6 +34,12 @@ DEMO_SEED = 36  # a Prometheus-named shop incident whose series carry their unit
     "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output dir."
 )
 @click.option(
+    "--realism",
+    is_flag=True,
+    help="Add the realism profile drawn for this seed (client-side delay, levels only in the "
+    "text, partial logs, an earlier fault, 1-minute data, shared trace ids); docs/simulator.md.",
+)
+@click.option(
     "--raw",
     is_flag=True,
     help="Also write raw/metrics.om (OpenMetrics) and raw/logs.ndjson (ECS) for real servers.",
@@ -57,6 +64,7 @@ def simulate(
     fault: str | None,
     services: int | None,
     out: Path,
+    realism: bool,
     raw: bool,
     prometheus_dir: Path | None,
     elasticsearch_url: str | None,
@@ -65,7 +73,9 @@ def simulate(
     from evals.simulator import simulate as run_simulation
     from evals.simulator import write_scenario
 
-    scenario = run_simulation(seed, fault=FaultType(fault) if fault else None, services=services)
+    scenario = run_simulation(
+        seed, fault=FaultType(fault) if fault else None, services=services, realism=realism
+    )
     loading = prometheus_dir is not None or elasticsearch_url is not None
     path = write_scenario(scenario, out, raw=raw or loading)
     truth = scenario.snapshot.ground_truth
