@@ -7,12 +7,16 @@ import re
 from collections import defaultdict
 from datetime import timedelta
 from itertools import pairwise
+from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from agent.cli import cli
 from agent.engine.detect.kinds import side_of
 from agent.models import FaultType, LogRecord
+from agent.snapshot import load_snapshot
 from evals.runner import REAL_SUITE, expand_suites, simulated_cases
 from evals.simulator import Scenario, simulate
 from evals.simulator.realism import CLIENT_NAMES, Realism
@@ -58,6 +62,16 @@ def test_sim_real_suite_is_registered() -> None:
     (case,) = simulated_cases(range(25006, 25007), suite=REAL_SUITE)
     assert case.name == "sim-real-25006"
     assert "realism:" in (case.load().ground_truth.note or "")
+
+
+def test_rca_simulate_realism_writes_the_profile(tmp_path: Path) -> None:
+    plain, real = tmp_path / "plain", tmp_path / "real"
+    for args in (("--out", plain), ("--out", real, "--realism")):
+        result = CliRunner().invoke(cli, ["simulate", "--seed", "25004", *map(str, args)])
+        assert result.exit_code == 0, result.output
+    truth = load_snapshot(real).ground_truth
+    assert truth is not None and "realism:" in (truth.note or "")
+    assert "realism" not in (load_snapshot(plain).ground_truth.note or "")
 
 
 # --- 1. callee-side network delay -----------------------------------------------------------
