@@ -113,3 +113,14 @@ def test_trace_ids_that_never_leave_one_service_give_no_origin() -> None:
         for r in _traffic(SPLIT + 30, random.Random(4))
     ]
     assert not [f for f in mine_logs(records, T0, SPLIT, END) if f.pattern == "origin"]
+
+
+def test_an_origin_that_timed_out_waiting_weighs_less() -> None:
+    from dataclasses import replace
+
+    from agent.engine.service_score import log_weight
+
+    records = _traffic(SPLIT + 30, random.Random(8))
+    (origin,) = [f for f in mine_logs(records, T0, SPLIT, END) if f.pattern == "origin"]
+    waited = replace(origin, signatures=frozenset({"timeout"}))
+    assert log_weight(waited) < log_weight(origin)

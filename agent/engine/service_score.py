@@ -82,9 +82,10 @@ def log_weight(f: LogFinding) -> float:
     if f.pattern == "vanished":
         return 0.9
     if f.pattern == "origin":
-        return (
-            0.9  # requests began to fail here: its callers' errors came after, in the same traces
-        )
+        # Requests began to fail here; callers' errors came later in those traces. A first
+        # error that says it waited or could not connect (a timeout, a refused call) began
+        # here but is about the peer it waited on.
+        return 0.9 * (0.4 if f.signatures & BLAME_SIGNATURES else 1.0)
     if f.pattern == "stopped":
         return 0.6  # an operation stopped getting this far: it fails before, or is not called
     base = 0.7 if f.level in ("ERROR", "CRITICAL") else 0.45
@@ -120,9 +121,7 @@ def onset_of(metrics: list[SeriesFinding], logs: list[LogFinding]) -> float | No
     if metrics:
         clear = CLEAR_SHARE * max(f.score for f in metrics)
         return min(f.onset for f in metrics if f.score >= clear)
-    return min(
-        (f.onset for f in logs if f.pattern in APPEARED or f.pattern == "origin"), default=None
-    )
+    return min((f.onset for f in logs if f.pattern in DATED_PATTERNS), default=None)
 
 
 def blames(f: LogFinding) -> bool:
