@@ -23,6 +23,7 @@ from agent.engine.detect.logs import mine_logs
 from agent.engine.detect.series import score_signals
 from agent.engine.evidence import build_evidence
 from agent.engine.hypothesis import strength
+from agent.engine.neighbours import neighbourhood, reconsider
 from agent.engine.onset import onset_from_data
 from agent.engine.rank import rank_services
 from agent.engine.service_score import ServiceScore
@@ -247,6 +248,8 @@ def _analyze(
     waiters, edges = _call_sides(snapshot.signals)
     versions = {pod: v for (_, pod), v in pod_versions(snapshot.signals, snapshot.changes).items()}
     judged = judge_changes(snapshot.changes, snapshot.signals, versions, start, split, end)
+    hood = neighbourhood(snapshot.topology, edges, metric_findings, judged)
+    judged = reconsider(judged, snapshot.signals, hood, end)
     ranked = rank_services(
         metric_findings,
         log_findings,

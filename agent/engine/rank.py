@@ -121,15 +121,17 @@ def rank_services(
             s.reasons.append(f"its callers wait longer on it (client-side latency): {callers}")
 
     _apply_idle(by_service, idle)
+    _apply_suspect_changes(by_service, judged, threshold)
     _apply_own_symptoms(
         by_service,
         frozenset(n for n, k in coverage.items() if k & {SignalKind.LATENCY, SignalKind.ERRORS}),
     )
-    _apply_suspect_changes(by_service, judged, threshold)
+    _apply_dropped_calls(by_service)
     _apply_onset_order(by_service, resolution_s, visible)
     if graph:
         apply_call_graph(by_service, graph, resolution_s, threshold, visible, coverage)
-        apply_alert_reach(by_service, graph, alerted)
+        dropping = {s.service for s in by_service.values() if set(alerted) & s.dropped_calls}
+        apply_alert_reach(by_service, graph, alerted, frozenset(dropping))
     ranked = sorted(by_service.values(), key=lambda s: (-s.score, s.service))
     return [s for s in ranked if s.score > 0]
 
@@ -161,6 +163,14 @@ def _apply_suspect_changes(
         s.strength += bonus
         s.score += bonus
         s.fault_type = FaultType.BAD_DEPLOY
+        worse = [c for c in j.comparisons if c.worse]
+        serving = {SignalKind.ERRORS, SignalKind.LATENCY}
+        s.changed_worse |= frozenset(c.kind for c in worse if c.kind in serving)
+        s.dropped_calls |= frozenset(
+            c.signal.service
+            for c in worse
+            if c.kind is SignalKind.TRAFFIC and c.signal.service != s.service
+        )
         at = j.change.at.timestamp()
         s.onset = at if s.onset is None else min(s.onset, at)
         s.reasons.extend(j.reasons)
@@ -260,6 +270,16 @@ def _apply_idle(by_service: dict[str, ServiceScore], idle: frozenset[str]) -> No
             )
 
 
+def _apply_dropped_calls(by_service: dict[str, ServiceScore]) -> None:
+    """A service whose requests fell because a caller's new version stopped sending them is
+    where the loss shows, not where it began."""
+    for s in list(by_service.values()):
+        for callee in sorted(s.dropped_calls):
+            if (c := by_service.get(callee)) is not None:
+                c.score *= 0.5
+                c.reasons.append(f"it lost the requests {s.service}'s new version stopped sending")
+
+
 def _apply_own_symptoms(by_service: dict[str, ServiceScore], measured: frozenset[str]) -> None:
     """A saturated resource or a deploy that hurts callers hurts the service itself first: its
     own latency or errors move, or it crashes. When its latency and errors are measured and
@@ -267,8 +287,8 @@ def _apply_own_symptoms(by_service: dict[str, ServiceScore], measured: frozenset
     rollout). Deploys are judged more gently: a bad pod can hide in the service average."""
     for s in by_service.values():
         # Callers waiting on it are its symptom: a delay on its network path leaves its own
-        # serving latency flat.
-        if s.service not in measured or s.waited_by:
+        # serving latency flat; a suspect change's harm may show only at its neighbours.
+        if s.service not in measured or s.waited_by or s.changed_worse or s.dropped_calls:
             continue
         hurt = any(
             f.kind in (SignalKind.LATENCY, SignalKind.ERRORS) or f.direction == 0 or crashed(f)
