@@ -23,10 +23,10 @@ from agent.engine.detect.logs import mine_logs
 from agent.engine.detect.series import score_signals
 from agent.engine.evidence import build_evidence
 from agent.engine.hypothesis import strength
-from agent.engine.neighbours import neighbourhood, reconsider
 from agent.engine.onset import onset_from_data
 from agent.engine.rank import rank_services
 from agent.engine.service_score import ServiceScore
+from agent.engine.trouble import neighbourhood, reconsider
 from agent.models import (
     Analysis,
     Candidate,
