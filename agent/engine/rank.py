@@ -140,12 +140,32 @@ def _without_cleared_changes(
     metrics: list[SeriesFinding], judged: Sequence[Judgement]
 ) -> list[SeriesFinding]:
     """A rollout whose new pods were compared and match its old ones is not a cause: its
-    deploy markers (version, generation, restart series) stop counting as evidence."""
+    deploy markers (version, generation, restart series) stop counting as evidence. Nor do
+    the blips of pods a rollout replaced, in their last minutes."""
     verdicts: dict[str, set[str]] = {}
     for j in judged:
         verdicts.setdefault(j.change.service, set()).add(j.verdict)
     cleared = {s for s, v in verdicts.items() if v == {"cleared"}}
-    return [f for f in metrics if not (f.kind is SignalKind.CHANGE and f.service in cleared)]
+    data_end = max((f.end for f in metrics), default=0.0)
+    return [
+        f
+        for f in metrics
+        if not (f.kind is SignalKind.CHANGE and f.service in cleared)
+        and not (f.service in verdicts and _draining(f, data_end))
+    ]
+
+
+DRAIN_S = 120.0
+
+
+def _draining(f: SeriesFinding, data_end: float) -> bool:
+    """A blip in a replaced pod's last minutes: while a rollout drains an old pod, its last
+    requests fail or wait, in any healthy rollout."""
+    stamps = f.signal.timestamps
+    if f.signal.pod is None or not stamps or f.direction <= 0 or f.run > 2:
+        return False
+    gone = stamps[-1] < data_end - DRAIN_S / 2
+    return gone and stamps[-1] - f.onset <= DRAIN_S
 
 
 def _apply_suspect_changes(

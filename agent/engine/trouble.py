@@ -116,9 +116,7 @@ def reconsider(
     rises = {id(j): _unexplained_rises(j.change, signals, hood, suspects, end) for j in open_}
     owners = _owners(rises, {id(j): j.change for j in open_}, hood)
     after = [
-        j
-        if j.verdict == "suspect"
-        else _neighbour_verdict(j, rises[id(j)], owners, signals, hood, end)
+        _neighbour_verdict(j, rises[id(j)], owners, signals, hood, end) if id(j) in rises else j
         for j in own
     ]
     return _own_controls(after, signals, hood)
@@ -271,11 +269,12 @@ def _neighbour_verdict(
         )
     if not reasons:
         return replace(judgement, reasons=judgement.reasons + found.notes)
+    own = judgement.reasons if judgement.verdict == "suspect" else []
     return replace(
         judgement,
         verdict="suspect",
         comparisons=judgement.comparisons + callers + losses,
-        reasons=reasons,
+        reasons=own + reasons,
     )
 
 
