@@ -168,6 +168,9 @@ def _draining(f: SeriesFinding, data_end: float) -> bool:
     return gone and stamps[-1] - f.onset <= DRAIN_S
 
 
+NEIGHBOUR_SHARE = 0.6  # of a failing caller's strength that its suspect callee takes
+
+
 def _apply_suspect_changes(
     by_service: dict[str, ServiceScore], judged: Sequence[Judgement], threshold: float
 ) -> None:
@@ -179,12 +182,17 @@ def _apply_suspect_changes(
             continue
         s = by_service.setdefault(j.change.service, ServiceScore(j.change.service))
         s.metrics = sorted([evidence, *s.metrics], key=lambda f: -f.score)
+        worse = [c for c in j.comparisons if c.worse]
+        serving = {SignalKind.ERRORS, SignalKind.LATENCY}
         bonus = strength(evidence.score, threshold) * (j.worst.weight if j.worst else 1.0)
+        # Callers failing on what the new version answers are its symptoms: their trouble
+        # is its evidence, as strong as theirs (discounted for being second-hand).
+        callers = {c.signal.service for c in worse if c.signal.service != s.service}
+        felt = [by_service[c].strength for c in callers if c in by_service]
+        bonus = max([bonus, *(NEIGHBOUR_SHARE * x for x in felt)])
         s.strength += bonus
         s.score += bonus
         s.fault_type = FaultType.BAD_DEPLOY
-        worse = [c for c in j.comparisons if c.worse]
-        serving = {SignalKind.ERRORS, SignalKind.LATENCY}
         s.changed_worse |= frozenset(c.kind for c in worse if c.kind in serving)
         s.dropped_calls |= frozenset(
             c.signal.service
