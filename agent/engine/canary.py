@@ -83,18 +83,9 @@ def mann_whitney_greater(new: NDArray[np.float64], old: NDArray[np.float64]) -> 
     with tie correction; exact enough from a few samples a side)."""
     n1, n2 = new.size, old.size
     both = np.concatenate([new, old])
-    order = both.argsort(kind="mergesort")
-    ranks = np.empty(both.size)
-    sorted_values = both[order]
-    i = 0
-    while i < both.size:  # average ranks over ties
-        j = i
-        while j + 1 < both.size and sorted_values[j + 1] == sorted_values[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    u = float(ranks[:n1].sum()) - n1 * (n1 + 1) / 2
-    _, counts = np.unique(both, return_counts=True)
+    _, inverse, counts = np.unique(both, return_inverse=True, return_counts=True)
+    average = np.cumsum(counts) - (counts - 1) / 2  # the mean rank of each tied group
+    u = float(average[inverse[:n1]].sum()) - n1 * (n1 + 1) / 2
     n = n1 + n2
     tie = float((counts**3 - counts).sum()) / (n * (n - 1)) if n > 1 else 0.0
     variance = n1 * n2 / 12 * ((n + 1) - tie)
@@ -316,7 +307,10 @@ def judge_changes(
     earliest = max(start, split - LEAD_S)
     relevant = [c for c in changes if earliest <= c.at.timestamp() <= end]
     relevant.sort(key=lambda c: (c.at, c.service))
-    return [judge(c, signals, versions, end) for c in relevant]
+    by_service: dict[str, list[Signal]] = {}
+    for s in signals:
+        by_service.setdefault(s.service, []).append(s)
+    return [judge(c, by_service.get(c.service, []), versions, end) for c in relevant]
 
 
 def finding(judgement: Judgement) -> SeriesFinding | None:

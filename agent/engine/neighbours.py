@@ -35,6 +35,7 @@ from agent.engine.detect.kinds import callee_of, kind_of, side_of
 from agent.models import Change, Signal, SignalKind
 
 Series = tuple[NDArray[np.float64], NDArray[np.float64]]  # timestamps, values
+Index = Mapping[str, Sequence[Signal]]  # signals by service
 PRE_SAMPLES = 3  # a rise already under way this many samples before the change predates it
 LOST_RATIO = 0.85  # a callee's traffic at most this share of before: requests went missing
 HELD_RATIO = 0.92  # ... while the changed service's own traffic kept at least this share
@@ -64,47 +65,57 @@ class Shift:
         return float(self.after_times[both[0]]) if both.size else None
 
 
+def index_of(signals: Iterable[Signal]) -> Index:
+    """The signals by service, looked up once rather than scanned per question."""
+    out: dict[str, list[Signal]] = {}
+    for s in signals:
+        out.setdefault(s.service, []).append(s)
+    return out
+
+
 def aggregate(signals: Sequence[Signal], total: bool) -> Series:
     """One series from several (a service's pods, or its per-edge series): the sum per
     timestamp (``total``, for request rates) or the mean. A timestamp where a series that
     runs through it has no value is left out: a missed scrape is not lost traffic."""
-    spans = [(s.timestamps[0], s.timestamps[-1]) for s in signals if s.timestamps]
-    values: dict[float, list[float]] = {}
-    for s in signals:
-        for t, v in zip(s.timestamps, s.values, strict=True):
-            if v is not None and not math.isnan(v):
-                values.setdefault(t, []).append(v)
-    times = sorted(values)
-    kept = [t for t in times if len(values[t]) == sum(a <= t <= b for a, b in spans)]
-    out = [sum(values[t]) if total else sum(values[t]) / len(values[t]) for t in kept]
-    return np.asarray(kept, dtype=np.float64), np.asarray(out, dtype=np.float64)
+    signals = [s for s in signals if s.timestamps]
+    if not signals:
+        empty = np.asarray([], dtype=np.float64)
+        return empty, empty
+    times = np.unique(np.concatenate([np.asarray(s.timestamps, dtype=np.float64) for s in signals]))
+    grid = np.full((len(signals), times.size), np.nan)
+    spans = np.zeros((len(signals), times.size), dtype=bool)
+    for row, s in enumerate(signals):
+        stamps = np.asarray(s.timestamps, dtype=np.float64)
+        values = np.asarray([np.nan if v is None else v for v in s.values], dtype=np.float64)
+        grid[row, np.searchsorted(times, stamps)] = values
+        spans[row] = (times >= stamps[0]) & (times <= stamps[-1])
+    present = ~np.isnan(grid)
+    kept = (present.sum(axis=0) == spans.sum(axis=0)) & present.any(axis=0)
+    summed = np.where(present, grid, 0.0).sum(axis=0)
+    values = summed if total else summed / np.maximum(present.sum(axis=0), 1)
+    return times[kept], values[kept]
 
 
-def _serving(signals: Sequence[Signal], service: str, kind: SignalKind) -> list[Signal]:
+def _serving(index: Index, service: str, kind: SignalKind) -> list[Signal]:
     """The service's own serving series of one kind, first name only: service-level series
     where kept, else its pods' (a mix of names would mix p50 with p99)."""
     own = [
         s
-        for s in signals
-        if s.service == service
-        and kind_of(s) is kind
-        and side_of(s) != "client"
-        and callee_of(s) is None
+        for s in index.get(service, ())
+        if kind_of(s) is kind and side_of(s) != "client" and callee_of(s) is None
     ]
     level = [s for s in own if s.pod is None] or own
     first = min((s.name for s in level), default=None)
     return [s for s in level if s.name == first]
 
 
-def towards(signals: Sequence[Signal], caller: str, callee: str, kind: SignalKind) -> list[Signal]:
+def towards(index: Index, caller: str, callee: str, kind: SignalKind) -> list[Signal]:
     """The caller's series of ``kind`` towards ``callee`` (per-edge), else its own."""
-    edge = [
-        s for s in signals if s.service == caller and kind_of(s) is kind and callee_of(s) == callee
-    ]
+    edge = [s for s in index.get(caller, ()) if kind_of(s) is kind and callee_of(s) == callee]
     if edge:
         first = min(s.name for s in edge)
         return [s for s in edge if s.name == first]
-    return _serving(signals, caller, kind)
+    return _serving(index, caller, kind)
 
 
 def shift(
@@ -158,7 +169,7 @@ def _comparison(s: Shift, versus: str, p: float) -> Comparison:
 
 def callee_losses(
     change: Change,
-    signals: Sequence[Signal],
+    index: Index,
     callees: Mapping[str, Sequence[str]],
     end: float,
 ) -> list[Comparison]:
@@ -167,24 +178,24 @@ def callee_losses(
     build no longer makes the calls. Where another caller lost its own requests, the loss
     came from further up through it."""
     at = change.at.timestamp()
-    if not held_traffic(_traffic(signals, change.service, at, end)):
+    if not held_traffic(_traffic(index, change.service, at, end)):
         return []
     out = []
     for callee, others in sorted(callees.items()):
-        s = _traffic(signals, callee, at, end)
+        s = _traffic(index, callee, at, end)
         if s is None or s.after.size < MIN_SAMPLES or s.before.size < MIN_SAMPLES:
             continue
         p = mann_whitney_greater(s.before, s.after)
         if p >= ALPHA or not lost_traffic(s.before, s.after) or _fell_before(s):
             continue
-        if all(held_traffic(_traffic(signals, o, at, end)) for o in others):
+        if all(held_traffic(_traffic(index, o, at, end)) for o in others):
             versus = f"{callee}'s requests before {change.service} changed"
             out.append(_comparison(s, versus, p))
     return out
 
 
-def _traffic(signals: Sequence[Signal], service: str, at: float, end: float) -> Shift | None:
-    return shift(_serving(signals, service, SignalKind.TRAFFIC), at, end, LEAD_S, True)
+def _traffic(index: Index, service: str, at: float, end: float) -> Shift | None:
+    return shift(_serving(index, service, SignalKind.TRAFFIC), at, end, LEAD_S, True)
 
 
 def _fell_before(s: Shift) -> bool:
@@ -204,7 +215,7 @@ class Rise:
 
 
 def caller_rises(
-    change: Change, signals: Sequence[Signal], callers: Iterable[str], end: float
+    change: Change, index: Index, callers: Iterable[str], end: float
 ) -> tuple[list[Rise], int]:
     """Each caller's errors and latency towards the changed service after the change against
     before: the ones worse (and not already rising before it), and how many callers had any
@@ -214,7 +225,7 @@ def caller_rises(
     for caller in sorted(callers):
         found = False
         for kind in (SignalKind.ERRORS, SignalKind.LATENCY):
-            s = shift(towards(signals, caller, change.service, kind), at, end, LEAD_S, False)
+            s = shift(towards(index, caller, change.service, kind), at, end, LEAD_S, False)
             if s is None or s.after.size < MIN_SAMPLES or s.before.size < MIN_SAMPLES:
                 continue
             found = True
@@ -226,12 +237,12 @@ def caller_rises(
     return rises, measured
 
 
-def own_rise(change: Change, signals: Sequence[Signal], worse: Sequence[Comparison]) -> float:
+def own_rise(change: Change, index: Index, worse: Sequence[Comparison]) -> float:
     """When the changed service's own worse series began to rise (the change, if unclear)."""
     at = change.at.timestamp()
     onsets = []
     for c in worse:
-        series = [s for s in signals if s.service == change.service and s.name == c.signal.name]
+        series = [s for s in index.get(change.service, ()) if s.name == c.signal.name]
         found = shift(series, at, math.inf, LEAD_S, False)
         if found is not None and found.onset is not None:
             onsets.append(found.onset)

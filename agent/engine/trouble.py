@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from agent.engine.canary import LEAD_S, Judgement
 from agent.engine.detect.kinds import callee_of, side_of
 from agent.engine.detect.series import SeriesFinding
-from agent.engine.neighbours import Rise, callee_losses, caller_rises, own_rise
+from agent.engine.neighbours import Index, Rise, callee_losses, caller_rises, index_of, own_rise
 from agent.models import Change, Signal, SignalKind, Topology
 
 TOLERANCE_S = 180.0  # onsets at 1-minute scrapes are good to a few samples
@@ -108,18 +108,19 @@ def reconsider(
     """The verdicts with the neighbours in view (see the module docstring): first each
     change's own before/after evidence, then its callers and callees, then the own evidence
     again with what the neighbours showed."""
+    index = index_of(signals)
     hood = replace(hood, changed={j.change.service: j.change.at.timestamp() for j in judged})
-    own = _own_controls(list(judged), signals, hood)
+    own = _own_controls(list(judged), index, hood)
     hood = replace(hood, troubled=_with_suspects(hood.troubled, own))
     suspects = frozenset(j.change.service for j in own if j.verdict == "suspect")
     open_ = [j for j in own if j.verdict != "suspect"]
-    rises = {id(j): _unexplained_rises(j.change, signals, hood, suspects, end) for j in open_}
+    rises = {id(j): _unexplained_rises(j.change, index, hood, suspects, end) for j in open_}
     owners = _owners(rises, {id(j): j.change for j in open_}, hood)
     after = [
-        _neighbour_verdict(j, rises[id(j)], owners, signals, hood, end) if id(j) in rises else j
+        _neighbour_verdict(j, rises[id(j)], owners, index, hood, end) if id(j) in rises else j
         for j in own
     ]
-    return _own_controls(after, signals, hood)
+    return _own_controls(after, index, hood)
 
 
 def _with_suspects(troubled: Trouble, judged: Sequence[Judgement]) -> Trouble:
@@ -130,9 +131,7 @@ def _with_suspects(troubled: Trouble, judged: Sequence[Judgement]) -> Trouble:
     return out
 
 
-def _own_controls(
-    judged: list[Judgement], signals: Sequence[Signal], hood: Neighbourhood
-) -> list[Judgement]:
+def _own_controls(judged: list[Judgement], index: Index, hood: Neighbourhood) -> list[Judgement]:
     """:func:`_own_control` until nothing changes: a suspect dependency explains its
     callers' before/after worsening, and may itself be cleared by one further down."""
     for _ in range(len(judged) + 1):
@@ -140,7 +139,7 @@ def _own_controls(
         for i, j in enumerate(judged):
             others = [o for o in judged if o is not j]
             checked = _own_control(
-                j, signals, replace(hood, troubled=_with_suspects(hood.troubled, others))
+                j, index, replace(hood, troubled=_with_suspects(hood.troubled, others))
             )
             if checked.verdict != j.verdict:
                 judged[i], done = checked, False
@@ -149,7 +148,7 @@ def _own_controls(
     return judged
 
 
-def _own_control(judgement: Judgement, signals: Sequence[Signal], hood: Neighbourhood) -> Judgement:
+def _own_control(judgement: Judgement, index: Index, hood: Neighbourhood) -> Judgement:
     """A change worse only before/after, no earlier than a dependency in trouble of its own
     on the same signals, is cleared: the service passes that dependency's trouble up."""
     worse = [c for c in judgement.comparisons if c.worse]
@@ -157,7 +156,7 @@ def _own_control(judgement: Judgement, signals: Sequence[Signal], hood: Neighbou
         return judgement
     change = judgement.change
     kinds = {c.kind for c in worse} & set(SERVING)
-    other = _dependency_in_trouble(change, hood, kinds, own_rise(change, signals, worse))
+    other = _dependency_in_trouble(change, hood, kinds, own_rise(change, index, worse))
     if other is None:
         return judgement
     shown = ", ".join(sorted({c.kind.value for c in worse}))
@@ -195,14 +194,14 @@ class Rises:
 
 def _unexplained_rises(
     change: Change,
-    signals: Sequence[Signal],
+    index: Index,
     hood: Neighbourhood,
     suspects: frozenset[str],
     end: float,
 ) -> Rises:
     """The change's callers' rises, less those another dependency in trouble explains, and
     those of a caller whose own new version is suspect (its failures are its own)."""
-    rises, measured = caller_rises(change, signals, hood.callers.get(change.service, ()), end)
+    rises, measured = caller_rises(change, index, hood.callers.get(change.service, ()), end)
     since = change.at.timestamp() - LEAD_S
     kept, notes = [], []
     for r in rises:
@@ -240,7 +239,7 @@ def _neighbour_verdict(
     judgement: Judgement,
     found: Rises,
     owners: Mapping[str, str],
-    signals: Sequence[Signal],
+    index: Index,
     hood: Neighbourhood,
     end: float,
 ) -> Judgement:
@@ -253,7 +252,7 @@ def _neighbour_verdict(
         callee: [c for c in hood.callers.get(callee, ()) if c != change.service]
         for callee in hood.callees.get(change.service, ())
     }
-    losses = callee_losses(change, signals, others, end)
+    losses = callee_losses(change, index, others, end)
     reasons: list[str] = []
     callers = []
     if failing and 2 * len(failing) > found.measured:
