@@ -33,6 +33,7 @@ MIN_RATIO = 1.25  # ... and their median at least this much higher (or up from ~
 MIN_SAMPLES = 3  # per side
 BEFORE_RATIO = 2.0  # ... when the new pods' CPU or memory is compared with before the change
 WARMUP_S = 120.0  # a new pod's first minutes are start-up, not its steady behaviour
+BEFORE_AFTER_WEIGHT = 0.75  # of the change's own before/after comparison
 Verdict = Literal["suspect", "cleared", "unknown"]
 SERVING = frozenset({SignalKind.ERRORS, SignalKind.LATENCY})
 HIGHER_IS_WORSE = frozenset(
@@ -52,12 +53,14 @@ class Comparison:
     p_value: float
     worse: bool
     same_minutes: bool = True  # new vs old over the same minutes; else before vs after
+    own: bool = True  # the changed service's own series; else a neighbour's
 
     @property
     def weight(self) -> float:
         """Before/after comparisons also see whatever else happened in those minutes (the
-        incident itself, if its cause is elsewhere), so they weigh half."""
-        return 1.0 if self.same_minutes else 0.5
+        incident itself, if its cause is elsewhere), so they weigh less; a neighbour's,
+        which also depends on the call graph being right, weighs half."""
+        return 1.0 if self.same_minutes else BEFORE_AFTER_WEIGHT if self.own else 0.5
 
     @property
     def z(self) -> float:

@@ -164,6 +164,7 @@ def _comparison(s: Shift, versus: str, p: float) -> Comparison:
         p,
         True,
         same_minutes=False,
+        own=False,
     )
 
 
