@@ -229,3 +229,46 @@ def test_a_draining_pods_last_blip_is_not_evidence() -> None:
     assert not _draining(finding(gone, gone[-1], 5), END)  # it failed for minutes: not a drain
     stays = [T0 + m * STEP for m in range(MINUTES)]
     assert not _draining(finding(stays, stays[AT], 1), END)  # the pod is still there
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_callers_rise_goes_to_the_changed_callee_whose_callers_all_rose(seed: int) -> None:
+    """``cart`` calls both ``pricing`` (defective) and ``search`` (healthy, cart its only
+    caller), which changed in the same minute; pricing's other caller ``checkout`` rose too,
+    so pricing takes cart's rise."""
+    rng = np.random.default_rng(seed)
+    signals = _rolled("pricing", rng) + _rolled("search", rng)
+    signals.append(_signal("cart", ERRORS, _step(0.002, 0.08), rng))
+    signals.append(_signal("checkout", ERRORS, _step(0.002, 0.06), rng))
+    edges = [("cart", "pricing"), ("checkout", "pricing"), ("cart", "search")]
+    verdicts = _verdicts(_snapshot(signals, edges, ["pricing", "search"]))
+    assert verdicts == {"pricing": "suspect", "search": "cleared"}
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_callee_whose_other_caller_lost_its_own_requests_lost_them_from_further_up(
+    seed: int,
+) -> None:
+    rng = np.random.default_rng(seed)
+    snapshot = _missing_call(seed, own_traffic_falls=False)
+    # batch, audit's other caller, lost its own requests in the same minute.
+    batch = _signal("batch", TRAFFIC, _step(50.0, 10.0), rng)
+    edges = [(e.caller, e.callee) for e in snapshot.topology.edges] if snapshot.topology else []
+    moved = _snapshot([*snapshot.signals, batch], [*edges, ("batch", "audit")], ["orders"])
+    assert _verdicts(moved) == {"orders": "cleared"}
+
+
+def test_before_after_cpu_must_double_to_count() -> None:
+    """New pods' CPU 40 % above the pods before the change (the incident's load) is not a
+    worse build; three times it is."""
+    rng = np.random.default_rng(3)
+
+    def rollout(after: float) -> list[Signal]:
+        cpu = "container_cpu_usage_seconds:rate"
+        old = _signal("web", cpu, _flat(0.2), rng, pod="web-6f7d9c-1", last=AT)
+        new = _signal("web", cpu, _flat(after), rng, pod="web-8b4c1e-1", first=AT)
+        return [old, new]
+
+    mild = judge(_change("web"), rollout(0.28), {}, END)
+    assert not any(c.worse for c in mild.comparisons)
+    assert any(c.worse for c in judge(_change("web"), rollout(0.6), {}, END).comparisons)
