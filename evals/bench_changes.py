@@ -4,19 +4,24 @@ For every incident of ``rca eval --suite sim-rollout`` this compares the engine'
 verdicts (``Analysis.changes``) with what the simulator did: is the defective rollout
 ``suspect``, is it the only suspect, are the healthy rollouts in the same minutes ``cleared``,
 and do incidents whose rollouts are all innocent get no suspect. The rollout suite has one
-rollout per service, so verdicts are matched to rollouts by service. Example::
+rollout per service, so verdicts are matched to rollouts by service. With ``--pods`` it times
+``analyze()`` instead, on one large snapshot (:mod:`evals.rollout_scale`: that many pods,
+``--changes`` rollouts in the same 20 minutes; best of three after a warm-up). Examples::
 
     python -m evals.bench_changes --seeds 40000-40199
+    python -m evals.bench_changes --pods 1000 --changes 50
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import click
 
 from agent.config import EngineSettings
 from agent.engine.pipeline import analyze
+from evals.rollout_scale import rollout_snapshot
 from evals.runner import parse_seed_range
 from evals.simulator import simulate_rollout
 
@@ -70,12 +75,40 @@ def _share(n: int, of: int) -> str:
     return f"{n}/{of} ({n / of:.2f})" if of else "-"
 
 
+def timing(pods: int, changes: int) -> None:
+    """Build the large snapshot, then time ``analyze()`` (best of three after a warm-up)."""
+    began = time.perf_counter()
+    snapshot, defective = rollout_snapshot(pods, changes)
+    built = time.perf_counter() - began
+    runs = []
+    analysis = analyze(snapshot, EngineSettings())
+    for _ in range(3):
+        began = time.perf_counter()
+        analysis = analyze(snapshot, EngineSettings())
+        runs.append(time.perf_counter() - began)
+    suspects = sorted(v.change.service for v in analysis.changes if v.verdict == "suspect")
+    cleared = sum(v.verdict == "cleared" for v in analysis.changes)
+    top = analysis.candidates[0].service if analysis.candidates else None
+    click.echo(
+        f"{pods} pods, {changes} changes, {len(snapshot.signals)} series "
+        f"(built in {built:.1f} s): analyze() best {min(runs):.2f} s "
+        f"(runs {', '.join(f'{r:.2f}' for r in runs)}); top {top} "
+        f"(defective {defective}); suspects {suspects}; cleared {cleared}"
+    )
+
+
 @click.command()
-@click.option(
-    "--seeds", required=True, metavar="A-B", help="Rollout-suite seeds, e.g. 40000-40199."
-)
-def main(seeds: str) -> None:
-    """Print AC@1 and the change verdicts' accuracy on the rollout suite."""
+@click.option("--seeds", metavar="A-B", help="Rollout-suite seeds, e.g. 40000-40199.")
+@click.option("--pods", type=int, help="Time analyze() on a snapshot with this many pods.")
+@click.option("--changes", type=int, default=50, show_default=True, help="... and rollouts.")
+def main(seeds: str | None, pods: int | None, changes: int) -> None:
+    """Print AC@1 and the change verdicts' accuracy on the rollout suite (``--seeds``), or
+    time the engine on a large rollout snapshot (``--pods``)."""
+    if pods is not None:
+        timing(pods, changes)
+        return
+    if seeds is None:
+        raise click.UsageError("give --seeds A-B (accuracy) or --pods N (timing)")
     totals, by_kind = score(parse_seed_range(seeds))
     rows = (
         ("AC@1", "right", "cases"),

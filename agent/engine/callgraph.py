@@ -113,17 +113,21 @@ def doubt_unfelt_silences(
 
 
 def apply_alert_reach(
-    by_service: dict[str, ServiceScore], graph: CallGraph, alerted: tuple[str, ...]
+    by_service: dict[str, ServiceScore],
+    graph: CallGraph,
+    alerted: tuple[str, ...],
+    dropping: frozenset[str] = frozenset(),
 ) -> None:
     """Faults travel from a dependency up to its callers, so the cause of an alert is the
     alerted service or something it depends on; anything else is discounted (not dropped:
-    call graphs are often incomplete)."""
+    call graphs are often incomplete). Lost requests travel down instead: a caller that
+    stopped sending an alerted service its requests (``dropping``) is on the path."""
     known = [a for a in alerted if a in graph.nodes]
     if not known:
         return
     reach = set(known).union(*(graph.downstream(a) for a in known))
     for s in by_service.values():
-        if s.service not in reach:
+        if s.service not in reach and s.service not in dropping:
             s.score *= 0.6
             s.reasons.append("not on the alerted services' dependency path")
 

@@ -31,8 +31,11 @@ LEAD_S = 30 * 60.0
 ALPHA = 1e-3  # one-sided p-value below which new pods are worse
 MIN_RATIO = 1.25  # ... and their median at least this much higher (or up from ~0)
 MIN_SAMPLES = 3  # per side
+BEFORE_RATIO = 2.0  # ... when the new pods' CPU or memory is compared with before the change
 WARMUP_S = 120.0  # a new pod's first minutes are start-up, not its steady behaviour
+BEFORE_AFTER_WEIGHT = 0.75  # of the change's own before/after comparison
 Verdict = Literal["suspect", "cleared", "unknown"]
+SERVING = frozenset({SignalKind.ERRORS, SignalKind.LATENCY})
 HIGHER_IS_WORSE = frozenset(
     {SignalKind.ERRORS, SignalKind.LATENCY, SignalKind.RESOURCE, SignalKind.SATURATION}
 )
@@ -50,12 +53,14 @@ class Comparison:
     p_value: float
     worse: bool
     same_minutes: bool = True  # new vs old over the same minutes; else before vs after
+    own: bool = True  # the changed service's own series; else a neighbour's
 
     @property
     def weight(self) -> float:
         """Before/after comparisons also see whatever else happened in those minutes (the
-        incident itself, if its cause is elsewhere), so they weigh half."""
-        return 1.0 if self.same_minutes else 0.5
+        incident itself, if its cause is elsewhere), so they weigh less; a neighbour's,
+        which also depends on the call graph being right, weighs half."""
+        return 1.0 if self.same_minutes else BEFORE_AFTER_WEIGHT if self.own else 0.5
 
     @property
     def z(self) -> float:
@@ -81,18 +86,9 @@ def mann_whitney_greater(new: NDArray[np.float64], old: NDArray[np.float64]) -> 
     with tie correction; exact enough from a few samples a side)."""
     n1, n2 = new.size, old.size
     both = np.concatenate([new, old])
-    order = both.argsort(kind="mergesort")
-    ranks = np.empty(both.size)
-    sorted_values = both[order]
-    i = 0
-    while i < both.size:  # average ranks over ties
-        j = i
-        while j + 1 < both.size and sorted_values[j + 1] == sorted_values[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    u = float(ranks[:n1].sum()) - n1 * (n1 + 1) / 2
-    _, counts = np.unique(both, return_counts=True)
+    _, inverse, counts = np.unique(both, return_inverse=True, return_counts=True)
+    average = np.cumsum(counts) - (counts - 1) / 2  # the mean rank of each tied group
+    u = float(average[inverse[:n1]].sum()) - n1 * (n1 + 1) / 2
     n = n1 + n2
     tie = float((counts**3 - counts).sum()) / (n * (n - 1)) if n > 1 else 0.0
     variance = n1 * n2 / 12 * ((n + 1) - tie)
@@ -121,7 +117,7 @@ def _warm(signals: Sequence[Signal], start: float, end: float) -> NDArray[np.flo
     return np.concatenate(parts) if parts else np.asarray([], dtype=np.float64)
 
 
-def _stats(values: NDArray[np.float64]) -> Stats:
+def stats_of(values: NDArray[np.float64]) -> Stats:
     if values.size == 0:
         return Stats(count=0)
     return Stats(
@@ -133,12 +129,14 @@ def _stats(values: NDArray[np.float64]) -> Stats:
     )
 
 
-def _is_worse(new: NDArray[np.float64], ref: NDArray[np.float64], p: float) -> bool:
+def is_worse(
+    new: NDArray[np.float64], ref: NDArray[np.float64], p: float, ratio: float = MIN_RATIO
+) -> bool:
     new_median, ref_median = float(np.median(new)), float(np.median(ref))
     if p >= ALPHA or new_median <= ref_median:
         return False
     spread = float(np.quantile(ref, 0.9) - np.quantile(ref, 0.1))
-    return new_median >= MIN_RATIO * ref_median or new_median - ref_median > 3 * spread > 0
+    return new_median >= ratio * ref_median or new_median - ref_median > 3 * spread > 0
 
 
 def _new_pods(
@@ -161,19 +159,20 @@ def judge(
     versions: Mapping[str, str],
     end: float,
 ) -> Judgement:
-    """Compare the change's new pods with its old pods (or its pods before it), per series,
-    and the service's own serving errors and latency after the change with before it."""
+    """Compare the change's new pods with its old pods over the minutes both served (or with
+    its pods before it), per series, and the service's own serving errors and latency after
+    the change with before it."""
     by_pod: dict[str, list[Signal]] = {}
     for s in signals:
         if s.service == change.service and s.pod is not None:
             by_pod.setdefault(s.pod, []).append(s)
     new_pods = _new_pods(by_pod, change, versions)
-    same_minutes = _by_pod(change, by_pod, new_pods, end)
+    comparisons = _by_pod(change, by_pod, new_pods, end)
     # Before/after only for what no same-minutes comparison covers: those minutes also hold
     # the incident's symptoms, which reach a healthy caller right after its own rollout.
-    covered = {c.kind for c in same_minutes}
+    covered = {c.kind for c in comparisons}
     before_after = [c for c in _before_after(change, signals, end) if c.kind not in covered]
-    return _verdict(change, same_minutes + before_after, bool(new_pods))
+    return _verdict(change, comparisons + before_after, bool(new_pods))
 
 
 def _before_after(change: Change, signals: Sequence[Signal], end: float) -> list[Comparison]:
@@ -196,45 +195,84 @@ def _before_after(change: Change, signals: Sequence[Signal], end: float) -> list
             Comparison(
                 s,
                 kind,
-                _stats(after),
-                _stats(before),
+                stats_of(after),
+                stats_of(before),
                 "the same series before the change",
                 p,
-                _is_worse(after, before, p),
+                is_worse(after, before, p),
                 same_minutes=False,
             )
         )
     return out
 
 
+def _could_tell(n_new: int, n_ref: int) -> bool:
+    """Whether samples this few could show new pods worse at all (a rank test over three
+    against three cannot reach :data:`ALPHA`, whatever the values)."""
+    if n_new < MIN_SAMPLES or n_ref < MIN_SAMPLES:
+        return False
+    ordered = np.arange(n_new + n_ref, dtype=np.float64)
+    return mann_whitney_greater(ordered[n_ref:], ordered[:n_ref]) < ALPHA
+
+
+def _compare(
+    new_series: list[Signal], new: NDArray[np.float64], ref: NDArray[np.float64], versus: str
+) -> Comparison:
+    kind = kind_of(new_series[0])
+    p = mann_whitney_greater(new, ref)
+    same = not versus.startswith(BEFORE)
+    # Before/after, CPU and memory follow the load, which an incident changes; only a step
+    # far beyond that (a leak filling the limit) says the new build is worse.
+    worse = is_worse(new, ref, p, MIN_RATIO if same or kind in SERVING else BEFORE_RATIO)
+    return Comparison(new_series[0], kind, stats_of(new), stats_of(ref), versus, p, worse, same)
+
+
+BEFORE = "the service's pods before the change"
+
+
 def _by_pod(
     change: Change, by_pod: Mapping[str, list[Signal]], new_pods: set[str], end: float
 ) -> list[Comparison]:
+    """New pods against old pods over the minutes both served; where those minutes are too
+    few to tell, new pods after the change against all pods before it (a before/after
+    comparison: it also sees whatever else happened meanwhile)."""
     at = change.at.timestamp()
     old_pods = set(by_pod) - new_pods
     names = sorted({s.name for pod in new_pods for s in by_pod[pod]})
     comparisons = []
     for name in names:
         new_series = [s for pod in new_pods for s in by_pod[pod] if s.name == name]
-        kind = kind_of(new_series[0])
-        if kind not in HIGHER_IS_WORSE:
+        if kind_of(new_series[0]) not in HIGHER_IS_WORSE:
             continue
-        new = _warm(new_series, at, end)
         old_series = [s for pod in old_pods for s in by_pod[pod] if s.name == name]
+        old_end = max((s.timestamps[-1] for s in old_series if s.timestamps), default=at)
+        new = _warm(new_series, at, min(end, old_end))
         old = _values(old_series, at, end)
         versus = f"{change.from_version or 'old'} pods over the same minutes"
-        if old.size < MIN_SAMPLES:
-            old = _values(old_series, at - LEAD_S, at - 1e-6)
-            versus = "the service's pods before the change"
+        if not _could_tell(new.size, old.size):
+            new = _warm(new_series, at, end)
+            old, versus = _values(old_series, at - LEAD_S, at - 1e-6), BEFORE
         if new.size < MIN_SAMPLES or old.size < MIN_SAMPLES:
             continue
-        p = mann_whitney_greater(new, old)
-        comparisons.append(
-            Comparison(
-                new_series[0], kind, _stats(new), _stats(old), versus, p, _is_worse(new, old, p)
-            )
-        )
+        found = _compare(new_series, new, old, versus)
+        comparisons.append(found)
+        if found.same_minutes and not found.worse and found.kind in SERVING:
+            later = _later(change, new_series, old_series, end)
+            comparisons += [later] if later is not None and later.worse else []
     return comparisons
+
+
+def _later(
+    change: Change, new_series: list[Signal], old_series: list[Signal], end: float
+) -> Comparison | None:
+    """The new pods from the change to the end against all pods before it: a defect in a
+    code path that traffic reaches only minutes after the rollout ended shows only here."""
+    at = change.at.timestamp()
+    new = _warm(new_series, at, end)
+    old = _values(old_series, at - LEAD_S, at - 1e-6)
+    if new.size < MIN_SAMPLES or old.size < MIN_SAMPLES:
+        return None
+    return _compare(new_series, new, old, BEFORE)
 
 
 def _verdict(change: Change, comparisons: list[Comparison], new_pods: bool) -> Judgement:
@@ -272,13 +310,16 @@ def judge_changes(
     earliest = max(start, split - LEAD_S)
     relevant = [c for c in changes if earliest <= c.at.timestamp() <= end]
     relevant.sort(key=lambda c: (c.at, c.service))
-    return [judge(c, signals, versions, end) for c in relevant]
+    by_service: dict[str, list[Signal]] = {}
+    for s in signals:
+        by_service.setdefault(s.service, []).append(s)
+    return [judge(c, by_service.get(c.service, []), versions, end) for c in relevant]
 
 
 def finding(judgement: Judgement) -> SeriesFinding | None:
     """The suspect change's strongest comparison as a finding the report can cite."""
     worst = judgement.worst
-    if worst is None:
+    if worst is None or judgement.verdict != "suspect":
         return None
     at = judgement.change.at.timestamp()
     end = worst.signal.timestamps[-1] if worst.signal.timestamps else at

@@ -121,15 +121,17 @@ def rank_services(
             s.reasons.append(f"its callers wait longer on it (client-side latency): {callers}")
 
     _apply_idle(by_service, idle)
+    _apply_suspect_changes(by_service, judged, threshold)
     _apply_own_symptoms(
         by_service,
         frozenset(n for n, k in coverage.items() if k & {SignalKind.LATENCY, SignalKind.ERRORS}),
     )
-    _apply_suspect_changes(by_service, judged, threshold)
+    _apply_dropped_calls(by_service)
     _apply_onset_order(by_service, resolution_s, visible)
     if graph:
         apply_call_graph(by_service, graph, resolution_s, threshold, visible, coverage)
-        apply_alert_reach(by_service, graph, alerted)
+        dropping = {s.service for s in by_service.values() if set(alerted) & s.dropped_calls}
+        apply_alert_reach(by_service, graph, alerted, frozenset(dropping))
     ranked = sorted(by_service.values(), key=lambda s: (-s.score, s.service))
     return [s for s in ranked if s.score > 0]
 
@@ -138,12 +140,35 @@ def _without_cleared_changes(
     metrics: list[SeriesFinding], judged: Sequence[Judgement]
 ) -> list[SeriesFinding]:
     """A rollout whose new pods were compared and match its old ones is not a cause: its
-    deploy markers (version, generation, restart series) stop counting as evidence."""
+    deploy markers (version, generation, restart series) stop counting as evidence. Nor do
+    the blips of pods a rollout replaced, in their last minutes."""
     verdicts: dict[str, set[str]] = {}
     for j in judged:
         verdicts.setdefault(j.change.service, set()).add(j.verdict)
     cleared = {s for s, v in verdicts.items() if v == {"cleared"}}
-    return [f for f in metrics if not (f.kind is SignalKind.CHANGE and f.service in cleared)]
+    data_end = max((f.end for f in metrics), default=0.0)
+    return [
+        f
+        for f in metrics
+        if not (f.kind is SignalKind.CHANGE and f.service in cleared)
+        and not (f.service in verdicts and _draining(f, data_end))
+    ]
+
+
+DRAIN_S = 120.0
+
+
+def _draining(f: SeriesFinding, data_end: float) -> bool:
+    """A blip in a replaced pod's last minutes: while a rollout drains an old pod, its last
+    requests fail or wait, in any healthy rollout."""
+    stamps = f.signal.timestamps
+    if f.signal.pod is None or not stamps or f.direction <= 0 or f.run > 2:
+        return False
+    gone = stamps[-1] < data_end - DRAIN_S / 2
+    return gone and stamps[-1] - f.onset <= DRAIN_S
+
+
+NEIGHBOUR_SHARE = 0.6  # of a failing caller's strength that its suspect callee takes
 
 
 def _apply_suspect_changes(
@@ -157,10 +182,23 @@ def _apply_suspect_changes(
             continue
         s = by_service.setdefault(j.change.service, ServiceScore(j.change.service))
         s.metrics = sorted([evidence, *s.metrics], key=lambda f: -f.score)
+        worse = [c for c in j.comparisons if c.worse]
+        serving = {SignalKind.ERRORS, SignalKind.LATENCY}
         bonus = strength(evidence.score, threshold) * (j.worst.weight if j.worst else 1.0)
+        # Callers failing on what the new version answers are its symptoms: their trouble
+        # is its evidence, as strong as theirs (discounted for being second-hand).
+        callers = {c.signal.service for c in worse if c.signal.service != s.service}
+        felt = [by_service[c].strength for c in callers if c in by_service]
+        bonus = max([bonus, *(NEIGHBOUR_SHARE * x for x in felt)])
         s.strength += bonus
         s.score += bonus
         s.fault_type = FaultType.BAD_DEPLOY
+        s.changed_worse |= frozenset(c.kind for c in worse if c.kind in serving)
+        s.dropped_calls |= frozenset(
+            c.signal.service
+            for c in worse
+            if c.kind is SignalKind.TRAFFIC and c.signal.service != s.service
+        )
         at = j.change.at.timestamp()
         s.onset = at if s.onset is None else min(s.onset, at)
         s.reasons.extend(j.reasons)
@@ -260,6 +298,16 @@ def _apply_idle(by_service: dict[str, ServiceScore], idle: frozenset[str]) -> No
             )
 
 
+def _apply_dropped_calls(by_service: dict[str, ServiceScore]) -> None:
+    """A service whose requests fell because a caller's new version stopped sending them is
+    where the loss shows, not where it began."""
+    for s in list(by_service.values()):
+        for callee in sorted(s.dropped_calls):
+            if (c := by_service.get(callee)) is not None:
+                c.score *= 0.5
+                c.reasons.append(f"it lost the requests {s.service}'s new version stopped sending")
+
+
 def _apply_own_symptoms(by_service: dict[str, ServiceScore], measured: frozenset[str]) -> None:
     """A saturated resource or a deploy that hurts callers hurts the service itself first: its
     own latency or errors move, or it crashes. When its latency and errors are measured and
@@ -267,8 +315,8 @@ def _apply_own_symptoms(by_service: dict[str, ServiceScore], measured: frozenset
     rollout). Deploys are judged more gently: a bad pod can hide in the service average."""
     for s in by_service.values():
         # Callers waiting on it are its symptom: a delay on its network path leaves its own
-        # serving latency flat.
-        if s.service not in measured or s.waited_by:
+        # serving latency flat; a suspect change's harm may show only at its neighbours.
+        if s.service not in measured or s.waited_by or s.changed_worse or s.dropped_calls:
             continue
         hurt = any(
             f.kind in (SignalKind.LATENCY, SignalKind.ERRORS) or f.direction == 0 or crashed(f)

@@ -38,6 +38,10 @@ class ServiceScore:
     reasons: list[str] = field(default_factory=list)
     strength: float = 0.0
     waited_by: list[str] = field(default_factory=list)  # callers whose waits point here
+    # A suspect change's: the golden signals its new version made worse, on its own pods or
+    # at its callers, and the callees whose requests it stopped sending.
+    changed_worse: frozenset[SignalKind] = frozenset()
+    dropped_calls: frozenset[str] = frozenset()
 
 
 def is_wait(f: SeriesFinding) -> bool:
@@ -150,7 +154,7 @@ def symptoms(
     }
     if any(own_failure(f) and within(f.onset) for f in s.logs):
         kinds.add(SignalKind.ERRORS)
-    return kinds
+    return kinds | s.changed_worse
 
 
 def own_failure(f: LogFinding) -> bool:

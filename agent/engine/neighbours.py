@@ -1,0 +1,250 @@
+"""What a change does to its neighbours: its callers' errors and latency towards it, and its
+callees' traffic, after its new pods began to serve against before.
+
+A new build can be wrong without failing: it answers with wrong values (its callers fail on
+what they got back), or it stops making a call (its callee loses traffic). Its own series
+stay clean, so the pod-by-pod comparison of :mod:`agent.engine.canary` clears it; only its
+neighbours show it. These are before/after comparisons, so they also see whatever else
+happened in those minutes; :mod:`agent.engine.trouble` decides what else explains them.
+
+Where per-edge series exist (a ``destination``-style label, :func:`callee_of`), a caller's
+errors and latency towards the changed service are read from them; else its own serving
+series are. A callee's lost traffic counts only while the changed service's own traffic held
+(else the requests were lost further up).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from agent.engine.canary import (
+    ALPHA,
+    LEAD_S,
+    MIN_SAMPLES,
+    Comparison,
+    is_worse,
+    mann_whitney_greater,
+    stats_of,
+)
+from agent.engine.detect.kinds import callee_of, kind_of, side_of
+from agent.models import Change, Signal, SignalKind
+
+Series = tuple[NDArray[np.float64], NDArray[np.float64]]  # timestamps, values
+Index = Mapping[str, Sequence[Signal]]  # signals by service
+PRE_SAMPLES = 3  # a rise already under way this many samples before the change predates it
+LOST_RATIO = 0.85  # a callee's traffic at most this share of before: requests went missing
+HELD_RATIO = 0.92  # ... while the changed service's own traffic kept at least this share
+ONSET_SHARE = 1 / 3  # a rise began where it first got this far from before to after
+
+
+@dataclass(frozen=True)
+class Shift:
+    """One neighbour's series after the change against before it."""
+
+    signal: Signal  # a series the shift was measured on, for the evidence
+    kind: SignalKind
+    after: NDArray[np.float64]
+    before: NDArray[np.float64]
+    after_times: NDArray[np.float64]
+
+    @property
+    def onset(self) -> float | None:
+        """The first of two samples in a row a third of the way from the median before to
+        the median after: when the rise (or, negated, the fall) began."""
+        if self.before.size == 0 or self.after.size < 2:
+            return None
+        base = float(np.median(self.before))
+        level = base + ONSET_SHARE * (float(np.median(self.after)) - base)
+        up = self.after > level
+        both = np.flatnonzero(up[:-1] & up[1:])
+        return float(self.after_times[both[0]]) if both.size else None
+
+
+def index_of(signals: Iterable[Signal]) -> Index:
+    """The signals by service, looked up once rather than scanned per question."""
+    out: dict[str, list[Signal]] = {}
+    for s in signals:
+        out.setdefault(s.service, []).append(s)
+    return out
+
+
+def aggregate(signals: Sequence[Signal], total: bool) -> Series:
+    """One series from several (a service's pods, or its per-edge series): the sum per
+    timestamp (``total``, for request rates) or the mean. A timestamp where a series that
+    runs through it has no value is left out: a missed scrape is not lost traffic."""
+    signals = [s for s in signals if s.timestamps]
+    if not signals:
+        empty = np.asarray([], dtype=np.float64)
+        return empty, empty
+    times = np.unique(np.concatenate([np.asarray(s.timestamps, dtype=np.float64) for s in signals]))
+    grid = np.full((len(signals), times.size), np.nan)
+    spans = np.zeros((len(signals), times.size), dtype=bool)
+    for row, s in enumerate(signals):
+        stamps = np.asarray(s.timestamps, dtype=np.float64)
+        values = np.asarray([np.nan if v is None else v for v in s.values], dtype=np.float64)
+        grid[row, np.searchsorted(times, stamps)] = values
+        spans[row] = (times >= stamps[0]) & (times <= stamps[-1])
+    present = ~np.isnan(grid)
+    kept = (present.sum(axis=0) == spans.sum(axis=0)) & present.any(axis=0)
+    summed = np.where(present, grid, 0.0).sum(axis=0)
+    values = summed if total else summed / np.maximum(present.sum(axis=0), 1)
+    return times[kept], values[kept]
+
+
+def _serving(index: Index, service: str, kind: SignalKind) -> list[Signal]:
+    """The service's own serving series of one kind, first name only: service-level series
+    where kept, else its pods' (a mix of names would mix p50 with p99)."""
+    own = [
+        s
+        for s in index.get(service, ())
+        if kind_of(s) is kind and side_of(s) != "client" and callee_of(s) is None
+    ]
+    level = [s for s in own if s.pod is None] or own
+    first = min((s.name for s in level), default=None)
+    return [s for s in level if s.name == first]
+
+
+def towards(index: Index, caller: str, callee: str, kind: SignalKind) -> list[Signal]:
+    """The caller's series of ``kind`` towards ``callee`` (per-edge), else its own."""
+    edge = [s for s in index.get(caller, ()) if kind_of(s) is kind and callee_of(s) == callee]
+    if edge:
+        first = min(s.name for s in edge)
+        return [s for s in edge if s.name == first]
+    return _serving(index, caller, kind)
+
+
+def shift(
+    series: Sequence[Signal], at: float, end: float, lead: float, total: bool
+) -> Shift | None:
+    """The aggregated series after ``at`` against the ``lead`` seconds before it."""
+    if not series:
+        return None
+    times, values = aggregate(series, total)
+    later = (times >= at) & (times <= end)
+    before = values[(times >= at - lead) & (times < at)]
+    return Shift(series[0], kind_of(series[0]), values[later], before, times[later])
+
+
+def predates(s: Shift) -> bool:
+    """Whether the series was already most of the way up in the samples just before the
+    change: a rise that began before the new pods served is not theirs."""
+    if s.before.size <= PRE_SAMPLES or s.after.size == 0:
+        return False
+    base = float(np.median(s.before[:-PRE_SAMPLES]))
+    pre = float(np.median(s.before[-PRE_SAMPLES:]))
+    return pre - base >= 0.5 * (float(np.median(s.after)) - base) > 0
+
+
+def lost_traffic(before: NDArray[np.float64], after: NDArray[np.float64]) -> bool:
+    """The median request rate after is clearly below before."""
+    if before.size == 0 or after.size == 0:
+        return False
+    return float(np.median(after)) <= LOST_RATIO * float(np.median(before))
+
+
+def held_traffic(s: Shift | None) -> bool:
+    """The changed service still got its requests (unknown: assume it did not lose them)."""
+    if s is None or s.before.size == 0 or s.after.size == 0:
+        return True
+    return float(np.median(s.after)) >= HELD_RATIO * float(np.median(s.before))
+
+
+def _comparison(s: Shift, versus: str, p: float) -> Comparison:
+    return Comparison(
+        s.signal,
+        s.kind,
+        stats_of(s.after),
+        stats_of(s.before),
+        versus,
+        p,
+        True,
+        same_minutes=False,
+        own=False,
+    )
+
+
+def callee_losses(
+    change: Change,
+    index: Index,
+    callees: Mapping[str, Sequence[str]],
+    end: float,
+) -> list[Comparison]:
+    """Callees (with their other callers, ``callees``) whose request rate fell after the
+    change while the changed service's own held, and every other caller's did too: the new
+    build no longer makes the calls. Where another caller lost its own requests, the loss
+    came from further up through it."""
+    at = change.at.timestamp()
+    if not held_traffic(_traffic(index, change.service, at, end)):
+        return []
+    out = []
+    for callee, others in sorted(callees.items()):
+        s = _traffic(index, callee, at, end)
+        if s is None or s.after.size < MIN_SAMPLES or s.before.size < MIN_SAMPLES:
+            continue
+        p = mann_whitney_greater(s.before, s.after)
+        if p >= ALPHA or not lost_traffic(s.before, s.after) or _fell_before(s):
+            continue
+        if all(held_traffic(_traffic(index, o, at, end)) for o in others):
+            versus = f"{callee}'s requests before {change.service} changed"
+            out.append(_comparison(s, versus, p))
+    return out
+
+
+def _traffic(index: Index, service: str, at: float, end: float) -> Shift | None:
+    return shift(_serving(index, service, SignalKind.TRAFFIC), at, end, LEAD_S, True)
+
+
+def _fell_before(s: Shift) -> bool:
+    """A drop already under way before the change (mirror of :func:`predates`)."""
+    flipped = Shift(s.signal, s.kind, -s.after, -s.before, s.after_times)
+    return predates(flipped)
+
+
+@dataclass(frozen=True)
+class Rise:
+    """A caller's errors or latency towards the changed service, worse after the change."""
+
+    caller: str
+    kind: SignalKind
+    onset: float | None  # when the rise began
+    comparison: Comparison
+
+
+def caller_rises(
+    change: Change, index: Index, callers: Iterable[str], end: float
+) -> tuple[list[Rise], int]:
+    """Each caller's errors and latency towards the changed service after the change against
+    before: the ones worse (and not already rising before it), and how many callers had any
+    series to compare."""
+    at = change.at.timestamp()
+    rises, measured = [], 0
+    for caller in sorted(callers):
+        found = False
+        for kind in (SignalKind.ERRORS, SignalKind.LATENCY):
+            s = shift(towards(index, caller, change.service, kind), at, end, LEAD_S, False)
+            if s is None or s.after.size < MIN_SAMPLES or s.before.size < MIN_SAMPLES:
+                continue
+            found = True
+            p = mann_whitney_greater(s.after, s.before)
+            if is_worse(s.after, s.before, p) and not predates(s):
+                versus = f"{caller}'s calls before {change.service} changed"
+                rises.append(Rise(caller, kind, s.onset, _comparison(s, versus, p)))
+        measured += found
+    return rises, measured
+
+
+def own_rise(change: Change, index: Index, worse: Sequence[Comparison]) -> float:
+    """When the changed service's own worse series began to rise (the change, if unclear)."""
+    at = change.at.timestamp()
+    onsets = []
+    for c in worse:
+        series = [s for s in index.get(change.service, ()) if s.name == c.signal.name]
+        found = shift(series, at, math.inf, LEAD_S, False)
+        if found is not None and found.onset is not None:
+            onsets.append(found.onset)
+    return min(onsets, default=at)

@@ -1,0 +1,281 @@
+"""Which changes explain what: the canary verdicts reconsidered with the call graph in view.
+
+A before/after comparison sees whatever else happened in those minutes, so it blames a
+change only when nothing else explains it, as an SRE would check:
+
+- a service that got worse after its rollout, no earlier than one of its dependencies got
+  worse on its own (errors from a failing one, latency from a slow one), is passing that
+  dependency's trouble up: its change is cleared;
+- a caller's errors or latency that rose after a callee's rollout are that callee's only if
+  none of the caller's other dependencies (nor the callee's own) was in trouble first, and
+  if several of its callees changed, the one whose callers rose most widely (then the one
+  that changed last before the rise) takes it; most of the changed service's callers must
+  rise (one caller failing alone is its own fault);
+- a callee that lost requests the changed service still gets: the new build stopped calling.
+
+"In trouble of its own" is a serving errors or latency series that stayed up for a few
+samples (the detector's findings), or a change whose new pods are worse than its old ones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from agent.engine.canary import LEAD_S, Judgement
+from agent.engine.detect.kinds import callee_of, side_of
+from agent.engine.detect.series import SeriesFinding
+from agent.engine.neighbours import Index, Rise, callee_losses, caller_rises, index_of, own_rise
+from agent.models import Change, Signal, SignalKind, Topology
+
+TOLERANCE_S = 180.0  # onsets at 1-minute scrapes are good to a few samples
+PERSISTENT = 3  # samples in a row a serving series must stay up to count as trouble
+SERVING = (SignalKind.ERRORS, SignalKind.LATENCY)
+Trouble = Mapping[tuple[str, SignalKind], float]  # (service, errors|latency) -> when it began
+
+
+@dataclass(frozen=True)
+class Neighbourhood:
+    """Who calls whom (topology plus per-edge series), which services were in trouble of
+    their own and since when, and when each changed service last changed."""
+
+    callers: Mapping[str, Sequence[str]]
+    callees: Mapping[str, Sequence[str]]
+    troubled: Trouble
+    changed: Mapping[str, float] = field(default_factory=dict)
+
+    def downstream(self, service: str) -> list[str]:
+        """Everything ``service`` depends on, directly or not, nearest first."""
+        seen, order, frontier = {service}, [], [service]
+        while frontier:
+            frontier = [c for s in frontier for c in sorted(self.callees.get(s, ()))]
+            frontier = [c for c in dict.fromkeys(frontier) if c not in seen]
+            seen.update(frontier)
+            order += frontier
+        return order
+
+    def troubled_between(
+        self, service: str, kinds: Iterable[SignalKind], since: float, by: float | None
+    ) -> bool:
+        """Whether the service's own ``kinds`` went bad from ``since`` to ``by`` (give or
+        take :data:`TOLERANCE_S`)."""
+        began = min((self.troubled.get((service, k), math.inf) for k in kinds), default=math.inf)
+        return since <= began < math.inf and (by is None or began <= by + TOLERANCE_S)
+
+
+def neighbourhood(
+    topology: Topology | None,
+    observed: Iterable[tuple[str, str]],
+    findings: Sequence[SeriesFinding],
+    judged: Sequence[Judgement],
+) -> Neighbourhood:
+    """Callers and callees from the topology and the per-edge series; the services in
+    trouble of their own from the detector's findings and the same-minutes canary."""
+    edges = {(e.caller, e.callee) for e in topology.edges} if topology else set()
+    callers: dict[str, list[str]] = {}
+    callees: dict[str, list[str]] = {}
+    for caller, callee in sorted(edges | set(observed)):
+        callers.setdefault(callee, []).append(caller)
+        callees.setdefault(caller, []).append(callee)
+    troubled: dict[tuple[str, SignalKind], float] = {}
+    for f in findings:
+        # A sample or two is a draining pod's last requests or a glitch, not trouble.
+        lasting = f.run >= PERSISTENT and not f.at_data_end and not f.pinned
+        own = side_of(f.signal) != "client" and callee_of(f.signal) is None
+        if f.kind in SERVING and lasting and own and f.direction > 0:
+            key = (f.service, f.kind)
+            troubled[key] = min(troubled.get(key, math.inf), f.onset)
+    for j in judged:
+        if j.verdict == "suspect" and any(c.worse and c.same_minutes for c in j.comparisons):
+            _add_trouble(troubled, j)
+    return Neighbourhood(callers, callees, troubled)
+
+
+def _add_trouble(troubled: dict[tuple[str, SignalKind], float], j: Judgement) -> None:
+    """A suspect change's service is in trouble of its own, from the change, on the serving
+    signals its new version made worse."""
+    at = j.change.at.timestamp()
+    for c in j.comparisons:
+        if c.worse and c.kind in SERVING:
+            key = (j.change.service, c.kind)
+            troubled[key] = min(troubled.get(key, math.inf), at)
+
+
+def reconsider(
+    judged: Sequence[Judgement], signals: Sequence[Signal], hood: Neighbourhood, end: float
+) -> list[Judgement]:
+    """The verdicts with the neighbours in view (see the module docstring): first each
+    change's own before/after evidence, then its callers and callees, then the own evidence
+    again with what the neighbours showed."""
+    index = index_of(signals)
+    hood = replace(hood, changed={j.change.service: j.change.at.timestamp() for j in judged})
+    own = _own_controls(list(judged), index, hood)
+    hood = replace(hood, troubled=_with_suspects(hood.troubled, own))
+    suspects = frozenset(j.change.service for j in own if j.verdict == "suspect")
+    open_ = [j for j in own if j.verdict != "suspect"]
+    rises = {id(j): _unexplained_rises(j.change, index, hood, suspects, end) for j in open_}
+    owners = _owners(rises, {id(j): j.change for j in open_}, hood)
+    after = [
+        _neighbour_verdict(j, rises[id(j)], owners, index, hood, end) if id(j) in rises else j
+        for j in own
+    ]
+    return _own_controls(after, index, hood)
+
+
+def _with_suspects(troubled: Trouble, judged: Sequence[Judgement]) -> Trouble:
+    out = dict(troubled)
+    for j in judged:
+        if j.verdict == "suspect":
+            _add_trouble(out, j)
+    return out
+
+
+def _own_controls(judged: list[Judgement], index: Index, hood: Neighbourhood) -> list[Judgement]:
+    """:func:`_own_control` until nothing changes: a suspect dependency explains its
+    callers' before/after worsening, and may itself be cleared by one further down."""
+    for _ in range(len(judged) + 1):
+        done = True
+        for i, j in enumerate(judged):
+            others = [o for o in judged if o is not j]
+            checked = _own_control(
+                j, index, replace(hood, troubled=_with_suspects(hood.troubled, others))
+            )
+            if checked.verdict != j.verdict:
+                judged[i], done = checked, False
+        if done:
+            break
+    return judged
+
+
+def _own_control(judgement: Judgement, index: Index, hood: Neighbourhood) -> Judgement:
+    """A change worse only before/after, no earlier than a dependency in trouble of its own
+    on the same signals, is cleared: the service passes that dependency's trouble up."""
+    worse = [c for c in judgement.comparisons if c.worse]
+    if not worse or any(c.same_minutes for c in worse):
+        return judgement
+    change = judgement.change
+    kinds = {c.kind for c in worse} & set(SERVING)
+    other = _dependency_in_trouble(change, hood, kinds, own_rise(change, index, worse))
+    if other is None:
+        return judgement
+    shown = ", ".join(sorted({c.kind.value for c in worse}))
+    why = (
+        f"{_label(change)}: worse on {shown} after the change only as its dependency {other} "
+        "is, which is in trouble of its own: cleared"
+    )
+    return replace(judgement, verdict="cleared", reasons=[why])
+
+
+def _dependency_in_trouble(
+    change: Change, hood: Neighbourhood, kinds: Iterable[SignalKind], by: float | None
+) -> str | None:
+    """A dependency of the changed service (or theirs) in trouble of its own from shortly
+    before the change and no later than ``by``."""
+    since = change.at.timestamp() - LEAD_S
+    for callee in hood.downstream(change.service):
+        if hood.troubled_between(callee, kinds, since, by):
+            return callee
+    return None
+
+
+@dataclass(frozen=True)
+class Rises:
+    """A change's callers' rises that nothing else explains, out of the callers measured."""
+
+    rises: list[Rise]
+    measured: int
+    notes: list[str]
+
+    @property
+    def share(self) -> float:
+        return len({r.caller for r in self.rises}) / self.measured if self.measured else 0.0
+
+
+def _unexplained_rises(
+    change: Change,
+    index: Index,
+    hood: Neighbourhood,
+    suspects: frozenset[str],
+    end: float,
+) -> Rises:
+    """The change's callers' rises, less those another dependency in trouble explains, and
+    those of a caller whose own new version is suspect (its failures are its own)."""
+    rises, measured = caller_rises(change, index, hood.callers.get(change.service, ()), end)
+    since = change.at.timestamp() - LEAD_S
+    kept, notes = [], []
+    for r in rises:
+        if r.caller in suspects:
+            notes.append(f"{r.caller}'s {r.kind.value} rose, but its own new version is suspect")
+            continue
+        others = [c for c in hood.callees.get(r.caller, ()) if c != change.service]
+        culprit = next(
+            (o for o in others if hood.troubled_between(o, {r.kind}, since, r.onset)), None
+        ) or _dependency_in_trouble(change, hood, {r.kind}, r.onset)
+        if culprit is not None:
+            notes.append(f"{r.caller}'s {r.kind.value} rose, as did {culprit}'s")
+        else:
+            kept.append(r)
+    return Rises(kept, measured, notes)
+
+
+def _owners(
+    rises: Mapping[int, Rises], changes: Mapping[int, Change], hood: Neighbourhood
+) -> dict[str, str]:
+    """Each rising caller's changed dependency that takes its rise: the one whose callers
+    rose most widely, then the most of them, then the one that changed last before it."""
+    claims: dict[str, list[tuple[float, int, float, str]]] = {}
+    for key, found in rises.items():
+        change = changes[key]
+        at = change.at.timestamp()
+        for r in found.rises:
+            before = at <= (r.onset if r.onset is not None else math.inf) + TOLERANCE_S
+            rank = (found.share, len(found.rises), at if before else -math.inf, change.service)
+            claims.setdefault(r.caller, []).append(rank)
+    return {caller: max(ranks)[3] for caller, ranks in claims.items()}
+
+
+def _neighbour_verdict(
+    judgement: Judgement,
+    found: Rises,
+    owners: Mapping[str, str],
+    index: Index,
+    hood: Neighbourhood,
+    end: float,
+) -> Judgement:
+    """Suspect when most callers fail more towards the change since it, with nothing else
+    to explain it, or a callee lost requests the changed service still gets."""
+    change, label = judgement.change, _label(judgement.change)
+    mine = [r for r in found.rises if owners.get(r.caller) == change.service]
+    failing = sorted({r.caller for r in mine})
+    others = {
+        callee: [c for c in hood.callers.get(callee, ()) if c != change.service]
+        for callee in hood.callees.get(change.service, ())
+    }
+    losses = callee_losses(change, index, others, end)
+    reasons: list[str] = []
+    callers = []
+    if failing and 2 * len(failing) > found.measured:
+        callers = [r.comparison for r in mine]
+        reasons.append(
+            f"{label}: its callers {', '.join(failing)} fail more towards it since its new "
+            "pods served, and none of their other dependencies is in trouble"
+        )
+    for c in losses:
+        reasons.append(
+            f"{label}: its callee {c.signal.service} lost requests since its new pods served "
+            f"({c.new.median:.3g} vs {c.reference.median:.3g}) while its own traffic held"
+        )
+    if not reasons:
+        return replace(judgement, reasons=judgement.reasons + found.notes)
+    own = judgement.reasons if judgement.verdict == "suspect" else []
+    return replace(
+        judgement,
+        verdict="suspect",
+        comparisons=judgement.comparisons + callers + losses,
+        reasons=own + reasons,
+    )
+
+
+def _label(change: Change) -> str:
+    return f"{change.service} {change.to_version or 'new version'}"
