@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from agent.engine.detect.logshape import Shapes, headline
-from agent.engine.detect.traces import ErrorTraces, TraceOrigin
+from agent.engine.detect.traces import ErrorTraces, TraceOrigin, poisson_z
 from agent.models import LogRecord
 
 Pattern = Literal["new", "unbaselined", "burst", "vanished", "stopped", "error_rate", "origin"]
@@ -78,11 +78,6 @@ class LogFinding:
     logs_start: float | None = None  # the first line, when none lies before the incident
     # "origin": services that logged errors later in the same traces (they called it)
     followers: frozenset[str] = frozenset()
-
-
-def _rate_z(observed: float, expected: float) -> float:
-    """Poisson deviation of ``observed`` from ``expected`` counts."""
-    return (observed - expected) / math.sqrt(expected + 1.0)
 
 
 def _drop_z(observed: float, expected: float) -> float:
@@ -291,7 +286,7 @@ def _template_finding(
             raw = min(raw, _novelty(tally, rates))
         pattern = "new" if rates.logs_start is None else "unbaselined"
     elif tally.incident >= 3 and tally.incident >= burst_ratio * (expected + 0.5):
-        pattern, raw = "burst", _rate_z(tally.incident, expected)
+        pattern, raw = "burst", poisson_z(tally.incident, expected)
         onset = _burst_onset(tally, rates)
     else:
         return None
@@ -368,7 +363,7 @@ def _service_shift(
     base_rate, inc_rate = base / rates.base_minutes, inc / rates.inc_minutes
     expected_late = base * rates.scale / 2
     if expected_late >= 10 and counts["late"] <= 0.05 * expected_late and inc_rate < base_rate:
-        score = min(SCORE_CAP, _rate_z(expected_late, 0) / 2)
+        score = min(SCORE_CAP, poisson_z(expected_late, 0) / 2)
         found.append(
             LogFinding(
                 service,

@@ -17,6 +17,12 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
+
+def poisson_z(observed: float, expected: float) -> float:
+    """Poisson deviation of ``observed`` from ``expected`` counts (of lines, of traces)."""
+    return (observed - expected) / math.sqrt(expected + 1.0)
+
+
 # Fewer incident traces than this say nothing about a service becoming an origin.
 MIN_TRACES = 3
 # The incident rate must be at least this many times the baseline's.
@@ -93,7 +99,7 @@ class ErrorTraces:
             n = len(firsts)
             if n < MIN_TRACES or n < MIN_RATIO * (expected + 0.5):
                 continue
-            score = (n - expected) / math.sqrt(expected + 1.0)
+            score = poisson_z(n, expected)
             if score < threshold:
                 continue
             cluster = Counter(f.cluster for f in firsts).most_common(1)[0][0]
