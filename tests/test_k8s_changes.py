@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from kube_state_support import END_S, SCRAPE, T0, Pod, kube_state_series, line
 from prometheus_server import PrometheusServer, require_binaries, start_prometheus
 
 from agent.changes import pod_versions
@@ -31,26 +31,7 @@ from connectors.prometheus import PrometheusSource
 from connectors.promtool import backfill
 from connectors.settings import CollectSettings, PrometheusSettings
 
-T0 = datetime(2024, 5, 14, 10, 0, tzinfo=UTC)
-SCRAPE = 30
-END_S = 3600
 SIDECAR = "docker.io/istio/proxyv2:1.20.0"
-
-
-@dataclass(frozen=True)
-class Pod:
-    deployment: str
-    replicaset: str
-    name: str
-    image: str
-    started: float  # seconds after T0
-    gone: float = END_S + 1
-
-    def scrapes(self) -> list[float]:
-        first = -(-self.started // SCRAPE) * SCRAPE
-        return [t for t in range(int(first), END_S + 1, SCRAPE) if t < self.gone]
-
-
 PODS = [
     Pod("checkout", "checkout-5d8f7c9b6", "checkout-5d8f7c9b6-b2c4d", "1.4.2", -600, 1320),
     Pod("checkout", "checkout-5d8f7c9b6", "checkout-5d8f7c9b6-q2k4z", "1.4.2", -600, 1320),
@@ -66,45 +47,16 @@ REPLICAS = {"checkout": [(0, 2)], "cart": [(0, 2), (1800, 3)], "payment": [(0, 1
 REPLICASET_CREATED = {"checkout-7d9f8c6b5": 1200, "payment-84d5c9f7b2": 2400}
 
 
-def _line(name: str, labels: dict[str, str], value: float, at: float) -> str:
-    inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    return f"{name}{{{inner}}} {value:.12g} {int(T0.timestamp() + at)}"
-
-
 def kube_state_metrics() -> list[str]:
-    """The OpenMetrics text of the hour, family by family (promtool's order)."""
-    ns = {"namespace": "shop"}
-    grid = range(0, END_S + 1, SCRAPE)
-    out = ["# TYPE up gauge"]
-    out += [_line("up", {**ns, "job": "kube-state-metrics"}, 1, t) for t in grid]
-    out.append("# TYPE kube_replicaset_owner gauge")
-    for replicaset in sorted({p.replicaset for p in PODS}):
-        deployment = replicaset.rsplit("-", 1)[0]
-        labels = {**ns, "replicaset": replicaset, "owner_kind": "Deployment"}
-        labels |= {"owner_name": deployment, "owner_is_controller": "true"}
-        created = REPLICASET_CREATED.get(replicaset, 0)
-        out += [_line("kube_replicaset_owner", labels, 1, t) for t in grid if t >= created]
-    families = {
-        "kube_pod_owner": lambda p: [({"owner_kind": "ReplicaSet", "owner_name": p.replicaset}, 1)],
-        "kube_pod_start_time": lambda p: [({}, T0.timestamp() + p.started)],
-        "kube_pod_container_info": lambda p: [
-            ({"container": p.deployment, "image": f"ghcr.io/shop/{p.deployment}:{p.image}"}, 1),
-            ({"container": "istio-proxy", "image": SIDECAR}, 1),
-        ],
-        "container_memory_working_set_bytes": lambda p: [({"container": p.deployment}, 2.5e8)],
-    }
-    for family, series in families.items():
-        out.append(f"# TYPE {family} gauge")
-        for pod in PODS:
-            for extra, value in series(pod):
-                labels = {**ns, "pod": pod.name, **extra}
-                out += [_line(family, labels, value, t) for t in pod.scrapes()]
+    """The OpenMetrics text of the hour: the pods' series (from each pod's start, before T0
+    too, with the sidecar), then the Deployments' replicas."""
+    out = kube_state_series(PODS, REPLICASET_CREATED, "shop", sidecar=SIDECAR)
     out.append("# TYPE kube_deployment_spec_replicas gauge")
     for deployment, steps in REPLICAS.items():
-        for t in grid:
+        for t in range(0, END_S + 1, SCRAPE):
             value = [v for since, v in steps if t >= since][-1]
-            labels = {**ns, "deployment": deployment}
-            out.append(_line("kube_deployment_spec_replicas", labels, value, t))
+            labels = {"namespace": "shop", "deployment": deployment}
+            out.append(line("kube_deployment_spec_replicas", labels, value, t))
     return [*out, "# EOF"]
 
 

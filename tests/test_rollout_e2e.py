@@ -18,11 +18,11 @@ must name the suspect change (service and version) and clear the healthy one.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from kube_state_support import SCRAPE, T0, Pod, kube_state_series, line
 from prometheus_server import PrometheusServer, require_binaries, start_prometheus
 from pydantic import SecretStr
 from slack_double import TOKEN, SlackDouble
@@ -39,26 +39,7 @@ from connectors.slack import SlackPublisher, build_client
 from connectors.slack_settings import SlackSettings
 
 pytestmark = pytest.mark.integration
-T0 = datetime(2024, 5, 14, 10, 0, tzinfo=UTC)
-SCRAPE = 30
-END_S = 3600
 RATE = 20.0  # requests per second per pod
-
-
-@dataclass(frozen=True)
-class Pod:
-    deployment: str
-    replicaset: str
-    name: str
-    image: str
-    started: float  # seconds after T0
-    gone: float = END_S + 1
-    failing: float = 0.0  # share of requests answering 500
-
-    def scrapes(self) -> list[int]:
-        first = int(-(-max(self.started, 0) // SCRAPE) * SCRAPE)
-        return [t for t in range(first, END_S + 1, SCRAPE) if t < self.gone]
-
 
 PODS = [
     Pod("checkout", "checkout-5d8f7c9b6", "checkout-5d8f7c9b6-b2c4d", "1.4.2", -600, 2070),
@@ -96,48 +77,15 @@ signals:
 """
 
 
-def _line(name: str, labels: dict[str, str], value: float, at: float) -> str:
-    inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    return f"{name}{{{inner}}} {value:.12g} {int(T0.timestamp() + at)}"
-
-
-def _gauges(ns: dict[str, str]) -> list[str]:
-    """kube-state-metrics' ownership, image and start-time series, and cAdvisor's memory."""
-    grid = range(0, END_S + 1, SCRAPE)
-    out = ["# TYPE up gauge"]
-    out += [_line("up", {**ns, "job": "kube-state-metrics"}, 1, t) for t in grid]
-    out.append("# TYPE kube_replicaset_owner gauge")
-    for replicaset in sorted({p.replicaset for p in PODS}):
-        labels = {**ns, "replicaset": replicaset, "owner_kind": "Deployment"}
-        labels |= {"owner_name": replicaset.rsplit("-", 1)[0], "owner_is_controller": "true"}
-        created = REPLICASET_CREATED.get(replicaset, 0)
-        out += [_line("kube_replicaset_owner", labels, 1, t) for t in grid if t >= created]
-    families = {
-        "kube_pod_owner": lambda p: [({"owner_kind": "ReplicaSet", "owner_name": p.replicaset}, 1)],
-        "kube_pod_start_time": lambda p: [({}, T0.timestamp() + p.started)],
-        "kube_pod_container_info": lambda p: [
-            ({"container": p.deployment, "image": f"ghcr.io/shop/{p.deployment}:{p.image}"}, 1)
-        ],
-        "container_memory_working_set_bytes": lambda p: [({"container": p.deployment}, 2.5e8)],
-    }
-    for family, series in families.items():
-        out.append(f"# TYPE {family} gauge")
-        for pod in PODS:
-            for extra, value in series(pod):
-                labels = {**ns, "pod": pod.name, **extra}
-                out += [_line(family, labels, value, t) for t in pod.scrapes()]
-    return out
-
-
 def _requests(ns: dict[str, str]) -> list[str]:
     """Per-pod request counters by status code, counting from each pod's start."""
     out = ["# TYPE http_requests counter"]
     for pod in PODS:
         for code, share in (("200", 1 - pod.failing), ("500", pod.failing)):
             labels = {**ns, "service": pod.deployment, "pod": pod.name, "code": code}
-            for i, t in enumerate(pod.scrapes()):
+            for i, t in enumerate(pod.scrapes(since=0)):
                 total = RATE * share * SCRAPE * i
-                out.append(_line("http_requests_total", labels, total, t))
+                out.append(line("http_requests_total", labels, total, t))
     return out
 
 
@@ -147,7 +95,9 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
     root = tmp_path_factory.mktemp("rollout-e2e")
     text = root / "rollout.om"
     ns = {"namespace": "shop"}
-    text.write_text("\n".join([*_gauges(ns), *_requests(ns), "# EOF"]) + "\n")
+    # Nothing before T0: the pods that started earlier have their series from T0 on.
+    pods = kube_state_series(PODS, REPLICASET_CREATED, "shop", since=0)
+    text.write_text("\n".join([*pods, *_requests(ns), "# EOF"]) + "\n")
     server = start_prometheus(backfill(text, root / "tsdb"), root / "server")
     yield server
     server.stop()
