@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
 from test_eval_suites import PNG_SIGNATURE, rca
 
 from agent.engine.calibrate import FEATURES, Calibration, margin_features, shipped
 from agent.engine.service_score import ServiceScore
-from evals.calibrate import calibration_cases, fit, hide_root, is_blind
+from evals.calibrate import calibration_cases, fit, hide_root, is_blind, is_realistic
 from evals.calibration import reliability_of
 from evals.runner import parse_seed_range, simulated_cases
 
@@ -23,11 +24,20 @@ def _ranked(*scores: float) -> list[ServiceScore]:
 
 
 def test_margin_features_describe_the_leaders_standing() -> None:
-    alone = margin_features(_ranked(2.0))
+    alone = margin_features(_ranked(2.0), 10)
     assert alone["share"] == 1.0 and alone["margin"] == 1.0
-    tie = margin_features(_ranked(2.0, 2.0, 1.0))
+    tie = margin_features(_ranked(2.0, 2.0, 1.0), 10)
     assert tie["margin"] == 0.0 and tie["share"] == pytest.approx(0.4)
-    assert margin_features([]) == dict.fromkeys(FEATURES, 0.0)
+    assert margin_features([], 10) == dict.fromkeys(FEATURES, 0.0)
+
+
+def test_fewer_samples_in_the_incident_lower_the_confidence() -> None:
+    few, many = margin_features(_ranked(2.0, 1.0), 5), margin_features(_ranked(2.0, 1.0), 120)
+    assert few["samples"] == pytest.approx(np.log1p(5), abs=1e-4)
+    assert many["samples"] > few["samples"]
+    # Five one-minute samples date an onset less surely than 120 five-second ones.
+    calibration = shipped()
+    assert calibration.probability(few) < calibration.probability(many)
 
 
 def test_the_cause_feature_says_whether_the_leader_shows_a_cause_itself() -> None:
@@ -42,12 +52,12 @@ def test_the_cause_feature_says_whether_the_leader_shows_a_cause_itself() -> Non
     freed = ServiceScore(
         "db", score=2.0, strength=2.0, metrics=[metric("db", "cpu_usage", 9, direction=-1)]
     )
-    assert margin_features([saturated])["cause"] == 1.0
-    assert margin_features([slow])["cause"] == 0.0
-    assert margin_features([freed])["cause"] == 0.0  # a resource that fell is no cause
+    assert margin_features([saturated], 10)["cause"] == 1.0
+    assert margin_features([slow], 10)["cause"] == 0.0
+    assert margin_features([freed], 10)["cause"] == 0.0  # a resource that fell is no cause
     # All else equal, a leader that shows a cause itself is likelier right.
     calibration = shipped()
-    base = {"share": 0.5, "margin": 0.3, "strength": 1.0}
+    base = {"share": 0.5, "margin": 0.3, "strength": 1.0, "samples": 3.0}
     assert calibration.probability({**base, "cause": 1.0}) > calibration.probability(base)
 
 
@@ -102,6 +112,18 @@ def test_blind_spots_remove_the_root_causes_own_telemetry() -> None:
     assert not any(s.service == root for s in hidden.signals + hidden.logs)  # type: ignore[operator]
     names = [c.name for c in calibration_cases(parse_seed_range("500-509"), 1.0)]
     assert all(name.endswith("-blind") for name in names)
+
+
+def test_the_calibration_suite_mixes_plain_realistic_and_blind_cases() -> None:
+    seeds = parse_seed_range("500-699")
+    names = [c.name for c in calibration_cases(seeds, 0.2, 0.5)]
+    blind = sum(n.endswith("-blind") for n in names)
+    real = sum(n.startswith("sim-real-") for n in names)
+    assert 20 < blind < 60 and 70 < real < 130 and 200 - blind - real > 30
+    # The same seed is never both: a blind spot is cut out of a plain case.
+    assert not any(is_blind(s, 0.2) and is_realistic(s, 0.2, 0.5) for s in seeds)
+    with pytest.raises(click.UsageError, match="more than 1"):
+        calibration_cases(seeds, 0.6, 0.5)
 
 
 def test_eval_reports_ece_precision_per_label_and_a_reliability_diagram(tmp_path: Path) -> None:

@@ -16,7 +16,11 @@ Features, all computed from the ranked candidates alone:
   from noise;
 * ``cause``: 1 when the leader's own series show a cause (a saturated resource, a change
   rising), 0 when it is named by symptoms alone (latency, errors, callers' waits, logs), which
-  neighbours of the real cause show as well.
+  neighbours of the real cause show as well;
+* ``samples``: ``log1p`` of how many samples the incident part of the window holds (its length
+  over the sampling interval). Five one-minute samples cannot date an onset or tell a step
+  from noise the way a hundred can: on the simulator, one-minute data alone costs a quarter
+  of the right answers (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -33,11 +37,12 @@ from agent.engine.service_score import ServiceScore
 from agent.errors import ConfigError
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
-FEATURES = ("share", "margin", "strength", "cause")
+FEATURES = ("share", "margin", "strength", "cause", "samples")
 
 
-def margin_features(ranked: Sequence[ServiceScore]) -> dict[str, float]:
-    """The leader's standing among the ranked candidates (see the module docstring)."""
+def margin_features(ranked: Sequence[ServiceScore], samples: float) -> dict[str, float]:
+    """The leader's standing among the ranked candidates, and the ``samples`` the incident
+    part holds (see the module docstring)."""
     if not ranked or ranked[0].score <= 0:
         return dict.fromkeys(FEATURES, 0.0)
     first = ranked[0].score
@@ -48,6 +53,7 @@ def margin_features(ranked: Sequence[ServiceScore]) -> dict[str, float]:
         "margin": round((first - second) / first, 4),
         "strength": round(math.log1p(max(ranked[0].strength, 0.0)), 4),
         "cause": float(any(f.kind in CAUSE_KINDS and f.direction > 0 for f in ranked[0].metrics)),
+        "samples": round(math.log1p(max(samples, 0.0)), 4),
     }
 
 

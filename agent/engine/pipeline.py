@@ -280,7 +280,7 @@ def _analyze(
     weak = not ranked or ranked[0].strength < strength(cfg.z_threshold * 1.5, cfg.z_threshold)
     undecided = _undecided(ranked)
     cap = 0.2 if weak else UNDECIDED_CONFIDENCE if undecided else 1.0
-    basis = margin_features(ranked)
+    basis = margin_features(ranked, (end - split) / resolution)
     draft = Analysis(
         id=_analysis_id(snapshot, window),
         version=__version__,
