@@ -17,6 +17,33 @@ def test_cause_signal_outranks_an_equally_strong_symptom() -> None:
     assert [s.service for s in ranked] == ["db", "api"]
 
 
+@pytest.mark.parametrize("node", ["node_cpu_seconds_total", "NodeCpuUsageRate(%)"])
+def test_a_pods_own_cpu_outranks_the_nodes_it_runs_on(node: str) -> None:
+    # The node's series moves for every pod on it: it cannot single out the one it was
+    # collected for, however far it moved.
+    ranked = rank_services(
+        [metric("cart", node, 40), metric("front", "container_cpu_usage_seconds_total", 20)],
+        [],
+        None,
+        THR,
+        60,
+    )
+    assert [s.service for s in ranked] == ["front", "cart"]
+
+
+def test_host_level_series_are_told_apart_by_name() -> None:
+    from agent.engine.detect.kinds import host_level
+    from agent.models import Signal
+
+    def named(name: str) -> Signal:
+        return Signal(service="s", name=name, timestamps=[], values=[])
+
+    host = ["node_filesystem_avail_bytes", "kube_node_status_condition", "NodeMemoryUsageRate(%)"]
+    own = ["nodejs_heap_size_used_bytes", "container_cpu_usage_seconds_total", "node"]
+    assert all(host_level(named(n)) for n in host)
+    assert not any(host_level(named(n)) for n in own)
+
+
 def test_later_onset_is_discounted() -> None:
     ranked = rank_services(
         [metric("a", "errors", 20, onset=T0 + 600), metric("b", "errors", 20, onset=T0)],

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from agent.engine.detect.kinds import CAUSE_KINDS, side_of
+from agent.engine.detect.kinds import CAUSE_KINDS, host_level, side_of
 from agent.engine.detect.logs import APPEARED, LogFinding
 from agent.engine.detect.series import SeriesFinding
 from agent.engine.hypothesis import strength
@@ -21,6 +21,7 @@ from agent.models import FaultType, SignalKind
 # Findings at least this share of the strongest one date a service's (or the alert's)
 # trouble; weaker ones are too often noise that happens to sit earlier.
 CLEAR_SHARE = 0.5
+HOST_WEIGHT = 0.3  # of a node-level series (its host's, not its own): see host_level
 # Log findings that date an event (a template appearing, requests starting to fail there).
 DATED_PATTERNS = APPEARED | {"origin"}
 BLAME_SIGNATURES = frozenset({"refused", "timeout", "reset", "upstream"})
@@ -67,6 +68,8 @@ def metric_weight(f: SeriesFinding, visible: float | None = None) -> float:
         return 0.2  # a quantile over next to no requests (detect.series._pinned)
     if f.at_data_end:
         return 0.5 * _kind_weight(f)  # one sample at the very end: a start or a glitch
+    if host_level(f.signal):
+        return HOST_WEIGHT * _kind_weight(f)  # the node's, shared by every pod on it
     return _kind_weight(f)
 
 

@@ -139,3 +139,14 @@ def side_of(signal: Signal) -> str | None:
     if reporter is not None:
         return reporter
     return _side_of_name(signal.name)
+
+
+# node_exporter's ``node_*``, kube-state-metrics' ``kube_node_*`` and CamelCase ``Node...``
+# names: the host's own series, whatever pod they were collected for.
+_HOST = re.compile(r"^(?:kube_)?node_|^Node[A-Z]")
+
+
+def host_level(signal: Signal) -> bool:
+    """Whether the series measures the node the pod runs on rather than the pod: it moves for
+    whatever else runs there too, so it cannot single out one service."""
+    return bool(_HOST.match(signal.name))
