@@ -60,7 +60,12 @@ def test_an_alert_only_incident_says_how_its_window_was_split() -> None:
     assert snapshot.meta.window.incident_start is None
     analysis = _blind(snapshot)
     assert analysis.candidates[0].service == "checkoutservice"
-    assert any("before the alert fired" in note for note in analysis.notes)
+    note = next(n for n in analysis.notes if "before the alert fired" in n)
+    # The note names the split actually used: here the 10 min lookback would leave under a
+    # quarter of the 15 min window as baseline, so it was cut, and the note says so.
+    assert snapshot.alert is not None
+    gap = (snapshot.alert.starts_at - analysis.window.incident_start).total_seconds() / 60
+    assert f"{gap:.0f} min before the alert" in note and "10 min lookback, cut" in note
 
 
 def test_the_onset_from_the_data_lands_near_the_injection() -> None:

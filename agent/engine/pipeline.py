@@ -86,10 +86,7 @@ def _window(
     if snapshot.meta.window.incident_start is not None or alert is None:
         return window, None
     if not from_data:
-        return window, (
-            f"incident start taken as {window.incident_start:%H:%M:%S}, {lookback / 60:.0f} min "
-            f"before the alert fired at {alert.starts_at:%H:%M:%S}"
-        )
+        return window, _lookback_note(window, alert.starts_at, lookback)
     fired = alert.starts_at.timestamp()
     earliest = max(window.start.timestamp(), fired - lookback)
     onset = onset_from_data(snapshot.signals, earliest, fired, resolution)
@@ -104,6 +101,25 @@ def _window(
         f"then); the alert fired at {alert.starts_at:%H:%M:%S}"
     )
     return window.model_copy(update={"incident_start": start}), note
+
+
+def _lookback_note(window: Window, fired: datetime, lookback: float) -> str:
+    """How the split was placed before the alert: the lookback, or less where the lookback
+    would have left under a quarter of the window as baseline (:meth:`Snapshot.window`)."""
+    before = (fired - window.incident_start).total_seconds()
+    note = (
+        f"incident start taken as {window.incident_start:%H:%M:%S}, {_minutes(before)} before "
+        f"the alert fired at {fired:%H:%M:%S}"
+    )
+    if before < lookback - 30:
+        note += (
+            f" (the {_minutes(lookback)} lookback, cut to keep a quarter of the window as baseline)"
+        )
+    return note
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def _idle(signals: list[Signal]) -> frozenset[str]:
