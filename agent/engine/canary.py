@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -255,11 +255,50 @@ def _by_pod(
         if new.size < MIN_SAMPLES or old.size < MIN_SAMPLES:
             continue
         found = _compare(new_series, new, old, versus)
+        if (
+            not found.same_minutes
+            and found.worse
+            and _old_as_bad(found, old_series, new_series, at)
+        ):
+            found = replace(found, worse=False, versus=f"{BEFORE} ({OLD_AS_BAD})")
         comparisons.append(found)
         if found.same_minutes and not found.worse and found.kind in SERVING:
             later = _later(change, new_series, old_series, end)
             comparisons += [later] if later is not None and later.worse else []
     return comparisons
+
+
+OLD_AS_BAD = "its old pods got as bad while they still served"
+OLD_SHARE = 0.5  # of the new pods' rise over before that the old pods' own rise must reach
+OLD_QUARTER = 0.25  # ... in this share of their samples after the change
+
+
+def _old_as_bad(
+    found: Comparison, old_series: list[Signal], new_series: list[Signal], at: float
+) -> bool:
+    """Whether the old pods, in the minutes they still served after the change, got worse
+    too, by at least half as much as the new pods and beyond their usual noise before
+    the change (their 95th percentile), in a quarter of their samples (
+    the incident may reach them only in their last minutes as it ramps up): then the trouble
+    reached every pod, and
+    the new build is not what made it worse (a caller rolling out while its callee breaks).
+    Too few shared minutes for a rank test can still say this much. A change after which
+    fewer pods serve is exempt: the same load on fewer pods makes every pod worse."""
+    if _serving_pods(new_series + old_series) < _serving_pods(old_series, at):
+        return False
+    values = _values(old_series, at, math.inf)
+    base, new, noise = found.reference.median, found.new.median, found.reference.p95
+    if base is None or new is None or noise is None or new <= base:
+        return False
+    high = int((values > max(base + OLD_SHARE * (new - base), noise)).sum())
+    return high >= max(1.0, OLD_QUARTER * values.size)
+
+
+def _serving_pods(series: list[Signal], at: float | None = None) -> int:
+    """How many pods served just before ``at`` (else at the last sample of any of them)."""
+    timed = [s for s in series if s.timestamps]
+    t = max((s.timestamps[-1] for s in timed), default=0.0) if at is None else at - 1e-6
+    return len({s.pod for s in timed if s.timestamps[0] <= t <= s.timestamps[-1] + 90.0})
 
 
 def _later(

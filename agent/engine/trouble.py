@@ -7,7 +7,8 @@ change only when nothing else explains it, as an SRE would check:
   worse on its own (errors from a failing one, latency from a slow one), is passing that
   dependency's trouble up: its change is cleared;
 - a caller's errors or latency that rose after a callee's rollout are that callee's only if
-  none of the caller's other dependencies (nor the callee's own) was in trouble first, and
+  none of the caller's other dependencies, direct or further down (nor the callee's own),
+  was in trouble first, and
   if several of its callees changed, the one whose callers rose most widely (then the one
   that changed last before the rise) takes it; most of the changed service's callers must
   rise (one caller failing alone is its own fault);
@@ -208,7 +209,7 @@ def _unexplained_rises(
         if r.caller in suspects:
             notes.append(f"{r.caller}'s {r.kind.value} rose, but its own new version is suspect")
             continue
-        others = [c for c in hood.callees.get(r.caller, ()) if c != change.service]
+        others = [c for c in hood.downstream(r.caller) if c != change.service]
         culprit = next(
             (o for o in others if hood.troubled_between(o, {r.kind}, since, r.onset)), None
         ) or _dependency_in_trouble(change, hood, {r.kind}, r.onset)

@@ -1,0 +1,159 @@
+"""The controls an SRE applies before blaming a change, on small synthetic rollouts: did the
+old pods get as bad (agent.engine.canary), does a dependency further down explain a caller's
+rise (agent.engine.trouble), and did a callee lose more than the day's ebb (.neighbours).
+
+An hour of 1-minute samples; the rollouts land at minute 40.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from agent.engine.canary import OLD_AS_BAD, judge
+from agent.engine.pipeline import analyze
+from agent.models import Change, Edge, Signal, Topology
+from agent.snapshot import Snapshot, SnapshotMeta, WindowSpec
+
+T0 = 1_700_000_000.0
+STEP = 60.0
+MINUTES = 60
+AT = 40
+END = T0 + (MINUTES - 1) * STEP
+ERRORS, TRAFFIC = "http_requests_5xx:ratio", "http_requests:rate"
+Level = Callable[[int], float]
+
+
+def _flat(value: float) -> Level:
+    return lambda _m: value
+
+
+def _step(before: float, after: float, at: int = AT + 1) -> Level:
+    return lambda m: after if m >= at else before
+
+
+def _signal(
+    service: str,
+    name: str,
+    level: Level,
+    rng: np.random.Generator,
+    pod: str | None = None,
+    first: int = 0,
+    last: int = MINUTES,
+) -> Signal:
+    minutes = range(first, last)
+    values = [abs(float(rng.normal(level(m), 0.08 * level(m) + 1e-4))) for m in minutes]
+    ts = [T0 + m * STEP for m in minutes]
+    return Signal(service=service, name=name, pod=pod, timestamps=ts, values=values)
+
+
+def _change(service: str) -> Change:
+    return Change(
+        service=service,
+        at=datetime.fromtimestamp(T0 + AT * STEP, tz=UTC),
+        from_version="v1",
+        to_version="v2",
+    )
+
+
+def _fast_rollout(old: Level, new: Level, seed: int, old_pods: int = 2) -> list[Signal]:
+    """``web``: old pods gone two minutes after the change (too few shared minutes for a
+    rank test, so new pods are compared with the pods before it), two new pods."""
+    rng = np.random.default_rng(seed)
+    out = [
+        _signal("web", ERRORS, old, rng, pod=f"web-6f7d9c-{n}", last=AT + 2)
+        for n in range(old_pods)
+    ]
+    return out + [
+        _signal("web", ERRORS, new, rng, pod=f"web-8b4c1e-{n}", first=AT) for n in range(2)
+    ]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_old_pods_as_bad_as_the_new_ones_clear_the_build(seed: int) -> None:
+    """A callee broke as ``web`` rolled out: every web pod fails from minute 40, old or new."""
+    broken = judge(_change("web"), _fast_rollout(_flat(0.002), _flat(0.1), seed), {}, END)
+    assert broken.verdict == "suspect"  # only the new pods fail: the build
+    everyone = _fast_rollout(_step(0.002, 0.1, AT), _flat(0.1), seed)
+    judged = judge(_change("web"), everyone, {}, END)
+    assert judged.verdict == "cleared"
+    (errors,) = judged.comparisons
+    assert OLD_AS_BAD in errors.versus and not errors.worse
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_rollout_to_fewer_pods_keeps_the_blame_when_all_pods_get_worse(seed: int) -> None:
+    """Four pods replaced by two: the same load on fewer pods hurts old and new alike."""
+    fewer = _fast_rollout(_step(0.002, 0.1, AT), _flat(0.1), seed, old_pods=4)
+    assert judge(_change("web"), fewer, {}, END).verdict == "suspect"
+
+
+def _rolled(service: str, rng: np.random.Generator, traffic: Level) -> list[Signal]:
+    """Two old pods until minute 44, two new ones from minute 40; clean errors."""
+    out = []
+    for n in (1, 2):
+        old, new = f"{service}-6f7d9c-{n}", f"{service}-8b4c1e-{n}"
+        for pod, first, last in ((old, 0, AT + 4), (new, AT, MINUTES)):
+            out.append(_signal(service, ERRORS, _flat(0.002), rng, pod=pod, first=first, last=last))
+        out.append(_signal(service, TRAFFIC, lambda m: traffic(m) / 2, rng, pod=old, last=AT + 2))
+        out.append(_signal(service, TRAFFIC, lambda m: traffic(m) / 2, rng, pod=new, first=AT + 2))
+    return out
+
+
+def _snapshot(signals: list[Signal], edges: list[tuple[str, str]], changed: list[str]) -> Snapshot:
+    names = sorted({s.service for s in signals} | {x for e in edges for x in e})
+    return Snapshot(
+        meta=SnapshotMeta(
+            id="controls",
+            window=WindowSpec(
+                start=datetime.fromtimestamp(T0, tz=UTC),
+                incident_start=datetime.fromtimestamp(T0 + (AT - 2) * STEP, tz=UTC),
+                end=datetime.fromtimestamp(END, tz=UTC),
+            ),
+        ),
+        signals=signals,
+        topology=Topology(services=names, edges=[Edge(caller=a, callee=b) for a, b in edges]),
+        changes=[_change(s) for s in changed],
+    )
+
+
+def _verdicts(snapshot: Snapshot) -> dict[str, str]:
+    return {v.change.service: v.verdict for v in analyze(snapshot).changes}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_callee_that_lost_more_than_the_days_ebb_points_at_the_rollout(seed: int) -> None:
+    """``orders`` v2 stops calling ``audit``; traffic ebbs 10 % everywhere meanwhile."""
+    rng = np.random.default_rng(seed)
+    ebb = _step(100.0, 90.0)
+    signals = _rolled("orders", rng, traffic=ebb)
+    signals.append(_signal("audit", TRAFFIC, _step(80.0, 30.0, AT + 2), rng))
+    signals.append(_signal("audit", ERRORS, _flat(0.002), rng))
+    signals.append(_signal("frontend", TRAFFIC, ebb, rng))
+    snapshot = _snapshot(signals, [("frontend", "orders"), ("orders", "audit")], ["orders"])
+    assert _verdicts(snapshot) == {"orders": "suspect"}
+    # audit losing no more than orders itself did is the ebb, not a missing call.
+    signals[-3] = _signal("audit", TRAFFIC, _step(80.0, 72.0, AT + 2), rng)
+    ebbing = _snapshot(signals, [("frontend", "orders"), ("orders", "audit")], ["orders"])
+    assert _verdicts(ebbing) == {"orders": "cleared"}
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_callers_rise_explained_by_a_dependency_two_hops_down_is_not_the_changes(
+    seed: int,
+) -> None:
+    """``cart`` and ``checkout`` call ``pricing`` (rolled out, clean) and ``inventory``,
+    whose own callee ``stock`` fails from the same minute: the rise is stock's."""
+    rng = np.random.default_rng(seed)
+    signals = _rolled("pricing", rng, traffic=_flat(100.0))
+    signals.append(_signal("cart", ERRORS, _step(0.002, 0.08), rng))
+    signals.append(_signal("checkout", ERRORS, _step(0.002, 0.06), rng))
+    signals.append(_signal("stock", ERRORS, _step(0.002, 0.3), rng))
+    edges = [("cart", "pricing"), ("checkout", "pricing")]
+    assert _verdicts(_snapshot(signals, edges, ["pricing"])) == {"pricing": "suspect"}
+    edges += [("cart", "inventory"), ("checkout", "inventory"), ("inventory", "stock")]
+    explained = _snapshot(signals, edges, ["pricing"])
+    assert _verdicts(explained) == {"pricing": "cleared"}
