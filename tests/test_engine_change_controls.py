@@ -8,6 +8,7 @@ An hour of 1-minute samples; the rollouts land at minute 40.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -15,7 +16,8 @@ import pytest
 
 from agent.engine.canary import OLD_AS_BAD, judge
 from agent.engine.pipeline import analyze
-from agent.models import Change, Edge, Signal, Topology
+from agent.engine.trouble import Neighbourhood, _dependency_in_trouble, reconsider
+from agent.models import Change, Edge, Signal, SignalKind, Topology
 from agent.snapshot import Snapshot, SnapshotMeta, WindowSpec
 
 T0 = 1_700_000_000.0
@@ -157,3 +159,38 @@ def test_a_callers_rise_explained_by_a_dependency_two_hops_down_is_not_the_chang
     edges += [("cart", "inventory"), ("checkout", "inventory"), ("inventory", "stock")]
     explained = _snapshot(signals, edges, ["pricing"])
     assert _verdicts(explained) == {"pricing": "cleared"}
+
+
+def _late_failure(seed: int) -> tuple[list[Signal], Change]:
+    """``web``'s new pods fail from minute 50, after its old pods left at minute 44."""
+    rng = np.random.default_rng(seed)
+    signals = []
+    for n in (1, 2):
+        signals.append(
+            _signal("web", ERRORS, _flat(0.002), rng, pod=f"web-6f7d9c-{n}", last=AT + 4)
+        )
+        late = _signal("web", ERRORS, _step(0.002, 0.1, 50), rng, pod=f"web-8b4c1e-{n}", first=AT)
+        signals.append(late)
+    return signals, _change("web")
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_dependency_in_trouble_long_before_the_rise_does_not_explain_it(seed: int) -> None:
+    """db in trouble from minute 44, web well until minute 50: web was not hurt by db."""
+    signals, change = _late_failure(seed)
+    judged = judge(change, signals, {}, END)
+    graph = {"callers": {"db": ["web"]}, "callees": {"web": ["db"]}}
+    early = Neighbourhood(**graph, troubled={("db", SignalKind.ERRORS): T0 + 44 * STEP})
+    assert reconsider([judged], signals, early, END)[0].verdict == "suspect"
+    with_it = Neighbourhood(**graph, troubled={("db", SignalKind.ERRORS): T0 + 49 * STEP})
+    assert reconsider([judged], signals, with_it, END)[0].verdict == "cleared"
+    # A suspect rollout of db's from minute 44 still grows as its new pods take over.
+    ramping = replace(early, changed={"db": T0 + 44 * STEP}, suspect=frozenset({"db"}))
+    found = _dependency_in_trouble(change, ramping, [SignalKind.ERRORS], T0 + 50 * STEP, True)
+    assert found == "db"
+    assert (
+        _dependency_in_trouble(
+            change, replace(ramping, suspect=frozenset()), [SignalKind.ERRORS], T0 + 50 * STEP, True
+        )
+        is None
+    )

@@ -4,8 +4,11 @@ A before/after comparison sees whatever else happened in those minutes, so it bl
 change only when nothing else explains it, as an SRE would check:
 
 - a service that got worse after its rollout, no earlier than one of its dependencies got
-  worse on its own (errors from a failing one, latency from a slow one), is passing that
-  dependency's trouble up: its change is cleared;
+  worse on its own (errors from a failing one, latency from a slow one) and within a few
+  samples of it (trouble passed up shows at once; a dependency that was already in trouble
+  while the service stayed well did not make it worse, unless that dependency is a suspect
+  rollout still taking over), is passing that dependency's trouble up: its change is
+  cleared;
 - a caller's errors or latency that rose after a callee's rollout are that callee's only if
   none of the caller's other dependencies, direct or further down (nor the callee's own),
   was in trouble first, and
@@ -45,6 +48,7 @@ class Neighbourhood:
     callees: Mapping[str, Sequence[str]]
     troubled: Trouble
     changed: Mapping[str, float] = field(default_factory=dict)
+    suspect: frozenset[str] = frozenset()  # changed services whose change is suspect
 
     def downstream(self, service: str) -> list[str]:
         """Everything ``service`` depends on, directly or not, nearest first."""
@@ -139,9 +143,9 @@ def _own_controls(judged: list[Judgement], index: Index, hood: Neighbourhood) ->
         done = True
         for i, j in enumerate(judged):
             others = [o for o in judged if o is not j]
-            checked = _own_control(
-                j, index, replace(hood, troubled=_with_suspects(hood.troubled, others))
-            )
+            suspect = frozenset(o.change.service for o in others if o.verdict == "suspect")
+            troubled = _with_suspects(hood.troubled, others)
+            checked = _own_control(j, index, replace(hood, troubled=troubled, suspect=suspect))
             if checked.verdict != j.verdict:
                 judged[i], done = checked, False
         if done:
@@ -157,7 +161,7 @@ def _own_control(judgement: Judgement, index: Index, hood: Neighbourhood) -> Jud
         return judgement
     change = judgement.change
     kinds = {c.kind for c in worse} & set(SERVING)
-    other = _dependency_in_trouble(change, hood, kinds, own_rise(change, index, worse))
+    other = _dependency_in_trouble(change, hood, kinds, own_rise(change, index, worse), True)
     if other is None:
         return judgement
     shown = ", ".join(sorted({c.kind.value for c in worse}))
@@ -169,14 +173,28 @@ def _own_control(judgement: Judgement, index: Index, hood: Neighbourhood) -> Jud
 
 
 def _dependency_in_trouble(
-    change: Change, hood: Neighbourhood, kinds: Iterable[SignalKind], by: float | None
+    change: Change,
+    hood: Neighbourhood,
+    kinds: Iterable[SignalKind],
+    by: float | None,
+    with_it: bool = False,
 ) -> str | None:
     """A dependency of the changed service (or theirs) in trouble of its own from shortly
-    before the change and no later than ``by``."""
+    before the change and no later than ``by``; ``with_it``: no earlier than
+    :data:`TOLERANCE_S` before ``by`` either, unless its trouble is a suspect rollout (which
+    grows as its new pods take over): trouble passed up shows within a few samples, so a
+    service that stayed well while its dependency was already in trouble, and got worse
+    only as its own new pods served, was not hurt by that dependency."""
+    kinds = list(kinds)
     since = change.at.timestamp() - LEAD_S
     for callee in hood.downstream(change.service):
-        if hood.troubled_between(callee, kinds, since, by):
-            return callee
+        if not hood.troubled_between(callee, kinds, since, by):
+            continue
+        began = min(hood.troubled.get((callee, k), math.inf) for k in kinds)
+        ramping = callee in hood.suspect and began >= hood.changed[callee] - TOLERANCE_S
+        if with_it and by is not None and began < by - TOLERANCE_S and not ramping:
+            continue
+        return callee
     return None
 
 
