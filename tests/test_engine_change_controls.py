@@ -194,3 +194,32 @@ def test_a_dependency_in_trouble_long_before_the_rise_does_not_explain_it(seed: 
         )
         is None
     )
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_change_that_landed_after_a_callers_rise_began_does_not_take_it(seed: int) -> None:
+    """``frontend`` calls ``report`` (rolled out at minute 40, wrong values) and ``seat``
+    (rolled out at minute 44, healthy); frontend fails more from minute 41, more and more as
+    report's new pods take over. Measured from seat's change on, the rise seems to begin
+    with it; the detector saw it earlier."""
+    rng = np.random.default_rng(seed)
+    signals = _rolled("report", rng, traffic=_flat(100.0))
+    signals += [
+        s.model_copy(update={"service": "seat", "pod": (s.pod or "").replace("report", "seat")})
+        for s in _rolled("report", rng, traffic=_flat(100.0))
+    ]
+
+    def ramp(minute: int) -> float:
+        return 0.002 + 0.08 * min(max((minute - AT) / 7, 0.0), 1.0)
+
+    signals.append(_signal("frontend", ERRORS, ramp, rng))
+    snapshot = _snapshot(signals, [("frontend", "report"), ("frontend", "seat")], ["report"])
+    late = Change(
+        service="seat",
+        at=datetime.fromtimestamp(T0 + (AT + 4) * STEP, tz=UTC),
+        from_version="v1",
+        to_version="v2",
+    )
+    snapshot = snapshot.model_copy(update={"changes": [*snapshot.changes, late]})
+    verdicts = _verdicts(snapshot)
+    assert verdicts["report"] == "suspect" and verdicts["seat"] != "suspect"

@@ -12,8 +12,10 @@ change only when nothing else explains it, as an SRE would check:
 - a caller's errors or latency that rose after a callee's rollout are that callee's only if
   none of the caller's other dependencies, direct or further down (nor the callee's own),
   was in trouble first, and
-  if several of its callees changed, the one whose callers rose most widely (then the one
-  that changed last before the rise) takes it; most of the changed service's callers must
+  if several of its callees changed, one that changed before the rise began (dated by the
+  detector where it saw the caller's series go bad earlier) takes it, then the one whose
+  callers rose most widely, then the one that changed last; most of the changed service's
+  callers must
   rise (one caller failing alone is its own fault);
 - a callee that lost requests the changed service still gets: the new build stopped calling.
 
@@ -34,6 +36,7 @@ from agent.engine.neighbours import Index, Rise, callee_losses, caller_rises, in
 from agent.models import Change, Signal, SignalKind, Topology
 
 TOLERANCE_S = 180.0  # onsets at 1-minute scrapes are good to a few samples
+ONSET_SLACK_S = 60.0  # a change this much after a rise began may still have caused it
 PERSISTENT = 3  # samples in a row a serving series must stay up to count as trouble
 SERVING = (SignalKind.ERRORS, SignalKind.LATENCY)
 Trouble = Mapping[tuple[str, SignalKind], float]  # (service, errors|latency) -> when it began
@@ -243,15 +246,24 @@ def _owners(
 ) -> dict[str, str]:
     """Each rising caller's changed dependency that takes its rise: the one whose callers
     rose most widely, then the most of them, then the one that changed last before it."""
-    claims: dict[str, list[tuple[float, int, float, str]]] = {}
+    claims: dict[str, list[tuple[bool, float, int, float, str]]] = {}
     for key, found in rises.items():
         change = changes[key]
         at = change.at.timestamp()
         for r in found.rises:
-            before = at <= (r.onset if r.onset is not None else math.inf) + TOLERANCE_S
-            rank = (found.share, len(found.rises), at if before else -math.inf, change.service)
+            before = at <= _rise_began(r, hood) + ONSET_SLACK_S
+            rank = (before, found.share, len(found.rises), at if before else -at, change.service)
             claims.setdefault(r.caller, []).append(rank)
-    return {caller: max(ranks)[3] for caller, ranks in claims.items()}
+    return {caller: max(ranks)[4] for caller, ranks in claims.items()}
+
+
+def _rise_began(rise: Rise, hood: Neighbourhood) -> float:
+    """When a caller's rise began: measured from one change on, it cannot begin before
+    that change, so the detector's onset for the caller's own series, where earlier, says
+    whether the rise was already under way when a later change landed."""
+    seen = hood.troubled.get((rise.caller, rise.kind), math.inf)
+    measured = rise.onset if rise.onset is not None else math.inf
+    return min(seen, measured)
 
 
 def _neighbour_verdict(
