@@ -223,3 +223,20 @@ def test_a_change_that_landed_after_a_callers_rise_began_does_not_take_it(seed: 
     snapshot = snapshot.model_copy(update={"changes": [*snapshot.changes, late]})
     verdicts = _verdicts(snapshot)
     assert verdicts["report"] == "suspect" and verdicts["seat"] != "suspect"
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_dependency_in_trouble_does_not_explain_a_busier_service(seed: int) -> None:
+    """web fails from minute 50 as db does, but its new pods' CPU also went from 0.2 to
+    0.6 cores: a failing dependency leaves its callers waiting, not busier."""
+    signals, change = _late_failure(seed)
+    rng = np.random.default_rng(seed)
+    cpu = "container_cpu_usage_seconds:rate"
+    for n in (1, 2):
+        old = _signal("web", cpu, _flat(0.2), rng, pod=f"web-6f7d9c-{n}", last=AT + 4)
+        new = _signal("web", cpu, _step(0.2, 0.6, 50), rng, pod=f"web-8b4c1e-{n}", first=AT)
+        signals += [old, new]
+    judged = judge(change, signals, {}, END)
+    graph = {"callers": {"db": ["web"]}, "callees": {"web": ["db"]}}
+    with_it = Neighbourhood(**graph, troubled={("db", SignalKind.ERRORS): T0 + 49 * STEP})
+    assert reconsider([judged], signals, with_it, END)[0].verdict == "suspect"

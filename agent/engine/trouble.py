@@ -8,7 +8,7 @@ change only when nothing else explains it, as an SRE would check:
   samples of it (trouble passed up shows at once; a dependency that was already in trouble
   while the service stayed well did not make it worse, unless that dependency is a suspect
   rollout still taking over), is passing that dependency's trouble up: its change is
-  cleared;
+  cleared, unless its own CPU, memory or throttling got worse too (waiting is not work);
 - a caller's errors or latency that rose after a callee's rollout are that callee's only if
   none of the caller's other dependencies, direct or further down (nor the callee's own),
   was in trouble first, and
@@ -39,6 +39,7 @@ TOLERANCE_S = 180.0  # onsets at 1-minute scrapes are good to a few samples
 ONSET_SLACK_S = 60.0  # a change this much after a rise began may still have caused it
 PERSISTENT = 3  # samples in a row a serving series must stay up to count as trouble
 SERVING = (SignalKind.ERRORS, SignalKind.LATENCY)
+OWN_LOAD = frozenset({SignalKind.RESOURCE, SignalKind.SATURATION})
 Trouble = Mapping[tuple[str, SignalKind], float]  # (service, errors|latency) -> when it began
 
 
@@ -158,9 +159,11 @@ def _own_controls(judged: list[Judgement], index: Index, hood: Neighbourhood) ->
 
 def _own_control(judgement: Judgement, index: Index, hood: Neighbourhood) -> Judgement:
     """A change worse only before/after, no earlier than a dependency in trouble of its own
-    on the same signals, is cleared: the service passes that dependency's trouble up."""
+    on the same signals, is cleared: the service passes that dependency's trouble up. Not
+    if its own CPU, memory or throttling got worse too (by the before/after margin): a
+    slow or failing dependency leaves a caller waiting, not busier."""
     worse = [c for c in judgement.comparisons if c.worse]
-    if not worse or any(c.same_minutes for c in worse):
+    if not worse or any(c.same_minutes or c.kind in OWN_LOAD for c in worse):
         return judgement
     change = judgement.change
     kinds = {c.kind for c in worse} & set(SERVING)
