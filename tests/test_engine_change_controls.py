@@ -240,3 +240,49 @@ def test_a_dependency_in_trouble_does_not_explain_a_busier_service(seed: int) ->
     graph = {"callers": {"db": ["web"]}, "callees": {"web": ["db"]}}
     with_it = Neighbourhood(**graph, troubled={("db", SignalKind.ERRORS): T0 + 49 * STEP})
     assert reconsider([judged], signals, with_it, END)[0].verdict == "suspect"
+
+
+def _counter(pod: str, first: int, last: int, level: Level) -> Signal:
+    minutes = range(first, last)
+    return Signal(
+        service="web",
+        pod=pod,
+        name="kube_pod_container_status_restarts_total",
+        timestamps=[T0 + m * STEP for m in minutes],
+        values=[level(m) for m in minutes],
+    )
+
+
+def _restart_counters(new_restarts: list[int], seed: int) -> list[Signal]:
+    """``web``'s fast rollout, with restart counters: the old pods' at 4 all along
+    (restarted long ago), the new pods' climbing to ``new_restarts`` by the end."""
+    out = _fast_rollout(_flat(0.002), _flat(0.002), seed)
+    for n, restarts in enumerate(new_restarts):
+        out.append(_counter(f"web-6f7d9c-{n}", 0, AT + 2, _flat(4.0)))
+        climb = _step(0.0, float(restarts), AT + 10)
+        out.append(_counter(f"web-8b4c1e-{n}", AT, MINUTES, climb))
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_new_pods_that_restart_make_the_change_suspect(seed: int) -> None:
+    judged = judge(_change("web"), _restart_counters([3, 2], seed), {}, END)
+    assert judged.verdict == "suspect" and "restarts" in judged.reasons[0]
+    healthy = judge(_change("web"), _restart_counters([0, 0], seed), {}, END)
+    assert healthy.verdict == "cleared"
+    once = judge(_change("web"), _restart_counters([1, 0], seed), {}, END)
+    assert once.verdict == "cleared"  # one restart is a rescheduled pod, not a pattern
+
+
+def test_a_steady_series_a_little_higher_after_the_change_is_not_worse() -> None:
+    """New pods' memory 5 % above the pods' before the change: a new build's footprint."""
+    rng = np.random.default_rng(5)
+    memory = "container_memory_working_set_bytes"
+    steady = [
+        _signal("web", memory, _flat(1.50e9), rng, pod="web-6f7d9c-1", last=AT),
+        _signal("web", memory, _flat(1.58e9), rng, pod="web-8b4c1e-1", first=AT),
+    ]
+    for s in steady:  # as steady as memory is: 0.1 % noise
+        s.values[:] = [1.50e9 if "6f7d9c" in (s.pod or "") else 1.58e9] * len(s.values)
+        s.values[::2] = [v * 1.001 for v in s.values[::2]]
+    assert not any(c.worse for c in judge(_change("web"), steady, {}, END).comparisons)

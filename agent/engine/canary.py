@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 
 from agent.engine.detect.kinds import kind_of
 from agent.engine.detect.series import SeriesFinding
+from agent.engine.restarts import MIN_RESTARTS, RESTART_ALPHA, new_pods_restart
 from agent.models import Change, Signal, SignalKind, Stats
 
 # Before the incident split, a change this long before it may still be what broke.
@@ -54,6 +55,11 @@ class Comparison:
     worse: bool
     same_minutes: bool = True  # new vs old over the same minutes; else before vs after
     own: bool = True  # the changed service's own series; else a neighbour's
+    label: str = ""  # what it measures, in words, where its kind does not say it
+
+    @property
+    def what(self) -> str:
+        return self.label or self.kind.value
 
     @property
     def weight(self) -> float:
@@ -130,13 +136,20 @@ def stats_of(values: NDArray[np.float64]) -> Stats:
 
 
 def is_worse(
-    new: NDArray[np.float64], ref: NDArray[np.float64], p: float, ratio: float = MIN_RATIO
+    new: NDArray[np.float64],
+    ref: NDArray[np.float64],
+    p: float,
+    ratio: float = MIN_RATIO,
+    beyond_noise: bool = True,
 ) -> bool:
+    """Significantly higher, by ``ratio`` or (``beyond_noise``) by three times the
+    reference's usual spread, which is what a series near zero can only show."""
     new_median, ref_median = float(np.median(new)), float(np.median(ref))
     if p >= ALPHA or new_median <= ref_median:
         return False
     spread = float(np.quantile(ref, 0.9) - np.quantile(ref, 0.1))
-    return new_median >= ratio * ref_median or new_median - ref_median > 3 * spread > 0
+    above = beyond_noise and new_median - ref_median > 3 * spread > 0
+    return new_median >= ratio * ref_median or above
 
 
 def _new_pods(
@@ -168,11 +181,29 @@ def judge(
             by_pod.setdefault(s.pod, []).append(s)
     new_pods = _new_pods(by_pod, change, versions)
     comparisons = _by_pod(change, by_pod, new_pods, end)
+    crashes = _restarts(change, by_pod, new_pods, end)
+    comparisons += [crashes] if crashes is not None and crashes.worse else []
     # Before/after only for what no same-minutes comparison covers: those minutes also hold
     # the incident's symptoms, which reach a healthy caller right after its own rollout.
     covered = {c.kind for c in comparisons}
     before_after = [c for c in _before_after(change, signals, end) if c.kind not in covered]
     return _verdict(change, comparisons + before_after, bool(new_pods))
+
+
+def _restarts(
+    change: Change, by_pod: Mapping[str, list[Signal]], new_pods: set[str], end: float
+) -> Comparison | None:
+    """New pods restarting (OOM kills, crash loops) more often than the old ones did
+    (:mod:`agent.engine.restarts`)."""
+    found = new_pods_restart(by_pod, new_pods, change.at.timestamp(), end, math.inf)
+    if found is None:
+        return None
+    signal, new, old, p = found
+    worse = sum(new) >= MIN_RESTARTS and p < RESTART_ALPHA
+    versus = f"{change.from_version or 'old'} pods' restarts before and since the change"
+    new_stats, old_stats = stats_of(np.asarray(new)), stats_of(np.asarray(old))
+    kind = SignalKind.CHANGE
+    return Comparison(signal, kind, new_stats, old_stats, versus, p, worse, label="restarts")
 
 
 def _before_after(change: Change, signals: Sequence[Signal], end: float) -> list[Comparison]:
@@ -223,7 +254,9 @@ def _compare(
     same = not versus.startswith(BEFORE)
     # Before/after, CPU and memory follow the load, which an incident changes; only a step
     # far beyond that (a leak filling the limit) says the new build is worse.
-    worse = is_worse(new, ref, p, MIN_RATIO if same or kind in SERVING else BEFORE_RATIO)
+    # A steady series (memory) moves beyond its own tiny spread with any new build.
+    load = not same and kind not in SERVING
+    worse = is_worse(new, ref, p, BEFORE_RATIO if load else MIN_RATIO, beyond_noise=not load)
     return Comparison(new_series[0], kind, stats_of(new), stats_of(ref), versus, p, worse, same)
 
 
@@ -320,7 +353,7 @@ def _verdict(change: Change, comparisons: list[Comparison], new_pods: bool) -> J
     label = f"{change.service} {change.to_version or 'new version'}"
     worse = [c for c in comparisons if c.worse]
     if worse:
-        kinds = ", ".join(sorted({c.kind.value for c in worse}))
+        kinds = ", ".join(sorted({c.what for c in worse}))
         who = "new pods are" if any(c.same_minutes for c in worse) else "it is"
         return Judgement(change, "suspect", comparisons, [f"{label}: {who} worse on {kinds}"])
     serving = {SignalKind.ERRORS, SignalKind.LATENCY}
