@@ -286,3 +286,24 @@ def test_a_steady_series_a_little_higher_after_the_change_is_not_worse() -> None
         s.values[:] = [1.50e9 if "6f7d9c" in (s.pod or "") else 1.58e9] * len(s.values)
         s.values[::2] = [v * 1.001 for v in s.values[::2]]
     assert not any(c.worse for c in judge(_change("web"), steady, {}, END).comparisons)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_rise_is_dated_by_its_largest_step(seed: int) -> None:
+    """web's new pods answer a little slower from minute 45 (a slightly heavier build) and
+    fail from minute 50, as db does: the failures date the rise, and db explains them."""
+    signals, change = _late_failure(seed)
+    rng = np.random.default_rng(seed)
+    p99 = "http_request_duration_seconds:p99"
+    for n in (1, 2):
+        signals.append(_signal("web", p99, _flat(0.1), rng, pod=f"web-6f7d9c-{n}", last=AT + 4))
+        slower = _step(0.1, 0.15, AT + 5)
+        signals.append(_signal("web", p99, slower, rng, pod=f"web-8b4c1e-{n}", first=AT))
+    judged = judge(change, signals, {}, END)
+    assert {c.kind for c in judged.comparisons if c.worse} == {
+        SignalKind.ERRORS,
+        SignalKind.LATENCY,
+    }
+    graph = {"callers": {"db": ["web"]}, "callees": {"web": ["db"]}}
+    with_it = Neighbourhood(**graph, troubled={("db", SignalKind.ERRORS): T0 + 49 * STEP})
+    assert reconsider([judged], signals, with_it, END)[0].verdict == "cleared"

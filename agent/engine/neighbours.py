@@ -252,12 +252,19 @@ def caller_rises(
 
 
 def own_rise(change: Change, index: Index, worse: Sequence[Comparison]) -> float:
-    """When the changed service's own worse series began to rise (the change, if unclear)."""
+    """When the changed service's own worse series with the largest step began to rise (the
+    change, if unclear). The largest step, not the earliest rise: latency a little up as a
+    new build settles would date a rise minutes before the errors that make it one."""
     at = change.at.timestamp()
-    onsets = []
-    for c in worse:
+    for c in sorted(worse, key=lambda c: -_step_of(c)):
         series = [s for s in index.get(change.service, ()) if s.name == c.signal.name]
         found = shift(series, at, math.inf, LEAD_S, False)
         if found is not None and found.onset is not None:
-            onsets.append(found.onset)
-    return min(onsets, default=at)
+            return found.onset
+    return at
+
+
+def _step_of(c: Comparison) -> float:
+    """How many times the reference median the new one is."""
+    new, ref = c.new.median or 0.0, c.reference.median or 0.0
+    return new / ref if ref > 0 else math.inf if new > 0 else 0.0
