@@ -307,3 +307,33 @@ def test_a_rise_is_dated_by_its_largest_step(seed: int) -> None:
     graph = {"callers": {"db": ["web"]}, "callees": {"web": ["db"]}}
     with_it = Neighbourhood(**graph, troubled={("db", SignalKind.ERRORS): T0 + 49 * STEP})
     assert reconsider([judged], signals, with_it, END)[0].verdict == "cleared"
+
+
+def _rolled_at(service: str, rng: np.random.Generator, minute: int) -> tuple[list[Signal], Change]:
+    """Two old pods until ``minute`` + 4, two new ones from ``minute``; clean and steady."""
+    out = []
+    for n in (1, 2):
+        old, new = f"{service}-6f7d9c-{n}", f"{service}-8b4c1e-{n}"
+        for pod, first, last in ((old, 0, minute + 4), (new, minute, MINUTES)):
+            out.append(_signal(service, ERRORS, _flat(0.002), rng, pod=pod, first=first, last=last))
+            out.append(_signal(service, TRAFFIC, _flat(50.0), rng, pod=pod, first=first, last=last))
+    at = datetime.fromtimestamp(T0 + minute * STEP, tz=UTC)
+    return out, Change(service=service, at=at, from_version="v1", to_version="v2")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_caller_that_changed_last_before_a_callee_lost_requests_takes_the_loss(
+    seed: int,
+) -> None:
+    """``batch`` rolled out at minute 34 and ``orders`` at 40, both call ``audit``, which
+    loses requests from minute 41: batch's rollout came and went with audit's requests."""
+    rng = np.random.default_rng(seed)
+    batch, early = _rolled_at("batch", rng, AT - 6)
+    orders, late = _rolled_at("orders", rng, AT)
+    audit = [
+        _signal("audit", TRAFFIC, _step(80.0, 30.0, AT + 1), rng),
+        _signal("audit", ERRORS, _flat(0.002), rng),
+    ]
+    snapshot = _snapshot(batch + orders + audit, [("batch", "audit"), ("orders", "audit")], [])
+    snapshot = snapshot.model_copy(update={"changes": [early, late]})
+    assert _verdicts(snapshot) == {"batch": "cleared", "orders": "suspect"}

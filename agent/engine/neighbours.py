@@ -212,6 +212,15 @@ def _traffic(index: Index, service: str, at: float, end: float) -> Shift | None:
     return shift(_serving(index, service, SignalKind.TRAFFIC), at, end, LEAD_S, True)
 
 
+def loss_onset(index: Index, service: str, at: float, end: float) -> float | None:
+    """When the service's request rate began to fall after ``at`` (a third of the way down
+    from before to after), if it did."""
+    s = _traffic(index, service, at, end)
+    if s is None:
+        return None
+    return Shift(s.signal, s.kind, -s.after, -s.before, s.after_times).onset
+
+
 def _fell_before(s: Shift) -> bool:
     """A drop already under way before the change (mirror of :func:`predates`)."""
     flipped = Shift(s.signal, s.kind, -s.after, -s.before, s.after_times)

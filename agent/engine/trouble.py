@@ -17,7 +17,8 @@ change only when nothing else explains it, as an SRE would check:
   callers rose most widely, then the one that changed last; most of the changed service's
   callers must
   rise (one caller failing alone is its own fault);
-- a callee that lost requests the changed service still gets: the new build stopped calling.
+- a callee that lost requests the changed service still gets: the new build stopped calling
+  (where several of its callers changed, the one that changed last before the loss began).
 
 "In trouble of its own" is a serving errors or latency series that stayed up for a few
 samples (the detector's findings), or a change whose new pods are worse than its old ones.
@@ -29,10 +30,18 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from agent.engine.canary import LEAD_S, Judgement
+from agent.engine.canary import LEAD_S, Comparison, Judgement
 from agent.engine.detect.kinds import callee_of, side_of
 from agent.engine.detect.series import SeriesFinding
-from agent.engine.neighbours import Index, Rise, callee_losses, caller_rises, index_of, own_rise
+from agent.engine.neighbours import (
+    Index,
+    Rise,
+    callee_losses,
+    caller_rises,
+    index_of,
+    loss_onset,
+    own_rise,
+)
 from agent.models import Change, Signal, SignalKind, Topology
 
 TOLERANCE_S = 180.0  # onsets at 1-minute scrapes are good to a few samples
@@ -125,8 +134,9 @@ def reconsider(
     open_ = [j for j in own if j.verdict != "suspect"]
     rises = {id(j): _unexplained_rises(j.change, index, hood, suspects, end) for j in open_}
     owners = _owners(rises, {id(j): j.change for j in open_}, hood)
+    losses = _losses(open_, index, hood, end)
     after = [
-        _neighbour_verdict(j, rises[id(j)], owners, index, hood, end) if id(j) in rises else j
+        _neighbour_verdict(j, rises[id(j)], owners, losses[id(j)]) if id(j) in rises else j
         for j in own
     ]
     return _own_controls(after, index, hood)
@@ -269,24 +279,43 @@ def _rise_began(rise: Rise, hood: Neighbourhood) -> float:
     return min(seen, measured)
 
 
+def _losses(
+    open_: Sequence[Judgement], index: Index, hood: Neighbourhood, end: float
+) -> dict[int, list[Comparison]]:
+    """Each change's callees that lost requests it no longer sends. Where several changed
+    callers of one callee claim its loss, the one that changed last before the loss began
+    takes it: the others' rollouts came and went with the callee's requests intact."""
+    found: dict[int, list[Comparison]] = {}
+    claims: dict[str, list[tuple[float, int]]] = {}
+    for j in open_:
+        service = j.change.service
+        others = {
+            callee: [c for c in hood.callers.get(callee, ()) if c != service]
+            for callee in hood.callees.get(service, ())
+        }
+        found[id(j)] = callee_losses(j.change, index, others, end)
+        for c in found[id(j)]:
+            claims.setdefault(c.signal.service, []).append((j.change.at.timestamp(), id(j)))
+    for callee, claimants in claims.items():
+        began = loss_onset(index, callee, min(at for at, _ in claimants), end)
+        if len(claimants) < 2 or began is None:
+            continue
+        before = [(at, key) for at, key in claimants if at <= began + ONSET_SLACK_S]
+        keep = max(before)[1] if before else None
+        for _, key in claimants:
+            if key != keep:
+                found[key] = [c for c in found[key] if c.signal.service != callee]
+    return found
+
+
 def _neighbour_verdict(
-    judgement: Judgement,
-    found: Rises,
-    owners: Mapping[str, str],
-    index: Index,
-    hood: Neighbourhood,
-    end: float,
+    judgement: Judgement, found: Rises, owners: Mapping[str, str], losses: list[Comparison]
 ) -> Judgement:
     """Suspect when most callers fail more towards the change since it, with nothing else
     to explain it, or a callee lost requests the changed service still gets."""
     change, label = judgement.change, _label(judgement.change)
     mine = [r for r in found.rises if owners.get(r.caller) == change.service]
     failing = sorted({r.caller for r in mine})
-    others = {
-        callee: [c for c in hood.callers.get(callee, ()) if c != change.service]
-        for callee in hood.callees.get(change.service, ())
-    }
-    losses = callee_losses(change, index, others, end)
     reasons: list[str] = []
     callers = []
     if failing and 2 * len(failing) > found.measured:
