@@ -337,3 +337,26 @@ def test_the_caller_that_changed_last_before_a_callee_lost_requests_takes_the_lo
     snapshot = _snapshot(batch + orders + audit, [("batch", "audit"), ("orders", "audit")], [])
     snapshot = snapshot.model_copy(update={"changes": [early, late]})
     assert _verdicts(snapshot) == {"batch": "cleared", "orders": "suspect"}
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_throttling_counts_before_after_only_when_the_pods_work_harder(seed: int) -> None:
+    """New pods throttled 4x as often as the pods before the change: with their CPU 5 %
+    up, a build running a little nearer its limit; with it 60 % up, fewer pods for the load."""
+    rng = np.random.default_rng(seed)
+
+    def rollout(cpu_after: float) -> list[Signal]:
+        out = []
+        for name, before, after in (
+            ("container_cpu_cfs_throttled:ratio", 0.02, 0.08),
+            ("container_cpu_usage_seconds:rate", 0.3, cpu_after),
+        ):
+            for n in (1, 2):
+                out.append(_signal("web", name, _flat(before), rng, pod=f"web-6f7d9c-{n}", last=AT))
+                out.append(_signal("web", name, _flat(after), rng, pod=f"web-8b4c1e-{n}", first=AT))
+        return out
+
+    nearer = judge(_change("web"), rollout(0.315), {}, END)
+    assert not any(c.worse for c in nearer.comparisons)
+    busier = judge(_change("web"), rollout(0.48), {}, END)
+    assert {c.kind for c in busier.comparisons if c.worse} == {SignalKind.SATURATION}

@@ -24,13 +24,12 @@ from numpy.typing import NDArray
 
 from agent.engine.detect.kinds import kind_of
 from agent.engine.detect.series import SeriesFinding
+from agent.engine.mannwhitney import ALPHA, MIN_RATIO, is_worse, mann_whitney_greater, stats_of
 from agent.engine.restarts import MIN_RESTARTS, RESTART_ALPHA, new_pods_restart
 from agent.models import Change, Signal, SignalKind, Stats
 
 # Before the incident split, a change this long before it may still be what broke.
 LEAD_S = 30 * 60.0
-ALPHA = 1e-3  # one-sided p-value below which new pods are worse
-MIN_RATIO = 1.25  # ... and their median at least this much higher (or up from ~0)
 MIN_SAMPLES = 3  # per side
 BEFORE_RATIO = 2.0  # ... when the new pods' CPU or memory is compared with before the change
 WARMUP_S = 120.0  # a new pod's first minutes are start-up, not its steady behaviour
@@ -87,23 +86,6 @@ class Judgement:
         return min(worse, key=lambda c: c.p_value) if worse else None
 
 
-def mann_whitney_greater(new: NDArray[np.float64], old: NDArray[np.float64]) -> float:
-    """One-sided p-value that ``new`` tends to be larger than ``old`` (normal approximation
-    with tie correction; exact enough from a few samples a side)."""
-    n1, n2 = new.size, old.size
-    both = np.concatenate([new, old])
-    _, inverse, counts = np.unique(both, return_inverse=True, return_counts=True)
-    average = np.cumsum(counts) - (counts - 1) / 2  # the mean rank of each tied group
-    u = float(average[inverse[:n1]].sum()) - n1 * (n1 + 1) / 2
-    n = n1 + n2
-    tie = float((counts**3 - counts).sum()) / (n * (n - 1)) if n > 1 else 0.0
-    variance = n1 * n2 / 12 * ((n + 1) - tie)
-    if variance <= 0:
-        return 1.0
-    z = (u - n1 * n2 / 2 - 0.5) / math.sqrt(variance)
-    return 0.5 * math.erfc(z / math.sqrt(2))
-
-
 def _values(signals: Sequence[Signal], start: float, end: float) -> NDArray[np.float64]:
     out = [
         v
@@ -121,35 +103,6 @@ def _warm(signals: Sequence[Signal], start: float, end: float) -> NDArray[np.flo
         _values([s], max(start, s.timestamps[0] + WARMUP_S), end) for s in signals if s.timestamps
     ]
     return np.concatenate(parts) if parts else np.asarray([], dtype=np.float64)
-
-
-def stats_of(values: NDArray[np.float64]) -> Stats:
-    if values.size == 0:
-        return Stats(count=0)
-    return Stats(
-        median=float(np.median(values)),
-        p95=float(np.quantile(values, 0.95)),
-        max=float(values.max()),
-        mean=float(values.mean()),
-        count=int(values.size),
-    )
-
-
-def is_worse(
-    new: NDArray[np.float64],
-    ref: NDArray[np.float64],
-    p: float,
-    ratio: float = MIN_RATIO,
-    beyond_noise: bool = True,
-) -> bool:
-    """Significantly higher, by ``ratio`` or (``beyond_noise``) by three times the
-    reference's usual spread, which is what a series near zero can only show."""
-    new_median, ref_median = float(np.median(new)), float(np.median(ref))
-    if p >= ALPHA or new_median <= ref_median:
-        return False
-    spread = float(np.quantile(ref, 0.9) - np.quantile(ref, 0.1))
-    above = beyond_noise and new_median - ref_median > 3 * spread > 0
-    return new_median >= ratio * ref_median or above
 
 
 def _new_pods(
@@ -298,7 +251,7 @@ def _by_pod(
         if found.same_minutes and not found.worse and found.kind in SERVING:
             later = _later(change, new_series, old_series, end)
             comparisons += [later] if later is not None and later.worse else []
-    return comparisons
+    return _saturation_follows_use(comparisons)
 
 
 OLD_AS_BAD = "its old pods got as bad while they still served"
@@ -332,6 +285,26 @@ def _serving_pods(series: list[Signal], at: float | None = None) -> int:
     timed = [s for s in series if s.timestamps]
     t = max((s.timestamps[-1] for s in timed), default=0.0) if at is None else at - 1e-6
     return len({s.pod for s in timed if s.timestamps[0] <= t <= s.timestamps[-1] + 90.0})
+
+
+def _saturation_follows_use(comparisons: list[Comparison]) -> list[Comparison]:
+    """A before/after rise in throttling or a filling pool with no rise in the same pods' use
+    of CPU or memory (:data:`MIN_RATIO`) is a healthy build running a little nearer its limit
+    (throttling climbs steeply there), not a broken one: it does not count."""
+    busier = any(
+        c.kind is SignalKind.RESOURCE
+        and not c.same_minutes
+        and (c.new.median or 0.0) >= MIN_RATIO * (c.reference.median or math.inf)
+        for c in comparisons
+    )
+    if busier:
+        return comparisons
+    return [
+        replace(c, worse=False, versus=f"{c.versus} (its pods do not work harder)")
+        if c.worse and c.kind is SignalKind.SATURATION and not c.same_minutes
+        else c
+        for c in comparisons
+    ]
 
 
 def _later(

@@ -22,16 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from agent.engine.canary import (
-    ALPHA,
-    LEAD_S,
-    MIN_SAMPLES,
-    Comparison,
-    is_worse,
-    mann_whitney_greater,
-    stats_of,
-)
+from agent.engine.canary import LEAD_S, MIN_SAMPLES, Comparison
 from agent.engine.detect.kinds import callee_of, kind_of, side_of
+from agent.engine.mannwhitney import ALPHA, is_worse, mann_whitney_greater, stats_of
 from agent.models import Change, Signal, SignalKind
 
 Series = tuple[NDArray[np.float64], NDArray[np.float64]]  # timestamps, values
