@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from agent.engine.canary import judge, judge_changes, mann_whitney_greater
+from agent.engine.canary import judge, judge_changes
+from agent.engine.mannwhitney import mann_whitney_greater
 from agent.engine.pipeline import analyze
 from agent.models import Change, FaultType, Signal
 from agent.snapshot import Snapshot, SnapshotMeta, WindowSpec

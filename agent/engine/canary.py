@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -24,12 +24,12 @@ from numpy.typing import NDArray
 
 from agent.engine.detect.kinds import kind_of
 from agent.engine.detect.series import SeriesFinding
+from agent.engine.mannwhitney import ALPHA, MIN_RATIO, is_worse, mann_whitney_greater, stats_of
+from agent.engine.restarts import MIN_RESTARTS, RESTART_ALPHA, new_pods_restart
 from agent.models import Change, Signal, SignalKind, Stats
 
 # Before the incident split, a change this long before it may still be what broke.
 LEAD_S = 30 * 60.0
-ALPHA = 1e-3  # one-sided p-value below which new pods are worse
-MIN_RATIO = 1.25  # ... and their median at least this much higher (or up from ~0)
 MIN_SAMPLES = 3  # per side
 BEFORE_RATIO = 2.0  # ... when the new pods' CPU or memory is compared with before the change
 WARMUP_S = 120.0  # a new pod's first minutes are start-up, not its steady behaviour
@@ -54,6 +54,11 @@ class Comparison:
     worse: bool
     same_minutes: bool = True  # new vs old over the same minutes; else before vs after
     own: bool = True  # the changed service's own series; else a neighbour's
+    label: str = ""  # what it measures, in words, where its kind does not say it
+
+    @property
+    def what(self) -> str:
+        return self.label or self.kind.value
 
     @property
     def weight(self) -> float:
@@ -81,23 +86,6 @@ class Judgement:
         return min(worse, key=lambda c: c.p_value) if worse else None
 
 
-def mann_whitney_greater(new: NDArray[np.float64], old: NDArray[np.float64]) -> float:
-    """One-sided p-value that ``new`` tends to be larger than ``old`` (normal approximation
-    with tie correction; exact enough from a few samples a side)."""
-    n1, n2 = new.size, old.size
-    both = np.concatenate([new, old])
-    _, inverse, counts = np.unique(both, return_inverse=True, return_counts=True)
-    average = np.cumsum(counts) - (counts - 1) / 2  # the mean rank of each tied group
-    u = float(average[inverse[:n1]].sum()) - n1 * (n1 + 1) / 2
-    n = n1 + n2
-    tie = float((counts**3 - counts).sum()) / (n * (n - 1)) if n > 1 else 0.0
-    variance = n1 * n2 / 12 * ((n + 1) - tie)
-    if variance <= 0:
-        return 1.0
-    z = (u - n1 * n2 / 2 - 0.5) / math.sqrt(variance)
-    return 0.5 * math.erfc(z / math.sqrt(2))
-
-
 def _values(signals: Sequence[Signal], start: float, end: float) -> NDArray[np.float64]:
     out = [
         v
@@ -115,28 +103,6 @@ def _warm(signals: Sequence[Signal], start: float, end: float) -> NDArray[np.flo
         _values([s], max(start, s.timestamps[0] + WARMUP_S), end) for s in signals if s.timestamps
     ]
     return np.concatenate(parts) if parts else np.asarray([], dtype=np.float64)
-
-
-def stats_of(values: NDArray[np.float64]) -> Stats:
-    if values.size == 0:
-        return Stats(count=0)
-    return Stats(
-        median=float(np.median(values)),
-        p95=float(np.quantile(values, 0.95)),
-        max=float(values.max()),
-        mean=float(values.mean()),
-        count=int(values.size),
-    )
-
-
-def is_worse(
-    new: NDArray[np.float64], ref: NDArray[np.float64], p: float, ratio: float = MIN_RATIO
-) -> bool:
-    new_median, ref_median = float(np.median(new)), float(np.median(ref))
-    if p >= ALPHA or new_median <= ref_median:
-        return False
-    spread = float(np.quantile(ref, 0.9) - np.quantile(ref, 0.1))
-    return new_median >= ratio * ref_median or new_median - ref_median > 3 * spread > 0
 
 
 def _new_pods(
@@ -168,11 +134,29 @@ def judge(
             by_pod.setdefault(s.pod, []).append(s)
     new_pods = _new_pods(by_pod, change, versions)
     comparisons = _by_pod(change, by_pod, new_pods, end)
+    crashes = _restarts(change, by_pod, new_pods, end)
+    comparisons += [crashes] if crashes is not None and crashes.worse else []
     # Before/after only for what no same-minutes comparison covers: those minutes also hold
     # the incident's symptoms, which reach a healthy caller right after its own rollout.
     covered = {c.kind for c in comparisons}
     before_after = [c for c in _before_after(change, signals, end) if c.kind not in covered]
     return _verdict(change, comparisons + before_after, bool(new_pods))
+
+
+def _restarts(
+    change: Change, by_pod: Mapping[str, list[Signal]], new_pods: set[str], end: float
+) -> Comparison | None:
+    """New pods restarting (OOM kills, crash loops) more often than the old ones did
+    (:mod:`agent.engine.restarts`)."""
+    found = new_pods_restart(by_pod, new_pods, change.at.timestamp(), end, math.inf)
+    if found is None:
+        return None
+    signal, new, old, p = found
+    worse = sum(new) >= MIN_RESTARTS and p < RESTART_ALPHA
+    versus = f"{change.from_version or 'old'} pods' restarts before and since the change"
+    new_stats, old_stats = stats_of(np.asarray(new)), stats_of(np.asarray(old))
+    kind = SignalKind.CHANGE
+    return Comparison(signal, kind, new_stats, old_stats, versus, p, worse, label="restarts")
 
 
 def _before_after(change: Change, signals: Sequence[Signal], end: float) -> list[Comparison]:
@@ -223,7 +207,9 @@ def _compare(
     same = not versus.startswith(BEFORE)
     # Before/after, CPU and memory follow the load, which an incident changes; only a step
     # far beyond that (a leak filling the limit) says the new build is worse.
-    worse = is_worse(new, ref, p, MIN_RATIO if same or kind in SERVING else BEFORE_RATIO)
+    # A steady series (memory) moves beyond its own tiny spread with any new build.
+    load = not same and kind not in SERVING
+    worse = is_worse(new, ref, p, BEFORE_RATIO if load else MIN_RATIO, beyond_noise=not load)
     return Comparison(new_series[0], kind, stats_of(new), stats_of(ref), versus, p, worse, same)
 
 
@@ -255,11 +241,70 @@ def _by_pod(
         if new.size < MIN_SAMPLES or old.size < MIN_SAMPLES:
             continue
         found = _compare(new_series, new, old, versus)
+        if (
+            not found.same_minutes
+            and found.worse
+            and _old_as_bad(found, old_series, new_series, at)
+        ):
+            found = replace(found, worse=False, versus=f"{BEFORE} ({OLD_AS_BAD})")
         comparisons.append(found)
         if found.same_minutes and not found.worse and found.kind in SERVING:
             later = _later(change, new_series, old_series, end)
             comparisons += [later] if later is not None and later.worse else []
-    return comparisons
+    return _saturation_follows_use(comparisons)
+
+
+OLD_AS_BAD = "its old pods got as bad while they still served"
+OLD_SHARE = 0.5  # of the new pods' rise over before that the old pods' own rise must reach
+OLD_QUARTER = 0.25  # ... in this share of their samples after the change
+
+
+def _old_as_bad(
+    found: Comparison, old_series: list[Signal], new_series: list[Signal], at: float
+) -> bool:
+    """Whether the old pods, in the minutes they still served after the change, got worse
+    too, by at least half as much as the new pods and beyond their usual noise before
+    the change (their 95th percentile), in a quarter of their samples (
+    the incident may reach them only in their last minutes as it ramps up): then the trouble
+    reached every pod, and
+    the new build is not what made it worse (a caller rolling out while its callee breaks).
+    Too few shared minutes for a rank test can still say this much. A change after which
+    fewer pods serve is exempt: the same load on fewer pods makes every pod worse."""
+    if _serving_pods(new_series + old_series) < _serving_pods(old_series, at):
+        return False
+    values = _values(old_series, at, math.inf)
+    base, new, noise = found.reference.median, found.new.median, found.reference.p95
+    if base is None or new is None or noise is None or new <= base:
+        return False
+    high = int((values > max(base + OLD_SHARE * (new - base), noise)).sum())
+    return high >= max(1.0, OLD_QUARTER * values.size)
+
+
+def _serving_pods(series: list[Signal], at: float | None = None) -> int:
+    """How many pods served just before ``at`` (else at the last sample of any of them)."""
+    timed = [s for s in series if s.timestamps]
+    t = max((s.timestamps[-1] for s in timed), default=0.0) if at is None else at - 1e-6
+    return len({s.pod for s in timed if s.timestamps[0] <= t <= s.timestamps[-1] + 90.0})
+
+
+def _saturation_follows_use(comparisons: list[Comparison]) -> list[Comparison]:
+    """A before/after rise in throttling or a filling pool with no rise in the same pods' use
+    of CPU or memory (:data:`MIN_RATIO`) is a healthy build running a little nearer its limit
+    (throttling climbs steeply there), not a broken one: it does not count."""
+    busier = any(
+        c.kind is SignalKind.RESOURCE
+        and not c.same_minutes
+        and (c.new.median or 0.0) >= MIN_RATIO * (c.reference.median or math.inf)
+        for c in comparisons
+    )
+    if busier:
+        return comparisons
+    return [
+        replace(c, worse=False, versus=f"{c.versus} (its pods do not work harder)")
+        if c.worse and c.kind is SignalKind.SATURATION and not c.same_minutes
+        else c
+        for c in comparisons
+    ]
 
 
 def _later(
@@ -281,7 +326,7 @@ def _verdict(change: Change, comparisons: list[Comparison], new_pods: bool) -> J
     label = f"{change.service} {change.to_version or 'new version'}"
     worse = [c for c in comparisons if c.worse]
     if worse:
-        kinds = ", ".join(sorted({c.kind.value for c in worse}))
+        kinds = ", ".join(sorted({c.what for c in worse}))
         who = "new pods are" if any(c.same_minutes for c in worse) else "it is"
         return Judgement(change, "suspect", comparisons, [f"{label}: {who} worse on {kinds}"])
     serving = {SignalKind.ERRORS, SignalKind.LATENCY}

@@ -9,8 +9,8 @@ happened in those minutes; :mod:`agent.engine.trouble` decides what else explain
 
 Where per-edge series exist (a ``destination``-style label, :func:`callee_of`), a caller's
 errors and latency towards the changed service are read from them; else its own serving
-series are. A callee's lost traffic counts only while the changed service's own traffic held
-(else the requests were lost further up).
+series are. A callee's lost traffic counts only where it lost clearly more than the changed
+service's own traffic fell (else the requests were lost further up, or the day's traffic ebbed).
 """
 
 from __future__ import annotations
@@ -22,23 +22,17 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from agent.engine.canary import (
-    ALPHA,
-    LEAD_S,
-    MIN_SAMPLES,
-    Comparison,
-    is_worse,
-    mann_whitney_greater,
-    stats_of,
-)
+from agent.engine.canary import LEAD_S, MIN_SAMPLES, Comparison
 from agent.engine.detect.kinds import callee_of, kind_of, side_of
+from agent.engine.mannwhitney import ALPHA, is_worse, mann_whitney_greater, stats_of
 from agent.models import Change, Signal, SignalKind
 
 Series = tuple[NDArray[np.float64], NDArray[np.float64]]  # timestamps, values
 Index = Mapping[str, Sequence[Signal]]  # signals by service
 PRE_SAMPLES = 3  # a rise already under way this many samples before the change predates it
 LOST_RATIO = 0.85  # a callee's traffic at most this share of before: requests went missing
-HELD_RATIO = 0.92  # ... while the changed service's own traffic kept at least this share
+HELD_RATIO = 0.92  # ... while the callee's other callers kept this share of the changed one's
+OWN_FLOOR = 0.8  # ... and the changed service itself kept at least this share of its own
 ONSET_SHARE = 1 / 3  # a rise began where it first got this far from before to after
 
 
@@ -140,18 +134,28 @@ def predates(s: Shift) -> bool:
     return pre - base >= 0.5 * (float(np.median(s.after)) - base) > 0
 
 
-def lost_traffic(before: NDArray[np.float64], after: NDArray[np.float64]) -> bool:
-    """The median request rate after is clearly below before."""
+def lost_traffic(
+    before: NDArray[np.float64], after: NDArray[np.float64], trend: float = 1.0
+) -> bool:
+    """The median request rate after is clearly below before, beyond ``trend`` (the share
+    of its requests the changed service itself kept: traffic ebbs over a day for all)."""
     if before.size == 0 or after.size == 0:
         return False
-    return float(np.median(after)) <= LOST_RATIO * float(np.median(before))
+    return float(np.median(after)) <= LOST_RATIO * min(trend, 1.0) * float(np.median(before))
 
 
-def held_traffic(s: Shift | None) -> bool:
-    """The changed service still got its requests (unknown: assume it did not lose them)."""
+def kept_share(s: Shift | None) -> float:
+    """The median request rate after against before (unknown: 1, nothing lost)."""
     if s is None or s.before.size == 0 or s.after.size == 0:
-        return True
-    return float(np.median(s.after)) >= HELD_RATIO * float(np.median(s.before))
+        return 1.0
+    before = float(np.median(s.before))
+    return float(np.median(s.after)) / before if before > 0 else 1.0
+
+
+def held_traffic(s: Shift | None, trend: float = 1.0) -> bool:
+    """The service still got its requests, give or take ``trend`` (unknown: assume it did
+    not lose them)."""
+    return kept_share(s) >= HELD_RATIO * min(trend, 1.0)
 
 
 def _comparison(s: Shift, versus: str, p: float) -> Comparison:
@@ -175,11 +179,13 @@ def callee_losses(
     end: float,
 ) -> list[Comparison]:
     """Callees (with their other callers, ``callees``) whose request rate fell after the
-    change while the changed service's own held, and every other caller's did too: the new
-    build no longer makes the calls. Where another caller lost its own requests, the loss
-    came from further up through it."""
+    change clearly more than the changed service's own did (which kept most of its), while
+    every other caller's held as well as the changed service's: the new build no longer
+    makes the calls. Where another caller lost its own requests, the loss came from further
+    up through it; a share lost by all alike is the day's traffic ebbing."""
     at = change.at.timestamp()
-    if not held_traffic(_traffic(index, change.service, at, end)):
+    trend = kept_share(_traffic(index, change.service, at, end))
+    if trend < OWN_FLOOR:
         return []
     out = []
     for callee, others in sorted(callees.items()):
@@ -187,9 +193,9 @@ def callee_losses(
         if s is None or s.after.size < MIN_SAMPLES or s.before.size < MIN_SAMPLES:
             continue
         p = mann_whitney_greater(s.before, s.after)
-        if p >= ALPHA or not lost_traffic(s.before, s.after) or _fell_before(s):
+        if p >= ALPHA or not lost_traffic(s.before, s.after, trend) or _fell_before(s):
             continue
-        if all(held_traffic(_traffic(index, o, at, end)) for o in others):
+        if all(held_traffic(_traffic(index, o, at, end), trend) for o in others):
             versus = f"{callee}'s requests before {change.service} changed"
             out.append(_comparison(s, versus, p))
     return out
@@ -197,6 +203,15 @@ def callee_losses(
 
 def _traffic(index: Index, service: str, at: float, end: float) -> Shift | None:
     return shift(_serving(index, service, SignalKind.TRAFFIC), at, end, LEAD_S, True)
+
+
+def loss_onset(index: Index, service: str, at: float, end: float) -> float | None:
+    """When the service's request rate began to fall after ``at`` (a third of the way down
+    from before to after), if it did."""
+    s = _traffic(index, service, at, end)
+    if s is None:
+        return None
+    return Shift(s.signal, s.kind, -s.after, -s.before, s.after_times).onset
 
 
 def _fell_before(s: Shift) -> bool:
@@ -239,12 +254,19 @@ def caller_rises(
 
 
 def own_rise(change: Change, index: Index, worse: Sequence[Comparison]) -> float:
-    """When the changed service's own worse series began to rise (the change, if unclear)."""
+    """When the changed service's own worse series with the largest step began to rise (the
+    change, if unclear). The largest step, not the earliest rise: latency a little up as a
+    new build settles would date a rise minutes before the errors that make it one."""
     at = change.at.timestamp()
-    onsets = []
-    for c in worse:
+    for c in sorted(worse, key=lambda c: -_step_of(c)):
         series = [s for s in index.get(change.service, ()) if s.name == c.signal.name]
         found = shift(series, at, math.inf, LEAD_S, False)
         if found is not None and found.onset is not None:
-            onsets.append(found.onset)
-    return min(onsets, default=at)
+            return found.onset
+    return at
+
+
+def _step_of(c: Comparison) -> float:
+    """How many times the reference median the new one is."""
+    new, ref = c.new.median or 0.0, c.reference.median or 0.0
+    return new / ref if ref > 0 else math.inf if new > 0 else 0.0

@@ -4,14 +4,21 @@ A before/after comparison sees whatever else happened in those minutes, so it bl
 change only when nothing else explains it, as an SRE would check:
 
 - a service that got worse after its rollout, no earlier than one of its dependencies got
-  worse on its own (errors from a failing one, latency from a slow one), is passing that
-  dependency's trouble up: its change is cleared;
+  worse on its own (errors from a failing one, latency from a slow one) and within a few
+  samples of it (trouble passed up shows at once; a dependency that was already in trouble
+  while the service stayed well did not make it worse, unless that dependency is a suspect
+  rollout still taking over), is passing that dependency's trouble up: its change is
+  cleared, unless its own CPU, memory or throttling got worse too (waiting is not work);
 - a caller's errors or latency that rose after a callee's rollout are that callee's only if
-  none of the caller's other dependencies (nor the callee's own) was in trouble first, and
-  if several of its callees changed, the one whose callers rose most widely (then the one
-  that changed last before the rise) takes it; most of the changed service's callers must
+  none of the caller's other dependencies, direct or further down (nor the callee's own),
+  was in trouble first, and
+  if several of its callees changed, one that changed before the rise began (dated by the
+  detector where it saw the caller's series go bad earlier) takes it, then the one whose
+  callers rose most widely, then the one that changed last; most of the changed service's
+  callers must
   rise (one caller failing alone is its own fault);
-- a callee that lost requests the changed service still gets: the new build stopped calling.
+- a callee that lost requests the changed service still gets: the new build stopped calling
+  (where several of its callers changed, the one that changed last before the loss began).
 
 "In trouble of its own" is a serving errors or latency series that stayed up for a few
 samples (the detector's findings), or a change whose new pods are worse than its old ones.
@@ -23,15 +30,25 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from agent.engine.canary import LEAD_S, Judgement
+from agent.engine.canary import LEAD_S, Comparison, Judgement
 from agent.engine.detect.kinds import callee_of, side_of
 from agent.engine.detect.series import SeriesFinding
-from agent.engine.neighbours import Index, Rise, callee_losses, caller_rises, index_of, own_rise
+from agent.engine.neighbours import (
+    Index,
+    Rise,
+    callee_losses,
+    caller_rises,
+    index_of,
+    loss_onset,
+    own_rise,
+)
 from agent.models import Change, Signal, SignalKind, Topology
 
 TOLERANCE_S = 180.0  # onsets at 1-minute scrapes are good to a few samples
+ONSET_SLACK_S = 60.0  # a change this much after a rise began may still have caused it
 PERSISTENT = 3  # samples in a row a serving series must stay up to count as trouble
 SERVING = (SignalKind.ERRORS, SignalKind.LATENCY)
+OWN_LOAD = frozenset({SignalKind.RESOURCE, SignalKind.SATURATION})
 Trouble = Mapping[tuple[str, SignalKind], float]  # (service, errors|latency) -> when it began
 
 
@@ -44,6 +61,7 @@ class Neighbourhood:
     callees: Mapping[str, Sequence[str]]
     troubled: Trouble
     changed: Mapping[str, float] = field(default_factory=dict)
+    suspect: frozenset[str] = frozenset()  # changed services whose change is suspect
 
     def downstream(self, service: str) -> list[str]:
         """Everything ``service`` depends on, directly or not, nearest first."""
@@ -116,8 +134,9 @@ def reconsider(
     open_ = [j for j in own if j.verdict != "suspect"]
     rises = {id(j): _unexplained_rises(j.change, index, hood, suspects, end) for j in open_}
     owners = _owners(rises, {id(j): j.change for j in open_}, hood)
+    losses = _losses(open_, index, hood, end)
     after = [
-        _neighbour_verdict(j, rises[id(j)], owners, index, hood, end) if id(j) in rises else j
+        _neighbour_verdict(j, rises[id(j)], owners, losses[id(j)]) if id(j) in rises else j
         for j in own
     ]
     return _own_controls(after, index, hood)
@@ -138,9 +157,9 @@ def _own_controls(judged: list[Judgement], index: Index, hood: Neighbourhood) ->
         done = True
         for i, j in enumerate(judged):
             others = [o for o in judged if o is not j]
-            checked = _own_control(
-                j, index, replace(hood, troubled=_with_suspects(hood.troubled, others))
-            )
+            suspect = frozenset(o.change.service for o in others if o.verdict == "suspect")
+            troubled = _with_suspects(hood.troubled, others)
+            checked = _own_control(j, index, replace(hood, troubled=troubled, suspect=suspect))
             if checked.verdict != j.verdict:
                 judged[i], done = checked, False
         if done:
@@ -150,13 +169,15 @@ def _own_controls(judged: list[Judgement], index: Index, hood: Neighbourhood) ->
 
 def _own_control(judgement: Judgement, index: Index, hood: Neighbourhood) -> Judgement:
     """A change worse only before/after, no earlier than a dependency in trouble of its own
-    on the same signals, is cleared: the service passes that dependency's trouble up."""
+    on the same signals, is cleared: the service passes that dependency's trouble up. Not
+    if its own CPU, memory or throttling got worse too (by the before/after margin): a
+    slow or failing dependency leaves a caller waiting, not busier."""
     worse = [c for c in judgement.comparisons if c.worse]
-    if not worse or any(c.same_minutes for c in worse):
+    if not worse or any(c.same_minutes or c.kind in OWN_LOAD for c in worse):
         return judgement
     change = judgement.change
     kinds = {c.kind for c in worse} & set(SERVING)
-    other = _dependency_in_trouble(change, hood, kinds, own_rise(change, index, worse))
+    other = _dependency_in_trouble(change, hood, kinds, own_rise(change, index, worse), True)
     if other is None:
         return judgement
     shown = ", ".join(sorted({c.kind.value for c in worse}))
@@ -168,14 +189,28 @@ def _own_control(judgement: Judgement, index: Index, hood: Neighbourhood) -> Jud
 
 
 def _dependency_in_trouble(
-    change: Change, hood: Neighbourhood, kinds: Iterable[SignalKind], by: float | None
+    change: Change,
+    hood: Neighbourhood,
+    kinds: Iterable[SignalKind],
+    by: float | None,
+    with_it: bool = False,
 ) -> str | None:
     """A dependency of the changed service (or theirs) in trouble of its own from shortly
-    before the change and no later than ``by``."""
+    before the change and no later than ``by``; ``with_it``: no earlier than
+    :data:`TOLERANCE_S` before ``by`` either, unless its trouble is a suspect rollout (which
+    grows as its new pods take over): trouble passed up shows within a few samples, so a
+    service that stayed well while its dependency was already in trouble, and got worse
+    only as its own new pods served, was not hurt by that dependency."""
+    kinds = list(kinds)
     since = change.at.timestamp() - LEAD_S
     for callee in hood.downstream(change.service):
-        if hood.troubled_between(callee, kinds, since, by):
-            return callee
+        if not hood.troubled_between(callee, kinds, since, by):
+            continue
+        began = min(hood.troubled.get((callee, k), math.inf) for k in kinds)
+        ramping = callee in hood.suspect and began >= hood.changed[callee] - TOLERANCE_S
+        if with_it and by is not None and began < by - TOLERANCE_S and not ramping:
+            continue
+        return callee
     return None
 
 
@@ -208,7 +243,7 @@ def _unexplained_rises(
         if r.caller in suspects:
             notes.append(f"{r.caller}'s {r.kind.value} rose, but its own new version is suspect")
             continue
-        others = [c for c in hood.callees.get(r.caller, ()) if c != change.service]
+        others = [c for c in hood.downstream(r.caller) if c != change.service]
         culprit = next(
             (o for o in others if hood.troubled_between(o, {r.kind}, since, r.onset)), None
         ) or _dependency_in_trouble(change, hood, {r.kind}, r.onset)
@@ -224,35 +259,63 @@ def _owners(
 ) -> dict[str, str]:
     """Each rising caller's changed dependency that takes its rise: the one whose callers
     rose most widely, then the most of them, then the one that changed last before it."""
-    claims: dict[str, list[tuple[float, int, float, str]]] = {}
+    claims: dict[str, list[tuple[bool, float, int, float, str]]] = {}
     for key, found in rises.items():
         change = changes[key]
         at = change.at.timestamp()
         for r in found.rises:
-            before = at <= (r.onset if r.onset is not None else math.inf) + TOLERANCE_S
-            rank = (found.share, len(found.rises), at if before else -math.inf, change.service)
+            before = at <= _rise_began(r, hood) + ONSET_SLACK_S
+            rank = (before, found.share, len(found.rises), at if before else -at, change.service)
             claims.setdefault(r.caller, []).append(rank)
-    return {caller: max(ranks)[3] for caller, ranks in claims.items()}
+    return {caller: max(ranks)[4] for caller, ranks in claims.items()}
+
+
+def _rise_began(rise: Rise, hood: Neighbourhood) -> float:
+    """When a caller's rise began: measured from one change on, it cannot begin before
+    that change, so the detector's onset for the caller's own series, where earlier, says
+    whether the rise was already under way when a later change landed."""
+    seen = hood.troubled.get((rise.caller, rise.kind), math.inf)
+    measured = rise.onset if rise.onset is not None else math.inf
+    return min(seen, measured)
+
+
+def _losses(
+    open_: Sequence[Judgement], index: Index, hood: Neighbourhood, end: float
+) -> dict[int, list[Comparison]]:
+    """Each change's callees that lost requests it no longer sends. Where several changed
+    callers of one callee claim its loss, the one that changed last before the loss began
+    takes it: the others' rollouts came and went with the callee's requests intact."""
+    found: dict[int, list[Comparison]] = {}
+    claims: dict[str, list[tuple[float, int]]] = {}
+    for j in open_:
+        service = j.change.service
+        others = {
+            callee: [c for c in hood.callers.get(callee, ()) if c != service]
+            for callee in hood.callees.get(service, ())
+        }
+        found[id(j)] = callee_losses(j.change, index, others, end)
+        for c in found[id(j)]:
+            claims.setdefault(c.signal.service, []).append((j.change.at.timestamp(), id(j)))
+    for callee, claimants in claims.items():
+        began = loss_onset(index, callee, min(at for at, _ in claimants), end)
+        if len(claimants) < 2 or began is None:
+            continue
+        before = [(at, key) for at, key in claimants if at <= began + ONSET_SLACK_S]
+        keep = max(before)[1] if before else None
+        for _, key in claimants:
+            if key != keep:
+                found[key] = [c for c in found[key] if c.signal.service != callee]
+    return found
 
 
 def _neighbour_verdict(
-    judgement: Judgement,
-    found: Rises,
-    owners: Mapping[str, str],
-    index: Index,
-    hood: Neighbourhood,
-    end: float,
+    judgement: Judgement, found: Rises, owners: Mapping[str, str], losses: list[Comparison]
 ) -> Judgement:
     """Suspect when most callers fail more towards the change since it, with nothing else
     to explain it, or a callee lost requests the changed service still gets."""
     change, label = judgement.change, _label(judgement.change)
     mine = [r for r in found.rises if owners.get(r.caller) == change.service]
     failing = sorted({r.caller for r in mine})
-    others = {
-        callee: [c for c in hood.callers.get(callee, ()) if c != change.service]
-        for callee in hood.callees.get(change.service, ())
-    }
-    losses = callee_losses(change, index, others, end)
     reasons: list[str] = []
     callers = []
     if failing and 2 * len(failing) > found.measured:
