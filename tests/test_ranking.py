@@ -177,6 +177,24 @@ def test_a_cpu_burst_that_leaves_the_service_itself_healthy_is_discounted() -> N
     assert seeing["front"].score == pytest.approx(blind["front"])
 
 
+@pytest.mark.parametrize(("blip_after", "discounted"), [(60, False), (2400, True)])
+def test_only_a_symptom_while_the_resource_deviated_counts_as_its_harm(
+    blip_after: float, discounted: bool
+) -> None:
+    # CPU up for 8 minutes; an error blip during it is the CPU's harm, one 40 minutes later is
+    # not: the burst still left the service itself healthy.
+    from dataclasses import replace
+
+    cpu = replace(metric("batch", "cpu_usage", 30), until=T0 + 480)
+    blip = metric("batch", "error_ratio", 8, onset=T0 + blip_after, kind=SignalKind.ERRORS)
+    findings = [cpu, blip, metric("front", "latency_p99", 10)]
+    ranked = rank_services(
+        findings, [], None, THR, 15, coverage={"batch": MEASURED, "front": MEASURED}
+    )
+    batch = next(s for s in ranked if s.service == "batch")
+    assert ("its own latency and errors stayed normal" in batch.reasons) is discounted
+
+
 def test_a_dependency_whose_latency_stayed_normal_does_not_explain_a_slow_caller() -> None:
     topo = Topology(edges=[Edge(caller="front", callee="batch")])
     findings = [metric("batch", "cpu_usage", 30), metric("front", "latency_p99", 20)]

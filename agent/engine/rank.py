@@ -34,6 +34,7 @@ from agent.engine.callgraph import (
     doubt_unfelt_silences,
 )
 from agent.engine.canary import Judgement, finding
+from agent.engine.detect.kinds import CAUSE_KINDS
 from agent.engine.detect.logs import LogFinding
 from agent.engine.detect.series import SeriesFinding
 from agent.engine.hypothesis import fault_scores, hypothesize, strength
@@ -308,6 +309,21 @@ def _apply_dropped_calls(by_service: dict[str, ServiceScore]) -> None:
                 c.reasons.append(f"it lost the requests {s.service}'s new version stopped sending")
 
 
+HARM_LAG_S = 120.0  # a saturated resource or a change hurts its own service while it lasts
+
+
+def _causes_until(s: ServiceScore) -> float:
+    """When the service's own cause findings (a resource or saturation up, a change) last
+    deviated: a latency or error blip that begins :data:`HARM_LAG_S` after that is not their
+    harm (infinite when there is no such finding)."""
+    ends = [
+        f.until if f.until is not None else f.end
+        for f in s.metrics
+        if f.kind in CAUSE_KINDS and (f.direction > 0 or f.kind is SignalKind.CHANGE)
+    ]
+    return max(ends) if ends else math.inf
+
+
 def _apply_own_symptoms(by_service: dict[str, ServiceScore], measured: frozenset[str]) -> None:
     """A saturated resource or a deploy that hurts callers hurts the service itself first: its
     own latency or errors move, or it crashes. When its latency and errors are measured and
@@ -318,8 +334,11 @@ def _apply_own_symptoms(by_service: dict[str, ServiceScore], measured: frozenset
         # serving latency flat; a suspect change's harm may show only at its neighbours.
         if s.service not in measured or s.waited_by or s.changed_worse or s.dropped_calls:
             continue
+        until = _causes_until(s)
         hurt = any(
-            f.kind in (SignalKind.LATENCY, SignalKind.ERRORS) or f.direction == 0 or crashed(f)
+            (f.kind in (SignalKind.LATENCY, SignalKind.ERRORS) and f.onset <= until + HARM_LAG_S)
+            or f.direction == 0
+            or crashed(f)
             for f in s.metrics
         ) or any(own_failure(f) for f in s.logs)
         if not hurt:
