@@ -332,9 +332,12 @@ def _rank(change: Change) -> int:
 def _same(a: Change, b: Change, within: timedelta) -> bool:
     """Whether ``a`` and ``b`` report one change. Two reports from the same side (reported by
     people or CI, or observed in telemetry) name versions alike, so different versions mean
-    different changes; across sides a release name and a ReplicaSet hash may name one."""
+    different changes; across sides a release name and a ReplicaSet hash may name one. Two
+    known namespaces that differ are two Deployments; an unknown one matches either."""
     if a.service != b.service or a.kind != b.kind or abs(a.at - b.at) > within:
         return False
+    if a.namespace and b.namespace and a.namespace != b.namespace:
+        return False  # one name, two Deployments
     if a.id and b.id:
         return a.id == b.id
     alike = (a.source in _OBSERVED) == (b.source in _OBSERVED)
@@ -348,7 +351,7 @@ def _fold(kept: Change, other: Change) -> Change:
     (``7d9f8c6b5 -> v1.4.3``)."""
     update: dict[str, object] = {
         name: getattr(other, name)
-        for name in ("author", "link", "id")
+        for name in ("namespace", "author", "link", "id")
         if getattr(kept, name) is None and getattr(other, name) is not None
     }
     if kept.to_version is None and kept.from_version is None:
@@ -376,10 +379,10 @@ def _a_scale(change: Change, merged: Sequence[Change], within: timedelta) -> boo
 
 def merge_changes(*groups: Iterable[Change], within: timedelta = SAME_CHANGE) -> list[Change]:
     """Every change once, oldest first: reports of one change (same service and kind, times
-    within ``within``, versions that do not contradict, the same ``id`` when both have one)
-    become one, keeping the fields of the most knowing source (api, snapshot, prometheus,
-    signals) and filling its gaps from the others. A generation step that is a scale
-    (:func:`_a_scale`) is not a deploy."""
+    within ``within``, versions and namespaces that do not contradict, the same ``id`` when
+    both have one) become one, keeping the fields of the most knowing source (api, snapshot,
+    prometheus, signals) and filling its gaps from the others. A generation step that is a
+    scale (:func:`_a_scale`) is not a deploy."""
     pool = sorted((c for group in groups for c in group), key=lambda c: (_rank(c), c.at))
     merged: list[Change] = []
     for change in pool:

@@ -11,6 +11,7 @@ numeric work wants arrays; every other time is an aware ``datetime`` in UTC.
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from itertools import pairwise
@@ -275,6 +276,27 @@ class ChangeKind(StrEnum):
     INFRA = "infra"
 
 
+# A Kubernetes namespace is a DNS-1123 label (RFC 1123; Kubernetes' IsDNS1123Label).
+NAMESPACE_MAX = 63
+NAMESPACE_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_NAMESPACE = re.compile(NAMESPACE_PATTERN)
+
+
+def namespace_label(value: str) -> str:
+    """``value`` when it can name a Kubernetes namespace; else a ``ValueError`` saying why,
+    so that a typo is refused where it is written rather than in a rollback that fails."""
+    if len(value) > NAMESPACE_MAX:
+        raise ValueError(
+            f"a Kubernetes namespace has at most {NAMESPACE_MAX} characters, not {len(value)}"
+        )
+    if not _NAMESPACE.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a Kubernetes namespace: lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit (a DNS-1123 label)"
+        )
+    return value
+
+
 class Change(Strict):
     """Something changed on purpose: a rollout, a config push, a scale, a flag, infra work.
 
@@ -283,6 +305,11 @@ class Change(Strict):
     """
 
     service: str = Field(min_length=1)
+    namespace: str | None = Field(
+        None,
+        description="the Kubernetes namespace of the Deployment that changed, when known: "
+        "the same service in two namespaces is two deployments",
+    )
     kind: ChangeKind = ChangeKind.DEPLOY
     at: datetime
     from_version: str | None = None
@@ -296,6 +323,11 @@ class Change(Strict):
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
         return utc(value)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str | None) -> str | None:
+        return None if value is None else namespace_label(value)
 
 
 class ChangeVerdict(Strict):

@@ -237,11 +237,13 @@ def terminal_renderables(analysis: Analysis) -> list[RenderableType]:
 
 
 def verdict_text(verdict: ChangeVerdict) -> str:
-    """``suspect: checkout v1 → v2 (deploy at 10:40:00): new pods are worse on errors [M3]``."""
+    """``suspect: checkout v1 → v2 (deploy at 10:40:00, namespace shop): new pods are worse
+    on errors [M3]``; the namespace only where it is known."""
     change = verdict.change
     versions = " → ".join(v for v in (change.from_version, change.to_version) if v)
     what = f"{change.service} {versions}".strip()
-    text = f"{verdict.verdict}: {what} ({change.kind.value} at {clock(change.at)})"
+    where = f", namespace {change.namespace}" if change.namespace else ""
+    text = f"{verdict.verdict}: {what} ({change.kind.value} at {clock(change.at)}{where})"
     if verdict.reasons:
         text += ": " + "; ".join(r.split(": ", 1)[-1] for r in verdict.reasons)
     if verdict.evidence_ids:

@@ -13,11 +13,11 @@ to the new one's. :class:`KubeChanges` reads, over one window, through a
 - ``kube_pod_start_time``: when the first new pod started, to the second;
 - ``kube_deployment_spec_replicas``: scaling, as ``scale`` changes.
 
-It returns :class:`~agent.models.Change` objects (source ``prometheus``) and one version
-series per pod (``kube_pod_owner`` with ``version``, ``pod_template_hash`` and ``image``
-labels), which is how a snapshot says which version each pod ran
-(:func:`agent.changes.pod_versions`). Deployment generation steps come with the catalog's
-signals and are judged by :func:`agent.changes.changes_from_signals`.
+It returns :class:`~agent.models.Change` objects (source ``prometheus``, with the
+Deployment's ``namespace``) and one version series per pod (``kube_pod_owner`` with
+``version``, ``pod_template_hash`` and ``image`` labels), which is how a snapshot says which
+version each pod ran (:func:`agent.changes.pod_versions`). Deployment generation steps come
+with the catalog's signals and are judged by :func:`agent.changes.changes_from_signals`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any
 
 from agent.changes import changes_from_signals, image_version
 from agent.errors import SourceError
-from agent.models import Change, Signal, SignalKind
+from agent.models import Change, ChangeKind, Signal, SignalKind
 from connectors.prometheus import DEFAULT_BUDGET_S, PrometheusSource, SourceUnusable
 from connectors.promplan import QueryPlan, graph_link, on_grid
 from connectors.promql import join_matchers, quote, regex_literal
@@ -228,9 +228,11 @@ def _pod_series(
 def _replica_series(kube: KubeSeries, plan: QueryPlan) -> list[Signal]:
     signals = []
     for item in kube.of("replicas"):
-        deployment = item.get("metric", {}).get("deployment")
+        labels = item.get("metric", {})
+        deployment = labels.get("deployment")
         timestamps, values = on_grid(item.get("values", []), plan, trim=True)
         if deployment and timestamps:
+            namespace = labels.get("namespace")
             signals.append(
                 Signal(
                     service=deployment,
@@ -238,6 +240,7 @@ def _replica_series(kube: KubeSeries, plan: QueryPlan) -> list[Signal]:
                     kind=SignalKind.CHANGE,
                     timestamps=timestamps,
                     values=values,
+                    labels={"namespace": namespace} if namespace else {},
                 )
             )
     return signals
@@ -270,14 +273,31 @@ def _link(deployment: str, plan: QueryPlan, base_url: str) -> str:
     return graph_link(base_url, f"count by (owner_name) (kube_pod_owner{{{matchers}}})", plan)
 
 
+def _namespace(change: Change, series: Sequence[Signal]) -> str | None:
+    """The namespace of the Deployment that changed, from the series that showed it: a
+    deploy's new pods, else any of its series. None where the name is a Deployment in more
+    than one namespace, so that a rollback never names a namespace we guessed."""
+    own = [s for s in series if s.service == change.service and s.labels.get("namespace")]
+    new = [s for s in own if s.pod is not None and s.labels.get("version") == change.to_version]
+    if change.kind is not ChangeKind.DEPLOY or not new:
+        new = own
+    found = {s.labels["namespace"] for s in new}
+    return found.pop() if len(found) == 1 else None
+
+
 def read_changes(kube: KubeSeries, plan: QueryPlan, base_url: str) -> ChangeFetch:
     """Changes and per-pod version series from the query results (see the module doc)."""
     pods, starts = _pod_series(kube, plan)
+    series = [*pods, *_replica_series(kube, plan)]
     changes = []
-    for change in changes_from_signals([*pods, *_replica_series(kube, plan)]):
+    for change in changes_from_signals(series):
         timed = _started(change, pods, starts, float(plan.step_s))
-        link = _link(change.service, plan, base_url)
-        changes.append(timed.model_copy(update={"source": "prometheus", "link": link}))
+        update = {
+            "source": "prometheus",
+            "link": _link(change.service, plan, base_url),
+            "namespace": _namespace(change, series),
+        }
+        changes.append(timed.model_copy(update=update))
     return ChangeFetch(changes=changes, signals=pods)
 
 

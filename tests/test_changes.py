@@ -267,6 +267,23 @@ def test_distinct_changes_stay_apart() -> None:
     assert len(merge_changes([base], [base])) == 1
 
 
+def test_one_service_in_two_namespaces_is_two_changes_and_a_known_namespace_is_kept() -> None:
+    prod = Change(service="checkout", namespace="prod", at=at(0), to_version="v2", id="run-7")
+    staging = prod.model_copy(update={"namespace": "staging"})
+    assert merge_changes([prod], [staging]) == [prod, staging]  # one CI run, two Deployments
+    observed = Change(
+        service="checkout",
+        namespace="prod",
+        at=at(1),
+        from_version="5d8f7c9b6",
+        to_version="7d9f8c6b5",
+        source="prometheus",
+    )
+    unplaced = prod.model_copy(update={"namespace": None})
+    (merged,) = merge_changes([unplaced], [observed])
+    assert merged.source == "api" and merged.namespace == "prod"  # filled from the telemetry
+
+
 def test_a_generation_step_with_a_scale_is_that_scale() -> None:
     """Scaling bumps a Deployment's generation: one change, a scale, not a deploy too."""
     signals = [

@@ -5,6 +5,7 @@ window handed to the analysis."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -92,7 +93,7 @@ def test_a_change_is_stored_once_however_often_posted(client: TestClient) -> Non
     assert first.status_code == 201, first.text
     body = first.json()
     assert body["outcome"] == "new"
-    assert body["change"] == {**DEPLOY, "source": "api"}
+    assert body["change"] == {**DEPLOY, "namespace": None, "source": "api"}
     again = post(client, {**DEPLOY, "link": "https://ci/other"})  # a retry, a bit different
     assert again.status_code == 200
     assert again.json()["outcome"] == "duplicate"
@@ -163,6 +164,42 @@ def test_concurrent_repeats_store_one_change_on_postgresql(tmp_path: Path) -> No
     assert stored == 1
 
 
+def test_the_namespace_is_stored_listed_and_part_of_the_changes_identity(
+    client: TestClient,
+) -> None:
+    prod = post(client, {**DEPLOY, "namespace": "prod"})
+    assert prod.status_code == 201, prod.text
+    assert prod.json()["change"]["namespace"] == "prod"
+    assert post(client, {**DEPLOY, "namespace": "prod"}).status_code == 200
+    # The same service in another namespace is another Deployment, even in one CI run.
+    assert post(client, {**DEPLOY, "namespace": "staging"}).status_code == 201
+    bare = {k: v for k, v in DEPLOY.items() if k != "id"}
+    assert post(client, {**bare, "namespace": "prod"}).status_code == 201
+    assert post(client, {**bare, "namespace": "staging"}).status_code == 201
+    assert post(client, {**bare, "namespace": "staging"}).status_code == 200
+    assert rows(client) == 4
+    listing = [(i["change"]["namespace"], i["change"]["id"]) for i in listed(client)["items"]]
+    assert sorted(listing, key=str) == sorted(
+        [("prod", "run-7"), ("staging", "run-7"), ("prod", None), ("staging", None)], key=str
+    )
+    staging = listed(client, namespace="staging")["items"]
+    assert [i["change"]["namespace"] for i in staging] == ["staging", "staging"]
+
+
+def test_a_change_without_a_namespace_keeps_its_identity(client: TestClient) -> None:
+    """Keys of changes without a namespace are those stored before namespaces were: a retry
+    after the upgrade finds its first attempt."""
+    from agent.store.changes import change_key
+
+    old_key = hashlib.sha256("\0".join(["id", "cartservice", "run-7"]).encode()).hexdigest()
+    assert change_key(Change(service="cartservice", at=NOW, id="run-7")) == old_key
+    assert post(client, DEPLOY).status_code == 201
+    assert post(client, DEPLOY).status_code == 200
+    assert post(client, {**DEPLOY, "namespace": "prod"}).status_code == 201
+    (unplaced,) = [i for i in listed(client)["items"] if i["change"]["namespace"] is None]
+    assert unplaced["change"]["id"] == "run-7"
+
+
 # --- bad input -----------------------------------------------------------------------------
 
 
@@ -179,6 +216,11 @@ def test_concurrent_repeats_store_one_change_on_postgresql(tmp_path: Path) -> No
         ({**DEPLOY, "source": "prometheus"}, "body.source"),
         ({**DEPLOY, "link": "javascript:alert(1)"}, "body.link"),
         ({**DEPLOY, "to_version": "x" * 201}, "body.to_version"),
+        ({**DEPLOY, "namespace": "Shop"}, "body.namespace"),
+        ({**DEPLOY, "namespace": "shop_eu"}, "body.namespace"),
+        ({**DEPLOY, "namespace": "x" * 64}, "body.namespace"),
+        ({**DEPLOY, "namespace": ""}, "body.namespace"),
+        ({**DEPLOY, "namespace": 7}, "body.namespace"),
     ],
 )
 def test_a_malformed_change_is_422_naming_the_field(

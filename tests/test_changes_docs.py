@@ -41,6 +41,7 @@ def render(template: str, values: dict[str, str]) -> str:
 
 ARGO = {
     ".app.metadata.name": "checkout",
+    ".app.spec.destination.namespace": "shop",
     ".app.status.operationState.startedAt": "2024-05-14T10:15:00Z",
     ".app.status.operationState.finishedAt": "2024-05-14T10:16:30Z",
     ".app.status.operationState.syncResult.revision": "9f2c1e7",
@@ -68,8 +69,9 @@ def test_the_argocd_notification_is_a_valid_change() -> None:
     webhook = yaml.safe_load(data["template.rca-change"])["webhook"]["rca-agent"]
     assert webhook["method"] == "POST"
     change = ChangeRequest.model_validate(json.loads(render(webhook["body"], ARGO)))
-    assert (change.service, change.to_version, change.id) == (
+    assert (change.service, change.namespace, change.to_version, change.id) == (
         "checkout",
+        "shop",
         "9f2c1e7",
         "checkout@2024-05-14T10:16:30Z",
     )
@@ -101,6 +103,6 @@ def test_the_github_actions_step_reports_to_the_service(tmp_path: Path) -> None:
     finally:
         server.stop()
     (item,) = listed["items"]
-    assert item["change"]["service"] == "checkout"
+    assert (item["change"]["service"], item["change"]["namespace"]) == ("checkout", "shop")
     assert item["change"]["link"] == "https://github.com/shop/checkout/actions/runs/4242"
     assert item["change"]["at"].replace("+00:00", "Z") == deploy_at

@@ -183,6 +183,38 @@ def test_reports_and_slack_name_the_suspect_change_and_suggest_a_rollback() -> N
     section = changes[0]["text"]["text"]
     assert section.index("suspect: checkout") < section.index("cleared: catalog")
     assert "<https://ci/42|change>" in section
+    # The snapshot's changes name no namespace: the command says it holds a placeholder.
+    assert "`kubectl rollout undo deployment/checkout -n <namespace>`" in analysis.next_steps[0]
+    assert "`<namespace>` is a placeholder" in analysis.next_steps[0]
+
+
+def test_the_rollback_and_the_reports_name_the_changes_namespace() -> None:
+    from agent.report import markdown_report
+    from agent.slack.blocks import incident_blocks
+
+    snapshot = _two_rollouts(5)
+    placed = [c.model_copy(update={"namespace": "shop"}) for c in snapshot.changes]
+    analysis = analyze(snapshot.model_copy(update={"changes": placed}))
+    step = analysis.next_steps[0]
+    assert "`kubectl rollout undo deployment/checkout -n shop`" in step
+    assert "placeholder" not in step and "<namespace>" not in step
+    markdown = markdown_report(analysis)
+    assert "suspect: checkout v1 → v2 (deploy at" in markdown
+    assert ", namespace shop)" in markdown
+    assert "-n shop" in str(incident_blocks(analysis))
+
+
+def test_the_rollback_step_names_the_namespace_or_says_it_is_unknown() -> None:
+    from agent.summarize.extractive import rollback_step
+
+    change = Change(service="checkout", at=datetime(2024, 5, 14, tzinfo=UTC), from_version="v1")
+    unknown = rollback_step(change.model_copy(update={"to_version": "v2"}))
+    assert unknown.startswith("Consider rolling back checkout (back from v2 to v1): ")
+    assert "`kubectl rollout undo deployment/checkout -n <namespace>`" in unknown
+    assert "the change's namespace is not known" in unknown
+    known = rollback_step(change.model_copy(update={"namespace": "prod-eu"}))
+    assert "`kubectl rollout undo deployment/checkout -n prod-eu`" in known
+    assert "<namespace>" not in known and "not known" not in known
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -15,6 +15,7 @@ import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -26,8 +27,9 @@ from agent.cli import cli
 from agent.models import ChangeKind
 from agent.snapshot import load_snapshot, write_snapshot
 from connectors.collect import Scope, collect_live
-from connectors.k8s_changes import VERSION_SERIES, KubeChanges
+from connectors.k8s_changes import VERSION_SERIES, KubeChanges, KubeSeries, read_changes
 from connectors.prometheus import PrometheusSource
+from connectors.promplan import QueryPlan
 from connectors.promtool import backfill
 from connectors.settings import CollectSettings, PrometheusSettings
 
@@ -90,6 +92,7 @@ def test_the_rollout_scale_and_config_push_are_found(prometheus: PrometheusServe
         ("payment", ChangeKind.DEPLOY, at(2405), "5c7d8b9f6", "84d5c9f7b2"),  # same image
     ]
     assert {c.source for c in fetch.changes} == {"prometheus"}
+    assert {c.namespace for c in fetch.changes} == {"shop"}  # the series' namespace label
     assert all(c.link and "kube_pod_owner" in c.link for c in fetch.changes)
     versions = {(s.pod, s.labels["version"]) for s in fetch.signals}
     assert ("checkout-7d9f8c6b5-x2k4q", "1.4.3") in versions
@@ -122,6 +125,7 @@ def test_live_collection_carries_changes_and_pod_versions(
     versions = pod_versions(snapshot.signals, snapshot.changes)
     assert versions[("checkout", "checkout-5d8f7c9b6-q2k4z")] == "1.4.2"
     assert versions[("checkout", "checkout-7d9f8c6b5-z9z9z")] == "1.4.3"
+    assert {c.namespace for c in snapshot.changes} == {"shop"}
     recorded = load_snapshot(write_snapshot(snapshot, tmp_path / "rec"))
     assert (tmp_path / "rec" / "changes.jsonl").exists()
     assert recorded.changes == snapshot.changes and recorded.meta.version == 2
@@ -148,6 +152,55 @@ def test_rca_record_writes_the_changes(
     assert result.exit_code == 0, result.output
     assert "changes" in result.output
     lines = [json.loads(x) for x in (out / "changes.jsonl").read_text().splitlines()]
-    assert ("checkout", "1.4.3", "prometheus") in {
-        (x["service"], x.get("to_version"), x["source"]) for x in lines
+    assert ("checkout", "shop", "1.4.3", "prometheus") in {
+        (x["service"], x.get("namespace"), x.get("to_version"), x["source"]) for x in lines
     }
+
+
+# --- namespaces, without a server ---------------------------------------------------------
+
+PLAN = QueryPlan(T0, at(END_S), SCRAPE, SCRAPE, 4 * SCRAPE, "service", "")
+
+
+def _series(name: str, labels: dict[str, str], since: int, until: int = END_S) -> dict[str, Any]:
+    """One result of a range query, as Prometheus answers it."""
+    points = [[T0.timestamp() + t, "1"] for t in range(since, until + 1, SCRAPE)]
+    return {"metric": {"__name__": name, **labels}, "values": points}
+
+
+def _deployment(namespace: str, pods: list[tuple[str, str, int, int]]) -> dict[str, list[Any]]:
+    """checkout's ReplicaSets and pods (ReplicaSet hash, pod suffix, start, end) in one
+    namespace, each pod's container image tagged by its ReplicaSet."""
+    ns = {"namespace": namespace}
+    tags = {"5d8f7c9b6": "1.4.2", "7d9f8c6b5": "1.4.3"}
+    out: dict[str, list[Any]] = {"replicasets": [], "pods": [], "images": []}
+    for rs in sorted({rs for rs, *_ in pods}):
+        owner = {**ns, "replicaset": f"checkout-{rs}", "owner_name": "checkout"}
+        out["replicasets"].append(_series("kube_replicaset_owner", owner, 0))
+    for rs, suffix, start, end in pods:
+        pod = {**ns, "pod": f"checkout-{rs}-{suffix}"}
+        owner = {**pod, "owner_name": f"checkout-{rs}"}
+        out["pods"].append(_series("kube_pod_owner", owner, start, end))
+        image = {**pod, "container": "checkout", "image": f"ghcr.io/shop/checkout:{tags[rs]}"}
+        out["images"].append(_series("kube_pod_container_info", image, start, end))
+    return out
+
+
+def _both(*namespaces: dict[str, list[Any]]) -> KubeSeries:
+    return KubeSeries({k: [x for n in namespaces for x in n[k]] for k in namespaces[0]})
+
+
+def test_a_deploy_takes_the_namespace_its_new_pods_run_in() -> None:
+    prod = _deployment("prod", [("5d8f7c9b6", "b2c4d", 0, END_S)])
+    staging = _deployment(
+        "staging", [("5d8f7c9b6", "q2k4z", 0, 1320), ("7d9f8c6b5", "x2k4q", 1200, END_S)]
+    )
+    (change,) = read_changes(_both(prod, staging), PLAN, "http://prometheus").changes
+    assert (change.to_version, change.namespace) == ("1.4.3", "staging")
+
+
+def test_a_deploy_seen_in_two_namespaces_names_none() -> None:
+    old, new = ("5d8f7c9b6", "b2c4d", 0, 1320), ("7d9f8c6b5", "x2k4q", 1200, END_S)
+    kube = _both(_deployment("prod", [old, new]), _deployment("staging", [old, new]))
+    (change,) = read_changes(kube, PLAN, "http://prometheus").changes
+    assert change.to_version == "1.4.3" and change.namespace is None  # never a guess

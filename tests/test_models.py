@@ -14,6 +14,7 @@ import pytest
 from pydantic import ValidationError
 
 from agent.models import (
+    Change,
     Edge,
     FaultType,
     GroundTruth,
@@ -268,6 +269,36 @@ def test_topology_callers_and_callees() -> None:
     with pytest.raises(ValidationError) as exc:
         Topology.model_validate({"edges": [{"from": "a", "to": "b"}]})
     assert first_error(exc)[0] == "edges.0.caller"
+
+
+# --- Change ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("namespace", ["shop", "prod-eu-1", "a", "0", "x" * 63, None])
+def test_change_namespace_takes_any_kubernetes_namespace(namespace: str | None) -> None:
+    change = Change(service="checkout", at=START, namespace=namespace)
+    assert change.namespace == namespace
+
+
+@pytest.mark.parametrize(
+    ("namespace", "why"),
+    [
+        ("Shop", "not a Kubernetes namespace"),
+        ("shop_eu", "not a Kubernetes namespace"),
+        ("-shop", "not a Kubernetes namespace"),
+        ("shop-", "not a Kubernetes namespace"),
+        ("shop.eu", "not a Kubernetes namespace"),
+        ("shop\n", "not a Kubernetes namespace"),
+        ("", "not a Kubernetes namespace"),
+        ("x" * 64, "at most 63 characters, not 64"),
+    ],
+)
+def test_change_namespace_must_be_a_dns_label_naming_the_field(namespace: str, why: str) -> None:
+    with pytest.raises(ValidationError) as exc:
+        Change(service="checkout", at=START, namespace=namespace)
+    field, message = first_error(exc)
+    assert field == "namespace"
+    assert why in message
 
 
 # --- Alertmanager webhook v4 ----------------------------------------------------------------

@@ -12,7 +12,8 @@ counters, namespace ``shop``, 30 s scrapes. Two Deployments roll out in the same
 The analysis runs as ``rca`` runs it live: ``collect_live`` with ``PrometheusSource`` (a
 catalog keeping the request counters per pod) and ``KubeChanges``, then ``analyze``, then
 ``publish_incident`` through the real slack-sdk client to the Slack Web API double. The post
-must name the suspect change (service and version) and clear the healthy one.
+must name the suspect change (service, version and namespace), clear the healthy one, and
+suggest the rollback in the namespace kube-state-metrics named.
 """
 
 from __future__ import annotations
@@ -134,8 +135,14 @@ def test_the_slack_post_names_the_defective_rollout_and_clears_the_healthy_one(
     assert "checkout-7d9f8c6b5-x2k4q" in pods and "cart-84d5c9f7b2-fffff" in pods
 
     analysis = analyze(snapshot.model_copy(update={"alert": _alert()}))
-    verdicts = {v.change.service: (v.verdict, v.change.to_version) for v in analysis.changes}
-    assert verdicts == {"checkout": ("suspect", "1.4.3"), "cart": ("cleared", "3.1.1")}
+    verdicts = {
+        v.change.service: (v.verdict, v.change.to_version, v.change.namespace)
+        for v in analysis.changes
+    }
+    assert verdicts == {
+        "checkout": ("suspect", "1.4.3", "shop"),
+        "cart": ("cleared", "3.1.1", "shop"),
+    }
     assert analysis.candidates[0].service == "checkout"
 
     settings = SlackSettings.model_validate(
@@ -151,4 +158,8 @@ def test_the_slack_post_names_the_defective_rollout_and_clears_the_healthy_one(
     assert "suspect: checkout 1.4.2 → 1.4.3" in blocks
     assert "cleared: cart 3.1.0 → 3.1.1" in blocks
     assert blocks.index("suspect: checkout") < blocks.index("cleared: cart")
-    assert "kubectl rollout undo deployment/checkout" in blocks  # suggested, never run
+    assert "suspect: checkout 1.4.2 → 1.4.3 (deploy at 10:30:10, namespace shop)" in blocks
+    # suggested, never run; in the namespace kube-state-metrics named, no placeholder
+    assert "`kubectl rollout undo deployment/checkout -n shop`" in blocks
+    assert "<namespace>" not in blocks and "&lt;namespace&gt;" not in blocks
+    assert "`kubectl rollout undo deployment/checkout -n shop`" in analysis.next_steps[0]

@@ -55,13 +55,16 @@ def test_changes_jsonl_loads(snap: Path) -> None:
 
 
 def test_changes_round_trip_as_version_2(snap: Path, tmp_path: Path) -> None:
-    write_changes(snap, {**DEPLOY, "source": "api"})
+    write_changes(snap, {**DEPLOY, "source": "api"}, {**DEPLOY, "namespace": "shop", "id": "8"})
     original = load_snapshot(snap)
     out = write_snapshot(original, tmp_path / "copy")
     assert read_json(out / "snapshot.json")["version"] == FORMAT_VERSION == 2
     again = load_snapshot(out)
     assert again.changes == original.changes and again.changes[0].source == "api"
+    assert [c.namespace for c in again.changes] == [None, "shop"]
     assert again.model_copy(update={"meta": original.meta}) == original
+    first, second = (json.loads(x) for x in (out / "changes.jsonl").read_text().splitlines())
+    assert "namespace" not in first and second["namespace"] == "shop"  # only when known
 
 
 def test_gzipped_changes_load(snap: Path) -> None:
@@ -78,6 +81,7 @@ def test_gzipped_changes_load(snap: Path) -> None:
         ({**DEPLOY, "service": ""}, "line 2: service", "at least 1 character"),
         ({**DEPLOY, "kind": "reboot"}, "line 2: kind", "'deploy', 'config'"),
         ({**DEPLOY, "version": "v2"}, "line 2: version", "Extra inputs are not permitted"),
+        ({**DEPLOY, "namespace": "Shop"}, "line 2: namespace", "not a Kubernetes namespace"),
         ([DEPLOY], "line 2", "valid dictionary"),
     ],
 )

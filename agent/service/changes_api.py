@@ -103,15 +103,22 @@ def post_change(body: ChangeRequest, state: State, response: Response) -> Change
 def list_changes(
     state: State,
     service: Annotated[str | None, Query(max_length=200)] = None,
+    namespace: Annotated[str | None, Query(max_length=63)] = None,
     since: Timestamp = None,
     until: Timestamp = None,
     limit: Annotated[int | None, Query(ge=1, le=500)] = None,
 ) -> ChangePage:
-    """Stored changes, oldest first, of one service or all, from ``since`` to ``until``."""
+    """Stored changes, oldest first, of one service or all (of one namespace or all), from
+    ``since`` to ``until``."""
     size = limit or state.settings.service.page_size
     with state.sessions.begin() as session:
         found = stored_changes.list_changes(
-            session, service=service, since=since, until=until, limit=size + 1
+            session,
+            service=service,
+            namespace=namespace,
+            since=since,
+            until=until,
+            limit=size + 1,
         )
     items = [ChangeRecord(**_record(f)) for f in found[:size]]
     return ChangePage(items=items, truncated=len(found) > size)

@@ -34,7 +34,16 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from agent.memory.recall import PastIncident
-from agent.models import Analysis, Change, ChangeKind, FaultType, Trigger
+from agent.models import (
+    NAMESPACE_MAX,
+    NAMESPACE_PATTERN,
+    Analysis,
+    Change,
+    ChangeKind,
+    FaultType,
+    Trigger,
+    namespace_label,
+)
 from connectors.alertmanager import Alert, AlertmanagerWebhook
 
 # Times outside this range are typos or fuzz, and break window arithmetic downstream. The
@@ -74,6 +83,11 @@ ServiceName = Annotated[
     Field(json_schema_extra={"pattern": NO_NUL}),
 ]
 VersionText = ServiceName  # versions, authors, ids: 1-200 characters, no NUL
+Namespace = Annotated[
+    str,
+    AfterValidator(namespace_label),
+    Field(json_schema_extra={"pattern": NAMESPACE_PATTERN, "maxLength": NAMESPACE_MAX}),
+]
 JobStatus = Literal["pending", "running", "done", "failed"]
 
 
@@ -331,6 +345,11 @@ class ChangeRequest(StorableText):
     model_config = ConfigDict(extra="forbid")
 
     service: ServiceName = Field(description="the service that changed, as telemetry names it")
+    namespace: Namespace | None = Field(
+        None,
+        description="the Kubernetes namespace of its Deployment (a DNS-1123 label); the same "
+        "service in two namespaces is two deployments, and the rollback names it",
+    )
     kind: ChangeKind = Field(ChangeKind.DEPLOY, description="deploy, config, scale, ...")
     at: Annotated[AwareDatetime, BeforeValidator(_rfc3339)] = Field(
         description="when it was made (RFC 3339 with an offset)"
@@ -346,8 +365,9 @@ class ChangeRequest(StorableText):
     )
     id: VersionText | None = Field(
         None,
-        description="your id for it (a CI run id); repeated posts with the same service and "
-        "id store one change; without it, the same service, kind, to_version and at do",
+        description="your id for it (a CI run id); repeated posts with the same service, "
+        "namespace and id store one change; without it, the same service, namespace, kind, "
+        "to_version and at do",
     )
 
     @field_validator("link")

@@ -29,11 +29,18 @@ class StoredChange:
 
 def change_key(change: Change) -> str:
     """One change, however often reported: the reporter's ``id`` for it within the service
-    (a CI run may deploy several services), else its service, kind, new version and time."""
+    (a CI run may deploy several services), else its service, kind, new version and time.
+
+    A namespace, when given, is part of the key: ``checkout`` in ``staging`` and in ``prod``
+    are two Deployments, and one CI run or one release may roll out both. Without one the key
+    is what it was before namespaces were stored, so a retry after an upgrade still finds
+    the row its first attempt wrote."""
     if change.id:
         parts = ["id", change.service, change.id]
     else:
         parts = ["at", change.service, change.kind, change.to_version or "", change.at.isoformat()]
+    if change.namespace:
+        parts += ["namespace", change.namespace]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
@@ -49,6 +56,7 @@ def known_service(session: Session, service: str) -> bool:
 def _record(row: ChangeRow) -> StoredChange:
     change = Change(
         service=row.service,
+        namespace=row.namespace,
         kind=ChangeKind(row.kind),
         at=row.at,
         from_version=row.from_version,
@@ -76,6 +84,7 @@ def add_change(
     row = ChangeRow(
         key=key,
         service=change.service,
+        namespace=change.namespace,
         kind=change.kind.value,
         at=change.at,
         from_version=change.from_version,
@@ -102,6 +111,7 @@ def list_changes(
     session: Session,
     *,
     service: str | None = None,
+    namespace: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 500,
@@ -110,6 +120,8 @@ def list_changes(
     query = select(ChangeRow)
     if service is not None:
         query = query.where(ChangeRow.service == service)
+    if namespace is not None:
+        query = query.where(ChangeRow.namespace == namespace)
     if since is not None:
         query = query.where(ChangeRow.at >= since)
     if until is not None:

@@ -201,7 +201,8 @@ class ChangeRow(Base):
     """A change reported by CI/CD (``POST /v1/changes``): a deploy, a config push, a scale.
 
     ``key`` makes repeated reports of one change one row: the reporter's id with the service,
-    else the service, kind, new version and time (:func:`agent.store.changes.change_key`).
+    else the service, kind, new version and time, and the namespace when there is one
+    (:func:`agent.store.changes.change_key`).
     """
 
     __tablename__ = "changes"
@@ -209,6 +210,7 @@ class ChangeRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(64), unique=True)
     service: Mapped[str] = mapped_column(String(200))
+    namespace: Mapped[str | None] = mapped_column(String(63), nullable=True)
     kind: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(UtcDateTime)
     from_version: Mapped[str | None] = mapped_column(String(200), nullable=True)

@@ -116,14 +116,22 @@ class ExtractiveSummarizer:
 
 
 def rollback_step(change: Change) -> str:
-    """The rollback to consider, as text for a person to run after checking: never run."""
+    """The rollback to consider, as text for a person to run after checking: never run.
+
+    It names the change's namespace when one is known; else it says that the namespace is a
+    placeholder to fill in, never a guess that would roll back another environment."""
     version = (
         f" (back from {change.to_version} to {change.from_version})" if change.from_version else ""
     )
+    if change.namespace:
+        namespace, placeholder = change.namespace, ""
+    else:
+        namespace = "<namespace>"
+        placeholder = "`<namespace>` is a placeholder, the change's namespace is not known; "
     return (
         f"Consider rolling back {change.service}{version}: "
-        f"`kubectl rollout undo deployment/{change.service} -n NAMESPACE` "
-        "(a suggestion, not run; check the rollout history first)"
+        f"`kubectl rollout undo deployment/{change.service} -n {namespace}` "
+        f"(a suggestion, not run; {placeholder}check the rollout history first)"
     )
 
 

@@ -146,11 +146,13 @@ def _noticed(telemetry: Telemetry, symptoms: dict[str, Symptom], onset: int) -> 
     return first if first < n - 1 else onset
 
 
-def reported_changes(rollouts: list[Rollout], timeline: Timeline) -> list[Change]:
+def reported_changes(rollouts: list[Rollout], timeline: Timeline, namespace: str) -> list[Change]:
+    """Every rollout as CI/CD reports it, in the namespace the simulated Deployments run in."""
     return sorted(
         (
             Change(
                 service=r.service,
+                namespace=namespace,
                 kind=ChangeKind.DEPLOY,
                 at=moment(timeline.time(r.start)),
                 from_version=r.from_version,

@@ -136,7 +136,7 @@ def simulate_rollout(
     shape = Shape(versions=rng.random() < 2 / 3, service_requests=rng.random() < 0.5)
     by_service = {r.service: r for r in plan.rollouts}
     signals = render_rollout_signals(graph, telemetry, pods, by_service, shape, rng)
-    changes = reported_changes(list(plan.rollouts), timeline)
+    changes = reported_changes(list(plan.rollouts), timeline, graph.namespace)
     # What a live analysis sees: the rollouts the telemetry shows (new ReplicaSets, version
     # labels, generation and replicas steps), merged with what CI/CD reported, if it did.
     seen = changes_from_signals(signals)
