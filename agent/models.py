@@ -371,7 +371,8 @@ class Analysis(Strict):
     )
     confidence_basis: dict[str, float] = Field(
         default_factory=dict,
-        description="the ranking's margin features the engine's confidence was computed from",
+        description="what the engine's confidence was computed from: the ranking's margins, "
+        "the evidence strength, the samples in the incident part",
     )
     insufficient_evidence: bool = False
     evidence: list[Evidence]
