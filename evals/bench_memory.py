@@ -1,9 +1,9 @@
 """Benchmark incident memory's retrieval: the k most similar of N stored fingerprints.
 
 Fingerprints are synthetic but shaped like real ones (``agent.memory.fingerprint``): systems
-of 30 services, the fault types, a few dozen alert names, 3 leading candidates, about 10
-anomalous signals and roles and 3 masked log templates each. Two paths are timed, each over
-``--queries`` queries after one warm-up:
+of 30 services, the fault types, a few dozen alert names, 3 weighted leading candidates,
+about 20 observed signals, 4 roles and 5 masked log templates each. Two paths are timed,
+each over ``--queries`` queries after one warm-up:
 
 - ``index``: :meth:`agent.memory.index.MemoryIndex.similar` alone (the in-process part);
 - ``store``: :meth:`agent.store.memory.Memory.similar` on a real database (SQLite file by
@@ -58,17 +58,18 @@ def synthetic(rng: np.random.Generator, systems: int) -> Fingerprint:
 
     signals = {
         f"{services[int(rng.integers(6))]}|{pick(KINDS)}|{pick(DIRECTIONS)}": float(w)
-        for w in rng.choice([1.0, 0.5, 0.35], 10)
+        for w in rng.uniform(0.08, 1.0, 20).round(4)
     }
-    roles = {f"{pick(ROLES)}|{pick(KINDS)}|{pick(DIRECTIONS)}": 1.0 for _ in range(8)}
+    roles = {f"{pick(ROLES)}|{pick(KINDS)}|{pick(DIRECTIONS)}": 1.0 for _ in range(4)}
     templates = {
         f"{services[int(rng.integers(6))]}: error {int(rng.integers(40))} calling <*>": 1.0
-        for _ in range(3)
+        for _ in range(5)
     }
     return Fingerprint(
         root_service=services[0],
         fault_type=faults[0],
         candidates=[f"{s}|{f}" for s, f in zip(services[:3], faults, strict=True)],
+        candidate_weights=[1.0, *sorted(rng.uniform(0.05, 1.0, 2).round(4), reverse=True)],
         alert_name=f"Alert{int(rng.integers(40))}",
         labels={"severity": pick(("page", "warning")), "namespace": f"ns{system % 7}"},
         roles=roles,

@@ -56,8 +56,14 @@ def test_fingerprint_holds_cause_roles_templates_alert_and_stable_labels() -> No
     assert fp.alert_name == "CheckoutLatencyHigh"
     # volatile labels (pod, instance) and values holding ids (build) are left out
     assert fp.labels == {"service": "checkout", "severity": "page"}
-    # checkout calls payments: its latency is a caller's symptom; payments' own are root
-    assert {"root|resource|up", "root|log|new", "caller|latency|up"} <= set(fp.roles)
+    # roles are of the root cause's own evidence; every finding is an observed signal,
+    # whoever it was cited for, weighted by its strength
+    assert set(fp.roles) == {"root|resource|up", "root|log|new"}
+    assert {"payments|resource|up", "payments|log|new", "checkout|latency|up"} == set(fp.signals)
+    assert all(0 < w <= 1 for w in fp.signals.values())
+    # the leading hypotheses with their score over the leader's
+    assert fp.candidate_weights[0] == 1.0
+    assert fp.candidate_weights == sorted(fp.candidate_weights, reverse=True)
     assert set(fp.templates) == {
         "java.lang.OutOfMemoryError: Java heap space (allocating <*> bytes)"
     }
@@ -108,6 +114,47 @@ def test_a_different_cause_scores_lower_than_the_same_cause_with_other_noise() -
     same_cause = similarity(_fingerprint(), _fingerprint(noisy)).score
     other_cause = similarity(_fingerprint(), _fingerprint(other)).score
     assert 0 < other_cause < same_cause < 1
+
+
+def _swapped(analysis: Analysis, runner_up_share: float) -> Analysis:
+    """The same incident misread: the runner-up leads by a hair and the true cause, behind
+    it at ``runner_up_share`` of its score, is no longer the root cause."""
+    first, second = analysis.candidates[0], analysis.candidates[1]
+    lead = second.model_copy(update={"score": first.score})
+    behind = first.model_copy(update={"score": first.score * runner_up_share})
+    return analysis.model_copy(
+        update={
+            "candidates": [lead, behind, *analysis.candidates[2:]],
+            "root_cause": analysis.root_cause.model_copy(  # type: ignore[union-attr]
+                update={"service": second.service, "fault_type": second.fault_type}
+            ),
+        }
+    )
+
+
+def test_a_misread_recurrence_is_closer_when_its_true_cause_was_a_close_call() -> None:
+    """The fingerprint carries the leading hypotheses weighted by score, not only the
+    conclusion: a recurrence the engine misread by a hair still matches its twin better
+    than one where the true cause was far behind."""
+    base = _fingerprint()
+    close = similarity(base, _fingerprint(_swapped(build_analysis(), 0.95))).score
+    far = similarity(base, _fingerprint(_swapped(build_analysis(), 0.2))).score
+    assert 0 < far < close < 1
+
+
+def test_observed_signals_do_not_depend_on_who_was_blamed() -> None:
+    """Every metric and log finding is part of the fingerprint, whichever candidate cites it."""
+    base = build_analysis()
+    misread = _swapped(base, 0.5)
+    assert _fingerprint(misread).signals == _fingerprint(base).signals
+    assert _fingerprint(misread).templates == _fingerprint(base).templates
+
+
+def test_a_version_1_fingerprint_still_compares() -> None:
+    """Fingerprints stored before candidate weights fall back to fixed rank weights."""
+    old = _fingerprint().model_copy(update={"candidate_weights": [], "version": 1})
+    assert similarity(old, old).score == 1.0
+    assert 0.5 < similarity(old, _fingerprint()).score < 1
 
 
 def test_similarity_does_not_depend_on_what_the_services_are_called() -> None:

@@ -4,10 +4,14 @@ Deterministic and model-free, so the same analysis always gets the same fingerpr
 match can always say why it matched. What it holds, for each of which a recurring incident
 tends to repeat itself even when the noise, the topology and the timing differ:
 
-- the root cause: service and fault type;
-- per evidence item, the role of its service relative to the root cause (``root``, ``caller``
-  upstream of it, ``callee`` downstream of it, ``bystander``), the signal kind and the
-  direction; and the same with the service named, for incidents in the same system;
+- the leading hypotheses (the top three ``service|fault type``), each weighted by its score
+  over the leader's: an incident the engine misread by a hair still shares its true cause
+  with a twin it read right, nearly as much as the conclusion would;
+- what was observed, whoever was blamed: every metric and log finding as (service, signal
+  kind, direction), weighted by the finding's strength;
+- for the root cause's own evidence, the role of its service relative to the root cause
+  (``root``, ``caller`` upstream of it, ``callee`` downstream of it, ``bystander``), the
+  signal kind and the direction, names left out;
 - the masked log templates (every word with a digit masked, secrets redacted);
 - the alert name and its stable labels (volatile ones such as ``pod`` or ``instance``, and
   values with ids in them, are left out: they differ every time).
@@ -28,12 +32,16 @@ from pydantic import Field
 
 from agent.models import Analysis, Evidence, Strict, Topology
 
-FINGERPRINT_VERSION = 1
+FINGERPRINT_VERSION = 2
 MAX_TEMPLATES = 20
 MAX_TEMPLATE_CHARS = 200
 MAX_LABELS = 12
-# The leading candidates whose evidence a fingerprint holds, and the weight of each rank.
+# The leading candidates whose evidence a fingerprint holds, and the weight of each rank in
+# fingerprints stored before version 2 (which carry no candidate weights).
 RANK_WEIGHTS = (1.0, 0.5, 0.35)
+# An evidence item's score at which it counts fully as an observed signal (the engine caps
+# scores at 50); weaker items count in proportion.
+FULL_EVIDENCE_SCORE = 50.0
 
 # Labels that name one replica, one scrape target or one firing: different each time.
 VOLATILE_LABELS = frozenset(
@@ -62,15 +70,16 @@ _SPACES = re.compile(r"\s+")
 
 # Feature weights: what a match on each says about "the same incident again".
 WEIGHTS = {
-    "cause": 4.0,  # same root-cause service and fault type
-    "candidate": 2.0,  # the same service and fault type among the leading candidates
-    "service": 2.0,  # the same service among the leading candidates, whatever its fault
-    "root": 1.5,  # same root-cause service
-    "fault": 1.0,  # same fault type
-    "alert": 2.5,  # same alert name
+    # Per leading hypothesis, times its score over the leader's: a close runner-up counts
+    # nearly as much as the leader, so a misread recurrence still shares its true cause.
+    "cause": 4.0,  # the same service and fault type
+    "service": 2.0,  # the same service, whatever its fault
+    "fault": 1.0,  # the same fault type
+    "alert": 1.0,  # same alert name: one alert fires for many causes
     "label": 0.5,  # each stable alert label
-    "role": 0.5,  # each (role, kind, direction) of the evidence, names left out
-    "ev": 1.0,  # each (service, kind, direction) of the evidence
+    "role": 0.5,  # each (role, kind, direction) of the root cause's evidence, names left out
+    # Of all metric and log evidence, whoever was blamed, times the item's strength.
+    "ev": 1.0,  # each (service, kind, direction)
     "log": 1.5,  # each masked log template
 }
 
@@ -87,6 +96,10 @@ class Fingerprint(Strict):
     root_service: str | None = None
     fault_type: str | None = None
     candidates: list[str] = Field(default_factory=list, description="service|fault, best first")
+    candidate_weights: list[float] = Field(
+        default_factory=list,
+        description="each candidate's score over the leader's, in (0, 1]; empty in version 1",
+    )
     alert_name: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     roles: dict[str, float] = Field(default_factory=dict, description="role|kind|direction")
@@ -96,16 +109,18 @@ class Fingerprint(Strict):
     def features(self) -> dict[str, float]:
         """Feature token -> weight: what :func:`similarity` and the index compare."""
         out: dict[str, float] = {}
-        if self.root_service and self.fault_type:
-            out[f"cause:{self.root_service}|{self.fault_type}"] = WEIGHTS["cause"]
-        if self.root_service:
-            out[f"root:{self.root_service}"] = WEIGHTS["root"]
-        if self.fault_type:
-            out[f"fault:{self.fault_type}"] = WEIGHTS["fault"]
-        for rank, candidate in enumerate(self.candidates[: len(RANK_WEIGHTS)]):
-            out[f"cand:{candidate}"] = WEIGHTS["candidate"] * RANK_WEIGHTS[rank]
-            service = f"svc:{candidate.split('|', 1)[0]}"
-            out[service] = max(out.get(service, 0.0), WEIGHTS["service"] * RANK_WEIGHTS[rank])
+        candidates = self.candidates or (
+            [f"{self.root_service}|{self.fault_type}"] if self.root_service else []
+        )
+        weights = self.candidate_weights or RANK_WEIGHTS
+        for candidate, rank in zip(candidates, weights, strict=False):
+            service, _, fault = candidate.partition("|")
+            for token, weight in (
+                (f"cand:{candidate}", WEIGHTS["cause"] * rank),
+                (f"svc:{service}", WEIGHTS["service"] * rank),
+                (f"fault:{fault}", WEIGHTS["fault"] * rank),
+            ):
+                out[token] = max(out.get(token, 0.0), weight)
         if self.alert_name:
             out[f"alert:{self.alert_name}"] = WEIGHTS["alert"]
         for key, value in self.labels.items():
@@ -169,16 +184,22 @@ def _direction(evidence: Evidence) -> str:
     return evidence.pattern.replace("|", "/")
 
 
-def _ranked_evidence(analysis: Analysis) -> list[tuple[Evidence, float]]:
-    """The evidence of the leading candidates with the weight of the best rank citing it."""
-    weights: dict[str, float] = {}
-    for rank, candidate in enumerate(analysis.candidates[: len(RANK_WEIGHTS)]):
-        for eid in candidate.evidence_ids:
-            weights.setdefault(eid, RANK_WEIGHTS[rank])
+def _strength(evidence: Evidence) -> float:
+    return min(1.0, max(evidence.score, 0.0) / FULL_EVIDENCE_SCORE)
+
+
+def _hypotheses(analysis: Analysis) -> list[tuple[str, float]]:
+    """The leading candidates as ``service|fault`` with their score over the leader's."""
+    if analysis.insufficient_evidence or not analysis.candidates:
+        return []
+    leading = analysis.candidates[: len(RANK_WEIGHTS)]
+    top = leading[0].score
     return [
-        (e, weights[e.id])
-        for e in analysis.evidence
-        if e.id in weights and e.source in ("metric", "log")  # not memory's own P1
+        (
+            f"{c.service}|{c.fault_type.value}",
+            round(min(1.0, max(c.score, 0.0) / top) if top > 0 else 1.0, 4),
+        )
+        for c in leading
     ]
 
 
@@ -188,33 +209,39 @@ def fingerprint_of(
     labels: Mapping[str, str] | None = None,
     redact: Callable[[str], str] | None = None,
 ) -> Fingerprint:
-    """The fingerprint of ``analysis`` (its root cause, or else its top candidate)."""
+    """The fingerprint of ``analysis``: its root cause (or else its top candidate), its
+    leading hypotheses, and what it observed (every metric and log finding, by strength)."""
     root = analysis.root_cause.service if analysis.root_cause else None
     fault = analysis.root_cause.fault_type.value if analysis.root_cause else None
     if root is None and analysis.candidates and not analysis.insufficient_evidence:
         root, fault = analysis.candidates[0].service, analysis.candidates[0].fault_type.value
     upstream = _reach(root, topology.callers) if root and topology else set()
     downstream = _reach(root, topology.callees) if root and topology else set()
+    own = next((c for c in analysis.candidates if c.service == root), None)
+    root_ids = set(own.evidence_ids) if own is not None else set()
     roles: dict[str, float] = {}
     signals: dict[str, float] = {}
     templates: dict[str, float] = {}
-    for e, weight in _ranked_evidence(analysis):
+    for e in analysis.evidence:
+        weight = _strength(e)
+        if e.source not in ("metric", "log") or weight <= 0:  # not memory's own P1
+            continue
         kind = e.signal_kind.value if e.signal_kind else e.source
-        role = f"{_role(e.service, root, upstream, downstream)}|{kind}|{_direction(e)}"
-        roles[role] = max(roles.get(role, 0.0), weight)
+        if e.id in root_ids:
+            role = f"{_role(e.service, root, upstream, downstream)}|{kind}|{_direction(e)}"
+            roles[role] = 1.0
         signal = f"{e.service}|{kind}|{_direction(e)}"
-        signals[signal] = max(signals.get(signal, 0.0), weight)
+        signals[signal] = max(signals.get(signal, 0.0), round(weight, 4))
         if e.template and len(templates) < MAX_TEMPLATES:
             masked = mask_template(e.template, redact)
-            templates[masked] = max(templates.get(masked, 0.0), weight)
+            templates[masked] = max(templates.get(masked, 0.0), round(weight, 4))
     alert = analysis.trigger.alert_name
-    candidates = [
-        f"{c.service}|{c.fault_type.value}" for c in analysis.candidates[: len(RANK_WEIGHTS)]
-    ]
+    hypotheses = _hypotheses(analysis)
     return Fingerprint(
         root_service=root,
         fault_type=fault,
-        candidates=candidates if not analysis.insufficient_evidence else [],
+        candidates=[c for c, _ in hypotheses],
+        candidate_weights=[w for _, w in hypotheses],
         alert_name=redact(alert) if alert and redact else alert,
         labels=stable_labels(labels or {}),
         roles=dict(sorted(roles.items())),
