@@ -7,11 +7,24 @@ pods stay clean unless a test says otherwise, so only its neighbours can tell.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
-
 import numpy as np
 import pytest
+from rollout_support import (
+    AT,
+    END,
+    ERRORS,
+    MINUTES,
+    STEP,
+    T0,
+    TRAFFIC,
+    change,
+    flat,
+    rolled,
+    rollout_snapshot,
+    signal,
+    step,
+    verdicts_of,
+)
 
 from agent.engine.canary import judge
 from agent.engine.detect.series import SeriesFinding
@@ -19,103 +32,26 @@ from agent.engine.neighbours import aggregate
 from agent.engine.pipeline import analyze
 from agent.engine.rank import _draining
 from agent.engine.trouble import Neighbourhood, reconsider
-from agent.models import Change, Edge, FaultType, Signal, SignalKind, Stats, Topology
-from agent.snapshot import Snapshot, SnapshotMeta, WindowSpec
-
-T0 = 1_700_000_000.0
-STEP = 60.0
-MINUTES = 60
-AT = 40  # the rollouts' minute
-END = T0 + (MINUTES - 1) * STEP
-ERRORS, TRAFFIC = "http_requests_5xx:ratio", "http_requests:rate"
-Level = Callable[[int], float]
-
-
-def _flat(value: float) -> Level:
-    return lambda _m: value
-
-
-def _step(before: float, after: float, at: int = AT + 1) -> Level:
-    return lambda m: after if m >= at else before
-
-
-def _signal(
-    service: str,
-    name: str,
-    level: Level,
-    rng: np.random.Generator,
-    pod: str | None = None,
-    first: int = 0,
-    last: int = MINUTES,
-) -> Signal:
-    minutes = range(first, last)
-    values = [abs(float(rng.normal(level(m), 0.08 * level(m) + 1e-4))) for m in minutes]
-    ts = [T0 + m * STEP for m in minutes]
-    return Signal(service=service, name=name, pod=pod, timestamps=ts, values=values)
-
-
-STEADY = _flat(100.0)
-
-
-def _rolled(service: str, rng: np.random.Generator, traffic: Level = STEADY) -> list[Signal]:
-    """Two old pods until the rollout's end (minute 44), two new ones from minute 40; clean
-    errors on both, the service's request rate split over whichever pods serve."""
-    out = []
-    for n in (1, 2):
-        old, new = f"{service}-6f7d9c-{n}", f"{service}-8b4c1e-{n}"
-        for pod, first, last in ((old, 0, AT + 4), (new, AT, MINUTES)):
-            out.append(_signal(service, ERRORS, _flat(0.002), rng, pod=pod, first=first, last=last))
-        out.append(_signal(service, TRAFFIC, lambda m: traffic(m) / 2, rng, pod=old, last=AT + 2))
-        out.append(_signal(service, TRAFFIC, lambda m: traffic(m) / 2, rng, pod=new, first=AT + 2))
-    return out
-
-
-def _change(service: str) -> Change:
-    return Change(
-        service=service,
-        at=datetime.fromtimestamp(T0 + AT * STEP, tz=UTC),
-        from_version="v1",
-        to_version="v2",
-    )
-
-
-def _snapshot(signals: list[Signal], edges: list[tuple[str, str]], changed: list[str]) -> Snapshot:
-    names = sorted({s.service for s in signals})
-    return Snapshot(
-        meta=SnapshotMeta(
-            id="neighbours",
-            window=WindowSpec(
-                start=datetime.fromtimestamp(T0, tz=UTC),
-                incident_start=datetime.fromtimestamp(T0 + (AT - 2) * STEP, tz=UTC),
-                end=datetime.fromtimestamp(END, tz=UTC),
-            ),
-        ),
-        signals=signals,
-        topology=Topology(services=names, edges=[Edge(caller=a, callee=b) for a, b in edges]),
-        changes=[_change(s) for s in changed],
-    )
-
-
-def _verdicts(snapshot: Snapshot) -> dict[str, str]:
-    return {v.change.service: v.verdict for v in analyze(snapshot).changes}
+from agent.models import Change, FaultType, Signal, SignalKind, Stats
+from agent.snapshot import Snapshot
 
 
 def _wrong_values(seed: int, second_caller_fails: bool = True) -> Snapshot:
     """``pricing`` v2 answers wrong values: its pods stay clean, its callers ``cart`` and
     ``checkout`` fail more from its rollout on; ``search`` rolled out too, harmlessly."""
     rng = np.random.default_rng(seed)
-    signals = _rolled("pricing", rng) + _rolled("search", rng)
-    signals.append(_signal("cart", ERRORS, _step(0.002, 0.08), rng))
-    second = _step(0.002, 0.06) if second_caller_fails else _flat(0.002)
-    signals.append(_signal("checkout", ERRORS, second, rng))
+    signals = rolled("pricing", rng) + rolled("search", rng)
+    signals.append(signal("cart", ERRORS, step(0.002, 0.08), rng))
+    second = step(0.002, 0.06) if second_caller_fails else flat(0.002)
+    signals.append(signal("checkout", ERRORS, second, rng))
     edges = [("cart", "pricing"), ("checkout", "pricing"), ("checkout", "search")]
-    return _snapshot(signals, edges, ["pricing", "search"])
+    return rollout_snapshot(signals, edges, ["pricing", "search"], "neighbours")
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_callers_failing_towards_a_clean_rollout_make_it_suspect(seed: int) -> None:
     snapshot = _wrong_values(seed)
-    assert _verdicts(snapshot) == {"pricing": "suspect", "search": "cleared"}
+    assert verdicts_of(snapshot) == {"pricing": "suspect", "search": "cleared"}
     analysis = analyze(snapshot)
     top = analysis.candidates[0]
     assert (top.service, top.fault_type) == ("pricing", FaultType.BAD_DEPLOY)
@@ -125,7 +61,7 @@ def test_callers_failing_towards_a_clean_rollout_make_it_suspect(seed: int) -> N
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_one_caller_failing_alone_is_its_own_fault(seed: int) -> None:
-    verdicts = _verdicts(_wrong_values(seed, second_caller_fails=False))
+    verdicts = verdicts_of(_wrong_values(seed, second_caller_fails=False))
     assert verdicts["pricing"] == "cleared"
 
 
@@ -136,11 +72,13 @@ def test_a_callers_rise_that_another_troubled_dependency_explains_is_not_the_cha
     rng = np.random.default_rng(seed)
     snapshot = _wrong_values(seed)
     # inventory, which both callers also call, fails on its own from the same minute.
-    failing = _signal("inventory", ERRORS, _step(0.002, 0.3), rng)
+    failing = signal("inventory", ERRORS, step(0.002, 0.3), rng)
     edges = [(e.caller, e.callee) for e in snapshot.topology.edges] if snapshot.topology else []
     edges += [("cart", "inventory"), ("checkout", "inventory")]
-    explained = _snapshot([*snapshot.signals, failing], edges, ["pricing", "search"])
-    assert _verdicts(explained)["pricing"] == "cleared"
+    explained = rollout_snapshot(
+        [*snapshot.signals, failing], edges, ["pricing", "search"], "neighbours"
+    )
+    assert verdicts_of(explained)["pricing"] == "cleared"
     assert analyze(explained).candidates[0].service == "inventory"
 
 
@@ -148,12 +86,14 @@ def _missing_call(seed: int, own_traffic_falls: bool) -> Snapshot:
     """``orders`` v2 stops calling ``audit``: audit loses the requests, orders keeps its own
     (unless the test has orders lose them too: then the loss came from further up)."""
     rng = np.random.default_rng(seed)
-    own = _step(100.0, 55.0) if own_traffic_falls else _flat(100.0)
-    signals = _rolled("orders", rng, traffic=own)
-    signals.append(_signal("audit", TRAFFIC, _step(80.0, 30.0, AT + 2), rng))
-    signals.append(_signal("audit", ERRORS, _flat(0.002), rng))
-    signals.append(_signal("frontend", TRAFFIC, own, rng))
-    return _snapshot(signals, [("frontend", "orders"), ("orders", "audit")], ["orders"])
+    own = step(100.0, 55.0) if own_traffic_falls else flat(100.0)
+    signals = rolled("orders", rng, traffic=own)
+    signals.append(signal("audit", TRAFFIC, step(80.0, 30.0, AT + 2), rng))
+    signals.append(signal("audit", ERRORS, flat(0.002), rng))
+    signals.append(signal("frontend", TRAFFIC, own, rng))
+    return rollout_snapshot(
+        signals, [("frontend", "orders"), ("orders", "audit")], ["orders"], "neighbours"
+    )
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -165,7 +105,7 @@ def test_a_callee_that_lost_its_requests_points_at_the_rollout_that_stopped_send
     assert verdict.verdict == "suspect"
     assert "its callee audit lost requests" in verdict.reasons[0]
     assert analysis.candidates[0].service == "orders"
-    assert _verdicts(_missing_call(seed, own_traffic_falls=True)) == {"orders": "cleared"}
+    assert verdicts_of(_missing_call(seed, own_traffic_falls=True)) == {"orders": "cleared"}
 
 
 def _judged_late_failure(seed: int) -> tuple[list[Signal], Change]:
@@ -173,12 +113,10 @@ def _judged_late_failure(seed: int) -> tuple[list[Signal], Change]:
     rng = np.random.default_rng(seed)
     signals = []
     for n in (1, 2):
-        signals.append(
-            _signal("web", ERRORS, _flat(0.002), rng, pod=f"web-6f7d9c-{n}", last=AT + 4)
-        )
-        late = _signal("web", ERRORS, _step(0.002, 0.1, 50), rng, pod=f"web-8b4c1e-{n}", first=AT)
+        signals.append(signal("web", ERRORS, flat(0.002), rng, pod=f"web-6f7d9c-{n}", last=AT + 4))
+        late = signal("web", ERRORS, step(0.002, 0.1, 50), rng, pod=f"web-8b4c1e-{n}", first=AT)
         signals.append(late)
-    return signals, _change("web")
+    return signals, change("web")
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -237,11 +175,11 @@ def test_a_callers_rise_goes_to_the_changed_callee_whose_callers_all_rose(seed: 
     caller), which changed in the same minute; pricing's other caller ``checkout`` rose too,
     so pricing takes cart's rise."""
     rng = np.random.default_rng(seed)
-    signals = _rolled("pricing", rng) + _rolled("search", rng)
-    signals.append(_signal("cart", ERRORS, _step(0.002, 0.08), rng))
-    signals.append(_signal("checkout", ERRORS, _step(0.002, 0.06), rng))
+    signals = rolled("pricing", rng) + rolled("search", rng)
+    signals.append(signal("cart", ERRORS, step(0.002, 0.08), rng))
+    signals.append(signal("checkout", ERRORS, step(0.002, 0.06), rng))
     edges = [("cart", "pricing"), ("checkout", "pricing"), ("cart", "search")]
-    verdicts = _verdicts(_snapshot(signals, edges, ["pricing", "search"]))
+    verdicts = verdicts_of(rollout_snapshot(signals, edges, ["pricing", "search"], "neighbours"))
     assert verdicts == {"pricing": "suspect", "search": "cleared"}
 
 
@@ -252,10 +190,12 @@ def test_a_callee_whose_other_caller_lost_its_own_requests_lost_them_from_furthe
     rng = np.random.default_rng(seed)
     snapshot = _missing_call(seed, own_traffic_falls=False)
     # batch, audit's other caller, lost its own requests in the same minute.
-    batch = _signal("batch", TRAFFIC, _step(50.0, 10.0), rng)
+    batch = signal("batch", TRAFFIC, step(50.0, 10.0), rng)
     edges = [(e.caller, e.callee) for e in snapshot.topology.edges] if snapshot.topology else []
-    moved = _snapshot([*snapshot.signals, batch], [*edges, ("batch", "audit")], ["orders"])
-    assert _verdicts(moved) == {"orders": "cleared"}
+    moved = rollout_snapshot(
+        [*snapshot.signals, batch], [*edges, ("batch", "audit")], ["orders"], "neighbours"
+    )
+    assert verdicts_of(moved) == {"orders": "cleared"}
 
 
 def test_before_after_cpu_must_double_to_count() -> None:
@@ -265,10 +205,10 @@ def test_before_after_cpu_must_double_to_count() -> None:
 
     def rollout(after: float) -> list[Signal]:
         cpu = "container_cpu_usage_seconds:rate"
-        old = _signal("web", cpu, _flat(0.2), rng, pod="web-6f7d9c-1", last=AT)
-        new = _signal("web", cpu, _flat(after), rng, pod="web-8b4c1e-1", first=AT)
+        old = signal("web", cpu, flat(0.2), rng, pod="web-6f7d9c-1", last=AT)
+        new = signal("web", cpu, flat(after), rng, pod="web-8b4c1e-1", first=AT)
         return [old, new]
 
-    mild = judge(_change("web"), rollout(0.28), {}, END)
+    mild = judge(change("web"), rollout(0.28), {}, END)
     assert not any(c.worse for c in mild.comparisons)
-    assert any(c.worse for c in judge(_change("web"), rollout(0.6), {}, END).comparisons)
+    assert any(c.worse for c in judge(change("web"), rollout(0.6), {}, END).comparisons)
