@@ -28,8 +28,11 @@ from agent.engine.mannwhitney import ALPHA, MIN_RATIO, is_worse, mann_whitney_gr
 from agent.engine.restarts import MIN_RESTARTS, RESTART_ALPHA, new_pods_restart
 from agent.models import Change, Signal, SignalKind, Stats
 
-# Before the incident split, a change this long before it may still be what broke.
+# A change's before/after comparisons look this far back before it.
 LEAD_S = 30 * 60.0
+# Before the incident split, a change this long before it may still be what broke: an alert
+# on a slow burn (a leak filling its limit) fires the better part of an hour after the rollout.
+LOOKBACK_S = 60 * 60.0
 MIN_SAMPLES = 3  # per side
 BEFORE_RATIO = 2.0  # ... when the new pods' CPU or memory is compared with before the change
 WARMUP_S = 120.0  # a new pod's first minutes are start-up, not its steady behaviour
@@ -351,8 +354,8 @@ def judge_changes(
     split: float,
     end: float,
 ) -> list[Judgement]:
-    """Every change from :data:`LEAD_S` before the split to the end of the window, judged."""
-    earliest = max(start, split - LEAD_S)
+    """Every change from :data:`LOOKBACK_S` before the split to the end of the window, judged."""
+    earliest = max(start, split - LOOKBACK_S)
     relevant = [c for c in changes if earliest <= c.at.timestamp() <= end]
     relevant.sort(key=lambda c: (c.at, c.service))
     by_service: dict[str, list[Signal]] = {}

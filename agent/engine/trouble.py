@@ -11,7 +11,8 @@ change only when nothing else explains it, as an SRE would check:
   cleared, unless its own CPU, memory or throttling got worse too (waiting is not work);
 - a caller's errors or latency that rose after a callee's rollout are that callee's only if
   none of the caller's other dependencies, direct or further down (nor the callee's own),
-  was in trouble first; if several of its callees changed, one that changed before the rise
+  was in trouble first (errors that rose with the caller's latency are the timeouts of
+  whatever explains that latency); if several of its callees changed, one that changed before the rise
   began (dated by the detector where it saw the caller's series go bad earlier) takes it,
   then the one whose callers rose most widely, then the one that changed last; most of the
   changed service's callers must rise (one caller failing alone is its own fault);
@@ -235,21 +236,47 @@ def _unexplained_rises(
     """The change's callers' rises, less those another dependency in trouble explains, and
     those of a caller whose own new version is suspect (its failures are its own)."""
     rises, measured = caller_rises(change, index, hood.callers.get(change.service, ()), end)
-    since = change.at.timestamp() - LEAD_S
+    culprits = {id(r): _culprit(r, change, hood) for r in rises}
     kept, notes = [], []
     for r in rises:
+        culprit = culprits[id(r)] or _timeouts_of(r, rises, culprits)
         if r.caller in suspects:
             notes.append(f"{r.caller}'s {r.kind.value} rose, but its own new version is suspect")
-            continue
-        others = [c for c in hood.downstream(r.caller) if c != change.service]
-        culprit = next(
-            (o for o in others if hood.troubled_between(o, {r.kind}, since, r.onset)), None
-        ) or _dependency_in_trouble(change, hood, {r.kind}, r.onset)
-        if culprit is not None:
+        elif culprit is not None:
             notes.append(f"{r.caller}'s {r.kind.value} rose, as did {culprit}'s")
         else:
             kept.append(r)
     return Rises(kept, measured, notes)
+
+
+def _culprit(rise: Rise, change: Change, hood: Neighbourhood) -> str | None:
+    """Another dependency of the caller (or of the changed service) in trouble of its own on
+    the rise's signal by the time the rise began."""
+    since = change.at.timestamp() - LEAD_S
+    others = [c for c in hood.downstream(rise.caller) if c != change.service]
+    return next(
+        (o for o in others if hood.troubled_between(o, {rise.kind}, since, rise.onset)), None
+    ) or _dependency_in_trouble(change, hood, {rise.kind}, rise.onset)
+
+
+def _timeouts_of(
+    rise: Rise, rises: Sequence[Rise], culprits: Mapping[int, str | None]
+) -> str | None:
+    """The dependency that explains the same caller's latency rise, for an errors rise that
+    began with it (within :data:`TOLERANCE_S`): a caller kept waiting on a slow dependency
+    times out, so its errors come with its latency. Not a dependency's latency alone: a
+    caller whose own latency held fails for what it got back, not for waiting."""
+    if rise.kind is not SignalKind.ERRORS:
+        return None
+    for other in rises:
+        culprit = culprits[id(other)]
+        if other.caller != rise.caller or other.kind is not SignalKind.LATENCY or not culprit:
+            continue
+        if rise.onset is None or other.onset is None:
+            return culprit
+        if abs(rise.onset - other.onset) <= TOLERANCE_S:
+            return culprit
+    return None
 
 
 def _owners(
