@@ -12,10 +12,11 @@ change only when nothing else explains it, as an SRE would check:
 - a caller's errors or latency that rose after a callee's rollout are that callee's only if
   none of the caller's other dependencies, direct or further down (nor the callee's own),
   was in trouble first (errors that rose with the caller's latency are the timeouts of
-  whatever explains that latency); if several of its callees changed, one that changed before the rise
-  began (dated by the detector where it saw the caller's series go bad earlier) takes it,
-  then the one whose callers rose most widely, then the one that changed last; most of the
-  changed service's callers must rise (one caller failing alone is its own fault);
+  whatever explains that latency); if several of its callees changed, one that changed
+  before the rise began (dated by the detector where it saw the caller's series go bad
+  earlier) takes it, then the one whose callers rose most widely, then the one that changed
+  last; most of the changed service's callers must rise (one caller failing alone is its
+  own fault);
 - a callee that lost requests the changed service still gets: the new build stopped calling
   (where several of its callers changed, the one that changed last before the loss began).
 
