@@ -1,6 +1,7 @@
 """What else a change's evidence may be: on small synthetic rollouts, a caller's errors that
-came with its wait on another slow dependency (agent.engine.trouble), and a rollout the
-better part of an hour before the alert (agent.engine.canary).
+came with its wait on another slow dependency, a crashing dependency (agent.engine.trouble),
+new pods a little slower than all pods before them, and a rollout the better part of an
+hour before the alert (agent.engine.canary).
 
 An hour of 1-minute samples; the rollouts land at minute 40.
 """
@@ -13,9 +14,11 @@ import numpy as np
 import pytest
 from rollout_support import (
     AT,
+    END,
     ERRORS,
     STEP,
     T0,
+    change,
     flat,
     rolled,
     rollout_snapshot,
@@ -24,6 +27,9 @@ from rollout_support import (
     verdicts_of,
 )
 
+from agent.engine.canary import RESTARTS, Comparison, Judgement, judge
+from agent.engine.trouble import neighbourhood
+from agent.models import SignalKind, Stats
 from agent.snapshot import WindowSpec
 
 LATENCY = "http_request_duration_seconds:p99"
@@ -90,3 +96,53 @@ def test_a_rollout_45_minutes_before_the_alert_is_judged(seed: int) -> None:
     """A slow burn pages long after its rollout; a rollout two hours back is history."""
     assert _leak(seed, alert_after=45) == ["cache"]
     assert _leak(seed, alert_after=70) == []
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_new_pods_a_little_slower_than_all_pods_before_them_are_not_worse(seed: int) -> None:
+    """``web``'s old pods leave two minutes after the change, so its two new pods are
+    compared with every pod before it: 1.3 times the latency is what the day's drift or
+    another service's trouble gives any pod; twice is the build."""
+
+    def fast(after: float) -> list:
+        rng = np.random.default_rng(seed)
+        old = [
+            signal("web", LATENCY, flat(0.1), rng, pod=f"web-6f7d9c-{n}", last=AT + 2)
+            for n in (1, 2)
+        ]
+        new = [
+            signal("web", LATENCY, flat(after), rng, pod=f"web-8b4c1e-{n}", first=AT)
+            for n in (1, 2)
+        ]
+        return old + new
+
+    assert judge(change("web"), fast(0.13), {}, END).verdict == "cleared"
+    assert judge(change("web"), fast(0.2), {}, END).verdict == "suspect"
+
+
+def _restarting(worse: bool) -> Judgement:
+    """``cache``'s rollout, suspect on its new pods' restarts (or on nothing)."""
+    stats = Stats(median=1.0, count=3)
+    restarts = Comparison(
+        signal(
+            "cache", "kube_pod_container_status_restarts_total", flat(1.0), np.random.default_rng(0)
+        ),
+        SignalKind.CHANGE,
+        stats,
+        stats,
+        "old pods' restarts",
+        1e-4,
+        worse,
+        label=RESTARTS,
+    )
+    verdict = "suspect" if worse else "cleared"
+    return Judgement(change("cache"), verdict, [restarts])
+
+
+def test_a_rollout_whose_new_pods_restart_is_in_trouble_on_errors_and_latency() -> None:
+    """Killed or crashing pods fail and delay the requests they held: their callers' errors
+    and latency are passed up from it, from the change."""
+    at = change("cache").at.timestamp()
+    crashing = neighbourhood(None, [], [], [_restarting(True)]).troubled
+    assert crashing == {("cache", SignalKind.ERRORS): at, ("cache", SignalKind.LATENCY): at}
+    assert neighbourhood(None, [], [], [_restarting(False)]).troubled == {}

@@ -35,10 +35,14 @@ LEAD_S = 30 * 60.0
 LOOKBACK_S = 60 * 60.0
 MIN_SAMPLES = 3  # per side
 BEFORE_RATIO = 2.0  # ... when the new pods' CPU or memory is compared with before the change
+# ... and their serving errors or latency: a quarter or a third up on every pod before it is
+# what the day's drift or another service's trouble gives a healthy pod in half an hour.
+SERVING_BEFORE_RATIO = 1.4
 WARMUP_S = 120.0  # a new pod's first minutes are start-up, not its steady behaviour
 BEFORE_AFTER_WEIGHT = 0.75  # of the change's own before/after comparison
 Verdict = Literal["suspect", "cleared", "unknown"]
 SERVING = frozenset({SignalKind.ERRORS, SignalKind.LATENCY})
+RESTARTS = "restarts"  # the label of the new pods' restarts comparison
 HIGHER_IS_WORSE = frozenset(
     {SignalKind.ERRORS, SignalKind.LATENCY, SignalKind.RESOURCE, SignalKind.SATURATION}
 )
@@ -159,7 +163,7 @@ def _restarts(
     versus = f"{change.from_version or 'old'} pods' restarts before and since the change"
     new_stats, old_stats = stats_of(np.asarray(new)), stats_of(np.asarray(old))
     kind = SignalKind.CHANGE
-    return Comparison(signal, kind, new_stats, old_stats, versus, p, worse, label="restarts")
+    return Comparison(signal, kind, new_stats, old_stats, versus, p, worse, label=RESTARTS)
 
 
 def _before_after(change: Change, signals: Sequence[Signal], end: float) -> list[Comparison]:
@@ -212,7 +216,8 @@ def _compare(
     # far beyond that (a leak filling the limit) says the new build is worse.
     # A steady series (memory) moves beyond its own tiny spread with any new build.
     load = not same and kind not in SERVING
-    worse = is_worse(new, ref, p, BEFORE_RATIO if load else MIN_RATIO, beyond_noise=not load)
+    ratio = MIN_RATIO if same else BEFORE_RATIO if load else SERVING_BEFORE_RATIO
+    worse = is_worse(new, ref, p, ratio, beyond_noise=not load)
     return Comparison(new_series[0], kind, stats_of(new), stats_of(ref), versus, p, worse, same)
 
 

@@ -30,7 +30,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from agent.engine.canary import LEAD_S, Comparison, Judgement
+from agent.engine.canary import LEAD_S, RESTARTS, Comparison, Judgement
 from agent.engine.detect.kinds import callee_of, side_of
 from agent.engine.detect.series import SeriesFinding
 from agent.engine.neighbours import (
@@ -112,11 +112,13 @@ def neighbourhood(
 
 def _add_trouble(troubled: dict[tuple[str, SignalKind], float], j: Judgement) -> None:
     """A suspect change's service is in trouble of its own, from the change, on the serving
-    signals its new version made worse."""
+    signals its new version made worse, and on both where its new pods restart (a pod
+    killed or crashing fails and delays the requests it held)."""
     at = j.change.at.timestamp()
     for c in j.comparisons:
-        if c.worse and c.kind in SERVING:
-            key = (j.change.service, c.kind)
+        crashing = c.worse and c.label == RESTARTS
+        for kind in SERVING if crashing else (c.kind,) if c.worse and c.kind in SERVING else ():
+            key = (j.change.service, kind)
             troubled[key] = min(troubled.get(key, math.inf), at)
 
 
