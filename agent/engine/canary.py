@@ -6,7 +6,8 @@ shortly before the window is tested by comparing what its new pods measure with 
 pods measure over the same minutes (a one-sided Mann-Whitney U test: "new is worse"), and with
 the service's own pods before the change when no old pod is left to compare with. New pods
 have no history, so the per-series baseline of :mod:`agent.engine.detect.series` skips them;
-this is where they are looked at.
+this is where they are looked at. So are their restarts (:mod:`agent.engine.restarts`) and
+their memory as they age (:mod:`agent.engine.leaks`).
 
 A change is ``suspect`` when its new pods are worse on errors, latency or resources,
 ``cleared`` when they were compared and match, ``unknown`` when there was nothing to compare.
@@ -24,6 +25,7 @@ from numpy.typing import NDArray
 
 from agent.engine.detect.kinds import kind_of
 from agent.engine.detect.series import SeriesFinding
+from agent.engine.leaks import GROWTH, new_pods_grow
 from agent.engine.mannwhitney import ALPHA, MIN_RATIO, is_worse, mann_whitney_greater, stats_of
 from agent.engine.restarts import MIN_RESTARTS, RESTART_ALPHA, new_pods_restart
 from agent.models import Change, Signal, SignalKind, Stats
@@ -143,6 +145,7 @@ def judge(
     comparisons = _by_pod(change, by_pod, new_pods, end)
     crashes = _restarts(change, by_pod, new_pods, end)
     comparisons += [crashes] if crashes is not None and crashes.worse else []
+    comparisons += _leak(change, by_pod, new_pods, end)
     # Before/after only for what no same-minutes comparison covers: those minutes also hold
     # the incident's symptoms, which reach a healthy caller right after its own rollout.
     covered = {c.kind for c in comparisons}
@@ -164,6 +167,20 @@ def _restarts(
     new_stats, old_stats = stats_of(np.asarray(new)), stats_of(np.asarray(old))
     kind = SignalKind.CHANGE
     return Comparison(signal, kind, new_stats, old_stats, versus, p, worse, label=RESTARTS)
+
+
+def _leak(
+    change: Change, by_pod: Mapping[str, list[Signal]], new_pods: set[str], end: float
+) -> list[Comparison]:
+    """New pods whose memory grew with their age as the old pods' did not
+    (:mod:`agent.engine.leaks`)."""
+    found = new_pods_grow(by_pod, new_pods, change.at.timestamp(), end, LEAD_S, WARMUP_S)
+    if found is None:
+        return []
+    signal, early, late, p = found
+    versus, kind = "the same new pods early in their lives", SignalKind.RESOURCE
+    late_stats, early_stats = stats_of(late), stats_of(early)
+    return [Comparison(signal, kind, late_stats, early_stats, versus, p, True, False, label=GROWTH)]
 
 
 def _before_after(change: Change, signals: Sequence[Signal], end: float) -> list[Comparison]:
