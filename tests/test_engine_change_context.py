@@ -1,7 +1,8 @@
 """What else a change's evidence may be: on small synthetic rollouts, a caller's errors that
-came with its wait on another slow dependency, a crashing dependency (agent.engine.trouble),
-new pods a little slower than all pods before them, and a rollout the better part of an
-hour before the alert (agent.engine.canary).
+came with its wait on another slow dependency, a crashing dependency, trouble on every pod of
+the changed service, old or new (agent.engine.trouble), new pods a little slower than all
+pods before them, and a rollout the better part of an hour before the alert
+(agent.engine.canary).
 
 An hour of 1-minute samples; the rollouts land at minute 40.
 """
@@ -27,9 +28,9 @@ from rollout_support import (
     verdicts_of,
 )
 
-from agent.engine.canary import RESTARTS, Comparison, Judgement, judge
-from agent.engine.trouble import neighbourhood
-from agent.models import SignalKind, Stats
+from agent.engine.canary import OLD_AS_BAD, RESTARTS, Comparison, Judgement, judge
+from agent.engine.trouble import Neighbourhood, neighbourhood, reconsider
+from agent.models import Signal, SignalKind, Stats
 from agent.snapshot import WindowSpec
 
 LATENCY = "http_request_duration_seconds:p99"
@@ -104,7 +105,7 @@ def test_new_pods_a_little_slower_than_all_pods_before_them_are_not_worse(seed: 
     compared with every pod before it: 1.3 times the latency is what the day's drift or
     another service's trouble gives any pod; twice is the build."""
 
-    def fast(after: float) -> list:
+    def fast(after: float) -> list[Signal]:
         rng = np.random.default_rng(seed)
         old = [
             signal("web", LATENCY, flat(0.1), rng, pod=f"web-6f7d9c-{n}", last=AT + 2)
@@ -146,3 +147,54 @@ def test_a_rollout_whose_new_pods_restart_is_in_trouble_on_errors_and_latency() 
     crashing = neighbourhood(None, [], [], [_restarting(True)]).troubled
     assert crashing == {("cache", SignalKind.ERRORS): at, ("cache", SignalKind.LATENCY): at}
     assert neighbourhood(None, [], [], [_restarting(False)]).troubled == {}
+
+
+def _every_pod_fails(seed: int) -> list[Signal]:
+    """``web``: two old pods until minute 48, two new ones from minute 40; from minute 46
+    every pod fails, old or new (its own dependency broke); ``api`` calls it and fails too."""
+    rng = np.random.default_rng(seed)
+    broken = step(0.002, 0.4, 46)
+    out = [signal("web", ERRORS, broken, rng, pod=f"web-6f7d9c-{n}", last=48) for n in (1, 2)]
+    out += [signal("web", ERRORS, broken, rng, pod=f"web-8b4c1e-{n}", first=AT) for n in (1, 2)]
+    return [*out, signal("api", ERRORS, step(0.002, 0.3, 46), rng)]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_trouble_on_every_pod_old_or_new_is_not_the_builds(seed: int) -> None:
+    """The new pods fail more later than the pods before the change did, but so did the old
+    ones while they still served; nor are the caller's failures towards it the build's."""
+    signals = _every_pod_fails(seed)
+    judged = judge(change("web"), [s for s in signals if s.service == "web"], {}, END)
+    assert judged.verdict == "cleared"
+    assert any(OLD_AS_BAD in c.versus for c in judged.comparisons)
+    snapshot = rollout_snapshot(signals, [("api", "web")], ["web"], "every pod")
+    assert verdicts_of(snapshot) == {"web": "cleared"}
+
+
+def _timing_out(seed: int, waits: bool) -> Judgement:
+    """``web``'s fast rollout: its new pods fail more; where ``waits``, every pod, old or
+    new, answers slower from the change (it waits on ``db``)."""
+    rng = np.random.default_rng(seed)
+    slow = step(0.1, 0.5, AT) if waits else flat(0.1)
+    signals = []
+    for n in (1, 2):
+        old, new = f"web-6f7d9c-{n}", f"web-8b4c1e-{n}"
+        signals.append(signal("web", ERRORS, flat(0.002), rng, pod=old, last=AT + 2))
+        signals.append(signal("web", LATENCY, slow, rng, pod=old, last=AT + 2))
+        signals.append(signal("web", ERRORS, flat(0.05), rng, pod=new, first=AT))
+        signals.append(signal("web", LATENCY, flat(0.5) if waits else slow, rng, pod=new, first=AT))
+    hood = Neighbourhood(
+        callers={"db": ["web"]},
+        callees={"web": ["db"]},
+        troubled={("db", SignalKind.LATENCY): T0 + AT * STEP},
+    )
+    return reconsider([judge(change("web"), signals, {}, END)], signals, hood, END)[0]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_errors_of_a_service_slow_on_every_pod_are_its_slow_dependencys(seed: int) -> None:
+    """web's latency rose on every pod as db's did: it waits on db, and its new pods'
+    errors (timeouts) are db's trouble passed up. With its latency steady, db's latency
+    does not explain web's errors."""
+    assert _timing_out(seed, waits=True).verdict == "cleared"
+    assert _timing_out(seed, waits=False).verdict == "suspect"

@@ -266,17 +266,25 @@ def _by_pod(
         if new.size < MIN_SAMPLES or old.size < MIN_SAMPLES:
             continue
         found = _compare(new_series, new, old, versus)
-        if (
-            not found.same_minutes
-            and found.worse
-            and _old_as_bad(found, old_series, new_series, at)
-        ):
-            found = replace(found, worse=False, versus=f"{BEFORE} ({OLD_AS_BAD})")
+        found = _unless_old_as_bad(found, old_series, new_series, at)
         comparisons.append(found)
         if found.same_minutes and not found.worse and found.kind in SERVING:
             later = _later(change, new_series, old_series, end)
-            comparisons += [later] if later is not None and later.worse else []
+            later = _unless_old_as_bad(later, old_series, new_series, at) if later else None
+            shown = later is not None and (later.worse or OLD_AS_BAD in later.versus)
+            comparisons += [later] if later is not None and shown else []
     return _saturation_follows_use(comparisons)
+
+
+def _unless_old_as_bad(
+    found: Comparison, old_series: list[Signal], new_series: list[Signal], at: float
+) -> Comparison:
+    """A before/after comparison, not worse where the old pods got as bad while they still
+    served (:func:`_old_as_bad`); also for the new pods' later minutes (:func:`_later`):
+    trouble that reached the old pods in their last minutes is not the build's."""
+    if found.same_minutes or not found.worse or not _old_as_bad(found, old_series, new_series, at):
+        return found
+    return replace(found, worse=False, versus=f"{BEFORE} ({OLD_AS_BAD})")
 
 
 OLD_AS_BAD = "its old pods got as bad while they still served"

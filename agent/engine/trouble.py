@@ -9,6 +9,7 @@ change only when nothing else explains it, as an SRE would check:
   while the service stayed well did not make it worse, unless that dependency is a suspect
   rollout still taking over), is passing that dependency's trouble up: its change is
   cleared, unless its own CPU, memory or throttling got worse too (waiting is not work);
+  what got worse on every pod of it, old or new, counts as passed up as well;
 - a caller's errors or latency that rose after a callee's rollout are that callee's only if
   none of the caller's other dependencies, direct or further down (nor the callee's own),
   was in trouble first (errors that rose with the caller's latency are the timeouts of
@@ -16,12 +17,13 @@ change only when nothing else explains it, as an SRE would check:
   before the rise began (dated by the detector where it saw the caller's series go bad
   earlier) takes it, then the one whose callers rose most widely, then the one that changed
   last; most of the changed service's callers must rise (one caller failing alone is its
-  own fault);
+  own fault), and not on a signal its old pods got as bad on as its new ones;
 - a callee that lost requests the changed service still gets: the new build stopped calling
   (where several of its callers changed, the one that changed last before the loss began).
 
 "In trouble of its own" is a serving errors or latency series that stayed up for a few
-samples (the detector's findings), or a change whose new pods are worse than its old ones.
+samples (the detector's findings), or a change whose new pods are worse than its old ones
+(on both where they restart).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from agent.engine.canary import LEAD_S, RESTARTS, Comparison, Judgement
+from agent.engine.canary import LEAD_S, OLD_AS_BAD, RESTARTS, Comparison, Judgement
 from agent.engine.detect.kinds import callee_of, side_of
 from agent.engine.detect.series import SeriesFinding
 from agent.engine.neighbours import (
@@ -134,7 +136,7 @@ def reconsider(
     hood = replace(hood, troubled=_with_suspects(hood.troubled, own))
     suspects = frozenset(j.change.service for j in own if j.verdict == "suspect")
     open_ = [j for j in own if j.verdict != "suspect"]
-    rises = {id(j): _unexplained_rises(j.change, index, hood, suspects, end) for j in open_}
+    rises = {id(j): _unexplained_rises(j, index, hood, suspects, end) for j in open_}
     owners = _owners(rises, {id(j): j.change for j in open_}, hood)
     losses = _losses(open_, index, hood, end)
     after = [
@@ -178,7 +180,10 @@ def _own_control(judgement: Judgement, index: Index, hood: Neighbourhood) -> Jud
     if not worse or any(c.same_minutes or c.kind in OWN_LOAD for c in worse):
         return judgement
     change = judgement.change
-    kinds = {c.kind for c in worse} & set(SERVING)
+    # What got worse on every pod, old or new, was passed up too: a caller waiting on a slow
+    # dependency times out, its latency up on every pod and its errors on the new ones.
+    every_pod = {c.kind for c in judgement.comparisons if OLD_AS_BAD in c.versus}
+    kinds = ({c.kind for c in worse} | every_pod) & set(SERVING)
     other = _dependency_in_trouble(change, hood, kinds, own_rise(change, index, worse), True)
     if other is None:
         return judgement
@@ -230,21 +235,27 @@ class Rises:
 
 
 def _unexplained_rises(
-    change: Change,
+    judgement: Judgement,
     index: Index,
     hood: Neighbourhood,
     suspects: frozenset[str],
     end: float,
 ) -> Rises:
-    """The change's callers' rises, less those another dependency in trouble explains, and
-    those of a caller whose own new version is suspect (its failures are its own)."""
+    """The change's callers' rises, less those another dependency in trouble explains, those
+    of a caller whose own new version is suspect (its failures are its own), and those on a
+    signal the changed service's old pods got as bad on as its new ones (the service fails,
+    whichever version serves)."""
+    change = judgement.change
     rises, measured = caller_rises(change, index, hood.callers.get(change.service, ()), end)
+    every_pod = {c.kind for c in judgement.comparisons if c.own and OLD_AS_BAD in c.versus}
     culprits = {id(r): _culprit(r, change, hood) for r in rises}
     kept, notes = [], []
     for r in rises:
         culprit = culprits[id(r)] or _timeouts_of(r, rises, culprits)
         if r.caller in suspects:
             notes.append(f"{r.caller}'s {r.kind.value} rose, but its own new version is suspect")
+        elif r.kind in every_pod:
+            notes.append(f"{r.caller}'s {r.kind.value} rose, as every pod's of it did, old or new")
         elif culprit is not None:
             notes.append(f"{r.caller}'s {r.kind.value} rose, as did {culprit}'s")
         else:
