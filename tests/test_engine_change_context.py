@@ -2,7 +2,8 @@
 came with its wait on another slow dependency, a crashing dependency, trouble on every pod of
 the changed service, old or new (agent.engine.trouble), new pods a little slower than all
 pods before them, and a rollout the better part of an hour before the alert
-(agent.engine.canary).
+(agent.engine.canary); and what a suspect rollout explains in the ranking
+(agent.engine.service_score).
 
 An hour of 1-minute samples; the rollouts land at minute 40.
 """
@@ -29,6 +30,7 @@ from rollout_support import (
 )
 
 from agent.engine.canary import OLD_AS_BAD, RESTARTS, Comparison, Judgement, judge
+from agent.engine.service_score import ServiceScore, strength_by
 from agent.engine.trouble import Neighbourhood, neighbourhood, reconsider
 from agent.models import Signal, SignalKind, Stats
 from agent.snapshot import WindowSpec
@@ -198,3 +200,13 @@ def test_errors_of_a_service_slow_on_every_pod_are_its_slow_dependencys(seed: in
     does not explain web's errors."""
     assert _timing_out(seed, waits=True).verdict == "cleared"
     assert _timing_out(seed, waits=False).verdict == "suspect"
+
+
+def test_a_suspect_change_explains_what_began_after_it_with_all_its_strength() -> None:
+    """A caller's trouble that began after its callee's suspect rollout is explained by the
+    rollout with all the strength the rollout's evidence carries (its callers' failures
+    included), not only by what its own series showed by then."""
+    rolled_out = ServiceScore("cart", change_bonus=(T0 + AT * STEP, 2.0))
+    assert strength_by(rolled_out, None, 3.0) == 2.0
+    assert strength_by(rolled_out, T0 + (AT + 5) * STEP, 3.0) == 2.0
+    assert strength_by(rolled_out, T0 + (AT - 5) * STEP, 3.0) == 0.0  # trouble before it

@@ -193,6 +193,9 @@ def _apply_suspect_changes(
         bonus = max([bonus, *(NEIGHBOUR_SHARE * x for x in felt)])
         s.strength += bonus
         s.score += bonus
+        at = j.change.at.timestamp()
+        if s.change_bonus is None or s.change_bonus[1] < bonus:
+            s.change_bonus = (at, bonus)
         s.fault_type = FaultType.BAD_DEPLOY
         s.changed_worse |= frozenset(c.kind for c in worse if c.kind in serving)
         s.dropped_calls |= frozenset(

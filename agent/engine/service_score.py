@@ -9,6 +9,7 @@ its three strongest weights with decaying factors, so one huge series does not w
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -43,6 +44,7 @@ class ServiceScore:
     # at its callers, and the callees whose requests it stopped sending.
     changed_worse: frozenset[SignalKind] = frozenset()
     dropped_calls: frozenset[str] = frozenset()
+    change_bonus: tuple[float, float] | None = None  # (when, how much) a suspect change adds
 
 
 def is_wait(f: SeriesFinding) -> bool:
@@ -108,7 +110,10 @@ def _combined(items: list[float]) -> float:
 def strength_by(
     s: ServiceScore, cutoff: float | None, threshold: float, visible: float | None = None
 ) -> float:
-    """The service's evidence strength from findings that began by ``cutoff`` (all: None)."""
+    """The service's evidence strength from findings that began by ``cutoff`` (all: None),
+    and what a suspect change of it adds where the change came by then."""
+    at, bonus = s.change_bonus or (math.inf, 0.0)
+    changed = bonus if cutoff is None or at <= cutoff else 0.0
     weights = [
         strength(f.score, threshold) * metric_weight(f, visible)
         for f in s.metrics
@@ -119,7 +124,7 @@ def strength_by(
         for f in s.logs
         if cutoff is None or f.onset <= cutoff
     ]
-    return _combined(weights)
+    return _combined(weights) + changed
 
 
 def onset_of(metrics: list[SeriesFinding], logs: list[LogFinding]) -> float | None:
