@@ -2,8 +2,8 @@
 came with its wait on another slow dependency, a crashing dependency, trouble on every pod of
 the changed service, old or new (agent.engine.trouble), new pods a little slower than all
 pods before them, and a rollout the better part of an hour before the alert
-(agent.engine.canary); and what a suspect rollout explains in the ranking
-(agent.engine.service_score).
+(agent.engine.canary); and, in the ranking, what a suspect rollout explains
+(agent.engine.service_score) and when its trouble began (agent.engine.rank).
 
 An hour of 1-minute samples; the rollouts land at minute 40.
 """
@@ -30,6 +30,8 @@ from rollout_support import (
 )
 
 from agent.engine.canary import OLD_AS_BAD, RESTARTS, Comparison, Judgement, judge
+from agent.engine.neighbours import caller_rises, index_of
+from agent.engine.rank import _began
 from agent.engine.service_score import ServiceScore, strength_by
 from agent.engine.trouble import Neighbourhood, neighbourhood, reconsider
 from agent.models import Signal, SignalKind, Stats
@@ -210,3 +212,31 @@ def test_a_suspect_change_explains_what_began_after_it_with_all_its_strength() -
     assert strength_by(rolled_out, None, 3.0) == 2.0
     assert strength_by(rolled_out, T0 + (AT + 5) * STEP, 3.0) == 2.0
     assert strength_by(rolled_out, T0 + (AT - 5) * STEP, 3.0) == 0.0  # trouble before it
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_rollout_its_callers_show_late_is_dated_by_their_rise(seed: int) -> None:
+    """``pricing`` rolled out at minute 40 and answers wrong only from minute 50 (a code path
+    that traffic reaches late): the rollout's trouble began when ``web``'s errors rose, not
+    when it rolled out (an anomaly half an hour before the alert looks unrelated)."""
+    rng = np.random.default_rng(seed)
+    signals = [*rolled("pricing", rng), signal("web", ERRORS, step(0.002, 0.1, 50), rng)]
+    (rise,), _ = caller_rises(change("pricing"), index_of(signals), ["web"], END)
+    assert rise.comparison.onset == T0 + 50 * STEP
+    at = change("pricing").at.timestamp()
+    assert _began([rise.comparison], at) == T0 + 50 * STEP
+    own = judge(change("pricing"), _fast_pricing(seed), {}, END).comparisons
+    assert _began([c for c in own if c.worse] + [rise.comparison], at) == at
+
+
+def _fast_pricing(seed: int) -> list[Signal]:
+    """``pricing``'s new pods fail from the start, its old pods gone two minutes later."""
+    rng = np.random.default_rng(seed)
+    old = [
+        signal("pricing", ERRORS, flat(0.002), rng, pod=f"pricing-6f7d9c-{n}", last=AT + 2)
+        for n in (1, 2)
+    ]
+    return old + [
+        signal("pricing", ERRORS, flat(0.1), rng, pod=f"pricing-8b4c1e-{n}", first=AT)
+        for n in (1, 2)
+    ]

@@ -64,6 +64,7 @@ class Comparison:
     same_minutes: bool = True  # new vs old over the same minutes; else before vs after
     own: bool = True  # the changed service's own series; else a neighbour's
     label: str = ""  # what it measures, in words, where its kind does not say it
+    onset: float | None = None  # a neighbour's: when its rise (or loss) began
 
     @property
     def what(self) -> str:

@@ -158,7 +158,7 @@ def held_traffic(s: Shift | None, trend: float = 1.0) -> bool:
     return kept_share(s) >= HELD_RATIO * min(trend, 1.0)
 
 
-def _comparison(s: Shift, versus: str, p: float) -> Comparison:
+def _comparison(s: Shift, versus: str, p: float, onset: float | None) -> Comparison:
     return Comparison(
         s.signal,
         s.kind,
@@ -169,6 +169,7 @@ def _comparison(s: Shift, versus: str, p: float) -> Comparison:
         True,
         same_minutes=False,
         own=False,
+        onset=onset,
     )
 
 
@@ -197,7 +198,7 @@ def callee_losses(
             continue
         if all(held_traffic(_traffic(index, o, at, end), trend) for o in others):
             versus = f"{callee}'s requests before {change.service} changed"
-            out.append(_comparison(s, versus, p))
+            out.append(_comparison(s, versus, p, _falling(s).onset))
     return out
 
 
@@ -209,15 +210,17 @@ def loss_onset(index: Index, service: str, at: float, end: float) -> float | Non
     """When the service's request rate began to fall after ``at`` (a third of the way down
     from before to after), if it did."""
     s = _traffic(index, service, at, end)
-    if s is None:
-        return None
-    return Shift(s.signal, s.kind, -s.after, -s.before, s.after_times).onset
+    return None if s is None else _falling(s).onset
+
+
+def _falling(s: Shift) -> Shift:
+    """The shift upside down: a fall read as a rise."""
+    return Shift(s.signal, s.kind, -s.after, -s.before, s.after_times)
 
 
 def _fell_before(s: Shift) -> bool:
     """A drop already under way before the change (mirror of :func:`predates`)."""
-    flipped = Shift(s.signal, s.kind, -s.after, -s.before, s.after_times)
-    return predates(flipped)
+    return predates(_falling(s))
 
 
 @dataclass(frozen=True)
@@ -248,7 +251,7 @@ def caller_rises(
             p = mann_whitney_greater(s.after, s.before)
             if is_worse(s.after, s.before, p) and not predates(s):
                 versus = f"{caller}'s calls before {change.service} changed"
-                rises.append(Rise(caller, kind, s.onset, _comparison(s, versus, p)))
+                rises.append(Rise(caller, kind, s.onset, _comparison(s, versus, p, s.onset)))
         measured += found
     return rises, measured
 

@@ -33,7 +33,7 @@ from agent.engine.callgraph import (
     call_graph,
     doubt_unfelt_silences,
 )
-from agent.engine.canary import Judgement, finding
+from agent.engine.canary import Comparison, Judgement, finding
 from agent.engine.detect.kinds import CAUSE_KINDS
 from agent.engine.detect.logs import LogFinding
 from agent.engine.detect.series import SeriesFinding
@@ -203,9 +203,18 @@ def _apply_suspect_changes(
             for c in worse
             if c.kind is SignalKind.TRAFFIC and c.signal.service != s.service
         )
-        at = j.change.at.timestamp()
-        s.onset = at if s.onset is None else min(s.onset, at)
+        began = _began(worse, at)
+        s.onset = began if s.onset is None else min(s.onset, began)
         s.reasons.extend(j.reasons)
+
+
+def _began(worse: Sequence[Comparison], at: float) -> float:
+    """When a suspect change's trouble began: at the change where its own pods are worse;
+    where only its neighbours show it (wrong values, a dropped call), when their rise or
+    loss began, which a code path that traffic reaches late puts minutes after it."""
+    if any(c.own for c in worse):
+        return at
+    return max(at, min((c.onset for c in worse if c.onset is not None), default=at))
 
 
 def _earliest(blamed_at: float | None, wait: Wait | None) -> float | None:
