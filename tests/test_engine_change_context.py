@@ -240,3 +240,32 @@ def _fast_pricing(seed: int) -> list[Signal]:
         signal("pricing", ERRORS, flat(0.1), rng, pod=f"pricing-8b4c1e-{n}", first=AT)
         for n in (1, 2)
     ]
+
+
+def _slower_rollout(seed: int, old_pods: int) -> Judgement:
+    """``web``: ``old_pods`` old pods until two minutes after the change, two new ones,
+    slower; ``db``, its dependency, got slower at the change too."""
+    rng = np.random.default_rng(seed)
+    signals = [
+        signal("web", LATENCY, flat(0.1), rng, pod=f"web-6f7d9c-{n}", last=AT + 2)
+        for n in range(old_pods)
+    ]
+    signals += [
+        signal("web", LATENCY, flat(0.3), rng, pod=f"web-8b4c1e-{n}", first=AT) for n in (1, 2)
+    ]
+    hood = Neighbourhood(
+        callers={"db": ["web"]},
+        callees={"web": ["db"]},
+        troubled={("db", SignalKind.LATENCY): T0 + AT * STEP},
+    )
+    return reconsider([judge(change("web"), signals, {}, END)], signals, hood, END)[0]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_rollout_to_fewer_pods_keeps_its_slowness_whatever_its_dependencies_do(
+    seed: int,
+) -> None:
+    """Two pods for two: web's slowness is db's, passed up. Two pods for three: the same
+    load on fewer pods is its own."""
+    assert _slower_rollout(seed, old_pods=2).verdict == "cleared"
+    assert _slower_rollout(seed, old_pods=3).verdict == "suspect"

@@ -304,7 +304,7 @@ def _old_as_bad(
     the new build is not what made it worse (a caller rolling out while its callee breaks).
     Too few shared minutes for a rank test can still say this much. A change after which
     fewer pods serve is exempt: the same load on fewer pods makes every pod worse."""
-    if _serving_pods(new_series + old_series) < _serving_pods(old_series, at):
+    if serving_pods(new_series + old_series) < serving_pods(old_series, at):
         return False
     values = _values(old_series, at, math.inf)
     base, new, noise = found.reference.median, found.new.median, found.reference.p95
@@ -314,7 +314,7 @@ def _old_as_bad(
     return high >= max(1.0, OLD_QUARTER * values.size)
 
 
-def _serving_pods(series: list[Signal], at: float | None = None) -> int:
+def serving_pods(series: list[Signal], at: float | None = None) -> int:
     """How many pods served just before ``at`` (else at the last sample of any of them)."""
     timed = [s for s in series if s.timestamps]
     t = max((s.timestamps[-1] for s in timed), default=0.0) if at is None else at - 1e-6

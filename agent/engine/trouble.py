@@ -8,8 +8,9 @@ change only when nothing else explains it, as an SRE would check:
   samples of it (trouble passed up shows at once; a dependency that was already in trouble
   while the service stayed well did not make it worse, unless that dependency is a suspect
   rollout still taking over), is passing that dependency's trouble up: its change is
-  cleared, unless its own CPU, memory or throttling got worse too (waiting is not work);
-  what got worse on every pod of it, old or new, counts as passed up as well;
+  cleared, unless its own CPU, memory or throttling got worse too (waiting is not work)
+  or fewer of its pods serve since (the same load on fewer pods); what got worse on every
+  pod of it, old or new, counts as passed up as well;
 - a caller's errors or latency that rose after a callee's rollout are that callee's only if
   none of the caller's other dependencies, direct or further down (nor the callee's own),
   was in trouble first (errors that rose with the caller's latency are the timeouts of
@@ -32,7 +33,14 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from agent.engine.canary import LEAD_S, OLD_AS_BAD, RESTARTS, Comparison, Judgement
+from agent.engine.canary import (
+    LEAD_S,
+    OLD_AS_BAD,
+    RESTARTS,
+    Comparison,
+    Judgement,
+    serving_pods,
+)
 from agent.engine.detect.kinds import callee_of, side_of
 from agent.engine.detect.series import SeriesFinding
 from agent.engine.neighbours import (
@@ -175,11 +183,14 @@ def _own_control(judgement: Judgement, index: Index, hood: Neighbourhood) -> Jud
     """A change worse only before/after, no earlier than a dependency in trouble of its own
     on the same signals, is cleared: the service passes that dependency's trouble up. Not
     if its own CPU, memory or throttling got worse too (by the before/after margin): a
-    slow or failing dependency leaves a caller waiting, not busier."""
+    slow or failing dependency leaves a caller waiting, not busier; nor if fewer of its pods
+    serve since the change."""
     worse = [c for c in judgement.comparisons if c.worse]
     if not worse or any(c.same_minutes or c.kind in OWN_LOAD for c in worse):
         return judgement
     change = judgement.change
+    if _scaled_down(change, index):
+        return judgement
     # What got worse on every pod, old or new, was passed up too: a caller waiting on a slow
     # dependency times out, its latency up on every pod and its errors on the new ones.
     every_pod = {c.kind for c in judgement.comparisons if OLD_AS_BAD in c.versus}
@@ -193,6 +204,13 @@ def _own_control(judgement: Judgement, index: Index, hood: Neighbourhood) -> Jud
         "is, which is in trouble of its own: cleared"
     )
     return replace(judgement, verdict="cleared", reasons=[why])
+
+
+def _scaled_down(change: Change, index: Index) -> bool:
+    """Whether fewer of the service's pods serve at the end than just before the change: the
+    same load on fewer pods makes each of them slower, whatever its dependencies do."""
+    pods = [s for s in index.get(change.service, ()) if s.pod is not None]
+    return serving_pods(pods) < serving_pods(pods, change.at.timestamp())
 
 
 def _dependency_in_trouble(
