@@ -24,7 +24,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from agent.engine.detect.kinds import kind_of
-from agent.engine.detect.series import SeriesFinding
 from agent.engine.leaks import GROWTH, new_pods_grow
 from agent.engine.mannwhitney import ALPHA, MIN_RATIO, is_worse, mann_whitney_greater, stats_of
 from agent.engine.restarts import MIN_RESTARTS, RESTART_ALPHA, new_pods_restart
@@ -393,27 +392,3 @@ def judge_changes(
     for s in signals:
         by_service.setdefault(s.service, []).append(s)
     return [judge(c, by_service.get(c.service, []), versions, end) for c in relevant]
-
-
-def finding(judgement: Judgement) -> SeriesFinding | None:
-    """The suspect change's strongest comparison as a finding the report can cite."""
-    worst = judgement.worst
-    if worst is None or judgement.verdict != "suspect":
-        return None
-    at = judgement.change.at.timestamp()
-    end = worst.signal.timestamps[-1] if worst.signal.timestamps else at
-    return SeriesFinding(
-        signal=worst.signal,
-        kind=SignalKind.CHANGE,
-        score=worst.z,
-        direction=1,
-        onset=at,
-        peak=at,
-        end=end,
-        baseline=worst.reference,
-        incident=worst.new,
-        level=worst.new.median,
-        until=end,
-        run=max(worst.new.count, 2),
-        versus=worst.versus,
-    )

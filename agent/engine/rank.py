@@ -33,7 +33,7 @@ from agent.engine.callgraph import (
     call_graph,
     doubt_unfelt_silences,
 )
-from agent.engine.canary import Comparison, Judgement, finding
+from agent.engine.canary import Comparison, Judgement
 from agent.engine.detect.kinds import CAUSE_KINDS
 from agent.engine.detect.logs import LogFinding
 from agent.engine.detect.series import SeriesFinding
@@ -167,6 +167,30 @@ def _draining(f: SeriesFinding, data_end: float) -> bool:
         return False
     gone = stamps[-1] < data_end - DRAIN_S / 2
     return gone and stamps[-1] - f.onset <= DRAIN_S
+
+
+def finding(judgement: Judgement) -> SeriesFinding | None:
+    """The suspect change's strongest comparison as a finding the report can cite."""
+    worst = judgement.worst
+    if worst is None or judgement.verdict != "suspect":
+        return None
+    at = judgement.change.at.timestamp()
+    end = worst.signal.timestamps[-1] if worst.signal.timestamps else at
+    return SeriesFinding(
+        signal=worst.signal,
+        kind=SignalKind.CHANGE,
+        score=worst.z,
+        direction=1,
+        onset=at,
+        peak=at,
+        end=end,
+        baseline=worst.reference,
+        incident=worst.new,
+        level=worst.new.median,
+        until=end,
+        run=max(worst.new.count, 2),
+        versus=worst.versus,
+    )
 
 
 NEIGHBOUR_SHARE = 0.6  # of a failing caller's strength that its suspect callee takes
