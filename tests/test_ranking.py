@@ -244,3 +244,26 @@ def test_window_level_log_statistics_do_not_date_the_incident() -> None:
     ranked = {s.service: s for s in rank_services(findings, logs, None, THR, 15)}
     assert ranked["ads"].onset is None
     assert not any("after the incident became visible" in r for r in ranked["db"].reasons)
+
+
+@pytest.mark.parametrize(("cpu_direction", "doubted"), [(1, True), (-1, False)])
+def test_logs_that_went_quiet_while_the_metrics_show_work_are_not_an_outage(
+    cpu_direction: int, doubted: bool
+) -> None:
+    # A user's workflow logs in bursts: its lines stop, yet its pod keeps using CPU. Logs
+    # going quiet while the CPU falls too is a service that stopped working.
+    quiet = log_finding("cancel", "<all log lines>", 30, level="INFO", pattern="vanished")
+    cpu = metric("cancel", "cpu_usage", 6, direction=cpu_direction, kind=SignalKind.RESOURCE)
+    ranked = rank_services(
+        [cpu, metric("front", "latency_p99", 10)],
+        [quiet],
+        None,
+        THR,
+        15,
+        coverage={"cancel": MEASURED, "front": MEASURED},
+    )
+    cancel = next(s for s in ranked if s.service == "cancel")
+    assert ("its logs went quiet, but its metrics show it still at work" in cancel.reasons) is (
+        doubted
+    )
+    assert (cancel.logs[0].score == THR) is doubted

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from agent.engine.callgraph import (
     apply_alert_reach,
@@ -91,6 +92,7 @@ def rank_services(
 
     graph = call_graph(topology, logs, observed_edges)
     doubt_unfelt_silences(by_service, graph, blame, threshold, max(3 * resolution_s, 10.0))
+    _doubt_quiet_logs(by_service, coverage, threshold)
     waits = wait_blame(by_service, graph, waiters, threshold)
     for service, pointing in waits.items():
         by_service.setdefault(service, ServiceScore(service)).waited_by = pointing.callers
@@ -203,6 +205,30 @@ def _apply_suspect_changes(
         at = j.change.at.timestamp()
         s.onset = at if s.onset is None else min(s.onset, at)
         s.reasons.extend(j.reasons)
+
+
+def _doubt_quiet_logs(
+    by_service: dict[str, ServiceScore],
+    coverage: Mapping[str, frozenset[SignalKind]],
+    threshold: float,
+) -> None:
+    """Logs that went quiet mean the service went down only if its metrics agree: a service
+    whose resource or traffic series go on reporting, none of them falling, is still at
+    work, and its logs paused because the requests that write them paused (a batch, a
+    user's workflow). Its silence then counts as barely anomalous."""
+    for s in by_service.values():
+        if not any(f.pattern == "vanished" for f in s.logs):
+            continue
+        if not coverage.get(s.service, frozenset()) & {SignalKind.RESOURCE, SignalKind.TRAFFIC}:
+            continue
+        if any(
+            f.direction == 0
+            or (f.direction < 0 and f.kind in (SignalKind.RESOURCE, SignalKind.TRAFFIC))
+            for f in s.metrics
+        ):
+            continue
+        s.logs = [replace(f, score=threshold) if f.pattern == "vanished" else f for f in s.logs]
+        s.reasons.append("its logs went quiet, but its metrics show it still at work")
 
 
 def _earliest(blamed_at: float | None, wait: Wait | None) -> float | None:
