@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from findings_support import T0, THR, log_finding, metric
 
+from agent.engine.hosts import colocated
 from agent.engine.hypothesis import fault_scores, hypothesize
 from agent.engine.rank import rank_services
-from agent.models import Edge, FaultType, SignalKind, Topology
+from agent.models import Edge, FaultType, Signal, SignalKind, Topology
 
 
 def test_cause_signal_outranks_an_equally_strong_symptom() -> None:
@@ -267,3 +268,51 @@ def test_logs_that_went_quiet_while_the_metrics_show_work_are_not_an_outage(
         doubted
     )
     assert (cancel.logs[0].score == THR) is doubted
+
+
+def _node_cpu(service: str, values: list[float], **labels: str) -> Signal:
+    return Signal(
+        service=service,
+        name="NodeCpuUsageRate(%)",
+        timestamps=[T0 + 60 * i for i in range(len(values))],
+        values=values,
+        labels=labels,
+    )
+
+
+def test_services_whose_node_series_match_share_a_node() -> None:
+    busy = [20.0, 22.0, 21.0, 60.0, 65.0, 64.0]
+    other = [30.0, 31.0, 29.0, 30.0, 32.0, 31.0]
+    mates = colocated(
+        [
+            _node_cpu("stress", busy),
+            _node_cpu("gateway", busy),
+            _node_cpu("orders", other),
+            _node_cpu("idle-a", [0.0] * 6),  # equal because idle, not because shared
+            _node_cpu("idle-b", [0.0] * 6),
+            _node_cpu("cart", other[:3], node="n7"),
+            _node_cpu("ads", [1.0, 2.0], node="n7"),
+        ]
+    )
+    assert mates["stress"] == {"gateway"} and mates["gateway"] == {"stress"}
+    assert mates["cart"] == {"ads"}
+    assert "orders" not in mates and "idle-a" not in mates
+
+
+@pytest.mark.parametrize(("shared", "discounted"), [(True, False), (False, True)])
+def test_a_cpu_hog_whose_node_mate_got_slow_is_a_noisy_neighbour(
+    shared: bool, discounted: bool
+) -> None:
+    findings = [metric("stress", "cpu_usage", 30), metric("gateway", "latency_p99", 20)]
+    ranked = rank_services(
+        findings,
+        [],
+        None,
+        THR,
+        15,
+        coverage={"stress": MEASURED, "gateway": MEASURED},
+        colocated={"stress": frozenset({"gateway"})} if shared else {},
+    )
+    stress = next(s for s in ranked if s.service == "stress")
+    assert ("its own latency and errors stayed normal" in stress.reasons) is discounted
+    assert (ranked[0].service == "stress") is shared
