@@ -122,6 +122,14 @@ def test_a_steady_or_late_rising_baseline_is_kept_whole(seed: int) -> None:
     assert recent_regime(rising).size == 12
 
 
+def test_one_spike_in_the_older_baseline_is_not_an_older_level() -> None:
+    # Its mean says "an older, higher level"; its median says one outlier.
+    rng = np.random.default_rng(3)
+    base = 0.09 + rng.normal(0, 0.004, 10)
+    base[3] = 0.425
+    assert recent_regime(base).size == 10
+
+
 def test_a_burst_after_an_earlier_burst_on_the_same_series_is_found() -> None:
     values = [98.0, 101, 97, 99, 8, 7, 9, 8, 7, 8, 85, 90, 88, 92, 87]
     signal = Signal(

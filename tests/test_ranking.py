@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from findings_support import T0, THR, log_finding, metric
 
+from agent.engine.hosts import colocated
 from agent.engine.hypothesis import fault_scores, hypothesize
 from agent.engine.rank import rank_services
-from agent.models import Edge, FaultType, SignalKind, Topology
+from agent.models import Edge, FaultType, Signal, SignalKind, Topology
 
 
 def test_cause_signal_outranks_an_equally_strong_symptom() -> None:
@@ -244,3 +245,74 @@ def test_window_level_log_statistics_do_not_date_the_incident() -> None:
     ranked = {s.service: s for s in rank_services(findings, logs, None, THR, 15)}
     assert ranked["ads"].onset is None
     assert not any("after the incident became visible" in r for r in ranked["db"].reasons)
+
+
+@pytest.mark.parametrize(("cpu_direction", "doubted"), [(1, True), (-1, False)])
+def test_logs_that_went_quiet_while_the_metrics_show_work_are_not_an_outage(
+    cpu_direction: int, doubted: bool
+) -> None:
+    # A user's workflow logs in bursts: its lines stop, yet its pod keeps using CPU. Logs
+    # going quiet while the CPU falls too is a service that stopped working.
+    quiet = log_finding("cancel", "<all log lines>", 30, level="INFO", pattern="vanished")
+    cpu = metric("cancel", "cpu_usage", 6, direction=cpu_direction, kind=SignalKind.RESOURCE)
+    ranked = rank_services(
+        [cpu, metric("front", "latency_p99", 10)],
+        [quiet],
+        None,
+        THR,
+        15,
+        coverage={"cancel": MEASURED, "front": MEASURED},
+    )
+    cancel = next(s for s in ranked if s.service == "cancel")
+    assert ("its logs went quiet, but its metrics show it still at work" in cancel.reasons) is (
+        doubted
+    )
+    assert (cancel.logs[0].score == THR) is doubted
+
+
+def _node_cpu(service: str, values: list[float], **labels: str) -> Signal:
+    return Signal(
+        service=service,
+        name="NodeCpuUsageRate(%)",
+        timestamps=[T0 + 60 * i for i in range(len(values))],
+        values=values,
+        labels=labels,
+    )
+
+
+def test_services_whose_node_series_match_share_a_node() -> None:
+    busy = [20.0, 22.0, 21.0, 60.0, 65.0, 64.0]
+    other = [30.0, 31.0, 29.0, 30.0, 32.0, 31.0]
+    mates = colocated(
+        [
+            _node_cpu("stress", busy),
+            _node_cpu("gateway", busy),
+            _node_cpu("orders", other),
+            _node_cpu("idle-a", [0.0] * 6),  # equal because idle, not because shared
+            _node_cpu("idle-b", [0.0] * 6),
+            _node_cpu("cart", other[:3], node="n7"),
+            _node_cpu("ads", [1.0, 2.0], node="n7"),
+        ]
+    )
+    assert mates["stress"] == {"gateway"} and mates["gateway"] == {"stress"}
+    assert mates["cart"] == {"ads"}
+    assert "orders" not in mates and "idle-a" not in mates
+
+
+@pytest.mark.parametrize(("shared", "discounted"), [(True, False), (False, True)])
+def test_a_cpu_hog_whose_node_mate_got_slow_is_a_noisy_neighbour(
+    shared: bool, discounted: bool
+) -> None:
+    findings = [metric("stress", "cpu_usage", 30), metric("gateway", "latency_p99", 20)]
+    ranked = rank_services(
+        findings,
+        [],
+        None,
+        THR,
+        15,
+        coverage={"stress": MEASURED, "gateway": MEASURED},
+        colocated={"stress": frozenset({"gateway"})} if shared else {},
+    )
+    stress = next(s for s in ranked if s.service == "stress")
+    assert ("its own latency and errors stayed normal" in stress.reasons) is discounted
+    assert (ranked[0].service == "stress") is shared

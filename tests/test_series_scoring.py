@@ -75,6 +75,20 @@ def test_one_quantum_over_a_flat_zero_baseline_is_not_news() -> None:
     assert score_signal(_signal(surge, name="pool_pending"), T0 + 15 * 85, 4.0) is not None
 
 
+def test_a_gauge_that_sat_still_and_then_grew_is_found() -> None:
+    # A memory gauge that read one value for ten minutes, then grew by a third: its smallest
+    # step, not its size, says what one quantum of it is.
+    memory = [37.8] * 11 + [39.0, 43.6, 48.7, 49.7]
+    finding = score_signal(_signal(memory, step=60.0, name="memory_mib"), T0 + 60 * 10, 4.0)
+    assert finding is not None and finding.direction == 1
+    assert finding.onset == T0 + 60 * 12
+
+
+def test_a_still_level_moving_within_two_percent_is_not_news() -> None:
+    level = [200.0] * 80 + [203.0] * 20
+    assert score_signal(_signal(level, name="memory_mib"), T0 + 15 * 75, 4.0) is None
+
+
 def test_a_gap_in_the_middle_of_the_incident_is_a_vanished_finding() -> None:
     values: list[float | None] = [10.0] * 80 + [None] * 8 + [10.0] * 12
     finding = score_signal(_signal(values), split=T0 + 15 * 75, threshold=4.0)

@@ -22,6 +22,7 @@ from agent.engine.detect.kinds import callee_of, kind_of, side_of
 from agent.engine.detect.logs import mine_logs
 from agent.engine.detect.series import score_signals
 from agent.engine.evidence import build_evidence
+from agent.engine.hosts import colocated
 from agent.engine.hypothesis import strength
 from agent.engine.onset import onset_from_data
 from agent.engine.rank import rank_services
@@ -279,6 +280,7 @@ def _analyze(
         edges,
         _idle(snapshot.signals),
         judged,
+        colocated(snapshot.signals),
     )[: cfg.max_candidates]
     evidence, ids = build_evidence(ranked, cfg.max_evidence)
     candidates = [

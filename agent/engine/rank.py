@@ -14,9 +14,10 @@ A service's score multiplies four factors, each with a reason the report can sho
   suffer is consistent with a cause; data that stops counts as an outage only when callers
   feel it;
 - **blame**: error logs elsewhere that name this service as unreachable or failing;
-- **own symptoms**: a saturated resource or a deploy that stays off the service's own
-  latency and errors (when those are measured) is probably harmless, and a dependency only
-  explains a caller's latency or errors by showing them itself (or by dying).
+- **own symptoms** (:mod:`agent.engine.harm`): a saturated resource or a deploy that stays
+  off the service's own latency and errors (when those are measured), and off its node
+  mates', is probably harmless, and a dependency only explains a caller's latency or errors
+  by showing them itself (or by dying).
 
 A change that lands after the alerted services' symptoms began is a reaction to the incident,
 not its cause, and weighs little.
@@ -34,9 +35,9 @@ from agent.engine.callgraph import (
     doubt_unfelt_silences,
 )
 from agent.engine.canary import Comparison, Judgement
-from agent.engine.detect.kinds import CAUSE_KINDS
 from agent.engine.detect.logs import LogFinding
 from agent.engine.detect.series import SeriesFinding
+from agent.engine.harm import apply_own_symptoms, doubt_quiet_logs
 from agent.engine.hypothesis import fault_scores, hypothesize, strength
 from agent.engine.service_score import (
     CLEAR_SHARE,
@@ -64,6 +65,7 @@ def rank_services(
     observed_edges: frozenset[tuple[str, str]] = frozenset(),
     idle: frozenset[str] = frozenset(),
     judged: Sequence[Judgement] = (),
+    colocated: Mapping[str, frozenset[str]] | None = None,
 ) -> list[ServiceScore]:
     """Candidates, best first. Deterministic: ties break on the service name.
 
@@ -71,11 +73,13 @@ def rank_services(
     by then at the latest, whatever the alerted services' series say.
 
     ``coverage`` gives the kinds of series each service has at all, anomalous or not: where
-    latency or errors are measured, a quiet serving path is evidence too (see
-    :func:`_apply_own_symptoms`); a service without resource series is not run by us.
+    latency or errors are measured, a quiet serving path is evidence too
+    (:mod:`agent.engine.harm`); a service without resource series is not run by us.
     ``waiters`` have client-side latency series; ``observed_edges`` are the caller -> callee
     pairs that per-edge series measure (:mod:`agent.engine.waits`). ``judged`` are the
     changes in the window with their canary verdicts (:mod:`agent.engine.canary`).
+    ``colocated`` names, per service, the services that share a node with it
+    (:mod:`agent.engine.hosts`).
     """
     coverage = coverage or {}
     by_service: dict[str, ServiceScore] = {}
@@ -91,6 +95,7 @@ def rank_services(
 
     graph = call_graph(topology, logs, observed_edges)
     doubt_unfelt_silences(by_service, graph, blame, threshold, max(3 * resolution_s, 10.0))
+    doubt_quiet_logs(by_service, coverage, threshold)
     waits = wait_blame(by_service, graph, waiters, threshold)
     for service, pointing in waits.items():
         by_service.setdefault(service, ServiceScore(service)).waited_by = pointing.callers
@@ -123,9 +128,10 @@ def rank_services(
 
     _apply_idle(by_service, idle)
     _apply_suspect_changes(by_service, judged, threshold)
-    _apply_own_symptoms(
+    apply_own_symptoms(
         by_service,
         frozenset(n for n, k in coverage.items() if k & {SignalKind.LATENCY, SignalKind.ERRORS}),
+        colocated or {},
     )
     _apply_dropped_calls(by_service)
     _apply_onset_order(by_service, resolution_s, visible)
@@ -343,41 +349,3 @@ def _apply_dropped_calls(by_service: dict[str, ServiceScore]) -> None:
             if (c := by_service.get(callee)) is not None:
                 c.score *= 0.5
                 c.reasons.append(f"it lost the requests {s.service}'s new version stopped sending")
-
-
-HARM_LAG_S = 120.0  # a saturated resource or a change hurts its own service while it lasts
-
-
-def _causes_until(s: ServiceScore) -> float:
-    """When the service's own cause findings (a resource or saturation up, a change) last
-    deviated: a latency or error blip that begins :data:`HARM_LAG_S` after that is not their
-    harm (infinite when there is no such finding)."""
-    ends = [
-        f.until if f.until is not None else f.end
-        for f in s.metrics
-        if f.kind in CAUSE_KINDS and (f.direction > 0 or f.kind is SignalKind.CHANGE)
-    ]
-    return max(ends) if ends else math.inf
-
-
-def _apply_own_symptoms(by_service: dict[str, ServiceScore], measured: frozenset[str]) -> None:
-    """A saturated resource or a deploy that hurts callers hurts the service itself first: its
-    own latency or errors move, or it crashes. When its latency and errors are measured and
-    stayed normal, the finding is probably harmless (a batch job's CPU burst, an uneventful
-    rollout). Deploys are judged more gently: a bad pod can hide in the service average."""
-    for s in by_service.values():
-        # Callers waiting on it are its symptom: a delay on its network path leaves its own
-        # serving latency flat; a suspect change's harm may show only at its neighbours.
-        if s.service not in measured or s.waited_by or s.changed_worse or s.dropped_calls:
-            continue
-        until = _causes_until(s)
-        hurt = any(
-            (f.kind in (SignalKind.LATENCY, SignalKind.ERRORS) and f.onset <= until + HARM_LAG_S)
-            or f.direction == 0
-            or crashed(f)
-            for f in s.metrics
-        ) or any(own_failure(f) for f in s.logs)
-        if not hurt:
-            deploy = any(f.kind is SignalKind.CHANGE for f in s.metrics)
-            s.score *= 0.75 if deploy else 0.35
-            s.reasons.append("its own latency and errors stayed normal")

@@ -110,8 +110,8 @@ def robust_scale(
             # A version, a replica count, a restart counter: any lasting change is news.
             return float(median), 1e-3 * max(abs(float(median)), 1.0)
         # No noise to learn from: one quantum (0 -> 1 pending connection) is not yet news,
-        # a few quanta are.
-        return float(median), max(quantum / 3, 1e-3 * abs(float(median)), 1e-9)
+        # a few quanta are; nor is a move within the 2% any level is allowed to drift.
+        return float(median), max(quantum / 3, 0.02 * abs(float(median)), 1e-9)
     # A series that moves a lot between samples is noisier than its IQR says.
     floor = max(0.02 * abs(median), typical_step, 1e-9)
     return float(median), max(scale, floor)
@@ -140,7 +140,13 @@ def recent_regime(baseline: NDArray[np.float64]) -> NDArray[np.float64]:
         return baseline
     steps = np.sort(np.abs(np.diff(baseline)))
     noise = max(_quantiles(steps, (0.5,))[0] / 0.954, 1e-9)  # MAD-of-differences sigma
-    return baseline[k[best] :] if gap[best] / noise >= REGIME_T else baseline
+    if gap[best] / noise < REGIME_T:
+        return baseline
+    # A level, not a spike: one outlier drags a short stretch's mean as far as a level
+    # shift does, but not its median.
+    cut = int(k[best])
+    shift = abs(float(np.median(baseline[:cut])) - float(np.median(baseline[cut:])))
+    return baseline[cut:] if shift * weight[best] / noise >= REGIME_T else baseline
 
 
 @functools.lru_cache(maxsize=64)
@@ -212,8 +218,7 @@ def score_signal(signal: Signal, split: float, threshold: float) -> SeriesFindin
     finite = values[~np.isnan(values)]
     if finite.min() == finite.max():
         return None  # it never moved (a flat gauge, an empty histogram's constant)
-    nonzero = np.abs(finite[finite != 0])
-    quantum = float(nonzero.min()) if nonzero.size else 0.0
+    quantum = _quantum(finite)
     median, scale = robust_scale(base, quantum, stepwise=kind is SignalKind.CHANGE)
     z = np.clip((values - median) / scale, -Z_CAP, Z_CAP)
     offset = int(in_base.sum())
@@ -252,6 +257,14 @@ def score_signal(signal: Signal, split: float, threshold: float) -> SeriesFindin
         until=float(ts[last]),
         run=last - onset + 1,
     )
+
+
+def _quantum(values: NDArray[np.float64]) -> float:
+    """The series' smallest non-zero magnitude or step: 1 for a count, the allocation
+    granularity of a memory gauge that sat still and then grew."""
+    moves = np.abs(np.concatenate((values, np.diff(values))))
+    moves = moves[moves > 0]
+    return float(moves.min()) if moves.size else 0.0
 
 
 def _run_end(z: NDArray[np.float64], peak: int, sign: int, threshold: float) -> int:
