@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agent.engine.detect.logs import mine_logs
+from agent.engine.detect.logs import _signatures, mine_logs
 from agent.engine.detect.logshape import headline, mask
 from agent.models import LogRecord
 
@@ -163,3 +163,17 @@ def test_a_burst_is_dated_when_the_rate_rose_not_at_its_first_line_in_the_incide
     ]
     (found,) = [f for f in mine_logs(steady + burst, START, SPLIT, END) if f.pattern == "burst"]
     assert found.onset == pytest.approx(SPLIT + 600, abs=60)
+
+
+@pytest.mark.parametrize(
+    ("line", "deploy"),
+    [
+        ("deployed version v2.4.1 (previous v2.4.0)", True),
+        ("Starting CheckoutApplication v1.8.2 using Java 17.0.9 with PID 1", True),
+        ("Pulling image registry.example.com/cart:1.4", True),
+        ("[verifyCode][generate captcha image][size: 120x40]", False),
+        ("released lock on order 42 after 3 ms", False),
+    ],
+)
+def test_only_a_line_about_a_new_build_reads_as_a_deploy(line: str, deploy: bool) -> None:
+    assert ("deploy" in _signatures(line.lower())) is deploy

@@ -49,7 +49,12 @@ SIGNATURES: dict[str, re.Pattern[str]] = {
         r"error (?:calling|from|contacting|talking to)|bad gateway|service unavailable|"
         r"internal server error|unexpected status|upstream"
     ),
-    "deploy": re.compile(r"deploy|rollout|new version|version v?\d|release|starting .*v\d|image"),
+    # A line that says a new build is starting or rolled out; not one that mentions an image
+    # (a captcha, an upload) or releases a lock.
+    "deploy": re.compile(
+        r"deploy|rollout|new version|version v?\d|releas(?:e|ed|ing) v?\d|new release|"
+        r"starting .*v\d|(?:pull(?:ing|ed)?|new) image|image (?:pull|tag|update|change)"
+    ),
     "exception": re.compile(
         r"exception|traceback|panic|stack ?trace|segfault|nil pointer|\berror:"
     ),
