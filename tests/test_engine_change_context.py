@@ -1,6 +1,7 @@
 """What else a change's evidence may be: on small synthetic rollouts, a caller's errors that
 came with its wait on another slow dependency, a crashing dependency, trouble on every pod of
-the changed service, old or new (agent.engine.trouble), new pods a little slower than all
+the changed service, old or new, a dependency's trouble too small to be a build's failures
+(agent.engine.trouble), new pods a little slower than all
 pods before them, and a rollout the better part of an hour before the alert
 (agent.engine.canary); and, in the ranking, what a suspect rollout explains
 (agent.engine.service_score) and when its trouble began (agent.engine.rank).
@@ -10,6 +11,7 @@ An hour of 1-minute samples; the rollouts land at minute 40.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -269,3 +271,31 @@ def test_a_rollout_to_fewer_pods_keeps_its_slowness_whatever_its_dependencies_do
     load on fewer pods is its own."""
     assert _slower_rollout(seed, old_pods=2).verdict == "cleared"
     assert _slower_rollout(seed, old_pods=3).verdict == "suspect"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_dependency_whose_trouble_is_too_small_does_not_explain_a_failing_build(
+    seed: int,
+) -> None:
+    """web's new pods fail from minute 50 (0.2% to 10%) as db, its callee, goes wrong: db's
+    own errors going to 10% explain web's; db's going to 0.4% cannot (web would have to
+    fail 25 times as much as it is failed), unless db's trouble is of a kind not to be set
+    against its requests (its pods gone, its CPU pinned: the calls fail at web)."""
+    rng = np.random.default_rng(seed)
+    signals = []
+    for n in (1, 2):
+        signals.append(signal("web", ERRORS, flat(0.002), rng, pod=f"web-6f7d9c-{n}", last=AT + 4))
+        late = signal("web", ERRORS, step(0.002, 0.1, 50), rng, pod=f"web-8b4c1e-{n}", first=AT)
+        signals.append(late)
+    judged = judge(change("web"), signals, {}, END)
+    graph = {"callers": {"db": ["web"]}, "callees": {"web": ["db"]}}
+    hood = Neighbourhood(**graph, troubled={("db", SignalKind.ERRORS): T0 + 49 * STEP})
+
+    def verdict(db_after: float, hood: Neighbourhood = hood) -> str:
+        db = signal("db", ERRORS, step(0.002, db_after, 49), np.random.default_rng(seed))
+        return reconsider([judged], [*signals, db], hood, END)[0].verdict
+
+    assert verdict(0.1) == "cleared"
+    assert verdict(0.004) == "suspect"
+    unsized = replace(hood, unsized={"db": T0 + 49 * STEP})
+    assert verdict(0.004, unsized) == "cleared"

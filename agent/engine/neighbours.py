@@ -34,6 +34,7 @@ LOST_RATIO = 0.85  # a callee's traffic at most this share of before: requests w
 HELD_RATIO = 0.92  # ... while the callee's other callers kept this share of the changed one's
 OWN_FLOOR = 0.8  # ... and the changed service itself kept at least this share of its own
 ONSET_SHARE = 1 / 3  # a rise began where it first got this far from before to after
+CARRY_GAIN = 5.0  # the most a callee's rise is taken to grow on its way to a caller
 
 
 @dataclass(frozen=True)
@@ -267,6 +268,45 @@ def own_rise(change: Change, index: Index, worse: Sequence[Comparison]) -> float
         if found is not None and found.onset is not None:
             return found.onset
     return at
+
+
+def serving_step(index: Index, service: str, kind: SignalKind, at: float) -> float | None:
+    """How far the service's own serving ``kind`` moved from the :data:`LEAD_S` before ``at``
+    to after it (difference of means, in the series' units: a crash's spikes count as the
+    errors they are); None with no such series."""
+    found = shift(_serving(index, service, kind), at, math.inf, LEAD_S, False)
+    if found is None or found.before.size == 0 or found.after.size == 0:
+        return None
+    return float(np.mean(found.after) - np.mean(found.before))
+
+
+def carried(
+    change: Change,
+    index: Index,
+    callees: Sequence[str],
+    kinds: Iterable[SignalKind],
+    unsized: Mapping[str, float],
+) -> bool:
+    """Whether a direct callee's trouble is big enough to be what the changed service passes
+    up: on one of the serving ``kinds`` the service rose on, a callee rose at least
+    1/:data:`CARRY_GAIN` as much (a slow callee's latency makes its callers slow and time
+    out, a failing one's errors make them fail; a call edge amplifies by retries or loops,
+    not by orders of magnitude). A callee in trouble on what cannot be set against requests
+    (``unsized`` since: its CPU, its disk, its pods gone; the calls fail at the caller)
+    carries, and so does a signal either side lacks: nothing tells."""
+    at = change.at.timestamp()
+    steps = {k: serving_step(index, change.service, k, at) for k in kinds}
+    own = {k: rise for k, rise in steps.items() if rise is not None and rise > 0}
+    if not own or not callees or any(rise is None for rise in steps.values()):
+        return True
+    for callee in callees:
+        if unsized.get(callee, -math.inf) >= at - LEAD_S:
+            return True
+        for kind, rise in own.items():
+            theirs = serving_step(index, callee, kind, at)
+            if theirs is None or CARRY_GAIN * theirs >= rise:
+                return True
+    return False
 
 
 def _step_of(c: Comparison) -> float:

@@ -9,8 +9,9 @@ change only when nothing else explains it, as an SRE would check:
   while the service stayed well did not make it worse, unless that dependency is a suspect
   rollout still taking over), is passing that dependency's trouble up: its change is
   cleared, unless its own CPU, memory or throttling got worse too (waiting is not work)
-  or fewer of its pods serve since (the same load on fewer pods); what got worse on every
-  pod of it, old or new, counts as passed up as well;
+  or fewer of its pods serve since (the same load on fewer pods), or no direct callee rose
+  anywhere near as much (a callee's errors or latency grow a few times on their way up, not
+  fifty); what got worse on every pod of it, old or new, counts as passed up as well;
 - a caller's errors or latency that rose after a callee's rollout are that callee's only if
   none of the caller's other dependencies, direct or further down (nor the callee's own),
   was in trouble first (errors that rose with the caller's latency are the timeouts of
@@ -48,6 +49,7 @@ from agent.engine.neighbours import (
     Rise,
     callee_losses,
     caller_rises,
+    carried,
     index_of,
     loss_onset,
     own_rise,
@@ -59,6 +61,7 @@ ONSET_SLACK_S = 60.0  # a change this much after a rise began may still have cau
 PERSISTENT = 3  # samples in a row a serving series must stay up to count as trouble
 SERVING = (SignalKind.ERRORS, SignalKind.LATENCY)
 OWN_LOAD = frozenset({SignalKind.RESOURCE, SignalKind.SATURATION})
+UNSIZED = OWN_LOAD | {SignalKind.OTHER}  # trouble that cannot be set against requests
 Trouble = Mapping[tuple[str, SignalKind], float]  # (service, errors|latency) -> when it began
 
 
@@ -72,6 +75,7 @@ class Neighbourhood:
     troubled: Trouble
     changed: Mapping[str, float] = field(default_factory=dict)
     suspect: frozenset[str] = frozenset()  # changed services whose change is suspect
+    unsized: Mapping[str, float] = field(default_factory=dict)  # trouble off the serving path
 
     def downstream(self, service: str) -> list[str]:
         """Everything ``service`` depends on, directly or not, nearest first."""
@@ -107,6 +111,7 @@ def neighbourhood(
         callers.setdefault(callee, []).append(caller)
         callees.setdefault(caller, []).append(callee)
     troubled: dict[tuple[str, SignalKind], float] = {}
+    unsized: dict[str, float] = {}
     for f in findings:
         # A sample or two is a draining pod's last requests or a glitch, not trouble.
         lasting = f.run >= PERSISTENT and not f.at_data_end and not f.pinned
@@ -114,10 +119,12 @@ def neighbourhood(
         if f.kind in SERVING and lasting and own and f.direction > 0:
             key = (f.service, f.kind)
             troubled[key] = min(troubled.get(key, math.inf), f.onset)
+        elif f.kind in UNSIZED and own and (lasting or f.direction == 0):
+            unsized[f.service] = min(unsized.get(f.service, math.inf), f.onset)
     for j in judged:
         if j.verdict == "suspect" and any(c.worse and c.same_minutes for c in j.comparisons):
             _add_trouble(troubled, j)
-    return Neighbourhood(callers, callees, troubled)
+    return Neighbourhood(callers, callees, troubled, unsized=unsized)
 
 
 def _add_trouble(troubled: dict[tuple[str, SignalKind], float], j: Judgement) -> None:
@@ -195,6 +202,8 @@ def _own_control(judgement: Judgement, index: Index, hood: Neighbourhood) -> Jud
     # dependency times out, its latency up on every pod and its errors on the new ones.
     every_pod = {c.kind for c in judgement.comparisons if OLD_AS_BAD in c.versus}
     kinds = ({c.kind for c in worse} | every_pod) & set(SERVING)
+    if not carried(change, index, hood.callees.get(change.service, ()), kinds, hood.unsized):
+        return judgement
     other = _dependency_in_trouble(change, hood, kinds, own_rise(change, index, worse), True)
     if other is None:
         return judgement
