@@ -177,6 +177,16 @@ def test_trouble_on_every_pod_old_or_new_is_not_the_builds(seed: int) -> None:
     assert verdicts_of(snapshot) == {"web": "cleared"}
 
 
+def _judged_with_slow_db(signals: list[Signal]) -> Judgement:
+    """``web``'s rollout judged where ``db``, its only dependency, got slower at the change."""
+    hood = Neighbourhood(
+        callers={"db": ["web"]},
+        callees={"web": ["db"]},
+        troubled={("db", SignalKind.LATENCY): T0 + AT * STEP},
+    )
+    return reconsider([judge(change("web"), signals, {}, END)], signals, hood, END)[0]
+
+
 def _timing_out(seed: int, waits: bool) -> Judgement:
     """``web``'s fast rollout: its new pods fail more; where ``waits``, every pod, old or
     new, answers slower from the change (it waits on ``db``)."""
@@ -189,12 +199,7 @@ def _timing_out(seed: int, waits: bool) -> Judgement:
         signals.append(signal("web", LATENCY, slow, rng, pod=old, last=AT + 2))
         signals.append(signal("web", ERRORS, flat(0.05), rng, pod=new, first=AT))
         signals.append(signal("web", LATENCY, flat(0.5) if waits else slow, rng, pod=new, first=AT))
-    hood = Neighbourhood(
-        callers={"db": ["web"]},
-        callees={"web": ["db"]},
-        troubled={("db", SignalKind.LATENCY): T0 + AT * STEP},
-    )
-    return reconsider([judge(change("web"), signals, {}, END)], signals, hood, END)[0]
+    return _judged_with_slow_db(signals)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -255,12 +260,7 @@ def _slower_rollout(seed: int, old_pods: int) -> Judgement:
     signals += [
         signal("web", LATENCY, flat(0.3), rng, pod=f"web-8b4c1e-{n}", first=AT) for n in (1, 2)
     ]
-    hood = Neighbourhood(
-        callers={"db": ["web"]},
-        callees={"web": ["db"]},
-        troubled={("db", SignalKind.LATENCY): T0 + AT * STEP},
-    )
-    return reconsider([judge(change("web"), signals, {}, END)], signals, hood, END)[0]
+    return _judged_with_slow_db(signals)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
