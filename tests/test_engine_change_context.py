@@ -1,7 +1,8 @@
 """What else a change's evidence may be: on small synthetic rollouts, a caller's errors that
 came with its wait on another slow dependency, a crashing dependency, trouble on every pod of
-the changed service, old or new, a dependency's trouble too small to be a build's failures
-(agent.engine.trouble), new pods a little slower than all
+the changed service, old or new, a dependency's trouble too small to be a build's failures,
+a rollout whose new pods served only after a caller's rise began, a caller's rise passed up
+through another caller (agent.engine.trouble), new pods a little slower than all
 pods before them, and a rollout the better part of an hour before the alert
 (agent.engine.canary); and, in the ranking, what a suspect rollout explains
 (agent.engine.service_score) and when its trouble began (agent.engine.rank).
@@ -299,3 +300,47 @@ def test_a_dependency_whose_trouble_is_too_small_does_not_explain_a_failing_buil
     assert verdict(0.004) == "suspect"
     unsized = replace(hood, unsized={"db": T0 + 49 * STEP})
     assert verdict(0.004, unsized) == "cleared"
+
+
+def _late_ready(service: str, rng: np.random.Generator, ready: int) -> list[Signal]:
+    """``service`` rolled out at minute 40 whose two new pods take requests only from minute
+    ``ready`` (pulled, started, probed), its two old pods serving until two minutes after."""
+    out = []
+    for n in (1, 2):
+        old, new = f"{service}-6f7d9c-{n}", f"{service}-8b4c1e-{n}"
+        out.append(signal(service, ERRORS, flat(0.002), rng, pod=old, last=ready + 2))
+        out.append(signal(service, ERRORS, flat(0.002), rng, pod=new, first=ready))
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_rollout_whose_new_pods_served_after_a_callers_rise_began_does_not_take_it(
+    seed: int,
+) -> None:
+    """web calls ``pricing`` and ``search``, both rolled out at minute 40; web's errors rise
+    from minute 41, when only pricing's new pods served (search's took requests from minute
+    46): the rise is pricing's, and search's rollout, whose pods came too late, is cleared."""
+    rng = np.random.default_rng(seed)
+    signals = [*rolled("pricing", rng), *_late_ready("search", rng, AT + 6)]
+    signals.append(signal("web", ERRORS, step(0.002, 0.05), rng))
+    edges = [("web", "pricing"), ("web", "search")]
+    snapshot = rollout_snapshot(signals, edges, ["pricing", "search"], "late-ready")
+    assert verdicts_of(snapshot) == {"pricing": "suspect", "search": "cleared"}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_callers_rise_passed_up_through_another_caller_does_not_count_against_the_change(
+    seed: int,
+) -> None:
+    """``cart`` (rolled out at minute 40, its own series clean) answers wrong: ``checkout``,
+    which calls it, fails from minute 41, and so does ``web``, which calls both. web's rise
+    is checkout's passed up (checkout is its dependency, in trouble of its own), so it says
+    nothing of cart either way: checkout, the one caller left to judge by, makes cart
+    suspect, where before half its callers failing was not most of them."""
+    rng = np.random.default_rng(seed)
+    signals = rolled("cart", rng)
+    signals.append(signal("checkout", ERRORS, step(0.002, 0.05), rng))
+    signals.append(signal("web", ERRORS, step(0.002, 0.05), rng))
+    edges = [("web", "checkout"), ("web", "cart"), ("checkout", "cart")]
+    snapshot = rollout_snapshot(signals, edges, ["cart"], "passed-up")
+    assert verdicts_of(snapshot) == {"cart": "suspect"}

@@ -88,6 +88,7 @@ class Judgement:
     verdict: Verdict
     comparisons: list[Comparison] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    served: float | None = None  # when its new pods first served requests, where seen
 
     @property
     def worst(self) -> Comparison | None:
@@ -150,7 +151,18 @@ def judge(
     # the incident's symptoms, which reach a healthy caller right after its own rollout.
     covered = {c.kind for c in comparisons}
     before_after = [c for c in _before_after(change, signals, end) if c.kind not in covered]
-    return _verdict(change, comparisons + before_after, bool(new_pods))
+    judged = _verdict(change, comparisons + before_after, bool(new_pods))
+    return replace(judged, served=_first_served(by_pod, new_pods))
+
+
+def _first_served(by_pod: Mapping[str, list[Signal]], new_pods: set[str]) -> float | None:
+    """When the first new pod reported requests, errors or latency: a pod is created at the
+    rollout but takes traffic only once ready, a minute or more later."""
+    kinds = SERVING | {SignalKind.TRAFFIC}
+    found = [
+        s.timestamps[0] for p in new_pods for s in by_pod[p] if s.timestamps and kind_of(s) in kinds
+    ]
+    return min(found, default=None)
 
 
 def _restarts(

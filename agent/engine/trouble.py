@@ -17,9 +17,11 @@ change only when nothing else explains it, as an SRE would check:
   was in trouble first (errors that rose with the caller's latency are the timeouts of
   whatever explains that latency); if several of its callees changed, one that changed
   before the rise began (dated by the detector where it saw the caller's series go bad
-  earlier) takes it, then the one whose callers rose most widely, then the one that changed
-  last; most of the changed service's callers must rise (one caller failing alone is its
-  own fault), and not on a signal its old pods got as bad on as its new ones;
+  earlier) and whose new pods served by then takes it, then the one whose callers rose
+  most widely, then the one that changed last; most of the changed service's callers must
+  rise (one caller failing alone is its own fault), and not on a signal its old pods got as
+  bad on as its new ones; a caller whose rise another rising caller of the changed service
+  explains (the same trouble, passed up through it) counts neither way;
 - a callee that lost requests the changed service still gets: the new build stopped calling
   (where several of its callers changed, the one that changed last before the loss began).
 
@@ -152,7 +154,7 @@ def reconsider(
     suspects = frozenset(j.change.service for j in own if j.verdict == "suspect")
     open_ = [j for j in own if j.verdict != "suspect"]
     rises = {id(j): _unexplained_rises(j, index, hood, suspects, end) for j in open_}
-    owners = _owners(rises, {id(j): j.change for j in open_}, hood)
+    owners = _owners(rises, {id(j): j for j in open_}, hood)
     losses = _losses(open_, index, hood, end)
     after = [
         _neighbour_verdict(j, rises[id(j)], owners, losses[id(j)]) if id(j) in rises else j
@@ -255,6 +257,7 @@ class Rises:
     rises: list[Rise]
     measured: int
     notes: list[str]
+    relayed: Mapping[str, str] = field(default_factory=dict)  # caller -> the caller it echoes
 
     @property
     def share(self) -> float:
@@ -276,7 +279,7 @@ def _unexplained_rises(
     rises, measured = caller_rises(change, index, hood.callers.get(change.service, ()), end)
     every_pod = {c.kind for c in judgement.comparisons if c.own and OLD_AS_BAD in c.versus}
     culprits = {id(r): _culprit(r, change, hood) for r in rises}
-    kept, notes = [], []
+    kept, notes, relayed = [], [], {}
     for r in rises:
         culprit = culprits[id(r)] or _timeouts_of(r, rises, culprits)
         if r.caller in suspects:
@@ -285,9 +288,12 @@ def _unexplained_rises(
             notes.append(f"{r.caller}'s {r.kind.value} rose, as every pod's of it did, old or new")
         elif culprit is not None:
             notes.append(f"{r.caller}'s {r.kind.value} rose, as did {culprit}'s")
+            relayed[r.caller] = culprit
         else:
             kept.append(r)
-    return Rises(kept, measured, notes)
+    rising = {r.caller for r in kept}
+    relayed = {c: by for c, by in relayed.items() if by in rising and c not in rising}
+    return Rises(kept, measured, notes, relayed)
 
 
 def _culprit(rise: Rise, change: Change, hood: Neighbourhood) -> str | None:
@@ -321,16 +327,18 @@ def _timeouts_of(
 
 
 def _owners(
-    rises: Mapping[int, Rises], changes: Mapping[int, Change], hood: Neighbourhood
+    rises: Mapping[int, Rises], judged: Mapping[int, Judgement], hood: Neighbourhood
 ) -> dict[str, str]:
     """Each rising caller's changed dependency that takes its rise: the one whose callers
-    rose most widely, then the most of them, then the one that changed last before it."""
+    rose most widely, then the most of them, then the one that changed last before it. A
+    change whose new pods first served after the rise began did not start it."""
     claims: dict[str, list[tuple[bool, float, int, float, str]]] = {}
     for key, found in rises.items():
-        change = changes[key]
+        change = judged[key].change
         at = change.at.timestamp()
+        served = max(at, judged[key].served or at)
         for r in found.rises:
-            before = at <= _rise_began(r, hood) + ONSET_SLACK_S
+            before = served <= _rise_began(r, hood) + ONSET_SLACK_S
             rank = (before, found.share, len(found.rises), at if before else -at, change.service)
             claims.setdefault(r.caller, []).append(rank)
     return {caller: max(ranks)[4] for caller, ranks in claims.items()}
@@ -382,13 +390,15 @@ def _neighbour_verdict(
     change, label = judgement.change, _label(judgement.change)
     mine = [r for r in found.rises if owners.get(r.caller) == change.service]
     failing = sorted({r.caller for r in mine})
+    echoes = {c for c, by in found.relayed.items() if by in failing}
     reasons: list[str] = []
     callers = []
-    if failing and 2 * len(failing) > found.measured:
+    if failing and 2 * len(failing) > found.measured - len(echoes):
         callers = [r.comparison for r in mine]
         reasons.append(
             f"{label}: its callers {', '.join(failing)} fail more towards it since its new "
             "pods served, and none of their other dependencies is in trouble"
+            + (f" ({', '.join(sorted(echoes))}: the same, passed up)" if echoes else "")
         )
     for c in losses:
         reasons.append(
