@@ -89,6 +89,7 @@ class Judgement:
     comparisons: list[Comparison] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     served: float | None = None  # when its new pods first served requests, where seen
+    new_pods: frozenset[str] = frozenset()
 
     @property
     def worst(self) -> Comparison | None:
@@ -152,7 +153,8 @@ def judge(
     covered = {c.kind for c in comparisons}
     before_after = [c for c in _before_after(change, signals, end) if c.kind not in covered]
     judged = _verdict(change, comparisons + before_after, bool(new_pods))
-    return replace(judged, served=_first_served(by_pod, new_pods))
+    served = _first_served(by_pod, new_pods)
+    return replace(judged, served=served, new_pods=frozenset(new_pods))
 
 
 def _first_served(by_pod: Mapping[str, list[Signal]], new_pods: set[str]) -> float | None:
