@@ -4,8 +4,8 @@ the changed service, old or new, a dependency's trouble too small to be a build'
 a caller's rise passed up through another caller or explained by another dependency too
 small to (agent.engine.trouble), a caller's rise or a callee's loss claimed by several
 rollouts (agent.engine.owners: whose new pods served by then, whose progress it followed),
-new pods a little slower than all
-pods before them, and a rollout the better part of an hour before the alert
+new pods a little slower than all pods before them, old pods as bad as the new ones side by
+side (agent.engine.old_pods), and a rollout the better part of an hour before the alert
 (agent.engine.canary); and, in the ranking, what a suspect rollout explains
 (agent.engine.service_score) and when its trouble began (agent.engine.rank).
 
@@ -427,3 +427,30 @@ def test_a_callees_lost_requests_go_to_the_rollout_whose_new_pods_they_followed(
     edges = [("pricing", "db"), ("search", "db")]
     snapshot = rollout_snapshot(signals, edges, ["pricing", "search"], "lost-calls")
     assert verdicts_of(snapshot) == {"pricing": "suspect", "search": "cleared"}
+
+
+def _growing(seed: int, old_as_bad: bool) -> Judgement:
+    """``web`` rolled out at minute 40, its two old pods gone at minute 42: its new pods'
+    errors climb from 10% to 40% by minute 44 (a callee's wrong answers reaching more of its
+    requests as that callee rolls out); its old pods fail 10% in the two minutes they
+    share with the new ones where ``old_as_bad``, else stay at 0.2%."""
+    rng = np.random.default_rng(seed)
+
+    def climbing(m: int) -> float:
+        return 0.002 if m < AT else min(0.4, 0.1 * (m - AT - 1)) if m > AT + 1 else 0.1
+
+    old_level = step(0.002, 0.1, AT) if old_as_bad else flat(0.002)
+    signals = []
+    for n in (1, 2):
+        signals.append(signal("web", ERRORS, old_level, rng, pod=f"web-6f7d9c-{n}", last=AT + 2))
+        signals.append(signal("web", ERRORS, climbing, rng, pod=f"web-8b4c1e-{n}", first=AT))
+    return judge(change("web"), signals, {}, END)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_old_pods_as_bad_as_the_new_ones_side_by_side_clear_a_build(seed: int) -> None:
+    """The old pods never reach the new pods' later 40% (they are gone by then), but in the
+    minutes both served they failed as much: the trouble reached every pod, the build is
+    cleared; old pods that stayed well beside failing new ones leave it suspect."""
+    assert _growing(seed, old_as_bad=True).verdict == "cleared"
+    assert _growing(seed, old_as_bad=False).verdict == "suspect"

@@ -42,7 +42,6 @@ from agent.engine.canary import (
     RESTARTS,
     Comparison,
     Judgement,
-    serving_pods,
 )
 from agent.engine.detect.kinds import callee_of, side_of
 from agent.engine.detect.series import SeriesFinding
@@ -56,6 +55,7 @@ from agent.engine.neighbours import (
     loss_onset,
     own_rise,
 )
+from agent.engine.old_pods import serving_pods
 from agent.engine.owners import Rises, loss_taker, owners_of
 from agent.models import Change, Signal, SignalKind, Topology
 
