@@ -1,8 +1,11 @@
 """What else a change's evidence may be: on small synthetic rollouts, a caller's errors that
 came with its wait on another slow dependency, a crashing dependency, trouble on every pod of
-the changed service, old or new, a dependency's trouble too small to be a build's failures
-(agent.engine.trouble), new pods a little slower than all
-pods before them, and a rollout the better part of an hour before the alert
+the changed service, old or new, a dependency's trouble too small to be a build's failures,
+a caller's rise passed up through another caller or explained by another dependency too
+small to (agent.engine.trouble), a caller's rise or a callee's loss claimed by several
+rollouts (agent.engine.owners: whose new pods served by then, whose progress it followed),
+new pods a little slower than all pods before them, old pods as bad as the new ones side by
+side (agent.engine.old_pods), and a rollout the better part of an hour before the alert
 (agent.engine.canary); and, in the ranking, what a suspect rollout explains
 (agent.engine.service_score) and when its trouble began (agent.engine.rank).
 
@@ -22,6 +25,7 @@ from rollout_support import (
     ERRORS,
     STEP,
     T0,
+    TRAFFIC,
     change,
     flat,
     rolled,
@@ -299,3 +303,154 @@ def test_a_dependency_whose_trouble_is_too_small_does_not_explain_a_failing_buil
     assert verdict(0.004) == "suspect"
     unsized = replace(hood, unsized={"db": T0 + 49 * STEP})
     assert verdict(0.004, unsized) == "cleared"
+
+
+def _late_ready(service: str, rng: np.random.Generator, ready: int) -> list[Signal]:
+    """``service`` rolled out at minute 40 whose two new pods take requests only from minute
+    ``ready`` (pulled, started, probed), its two old pods serving until two minutes after."""
+    out = []
+    for n in (1, 2):
+        old, new = f"{service}-6f7d9c-{n}", f"{service}-8b4c1e-{n}"
+        out.append(signal(service, ERRORS, flat(0.002), rng, pod=old, last=ready + 2))
+        out.append(signal(service, ERRORS, flat(0.002), rng, pod=new, first=ready))
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_rollout_whose_new_pods_served_after_a_callers_rise_began_does_not_take_it(
+    seed: int,
+) -> None:
+    """web calls ``pricing`` and ``search``, both rolled out at minute 40; web's errors rise
+    from minute 41, when only pricing's new pods served (search's took requests from minute
+    46): the rise is pricing's, and search's rollout, whose pods came too late, is cleared."""
+    rng = np.random.default_rng(seed)
+    signals = [*rolled("pricing", rng), *_late_ready("search", rng, AT + 6)]
+    signals.append(signal("web", ERRORS, step(0.002, 0.05), rng))
+    edges = [("web", "pricing"), ("web", "search")]
+    snapshot = rollout_snapshot(signals, edges, ["pricing", "search"], "late-ready")
+    assert verdicts_of(snapshot) == {"pricing": "suspect", "search": "cleared"}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_callers_rise_passed_up_through_another_caller_does_not_count_against_the_change(
+    seed: int,
+) -> None:
+    """``cart`` (rolled out at minute 40, its own series clean) answers wrong: ``checkout``,
+    which calls it, fails from minute 41, and so does ``web``, which calls both. web's rise
+    is checkout's passed up (checkout is its dependency, in trouble of its own), so it says
+    nothing of cart either way: checkout, the one caller left to judge by, makes cart
+    suspect, where before half its callers failing was not most of them."""
+    rng = np.random.default_rng(seed)
+    signals = rolled("cart", rng)
+    signals.append(signal("checkout", ERRORS, step(0.002, 0.05), rng))
+    signals.append(signal("web", ERRORS, step(0.002, 0.05), rng))
+    edges = [("web", "checkout"), ("web", "cart"), ("checkout", "cart")]
+    snapshot = rollout_snapshot(signals, edges, ["cart"], "passed-up")
+    assert verdicts_of(snapshot) == {"cart": "suspect"}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_another_dependencys_trouble_too_small_does_not_explain_a_callers_rise(
+    seed: int,
+) -> None:
+    """web calls ``pricing`` (rolled out at minute 40, clean) and ``search``; web's errors
+    go from 0.2% to 5% from minute 41 as search's go to 5% (search explains them: pricing
+    is cleared) or to 0.4% (web would fail twelve times as much as it is failed: pricing's
+    wrong answers, suspect)."""
+    rng = np.random.default_rng(seed)
+    signals = [*rolled("pricing", rng), signal("web", ERRORS, step(0.002, 0.05), rng)]
+    judged = judge(change("pricing"), signals, {}, END)
+    hood = Neighbourhood(
+        callers={"pricing": ["web"], "search": ["web"]},
+        callees={"web": ["pricing", "search"]},
+        troubled={
+            ("web", SignalKind.ERRORS): T0 + (AT + 1) * STEP,
+            ("search", SignalKind.ERRORS): T0 + (AT + 1) * STEP,
+        },
+    )
+
+    def verdict(search_after: float) -> str:
+        search = signal("search", ERRORS, step(0.002, search_after), rng)
+        return reconsider([judged], [*signals, search], hood, END)[0].verdict
+
+    assert verdict(0.05) == "cleared"
+    assert verdict(0.004) == "suspect"
+
+
+def _ramped(service: str, rng: np.random.Generator, every: int) -> list[Signal]:
+    """``service`` rolled out at minute 40 over four pods, one replaced every ``every``
+    minutes (new pod n from minute 40 + every * (n - 1), old pod n until 40 + every * n)."""
+    out = []
+    for n in (1, 2, 3, 4):
+        new, old = AT + every * (n - 1), AT + every * n
+        out.append(signal(service, ERRORS, flat(0.002), rng, pod=f"{service}-6f7d9c-{n}", last=old))
+        out.append(
+            signal(service, ERRORS, flat(0.002), rng, pod=f"{service}-8b4c1e-{n}", first=new)
+        )
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_callers_rise_goes_to_the_rollout_whose_new_pods_it_followed(seed: int) -> None:
+    """web calls ``pricing`` and ``search``, both rolled out at minute 40: pricing replaces a
+    pod every 2 minutes, search every 4. web's errors climb a step with each new pricing
+    pod: the rise is pricing's (its wrong answers reached more requests as its new pods
+    took over), and search's rollout is cleared."""
+    rng = np.random.default_rng(seed)
+    signals = [*_ramped("pricing", rng, every=2), *_ramped("search", rng, every=4)]
+
+    def failing(m: int) -> float:  # 2.5% more errors per new pricing pod serving
+        return 0.002 + 0.025 * min(4, max(0, (m - AT) // 2 + 1))
+
+    signals.append(signal("web", ERRORS, failing, rng))
+    edges = [("web", "pricing"), ("web", "search")]
+    snapshot = rollout_snapshot(signals, edges, ["pricing", "search"], "ramp")
+    assert verdicts_of(snapshot) == {"pricing": "suspect", "search": "cleared"}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_callees_lost_requests_go_to_the_rollout_whose_new_pods_they_followed(
+    seed: int,
+) -> None:
+    """``pricing`` and ``search`` both call ``db`` and both rolled out at minute 40, pricing
+    a pod every 2 minutes, search every 4; their own request rates hold. db loses a tenth of
+    its requests with each new pricing pod: pricing's new build no longer makes the call
+    (suspect), and search's rollout, whose pods took over on another beat, is cleared."""
+    rng = np.random.default_rng(seed)
+    signals = [*_ramped("pricing", rng, every=2), *_ramped("search", rng, every=4)]
+    signals += [signal(s, TRAFFIC, flat(100.0), rng) for s in ("pricing", "search")]
+
+    def calls(m: int) -> float:
+        return 200.0 - 20.0 * min(4, max(0, (m - AT) // 2 + 1))
+
+    signals.append(signal("db", TRAFFIC, calls, rng))
+    edges = [("pricing", "db"), ("search", "db")]
+    snapshot = rollout_snapshot(signals, edges, ["pricing", "search"], "lost-calls")
+    assert verdicts_of(snapshot) == {"pricing": "suspect", "search": "cleared"}
+
+
+def _growing(seed: int, old_as_bad: bool) -> Judgement:
+    """``web`` rolled out at minute 40, its two old pods gone at minute 42: its new pods'
+    errors climb from 10% to 40% by minute 44 (a callee's wrong answers reaching more of its
+    requests as that callee rolls out); its old pods fail 10% in the two minutes they
+    share with the new ones where ``old_as_bad``, else stay at 0.2%."""
+    rng = np.random.default_rng(seed)
+
+    def climbing(m: int) -> float:
+        return 0.002 if m < AT else min(0.4, 0.1 * (m - AT - 1)) if m > AT + 1 else 0.1
+
+    old_level = step(0.002, 0.1, AT) if old_as_bad else flat(0.002)
+    signals = []
+    for n in (1, 2):
+        signals.append(signal("web", ERRORS, old_level, rng, pod=f"web-6f7d9c-{n}", last=AT + 2))
+        signals.append(signal("web", ERRORS, climbing, rng, pod=f"web-8b4c1e-{n}", first=AT))
+    return judge(change("web"), signals, {}, END)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_old_pods_as_bad_as_the_new_ones_side_by_side_clear_a_build(seed: int) -> None:
+    """The old pods never reach the new pods' later 40% (they are gone by then), but in the
+    minutes both served they failed as much: the trouble reached every pod, the build is
+    cleared; old pods that stayed well beside failing new ones leave it suspect."""
+    assert _growing(seed, old_as_bad=True).verdict == "cleared"
+    assert _growing(seed, old_as_bad=False).verdict == "suspect"

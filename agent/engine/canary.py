@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from agent.engine.detect.kinds import kind_of
 from agent.engine.leaks import GROWTH, new_pods_grow
 from agent.engine.mannwhitney import ALPHA, MIN_RATIO, is_worse, mann_whitney_greater, stats_of
+from agent.engine.old_pods import as_bad, values_between
 from agent.engine.restarts import MIN_RESTARTS, RESTART_ALPHA, new_pods_restart
 from agent.models import Change, Signal, SignalKind, Stats
 
@@ -88,6 +89,8 @@ class Judgement:
     verdict: Verdict
     comparisons: list[Comparison] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    served: float | None = None  # when its new pods first served requests, where seen
+    new_pods: frozenset[str] = frozenset()
 
     @property
     def worst(self) -> Comparison | None:
@@ -95,21 +98,13 @@ class Judgement:
         return min(worse, key=lambda c: c.p_value) if worse else None
 
 
-def _values(signals: Sequence[Signal], start: float, end: float) -> NDArray[np.float64]:
-    out = [
-        v
-        for s in signals
-        for t, v in zip(s.timestamps, s.values, strict=True)
-        if v is not None and start <= t <= end and not math.isnan(v)
-    ]
-    return np.asarray(out, dtype=np.float64)
-
-
 def _warm(signals: Sequence[Signal], start: float, end: float) -> NDArray[np.float64]:
     """A new pod's values once it has warmed up: start-up (class loading, cache filling)
     burns CPU and answers slowly for a minute or two in any healthy rollout."""
     parts = [
-        _values([s], max(start, s.timestamps[0] + WARMUP_S), end) for s in signals if s.timestamps
+        values_between([s], max(start, s.timestamps[0] + WARMUP_S), end)
+        for s in signals
+        if s.timestamps
     ]
     return np.concatenate(parts) if parts else np.asarray([], dtype=np.float64)
 
@@ -150,7 +145,19 @@ def judge(
     # the incident's symptoms, which reach a healthy caller right after its own rollout.
     covered = {c.kind for c in comparisons}
     before_after = [c for c in _before_after(change, signals, end) if c.kind not in covered]
-    return _verdict(change, comparisons + before_after, bool(new_pods))
+    judged = _verdict(change, comparisons + before_after, bool(new_pods))
+    served = _first_served(by_pod, new_pods)
+    return replace(judged, served=served, new_pods=frozenset(new_pods))
+
+
+def _first_served(by_pod: Mapping[str, list[Signal]], new_pods: set[str]) -> float | None:
+    """When the first new pod reported requests, errors or latency: a pod is created at the
+    rollout but takes traffic only once ready, a minute or more later."""
+    kinds = SERVING | {SignalKind.TRAFFIC}
+    found = [
+        s.timestamps[0] for p in new_pods for s in by_pod[p] if s.timestamps and kind_of(s) in kinds
+    ]
+    return min(found, default=None)
 
 
 def _restarts(
@@ -195,7 +202,7 @@ def _before_after(change: Change, signals: Sequence[Signal], end: float) -> list
         kind = kind_of(s)
         if kind not in (SignalKind.ERRORS, SignalKind.LATENCY):
             continue
-        after, before = _values([s], at, end), _values([s], at - LEAD_S, at - 1e-6)
+        after, before = values_between([s], at, end), values_between([s], at - LEAD_S, at - 1e-6)
         if after.size < MIN_SAMPLES or before.size < MIN_SAMPLES:
             continue
         p = mann_whitney_greater(after, before)
@@ -258,11 +265,11 @@ def _by_pod(
         old_series = [s for pod in old_pods for s in by_pod[pod] if s.name == name]
         old_end = max((s.timestamps[-1] for s in old_series if s.timestamps), default=at)
         new = _warm(new_series, at, min(end, old_end))
-        old = _values(old_series, at, end)
+        old = values_between(old_series, at, end)
         versus = f"{change.from_version or 'old'} pods over the same minutes"
         if not _could_tell(new.size, old.size):
             new = _warm(new_series, at, end)
-            old, versus = _values(old_series, at - LEAD_S, at - 1e-6), BEFORE
+            old, versus = values_between(old_series, at - LEAD_S, at - 1e-6), BEFORE
         if new.size < MIN_SAMPLES or old.size < MIN_SAMPLES:
             continue
         found = _compare(new_series, new, old, versus)
@@ -288,36 +295,16 @@ def _unless_old_as_bad(
 
 
 OLD_AS_BAD = "its old pods got as bad while they still served"
-OLD_SHARE = 0.5  # of the new pods' rise over before that the old pods' own rise must reach
-OLD_QUARTER = 0.25  # ... in this share of their samples after the change
 
 
 def _old_as_bad(
     found: Comparison, old_series: list[Signal], new_series: list[Signal], at: float
 ) -> bool:
-    """Whether the old pods, in the minutes they still served after the change, got worse
-    too, by at least half as much as the new pods and beyond their usual noise before
-    the change (their 95th percentile), in a quarter of their samples (
-    the incident may reach them only in their last minutes as it ramps up): then the trouble
-    reached every pod, and
-    the new build is not what made it worse (a caller rolling out while its callee breaks).
-    Too few shared minutes for a rank test can still say this much. A change after which
-    fewer pods serve is exempt: the same load on fewer pods makes every pod worse."""
-    if serving_pods(new_series + old_series) < serving_pods(old_series, at):
-        return False
-    values = _values(old_series, at, math.inf)
+    """:func:`~agent.engine.old_pods.as_bad` for one comparison's statistics."""
     base, new, noise = found.reference.median, found.new.median, found.reference.p95
-    if base is None or new is None or noise is None or new <= base:
+    if base is None or new is None or noise is None:
         return False
-    high = int((values > max(base + OLD_SHARE * (new - base), noise)).sum())
-    return high >= max(1.0, OLD_QUARTER * values.size)
-
-
-def serving_pods(series: list[Signal], at: float | None = None) -> int:
-    """How many pods served just before ``at`` (else at the last sample of any of them)."""
-    timed = [s for s in series if s.timestamps]
-    t = max((s.timestamps[-1] for s in timed), default=0.0) if at is None else at - 1e-6
-    return len({s.pod for s in timed if s.timestamps[0] <= t <= s.timestamps[-1] + 90.0})
+    return as_bad(old_series, new_series, at, base, new, noise)
 
 
 def _saturation_follows_use(comparisons: list[Comparison]) -> list[Comparison]:
@@ -347,7 +334,7 @@ def _later(
     code path that traffic reaches only minutes after the rollout ended shows only here."""
     at = change.at.timestamp()
     new = _warm(new_series, at, end)
-    old = _values(old_series, at - LEAD_S, at - 1e-6)
+    old = values_between(old_series, at - LEAD_S, at - 1e-6)
     if new.size < MIN_SAMPLES or old.size < MIN_SAMPLES:
         return None
     return _compare(new_series, new, old, BEFORE)

@@ -203,6 +203,11 @@ def callee_losses(
     return out
 
 
+def requests(index: Index, service: str) -> Series:
+    """The service's own request rate, summed over its pods where only they report it."""
+    return aggregate(_serving(index, service, SignalKind.TRAFFIC), True)
+
+
 def _traffic(index: Index, service: str, at: float, end: float) -> Shift | None:
     return shift(_serving(index, service, SignalKind.TRAFFIC), at, end, LEAD_S, True)
 
@@ -281,21 +286,22 @@ def serving_step(index: Index, service: str, kind: SignalKind, at: float) -> flo
 
 
 def carried(
-    change: Change,
+    service: str,
+    at: float,
     index: Index,
     callees: Sequence[str],
     kinds: Iterable[SignalKind],
     unsized: Mapping[str, float],
 ) -> bool:
-    """Whether a direct callee's trouble is big enough to be what the changed service passes
-    up: on one of the serving ``kinds`` the service rose on, a callee rose at least
+    """Whether a direct callee's trouble is big enough to be what ``service`` passes up: on
+    one of the serving ``kinds`` the service rose on, a callee rose at least
     1/:data:`CARRY_GAIN` as much (a slow callee's latency makes its callers slow and time
     out, a failing one's errors make them fail; a call edge amplifies by retries or loops,
     not by orders of magnitude). A callee in trouble on what cannot be set against requests
     (``unsized`` since: its CPU, its disk, its pods gone; the calls fail at the caller)
-    carries, and so does a signal either side lacks: nothing tells."""
-    at = change.at.timestamp()
-    steps = {k: serving_step(index, change.service, k, at) for k in kinds}
+    carries, and so does a signal either side lacks: nothing tells. Steps are measured from
+    ``at`` (the change) against the :data:`LEAD_S` before it."""
+    steps = {k: serving_step(index, service, k, at) for k in kinds}
     own = {k: rise for k, rise in steps.items() if rise is not None and rise > 0}
     if not own or not callees or any(rise is None for rise in steps.values()):
         return True
@@ -313,3 +319,6 @@ def _step_of(c: Comparison) -> float:
     """How many times the reference median the new one is."""
     new, ref = c.new.median or 0.0, c.reference.median or 0.0
     return new / ref if ref > 0 else math.inf if new > 0 else 0.0
+
+
+# END

@@ -14,14 +14,16 @@ change only when nothing else explains it, as an SRE would check:
   fifty); what got worse on every pod of it, old or new, counts as passed up as well;
 - a caller's errors or latency that rose after a callee's rollout are that callee's only if
   none of the caller's other dependencies, direct or further down (nor the callee's own),
-  was in trouble first (errors that rose with the caller's latency are the timeouts of
-  whatever explains that latency); if several of its callees changed, one that changed
-  before the rise began (dated by the detector where it saw the caller's series go bad
-  earlier) takes it, then the one whose callers rose most widely, then the one that changed
-  last; most of the changed service's callers must rise (one caller failing alone is its
-  own fault), and not on a signal its old pods got as bad on as its new ones;
+  was in trouble first, big enough to explain it (a direct callee that rose at least a
+  fifth as much); errors that rose with the caller's latency are the timeouts of whatever
+  explains that latency; if several of its callees changed, :mod:`agent.engine.owners`
+  says which takes the rise (whose new pods served by the time it began, whose progress
+  it followed); most of the changed service's callers must rise (one caller failing alone
+  is its own fault), and not on a signal its old pods got as bad on as its new ones; a
+  caller whose rise another rising caller of the changed service explains (the same
+  trouble, passed up through it) counts neither way;
 - a callee that lost requests the changed service still gets: the new build stopped calling
-  (where several of its callers changed, the one that changed last before the loss began).
+  (where several of its callers changed, :mod:`agent.engine.owners` says which).
 
 "In trouble of its own" is a serving errors or latency series that stayed up for a few
 samples (the detector's findings), or a change whose new pods are worse than its old ones
@@ -40,7 +42,6 @@ from agent.engine.canary import (
     RESTARTS,
     Comparison,
     Judgement,
-    serving_pods,
 )
 from agent.engine.detect.kinds import callee_of, side_of
 from agent.engine.detect.series import SeriesFinding
@@ -54,10 +55,11 @@ from agent.engine.neighbours import (
     loss_onset,
     own_rise,
 )
+from agent.engine.old_pods import serving_pods
+from agent.engine.owners import Rises, loss_taker, owners_of
 from agent.models import Change, Signal, SignalKind, Topology
 
 TOLERANCE_S = 180.0  # onsets at 1-minute scrapes are good to a few samples
-ONSET_SLACK_S = 60.0  # a change this much after a rise began may still have caused it
 PERSISTENT = 3  # samples in a row a serving series must stay up to count as trouble
 SERVING = (SignalKind.ERRORS, SignalKind.LATENCY)
 OWN_LOAD = frozenset({SignalKind.RESOURCE, SignalKind.SATURATION})
@@ -152,7 +154,7 @@ def reconsider(
     suspects = frozenset(j.change.service for j in own if j.verdict == "suspect")
     open_ = [j for j in own if j.verdict != "suspect"]
     rises = {id(j): _unexplained_rises(j, index, hood, suspects, end) for j in open_}
-    owners = _owners(rises, {id(j): j.change for j in open_}, hood)
+    owners = owners_of(rises, {id(j): j for j in open_}, hood.troubled, index)
     losses = _losses(open_, index, hood, end)
     after = [
         _neighbour_verdict(j, rises[id(j)], owners, losses[id(j)]) if id(j) in rises else j
@@ -202,7 +204,8 @@ def _own_control(judgement: Judgement, index: Index, hood: Neighbourhood) -> Jud
     # dependency times out, its latency up on every pod and its errors on the new ones.
     every_pod = {c.kind for c in judgement.comparisons if OLD_AS_BAD in c.versus}
     kinds = ({c.kind for c in worse} | every_pod) & set(SERVING)
-    if not carried(change, index, hood.callees.get(change.service, ()), kinds, hood.unsized):
+    callees = hood.callees.get(change.service, ())
+    if not carried(change.service, change.at.timestamp(), index, callees, kinds, hood.unsized):
         return judgement
     other = _dependency_in_trouble(change, hood, kinds, own_rise(change, index, worse), True)
     if other is None:
@@ -248,19 +251,6 @@ def _dependency_in_trouble(
     return None
 
 
-@dataclass(frozen=True)
-class Rises:
-    """A change's callers' rises that nothing else explains, out of the callers measured."""
-
-    rises: list[Rise]
-    measured: int
-    notes: list[str]
-
-    @property
-    def share(self) -> float:
-        return len({r.caller for r in self.rises}) / self.measured if self.measured else 0.0
-
-
 def _unexplained_rises(
     judgement: Judgement,
     index: Index,
@@ -275,8 +265,8 @@ def _unexplained_rises(
     change = judgement.change
     rises, measured = caller_rises(change, index, hood.callers.get(change.service, ()), end)
     every_pod = {c.kind for c in judgement.comparisons if c.own and OLD_AS_BAD in c.versus}
-    culprits = {id(r): _culprit(r, change, hood) for r in rises}
-    kept, notes = [], []
+    culprits = {id(r): _culprit(r, change, hood, index) for r in rises}
+    kept, notes, relayed = [], [], {}
     for r in rises:
         culprit = culprits[id(r)] or _timeouts_of(r, rises, culprits)
         if r.caller in suspects:
@@ -285,19 +275,28 @@ def _unexplained_rises(
             notes.append(f"{r.caller}'s {r.kind.value} rose, as every pod's of it did, old or new")
         elif culprit is not None:
             notes.append(f"{r.caller}'s {r.kind.value} rose, as did {culprit}'s")
+            relayed[r.caller] = culprit
         else:
             kept.append(r)
-    return Rises(kept, measured, notes)
+    rising = {r.caller for r in kept}
+    relayed = {c: by for c, by in relayed.items() if by in rising and c not in rising}
+    return Rises(kept, measured, notes, relayed)
 
 
-def _culprit(rise: Rise, change: Change, hood: Neighbourhood) -> str | None:
+def _culprit(rise: Rise, change: Change, hood: Neighbourhood, index: Index) -> str | None:
     """Another dependency of the caller (or of the changed service) in trouble of its own on
-    the rise's signal by the time the rise began."""
-    since = change.at.timestamp() - LEAD_S
+    the rise's signal by the time the rise began; the caller's own, only if one of its
+    other direct callees rose anywhere near as much as the caller did (:func:`carried`)."""
+    at = change.at.timestamp()
     others = [c for c in hood.downstream(rise.caller) if c != change.service]
-    return next(
-        (o for o in others if hood.troubled_between(o, {rise.kind}, since, rise.onset)), None
-    ) or _dependency_in_trouble(change, hood, {rise.kind}, rise.onset)
+    found = next(
+        (o for o in others if hood.troubled_between(o, {rise.kind}, at - LEAD_S, rise.onset)),
+        None,
+    )
+    direct = [c for c in hood.callees.get(rise.caller, ()) if c != change.service]
+    if found is not None and not carried(rise.caller, at, index, direct, {rise.kind}, hood.unsized):
+        found = None
+    return found or _dependency_in_trouble(change, hood, {rise.kind}, rise.onset)
 
 
 def _timeouts_of(
@@ -320,39 +319,14 @@ def _timeouts_of(
     return None
 
 
-def _owners(
-    rises: Mapping[int, Rises], changes: Mapping[int, Change], hood: Neighbourhood
-) -> dict[str, str]:
-    """Each rising caller's changed dependency that takes its rise: the one whose callers
-    rose most widely, then the most of them, then the one that changed last before it."""
-    claims: dict[str, list[tuple[bool, float, int, float, str]]] = {}
-    for key, found in rises.items():
-        change = changes[key]
-        at = change.at.timestamp()
-        for r in found.rises:
-            before = at <= _rise_began(r, hood) + ONSET_SLACK_S
-            rank = (before, found.share, len(found.rises), at if before else -at, change.service)
-            claims.setdefault(r.caller, []).append(rank)
-    return {caller: max(ranks)[4] for caller, ranks in claims.items()}
-
-
-def _rise_began(rise: Rise, hood: Neighbourhood) -> float:
-    """When a caller's rise began: measured from one change on, it cannot begin before
-    that change, so the detector's onset for the caller's own series, where earlier, says
-    whether the rise was already under way when a later change landed."""
-    seen = hood.troubled.get((rise.caller, rise.kind), math.inf)
-    measured = rise.onset if rise.onset is not None else math.inf
-    return min(seen, measured)
-
-
 def _losses(
     open_: Sequence[Judgement], index: Index, hood: Neighbourhood, end: float
 ) -> dict[int, list[Comparison]]:
-    """Each change's callees that lost requests it no longer sends. Where several changed
-    callers of one callee claim its loss, the one that changed last before the loss began
-    takes it: the others' rollouts came and went with the callee's requests intact."""
+    """Each change's callees that lost requests it no longer sends; where several changed
+    callers of one callee claim its loss, only one takes it (:func:`loss_taker`)."""
     found: dict[int, list[Comparison]] = {}
     claims: dict[str, list[tuple[float, int]]] = {}
+    judged = {id(j): j for j in open_}
     for j in open_:
         service = j.change.service
         others = {
@@ -366,8 +340,7 @@ def _losses(
         began = loss_onset(index, callee, min(at for at, _ in claimants), end)
         if len(claimants) < 2 or began is None:
             continue
-        before = [(at, key) for at, key in claimants if at <= began + ONSET_SLACK_S]
-        keep = max(before)[1] if before else None
+        keep = loss_taker([key for _, key in claimants], judged, index, callee, began)
         for _, key in claimants:
             if key != keep:
                 found[key] = [c for c in found[key] if c.signal.service != callee]
@@ -382,13 +355,15 @@ def _neighbour_verdict(
     change, label = judgement.change, _label(judgement.change)
     mine = [r for r in found.rises if owners.get(r.caller) == change.service]
     failing = sorted({r.caller for r in mine})
+    echoes = {c for c, by in found.relayed.items() if by in failing}
     reasons: list[str] = []
     callers = []
-    if failing and 2 * len(failing) > found.measured:
+    if failing and 2 * len(failing) > found.measured - len(echoes):
         callers = [r.comparison for r in mine]
         reasons.append(
             f"{label}: its callers {', '.join(failing)} fail more towards it since its new "
             "pods served, and none of their other dependencies is in trouble"
+            + (f" ({', '.join(sorted(echoes))}: the same, passed up)" if echoes else "")
         )
     for c in losses:
         reasons.append(

@@ -1,0 +1,91 @@
+"""Whether a service's old pods got as bad as its new ones after a change: then the trouble
+reached every pod, and the new build is not what made it worse (a caller rolling out while
+its callee breaks). Used by :mod:`agent.engine.canary` where too few shared minutes force a
+before/after comparison.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from agent.models import Signal
+
+
+def values_between(signals: Sequence[Signal], start: float, end: float) -> NDArray[np.float64]:
+    """The series' values from ``start`` to ``end``, pooled, gaps left out."""
+    out = [
+        v
+        for s in signals
+        for t, v in zip(s.timestamps, s.values, strict=True)
+        if v is not None and start <= t <= end and not math.isnan(v)
+    ]
+    return np.asarray(out, dtype=np.float64)
+
+
+OLD_SHARE = 0.5  # of the new pods' rise over before that the old pods' own rise must reach
+OLD_QUARTER = 0.25  # ... in this share of their samples after the change
+SIDE_BY_SIDE = 2  # ... or side by side with the new pods, in this many shared minutes
+
+
+def as_bad(
+    old_series: list[Signal],
+    new_series: list[Signal],
+    at: float,
+    base: float,
+    new: float,
+    noise: float,
+) -> bool:
+    """Whether the old pods, in the minutes they still served after the change, got worse
+    too, by at least half as much as the new pods (median ``new`` against ``base`` before)
+    and beyond their usual noise before the change (``noise``, their 95th percentile), in
+    a quarter of their samples (the incident may reach them only in their last minutes as
+    it ramps up), or side by side with the new pods (:func:`_as_bad_side_by_side`). Too few
+    shared minutes for a rank test can still say this much. A change after which fewer
+    pods serve is exempt: the same load on fewer pods makes every pod worse."""
+    if serving_pods(new_series + old_series) < serving_pods(old_series, at):
+        return False
+    values = values_between(old_series, at, math.inf)
+    if new <= base:
+        return False
+    high = int((values > max(base + OLD_SHARE * (new - base), noise)).sum())
+    if high >= max(1.0, OLD_QUARTER * values.size):
+        return True
+    return _as_bad_side_by_side(old_series, new_series, at, base, noise)
+
+
+def _as_bad_side_by_side(
+    old_series: list[Signal], new_series: list[Signal], at: float, base: float, noise: float
+) -> bool:
+    """Whether, in the minutes old and new pods both served after the change, the new pods
+    were up (beyond the 95th percentile before) and the old ones by at least half as much:
+    trouble still growing after the old pods left (a callee's rollout taking over) leaves
+    them short of the new pods' later level, not of their level at the time."""
+    old = _by_time(old_series, at)
+    new = _by_time(new_series, at)
+    shared = sorted(set(old) & set(new))
+    if len(shared) < SIDE_BY_SIDE:
+        return False
+    old_mean = float(np.mean([np.mean(old[t]) for t in shared]))
+    new_mean = float(np.mean([np.mean(new[t]) for t in shared]))
+    return new_mean > noise and old_mean - base >= OLD_SHARE * (new_mean - base)
+
+
+def _by_time(series: list[Signal], at: float) -> dict[float, list[float]]:
+    """The series' values from ``at`` on, by timestamp (one per pod)."""
+    out: dict[float, list[float]] = {}
+    for s in series:
+        for t, v in zip(s.timestamps, s.values, strict=True):
+            if t >= at and v is not None and not math.isnan(v):
+                out.setdefault(t, []).append(v)
+    return out
+
+
+def serving_pods(series: list[Signal], at: float | None = None) -> int:
+    """How many pods served just before ``at`` (else at the last sample of any of them)."""
+    timed = [s for s in series if s.timestamps]
+    t = max((s.timestamps[-1] for s in timed), default=0.0) if at is None else at - 1e-6
+    return len({s.pod for s in timed if s.timestamps[0] <= t <= s.timestamps[-1] + 90.0})

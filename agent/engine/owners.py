@@ -1,0 +1,193 @@
+"""Which changed callee takes a caller's rise, and which changed caller a callee's lost
+requests, where several of them changed in the same minutes.
+
+With no per-edge series, a caller's own errors say that something it calls answers badly,
+not which of its callees: when two of them rolled out in the same minutes, the caller's
+rise is claimed by both (:mod:`agent.engine.trouble`); so is a shared callee's loss. An
+SRE looks at when the trouble began and how it grew: a rollout whose new pods took requests
+only after it began did not start it, and a build that answers wrong (or no longer calls)
+fails its callers (or starves its callee) in step with its new pods taking over the
+requests, so the trouble follows that rollout's progress, not another's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agent.engine.canary import Judgement
+from agent.engine.detect.kinds import kind_of
+from agent.engine.neighbours import Index, Rise, Series, aggregate, requests, towards
+from agent.models import SignalKind
+
+ONSET_SLACK_S = 60.0  # a change this much after a rise began may still have caused it
+FIT_MARGIN_S = 600.0  # the rollouts' progress is set against the rise this long either side
+FIT_TIE = 0.05  # ... and fits this close to the best one's are a tie
+SERVING_KINDS = frozenset({SignalKind.ERRORS, SignalKind.LATENCY, SignalKind.TRAFFIC})
+
+
+@dataclass(frozen=True)
+class Rises:
+    """A change's callers' rises that nothing else explains, out of the callers measured."""
+
+    rises: list[Rise]
+    measured: int
+    notes: list[str]
+    relayed: Mapping[str, str] = field(default_factory=dict)  # caller -> the caller it echoes
+
+    @property
+    def share(self) -> float:
+        return len({r.caller for r in self.rises}) / self.measured if self.measured else 0.0
+
+
+def owners_of(
+    rises: Mapping[int, Rises],
+    judged: Mapping[int, Judgement],
+    troubled: Mapping[tuple[str, SignalKind], float],
+    index: Index,
+) -> dict[str, str]:
+    """Each rising caller's changed dependency that takes its rise. One whose new pods served
+    by the time the rise began (give or take :data:`ONSET_SLACK_S`) comes first; among
+    several still rolling out then, the one whose progress the rise followed most closely;
+    then the one whose callers rose most widely, then the most of them, then the one that
+    changed last before it."""
+    claims: dict[str, list[tuple[int, Rise, bool]]] = {}
+    for key, found in rises.items():
+        for r in found.rises:
+            before = _served(judged[key]) <= rise_began(r, troubled) + ONSET_SLACK_S
+            claims.setdefault(r.caller, []).append((key, r, before))
+    taken = {}
+    for caller, claimed in claims.items():
+        began = min(rise_began(r, troubled) for _, r, _ in claimed)
+        measured = [
+            (key, aggregate(towards(index, caller, judged[key].change.service, r.kind), False))
+            for key, r, before in claimed
+            if before
+        ]
+        fits = _fits(measured, judged, index, began)
+        ranks = []
+        for key, _, before in claimed:
+            found, change = rises[key], judged[key].change
+            at = change.at.timestamp()
+            fit = fits.get(key, 0.0) if before else 0.0
+            ranks.append(
+                (before, fit, found.share, len(found.rises), at if before else -at, change.service)
+            )
+        taken[caller] = max(ranks)[5]
+    return taken
+
+
+def loss_taker(
+    claimants: Sequence[int],
+    judged: Mapping[int, Judgement],
+    index: Index,
+    callee: str,
+    began: float,
+) -> int | None:
+    """Of several changed callers that claim one callee's lost requests, the one that takes
+    them: among those whose new pods served by the time the loss ``began``, the one whose
+    progress the loss followed most closely (a build that no longer calls sends fewer
+    requests as its new pods take over), then the one that changed last; None if none
+    served by then (the others' rollouts came and went with the requests intact)."""
+    before = [k for k in claimants if _served(judged[k]) <= began + ONSET_SLACK_S]
+    times, values = requests(index, callee)
+    fits = _fits([(k, (times, -values)) for k in before], judged, index, began)
+    ranks = [
+        (fits.get(k, 0.0), judged[k].change.at.timestamp(), judged[k].change.service, k)
+        for k in before
+    ]
+    return max(ranks)[3] if ranks else None
+
+
+def _served(judgement: Judgement) -> float:
+    """When the change's new pods first served (the change itself, where not seen)."""
+    at = judgement.change.at.timestamp()
+    return max(at, judgement.served or at)
+
+
+def _fits(
+    measured: Sequence[tuple[int, Series]],
+    judged: Mapping[int, Judgement],
+    index: Index,
+    began: float,
+) -> dict[int, float]:
+    """Where several rollouts still under way when a neighbour's trouble ``began`` claim it
+    (``measured``: the neighbour's series as each claimant measured it), how closely the
+    trouble followed each one's new pods taking over (rounded: a tie stays a tie), over
+    the minutes from the first of them to ten after the last one's new pods all served; a
+    rollout done before the trouble began ranks below them (-1)."""
+    shares = {
+        key: new_share(index, judged[key].change.service, judged[key].new_pods)
+        for key, _ in measured
+    }
+    done = {key: _done(share) for key, share in shares.items()}
+    ramping = [(key, series) for key, series in measured if done[key] >= began]
+    if len({key for key, _ in ramping}) < 2:
+        return {}
+    start = min(judged[key].change.at.timestamp() for key, _ in ramping) - FIT_MARGIN_S
+    span = (start, max(done[key] for key, _ in ramping) + FIT_MARGIN_S)
+    fits = dict.fromkeys(shares, -math.inf)
+    for key, series in ramping:
+        fits[key] = max(fits[key], follows(series, shares[key], span))
+    best = max(fits.values())
+    return {key: min(0.0, fit - best + FIT_TIE) for key, fit in fits.items()}
+
+
+def _done(share: Series) -> float:
+    """When every serving pod ran the new version (inf: not within the data)."""
+    times, values = share
+    full = times[values >= 1.0]
+    return float(full[0]) if full.size else math.inf
+
+
+def rise_began(rise: Rise, troubled: Mapping[tuple[str, SignalKind], float]) -> float:
+    """When a caller's rise began: measured from one change on, it cannot begin before
+    that change, so the detector's onset for the caller's own series, where earlier, says
+    whether the rise was already under way when a later change landed."""
+    seen = troubled.get((rise.caller, rise.kind), math.inf)
+    measured = rise.onset if rise.onset is not None else math.inf
+    return min(seen, measured)
+
+
+def new_share(index: Index, service: str, new_pods: frozenset[str]) -> Series:
+    """The share of the service's serving pods that run the new version, at each timestamp
+    any of its pods reported: how far the rollout had got."""
+    spans: dict[str, tuple[float, float]] = {}
+    stamps = []
+    for s in index.get(service, ()):
+        if s.pod is None or not s.timestamps or kind_of(s) not in SERVING_KINDS:
+            continue
+        first, last = spans.get(s.pod, (math.inf, -math.inf))
+        spans[s.pod] = (min(first, s.timestamps[0]), max(last, s.timestamps[-1]))
+        stamps.append(np.asarray(s.timestamps, dtype=np.float64))
+    if not spans or not new_pods & set(spans):
+        empty = np.asarray([], dtype=np.float64)
+        return empty, empty
+    times = np.unique(np.concatenate(stamps))
+    new = np.zeros(times.size)
+    every = np.zeros(times.size)
+    for pod, (first, last) in spans.items():
+        on = (times >= first) & (times <= last)
+        every += on
+        if pod in new_pods:
+            new += on
+    return times, np.where(every > 0, new / np.maximum(every, 1), 0.0)
+
+
+def follows(series: Series, share: Series, span: tuple[float, float]) -> float:
+    """How closely ``series`` followed a rollout's ``share`` over ``span`` (Pearson's r; 0
+    where either is flat or missing): a build that answers wrong fails its callers, and one
+    that no longer calls starves its callee, as its new pods take over the requests."""
+    times, values = series
+    share_t, share_v = share
+    inside = (times >= span[0]) & (times <= span[1])
+    if share_t.size == 0 or inside.sum() < 3:
+        return 0.0
+    x = values[inside]
+    y = np.interp(times[inside], share_t, share_v, left=0.0, right=float(share_v[-1]))
+    if float(np.std(x)) == 0.0 or float(np.std(y)) == 0.0:
+        return 0.0
+    return float(np.corrcoef(x, y)[0, 1])
