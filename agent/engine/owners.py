@@ -116,7 +116,7 @@ def _fits(
 ) -> dict[int, float]:
     """Where several rollouts still under way when a neighbour's trouble ``began`` claim it
     (``measured``: the neighbour's series as each claimant measured it), how closely the
-    trouble followed each one's new pods taking over (rounded: a tie stays a tie), over
+    trouble followed each one's new pods taking over (within FIT_TIE of the best: a tie), over
     the minutes from the first of them to ten after the last one's new pods all served; a
     rollout done before the trouble began ranks below them (-1)."""
     shares = {
