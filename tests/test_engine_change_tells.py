@@ -1,6 +1,8 @@
 """What tells whose trouble it is, on small synthetic rollouts: new pods failing beside old
 pods that stayed well fail on their own build, whatever a dependency's trouble in the same
-minutes (agent.engine.old_pods, agent.engine.trouble).
+minutes (agent.engine.old_pods, agent.engine.trouble); and of two rollouts done before a
+callee lost requests, the one that answers faster since is the one that stopped calling it
+(agent.engine.owners).
 
 An hour of 1-minute samples; the rollouts land at minute 40.
 """
@@ -15,10 +17,14 @@ from rollout_support import (
     ERRORS,
     STEP,
     T0,
+    TRAFFIC,
     change,
     flat,
+    rolled,
+    rollout_snapshot,
     signal,
     step,
+    verdicts_of,
 )
 
 from agent.engine.canary import OLD_WELL, judge
@@ -58,3 +64,26 @@ def test_new_pods_failing_beside_old_ones_that_stayed_well_are_not_cleared_by_a_
     suspect. Old pods at 4% (not as bad as the new ones, not well either) leave it to db."""
     assert _beside(seed, old_errors=0.002) == ("suspect", True)
     assert _beside(seed, old_errors=0.04) == ("cleared", False)
+
+
+LATENCY = "http_request_duration_seconds:p99"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_callees_loss_after_every_rollout_was_done_goes_to_the_caller_that_got_faster(
+    seed: int,
+) -> None:
+    """``pricing`` and ``search`` both call ``db`` and both rolled out at minute 40 (done by
+    minute 44); their request rates hold. db loses half of its requests from minute 46 (a
+    code path reached late), when pricing's latency falls from 200 to 170 ms: pricing no
+    longer waits on the call it dropped (suspect); search, as fast as before, is cleared
+    (before, the tie went to the service name)."""
+    rng = np.random.default_rng(seed)
+    signals = [*rolled("pricing", rng), *rolled("search", rng)]
+    signals += [signal(s, TRAFFIC, flat(100.0), rng) for s in ("pricing", "search")]
+    signals.append(signal("pricing", LATENCY, step(0.2, 0.17, 46), rng))
+    signals.append(signal("search", LATENCY, flat(0.2), rng))
+    signals.append(signal("db", TRAFFIC, step(200.0, 100.0, 46), rng))
+    edges = [("pricing", "db"), ("search", "db")]
+    snapshot = rollout_snapshot(signals, edges, ["pricing", "search"], "late-lost-calls")
+    assert verdicts_of(snapshot) == {"pricing": "suspect", "search": "cleared"}

@@ -344,7 +344,7 @@ def _losses(
         began = loss_onset(index, callee, min(at for at, _ in claimants), end)
         if len(claimants) < 2 or began is None:
             continue
-        keep = loss_taker([key for _, key in claimants], judged, index, callee, began)
+        keep = loss_taker([key for _, key in claimants], judged, index, callee, began, end)
         for _, key in claimants:
             if key != keep:
                 found[key] = [c for c in found[key] if c.signal.service != callee]
