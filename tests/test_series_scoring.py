@@ -75,6 +75,18 @@ def test_one_quantum_over_a_flat_zero_baseline_is_not_news() -> None:
     assert score_signal(_signal(surge, name="pool_pending"), T0 + 15 * 85, 4.0) is not None
 
 
+def test_every_request_failing_after_none_did_is_news() -> None:
+    # A callee whose pods are gone: its errors ratio sat at exactly 0 and is now exactly 1.
+    # A share's quantum is not the whole; the same values as a count stay one quantum.
+    outage = [0.0] * 90 + [1.0] * 10
+    kind = SignalKind.ERRORS
+    share = _signal(outage, name="http_requests_5xx:ratio", kind=kind, unit="ratio")
+    finding = score_signal(share, T0 + 15 * 85, 4.0)
+    assert finding is not None and finding.direction == 1
+    count = _signal(outage, name="errors_per_second", kind=kind, unit="")
+    assert score_signal(count, T0 + 15 * 85, 4.0) is None
+
+
 def test_a_gauge_that_sat_still_and_then_grew_is_found() -> None:
     # A memory gauge that read one value for ten minutes, then grew by a third: its smallest
     # step, not its size, says what one quantum of it is.

@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from agent.engine.detect.kinds import kind_of
 from agent.engine.leaks import GROWTH, new_pods_grow
 from agent.engine.mannwhitney import ALPHA, MIN_RATIO, is_worse, mann_whitney_greater, stats_of
-from agent.engine.old_pods import as_bad, values_between
+from agent.engine.old_pods import as_bad, values_between, well_beside
 from agent.engine.restarts import MIN_RESTARTS, RESTART_ALPHA, new_pods_restart
 from agent.models import Change, Signal, SignalKind, Stats
 
@@ -288,13 +288,23 @@ def _unless_old_as_bad(
 ) -> Comparison:
     """A before/after comparison, not worse where the old pods got as bad while they still
     served (:func:`_old_as_bad`); also for the new pods' later minutes (:func:`_later`):
-    trouble that reached the old pods in their last minutes is not the build's."""
-    if found.same_minutes or not found.worse or not _old_as_bad(found, old_series, new_series, at):
+    trouble that reached the old pods in their last minutes is not the build's. Where the
+    old pods instead stayed well beside the failing new ones (:func:`well_beside`), it says
+    so: :mod:`agent.engine.trouble` does not pass such a worsening up to a dependency."""
+    if found.same_minutes or not found.worse:
         return found
-    return replace(found, worse=False, versus=f"{BEFORE} ({OLD_AS_BAD})")
+    if _old_as_bad(found, old_series, new_series, at):
+        return replace(found, worse=False, versus=f"{BEFORE} ({OLD_AS_BAD})")
+    base, noise = found.reference.median, found.reference.p95
+    if base is None or noise is None or found.kind not in SERVING:
+        return found
+    if well_beside(old_series, new_series, at, base, noise, WARMUP_S):
+        return replace(found, versus=f"{found.versus} ({OLD_WELL})")
+    return found
 
 
 OLD_AS_BAD = "its old pods got as bad while they still served"
+OLD_WELL = "its old pods stayed well beside them"
 
 
 def _old_as_bad(

@@ -208,6 +208,19 @@ def requests(index: Index, service: str) -> Series:
     return aggregate(_serving(index, service, SignalKind.TRAFFIC), True)
 
 
+def lighter_since(index: Index, service: str, at: float, since: float, end: float) -> bool:
+    """Whether the service's own serving latency from ``since`` to ``end`` was below the
+    :data:`LEAD_S` before ``at`` (its change; one-sided rank test): a build that no longer
+    makes a call no longer waits on it, so it answers faster from when the call went."""
+    times, values = aggregate(_serving(index, service, SignalKind.LATENCY), False)
+    before = values[(times >= at - LEAD_S) & (times < at)]
+    after = values[(times >= since) & (times <= end)]
+    if before.size < MIN_SAMPLES or after.size < MIN_SAMPLES:
+        return False
+    faster = float(np.median(after)) < float(np.median(before))
+    return faster and mann_whitney_greater(before, after) < ALPHA
+
+
 def _traffic(index: Index, service: str, at: float, end: float) -> Shift | None:
     return shift(_serving(index, service, SignalKind.TRAFFIC), at, end, LEAD_S, True)
 

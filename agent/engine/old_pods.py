@@ -1,6 +1,7 @@
 """Whether a service's old pods got as bad as its new ones after a change: then the trouble
 reached every pod, and the new build is not what made it worse (a caller rolling out while
-its callee breaks). Used by :mod:`agent.engine.canary` where too few shared minutes force a
+its callee breaks); or whether they stayed well beside the new ones, which then fail on their
+own build. Used by :mod:`agent.engine.canary` where too few shared minutes force a
 before/after comparison.
 """
 
@@ -74,12 +75,43 @@ def _as_bad_side_by_side(
     return new_mean > noise and old_mean - base >= OLD_SHARE * (new_mean - base)
 
 
-def _by_time(series: list[Signal], at: float) -> dict[float, list[float]]:
-    """The series' values from ``at`` on, by timestamp (one per pod)."""
+OLD_WELL_SHARE = 0.25  # the most of the new pods' rise the old pods' may reach, staying well
+
+
+def well_beside(
+    old_series: list[Signal],
+    new_series: list[Signal],
+    at: float,
+    base: float,
+    noise: float,
+    warmup: float,
+) -> bool:
+    """Whether, in the minutes old and new pods both served after the change (the new pods
+    past their first ``warmup`` seconds), the new pods were up beyond the 95th percentile
+    before (``noise``) while the old ones rose less than a quarter as much over ``base``:
+    a dependency's trouble reaches every pod that calls it, so new pods failing beside old
+    ones that stayed well fail on their own build, whatever else is in trouble. Too few
+    shared minutes for a rank test can still say this much."""
+    old = _by_time(old_series, at)
+    new = _by_time(new_series, at, warmup)
+    shared = sorted(set(old) & set(new))
+    if len(shared) < SIDE_BY_SIDE:
+        return False
+    old_mean = float(np.mean([np.mean(old[t]) for t in shared]))
+    new_mean = float(np.mean([np.mean(new[t]) for t in shared]))
+    return new_mean > noise and old_mean - base < OLD_WELL_SHARE * (new_mean - base)
+
+
+def _by_time(series: list[Signal], at: float, warmup: float = 0.0) -> dict[float, list[float]]:
+    """The series' values from ``at`` on, by timestamp (one per pod), each pod's first
+    ``warmup`` seconds left out."""
     out: dict[float, list[float]] = {}
     for s in series:
+        if not s.timestamps:
+            continue
+        since = max(at, s.timestamps[0] + warmup)
         for t, v in zip(s.timestamps, s.values, strict=True):
-            if t >= at and v is not None and not math.isnan(v):
+            if t >= since and v is not None and not math.isnan(v):
                 out.setdefault(t, []).append(v)
     return out
 

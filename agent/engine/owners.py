@@ -20,7 +20,15 @@ import numpy as np
 
 from agent.engine.canary import Judgement
 from agent.engine.detect.kinds import kind_of
-from agent.engine.neighbours import Index, Rise, Series, aggregate, requests, towards
+from agent.engine.neighbours import (
+    Index,
+    Rise,
+    Series,
+    aggregate,
+    lighter_since,
+    requests,
+    towards,
+)
 from agent.models import SignalKind
 
 ONSET_SLACK_S = 60.0  # a change this much after a rise began may still have caused it
@@ -86,20 +94,25 @@ def loss_taker(
     index: Index,
     callee: str,
     began: float,
+    end: float,
 ) -> int | None:
     """Of several changed callers that claim one callee's lost requests, the one that takes
     them: among those whose new pods served by the time the loss ``began``, the one whose
     progress the loss followed most closely (a build that no longer calls sends fewer
-    requests as its new pods take over), then the one that changed last; None if none
-    served by then (the others' rollouts came and went with the requests intact)."""
+    requests as its new pods take over), then one that answers faster since the loss began
+    than before its change (:func:`lighter_since`: it no longer waits on that call), then
+    the one that changed last; None if none served by then (the others' rollouts came and
+    went with the requests intact)."""
     before = [k for k in claimants if _served(judged[k]) <= began + ONSET_SLACK_S]
     times, values = requests(index, callee)
     fits = _fits([(k, (times, -values)) for k in before], judged, index, began)
-    ranks = [
-        (fits.get(k, 0.0), judged[k].change.at.timestamp(), judged[k].change.service, k)
-        for k in before
-    ]
-    return max(ranks)[3] if ranks else None
+    ranks = []
+    for k in before:
+        change = judged[k].change
+        at = change.at.timestamp()
+        lighter = lighter_since(index, change.service, at, began, end)
+        ranks.append((fits.get(k, 0.0), lighter, at, change.service, k))
+    return max(ranks)[4] if ranks else None
 
 
 def _served(judgement: Judgement) -> float:

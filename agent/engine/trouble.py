@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, replace
 from agent.engine.canary import (
     LEAD_S,
     OLD_AS_BAD,
+    OLD_WELL,
     RESTARTS,
     Comparison,
     Judgement,
@@ -193,9 +194,12 @@ def _own_control(judgement: Judgement, index: Index, hood: Neighbourhood) -> Jud
     on the same signals, is cleared: the service passes that dependency's trouble up. Not
     if its own CPU, memory or throttling got worse too (by the before/after margin): a
     slow or failing dependency leaves a caller waiting, not busier; nor if fewer of its pods
-    serve since the change."""
+    serve since the change; nor if its new pods failed beside old ones that stayed well (a
+    dependency's trouble reaches every pod that calls it)."""
     worse = [c for c in judgement.comparisons if c.worse]
     if not worse or any(c.same_minutes or c.kind in OWN_LOAD for c in worse):
+        return judgement
+    if any(OLD_WELL in c.versus for c in worse):
         return judgement
     change = judgement.change
     if _scaled_down(change, index):
@@ -340,7 +344,7 @@ def _losses(
         began = loss_onset(index, callee, min(at for at, _ in claimants), end)
         if len(claimants) < 2 or began is None:
             continue
-        keep = loss_taker([key for _, key in claimants], judged, index, callee, began)
+        keep = loss_taker([key for _, key in claimants], judged, index, callee, began, end)
         for _, key in claimants:
             if key != keep:
                 found[key] = [c for c in found[key] if c.signal.service != callee]

@@ -24,6 +24,7 @@ from agent.models import Signal, SignalKind, Stats
 
 Z_CAP = 50.0  # beyond this a bigger z says nothing more; keeps flat-then-step series finite
 MIN_BASELINE_POINTS = 3
+SHARE_QUANTUM = 0.1  # the most a share of requests (an errors ratio) takes as its quantum
 # Latency is where a small lasting shift is news (a network delay on one pod of several);
 # averaging other kinds this way finds more harmless drift than faults.
 SHIFT_KINDS = frozenset({SignalKind.LATENCY})
@@ -219,6 +220,10 @@ def score_signal(signal: Signal, split: float, threshold: float) -> SeriesFindin
     if finite.min() == finite.max():
         return None  # it never moved (a flat gauge, an empty histogram's constant)
     quantum = _quantum(finite)
+    if kind is SignalKind.ERRORS and signal.unit == "ratio":
+        # A share of requests that sat at 0 and went to 1 (every request failing) is no
+        # count's "one more": its quantum is not the whole.
+        quantum = min(quantum, SHARE_QUANTUM)
     median, scale = robust_scale(base, quantum, stepwise=kind is SignalKind.CHANGE)
     z = np.clip((values - median) / scale, -Z_CAP, Z_CAP)
     offset = int(in_base.sum())

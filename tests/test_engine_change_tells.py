@@ -1,0 +1,89 @@
+"""What tells whose trouble it is, on small synthetic rollouts: new pods failing beside old
+pods that stayed well fail on their own build, whatever a dependency's trouble in the same
+minutes (agent.engine.old_pods, agent.engine.trouble); and of two rollouts done before a
+callee lost requests, the one that answers faster since is the one that stopped calling it
+(agent.engine.owners).
+
+An hour of 1-minute samples; the rollouts land at minute 40.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from rollout_support import (
+    AT,
+    END,
+    ERRORS,
+    STEP,
+    T0,
+    TRAFFIC,
+    change,
+    flat,
+    rolled,
+    rollout_snapshot,
+    signal,
+    step,
+    verdicts_of,
+)
+
+from agent.engine.canary import OLD_WELL, judge
+from agent.engine.trouble import Neighbourhood, reconsider
+from agent.models import SignalKind
+
+
+def _beside(seed: int, old_errors: float) -> tuple[str, bool]:
+    """``web`` rolled out at minute 40: two new pods failing 10% from the start, two old pods
+    at ``old_errors`` until minute 44 (too few shared minutes past the new pods' warm-up for
+    a rank test: the comparison is before/after); ``db``, its callee, failing 10% from minute
+    41. The verdict once the neighbours are in view, and whether the old pods stayed well."""
+    rng = np.random.default_rng(seed)
+    signals = []
+    for n in (1, 2):
+        old = step(0.002, old_errors, AT)
+        signals.append(signal("web", ERRORS, old, rng, pod=f"web-6f7d9c-{n}", last=AT + 4))
+        signals.append(signal("web", ERRORS, flat(0.1), rng, pod=f"web-8b4c1e-{n}", first=AT))
+    judged = judge(change("web"), signals, {}, END)
+    assert not any(c.same_minutes for c in judged.comparisons if c.kind is SignalKind.ERRORS)
+    db = signal("db", ERRORS, step(0.002, 0.1, AT + 1), rng)
+    hood = Neighbourhood(
+        callers={"db": ["web"]},
+        callees={"web": ["db"]},
+        troubled={("db", SignalKind.ERRORS): T0 + (AT + 1) * STEP},
+    )
+    verdict = reconsider([judged], [*signals, db], hood, END)[0].verdict
+    return verdict, any(OLD_WELL in c.versus for c in judged.comparisons)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_new_pods_failing_beside_old_ones_that_stayed_well_are_not_cleared_by_a_dependency(
+    seed: int,
+) -> None:
+    """db's trouble began with web's rollout and is big enough to explain web's errors, but
+    web's old pods, calling the same db in the same minutes, stayed at 0.2%: the build is
+    suspect. Old pods at 4% (not as bad as the new ones, not well either) leave it to db."""
+    assert _beside(seed, old_errors=0.002) == ("suspect", True)
+    assert _beside(seed, old_errors=0.04) == ("cleared", False)
+
+
+LATENCY = "http_request_duration_seconds:p99"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_callees_loss_after_every_rollout_was_done_goes_to_the_caller_that_got_faster(
+    seed: int,
+) -> None:
+    """``pricing`` and ``search`` both call ``db`` and both rolled out at minute 40 (done by
+    minute 44); their request rates hold. db loses half of its requests from minute 46 (a
+    code path reached late), when pricing's latency falls from 200 to 170 ms: pricing no
+    longer waits on the call it dropped (suspect); search, as fast as before, is cleared
+    (before, the tie went to the service name)."""
+    rng = np.random.default_rng(seed)
+    signals = [*rolled("pricing", rng), *rolled("search", rng)]
+    signals += [signal(s, TRAFFIC, flat(100.0), rng) for s in ("pricing", "search")]
+    signals.append(signal("pricing", LATENCY, step(0.2, 0.17, 46), rng))
+    signals.append(signal("search", LATENCY, flat(0.2), rng))
+    signals.append(signal("db", TRAFFIC, step(200.0, 100.0, 46), rng))
+    edges = [("pricing", "db"), ("search", "db")]
+    snapshot = rollout_snapshot(signals, edges, ["pricing", "search"], "late-lost-calls")
+    assert verdicts_of(snapshot) == {"pricing": "suspect", "search": "cleared"}
