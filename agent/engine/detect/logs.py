@@ -332,8 +332,8 @@ def _late_start(count: int, onset: float, rates: _Rates) -> float:
     rate all land after the first one, ``onset - logs_start`` into a span of ``T`` seconds, with
     probability ``((T - gap) / T) ** count``. Errors there from the first line on may be as old
     as the service (TrainTicket's food service fails its look-ups in every case); errors that
-    began while the logs were already flowing are news. (Applied to every unbaselined
-    template, it cost the real alert suites two fault types: docs/benchmarks.md.)
+    began while the logs were already flowing are news. (Applied to unbaselined templates
+    too, it cost fault types and ranks on the real alert suites: docs/benchmarks.md.)
     """
     if rates.logs_start is None or rates.logs_end is None:
         return 1.0
