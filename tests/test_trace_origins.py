@@ -124,3 +124,23 @@ def test_an_origin_that_timed_out_waiting_weighs_less() -> None:
     (origin,) = [f for f in mine_logs(records, T0, SPLIT, END) if f.pattern == "origin"]
     waited = replace(origin, signatures=frozenset({"timeout"}))
     assert log_weight(waited) < log_weight(origin)
+
+
+def _logged_from(t: float, records: list[LogRecord]) -> list[LogRecord]:
+    """Only the lines from ``t`` on: log shipping that began after the split."""
+    return [r for r in records if r.timestamp.timestamp() >= t]
+
+
+def test_errors_there_from_the_first_line_after_the_split_are_not_an_origin() -> None:
+    # The logs begin two minutes into the incident part, so no baseline line tells whether
+    # stock's failures are new; they come from the very first line on, as steadily as later.
+    records = _logged_from(SPLIT + 120, _traffic(T0, random.Random(11)))
+    assert not [f for f in mine_logs(records, T0, SPLIT, END) if f.pattern == "origin"]
+
+
+def test_errors_that_begin_while_the_late_logs_flow_are_an_origin() -> None:
+    # The same late logs, but stock begins to fail 80 s after they start: the logs' own
+    # first stretch is the baseline that shows the failures are new.
+    records = _logged_from(SPLIT + 120, _traffic(SPLIT + 200, random.Random(11)))
+    (origin,) = [f for f in mine_logs(records, T0, SPLIT, END) if f.pattern == "origin"]
+    assert origin.service == "stock" and origin.score >= 10
