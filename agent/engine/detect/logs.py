@@ -331,7 +331,7 @@ def _late_start(count: int, onset: float, rates: _Rates) -> float:
     The logs' own first stretch is then the baseline: ``count`` traces that failed at a steady
     rate all land after the first one, ``onset - logs_start`` into a span of ``T`` seconds, with
     probability ``((T - gap) / T) ** count``. Errors there from the first line on may be as old
-    as the service (TrainTicket's food service fails its look-ups in every case); errors that
+    as the service (one that fails some look-ups in every incident); errors that
     began while the logs were already flowing are news. (Applied to unbaselined templates
     too, it cost fault types and ranks on the real alert suites: docs/benchmarks.md.)
     """
