@@ -270,6 +270,11 @@ def test_tokens_and_query_parameters(client: TestClient) -> None:
     assert client.get(CHANGES).status_code == 401
     typo = client.get(CHANGES, params={"servce": "cart"}, headers=auth(READ_TOKEN))
     assert typo.status_code == 422 and "query.servce" in typo.json()["error"]["message"]
+    twice = client.get(
+        CHANGES, params=[("service", "cart"), ("service", "web")], headers=auth(READ_TOKEN)
+    )
+    assert twice.status_code == 422
+    assert twice.json()["error"]["message"] == "query.service: given 2 times; give it once"
 
 
 @pytest.mark.parametrize("number", ["1715680800", "0.2", "5.56e-125", "nan", "-1e3"])

@@ -134,6 +134,10 @@ def test_ad_hoc_request_filters_and_pages(client: TestClient) -> None:
     typo = client.get("/v1/analyses", params={"servce": "frontend"}, headers=auth(READ_TOKEN))
     assert typo.status_code == 422
     assert "query.servce" in typo.text
+    pages = [("limit", "1"), ("limit", "50")]
+    twice = client.get("/v1/analyses", params=pages, headers=auth(READ_TOKEN))
+    assert twice.status_code == 422
+    assert "query.limit: given 2 times" in twice.text
     for since in ("0.2", "1715680800", "yesterday"):
         bad = client.get("/v1/analyses", params={"since": since}, headers=auth(READ_TOKEN))
         assert bad.status_code == 422, since

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -127,19 +128,34 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _bug)
 
 
-def _query_names(dependant: Any) -> set[str]:
-    names = {field.alias for field in dependant.query_params}
+def _query_fields(dependant: Any) -> dict[str, bool]:
+    """The route's query parameters: name -> whether it takes several values (a list)."""
+    fields = {
+        field.alias: _takes_several(field.field_info.annotation) for field in dependant.query_params
+    }
     for sub in dependant.dependencies:
-        names |= _query_names(sub)
-    return names
+        fields |= _query_fields(sub)
+    return fields
+
+
+def _takes_several(annotation: Any) -> bool:
+    if get_origin(annotation) in (Union, UnionType):
+        return any(_takes_several(arg) for arg in get_args(annotation))
+    return get_origin(annotation) in (list, set, frozenset, tuple)
 
 
 async def known_query_only(request: Request) -> None:
     """Strict validation: a query parameter the route does not declare is a 422 naming it,
-    not silently ignored (a typo such as ``?servce=cart`` would otherwise list everything)."""
+    not silently ignored (a typo such as ``?servce=cart`` would otherwise list everything);
+    so is one value given twice (``?service=a&service=b`` would otherwise list only b's)."""
     dependant = getattr(request.scope.get("route"), "dependant", None)
     if dependant is None:
         return
-    unknown = sorted(set(request.query_params) - _query_names(dependant))
+    fields = _query_fields(dependant)
+    unknown = sorted(set(request.query_params) - set(fields))
     if unknown:
         raise ApiError(422, "invalid", f"query.{unknown[0]}: unknown query parameter")
+    for name, several in sorted(fields.items()):
+        given = len(request.query_params.getlist(name))
+        if given > 1 and not several:
+            raise ApiError(422, "invalid", f"query.{name}: given {given} times; give it once")

@@ -55,7 +55,11 @@ MAX_RANGE = timedelta(days=7)
 _DURATION = re.compile(r"^(\d{1,6})([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_LINK = re.compile(r"^https?://[^\s\x00]+$")
+# An http(s) link with no space or control character in it. Spelled out as code-point ranges,
+# not ``\s``: Python's ``\s`` also takes \x1c-\x1f, a JSON Schema validator's does not, so a
+# link the schema called valid was refused.
+_LINK = re.compile(r"https?://[^\x00-\x20\x7f-\xa0]+")
+LINK_PATTERN = r"^https?://[^\u0000-\u0020\u007f-\u00a0]+$"
 NO_NUL = "^[^\\u0000]*$"  # what the schema says of every declared text field
 UNSTORABLE_TEXT = "unstorable_text"  # the error type; its ``ctx["at"]`` is the path inside
 
@@ -293,7 +297,7 @@ class FeedbackRequest(StorableText):
         None,
         max_length=LINK_MAX,
         description="the postmortem or pull request (http or https)",
-        json_schema_extra={"pattern": _LINK.pattern.replace("\\x00", "\\u0000")},
+        json_schema_extra={"pattern": LINK_PATTERN},
     )
 
     @field_validator("resolution_url")
@@ -324,7 +328,7 @@ class SimilarPage(BaseModel):
 
 def _http_link(value: str | None) -> str | None:
     """Links are shown in reports and Slack: only http(s), never ``javascript:``."""
-    if value is not None and not _LINK.match(value):
+    if value is not None and not _LINK.fullmatch(value):
         raise ValueError("must be an http:// or https:// URL")
     return value
 
@@ -361,7 +365,7 @@ class ChangeRequest(StorableText):
         None,
         max_length=2000,
         description="the CI run, the Argo CD app",
-        json_schema_extra={"pattern": _LINK.pattern.replace("\\x00", "\\u0000")},
+        json_schema_extra={"pattern": LINK_PATTERN},
     )
     id: VersionText | None = Field(
         None,
