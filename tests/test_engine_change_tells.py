@@ -1,8 +1,11 @@
 """What tells whose trouble it is, on small synthetic rollouts: new pods failing beside old
 pods that stayed well fail on their own build, whatever a dependency's trouble in the same
-minutes (agent.engine.old_pods, agent.engine.trouble); and of two rollouts done before a
+minutes (agent.engine.old_pods, agent.engine.trouble); of two rollouts done before a
 callee lost requests, the one that answers faster since is the one that stopped calling it
-(agent.engine.owners).
+(agent.engine.owners); a rollout whose late errors began with those of another caller of a
+changed callee they share passes that callee's wrong answers up (agent.engine.owners); and
+a caller's rise passed up through more than one call counts neither way
+(agent.engine.trouble).
 
 An hour of 1-minute samples; the rollouts land at minute 40.
 """
@@ -29,7 +32,7 @@ from rollout_support import (
 
 from agent.engine.canary import OLD_WELL, judge
 from agent.engine.trouble import Neighbourhood, reconsider
-from agent.models import SignalKind
+from agent.models import Signal, SignalKind
 
 
 def _beside(seed: int, old_errors: float) -> tuple[str, bool]:
@@ -87,3 +90,51 @@ def test_a_callees_loss_after_every_rollout_was_done_goes_to_the_caller_that_got
     edges = [("pricing", "db"), ("search", "db")]
     snapshot = rollout_snapshot(signals, edges, ["pricing", "search"], "late-lost-calls")
     assert verdicts_of(snapshot) == {"pricing": "suspect", "search": "cleared"}
+
+
+def _failing_late(service: str, rng: np.random.Generator, at: int) -> list[Signal]:
+    """:func:`rolled`, but the new pods' errors go from 0.2% to 5% at minute ``at``, when the
+    old pods are long gone: only a before/after comparison sees it."""
+    out = [s for s in rolled(service, rng) if s.name != ERRORS]
+    for n in (1, 2):
+        old, new = f"{service}-6f7d9c-{n}", f"{service}-8b4c1e-{n}"
+        out.append(signal(service, ERRORS, flat(0.002), rng, pod=old, last=AT + 4))
+        out.append(signal(service, ERRORS, step(0.002, 0.05, at), rng, pod=new, first=AT))
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_rollouts_late_errors_that_another_caller_of_a_changed_callee_shares_are_that_ones(
+    seed: int,
+) -> None:
+    """``orders`` and ``pricing``, which it calls, both rolled out at minute 40; pricing's
+    own series stay clean. From minute 46 orders' new pods fail 5%, and so does ``search``,
+    which calls pricing but not orders: two services failing together share a cause both
+    depend on, so orders' rollout is cleared and pricing, both its callers failing, is
+    suspect (a build that answers wrong). With search well, orders' build is suspect."""
+    rng = np.random.default_rng(seed)
+    signals = [*_failing_late("orders", rng, AT + 6), *rolled("pricing", rng)]
+    edges = [("orders", "pricing"), ("search", "pricing")]
+    together = [*signals, signal("search", ERRORS, step(0.002, 0.05, AT + 6), rng)]
+    snapshot = rollout_snapshot(together, edges, ["orders", "pricing"], "answered-wrong")
+    assert verdicts_of(snapshot) == {"orders": "cleared", "pricing": "suspect"}
+    alone = [*signals, signal("search", ERRORS, flat(0.002), rng)]
+    snapshot = rollout_snapshot(alone, edges, ["orders", "pricing"], "failing-alone")
+    assert verdicts_of(snapshot) == {"orders": "suspect", "pricing": "cleared"}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_callers_rise_passed_up_more_than_one_call_does_not_count_against_the_change(
+    seed: int,
+) -> None:
+    """``cart`` (rolled out at minute 40, its own series clean) answers wrong: ``checkout``,
+    which calls it, fails from minute 41, and so do ``gateway``, which calls checkout, and
+    ``web``, which calls gateway and cart. web's rise is gateway's, itself checkout's passed
+    up, so it says nothing of cart either way: checkout, the one caller left to judge by,
+    makes cart suspect, where before one of two callers failing was not most of them."""
+    rng = np.random.default_rng(seed)
+    signals = rolled("cart", rng)
+    signals += [signal(s, ERRORS, step(0.002, 0.05), rng) for s in ("checkout", "gateway", "web")]
+    edges = [("checkout", "cart"), ("web", "cart"), ("web", "gateway"), ("gateway", "checkout")]
+    snapshot = rollout_snapshot(signals, edges, ["cart"], "passed-up-twice")
+    assert verdicts_of(snapshot) == {"cart": "suspect"}

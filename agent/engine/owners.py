@@ -7,7 +7,9 @@ rise is claimed by both (:mod:`agent.engine.trouble`); so is a shared callee's l
 SRE looks at when the trouble began and how it grew: a rollout whose new pods took requests
 only after it began did not start it, and a build that answers wrong (or no longer calls)
 fails its callers (or starves its callee) in step with its new pods taking over the
-requests, so the trouble follows that rollout's progress, not another's.
+requests, so the trouble follows that rollout's progress, not another's. And where a
+changed caller's own errors rose in the same minutes as another caller's of a changed callee
+they share, that callee's wrong answers are the common cause, not the caller's rollout.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,9 +34,13 @@ from agent.engine.neighbours import (
 )
 from agent.models import SignalKind
 
+if TYPE_CHECKING:
+    from agent.engine.trouble import Neighbourhood
+
 ONSET_SLACK_S = 60.0  # a change this much after a rise began may still have caused it
 FIT_MARGIN_S = 600.0  # the rollouts' progress is set against the rise this long either side
 FIT_TIE = 0.05  # ... and fits this close to the best one's are a tie
+TOGETHER_S = 180.0  # two rises this close began together (onsets good to a few samples)
 SERVING_KINDS = frozenset({SignalKind.ERRORS, SignalKind.LATENCY, SignalKind.TRAFFIC})
 
 
@@ -86,6 +93,26 @@ def owners_of(
             )
         taken[caller] = max(ranks)[5]
     return taken
+
+
+def answered_wrong(
+    service: str, began: float, callees: Sequence[str], hood: Neighbourhood
+) -> str | None:
+    """A changed callee of ``service`` that answers wrong, where the service's errors
+    ``began`` to rise with no dependency in trouble of its own: another caller of that callee,
+    one that does not depend on ``service``, whose own errors began to rise within
+    :data:`TOGETHER_S` of it. Two services failing in the same minutes share a cause both
+    depend on; a build that answers wrong keeps its own series clean, so the callee they
+    share that changed is it, not the service's own rollout."""
+    for callee in callees:
+        if callee == service or hood.changed.get(callee, math.inf) > began:
+            continue
+        for other in hood.callers.get(callee, ()):
+            if other == service or service in hood.downstream(other):
+                continue
+            if abs(hood.troubled.get((other, SignalKind.ERRORS), math.inf) - began) <= TOGETHER_S:
+                return callee
+    return None
 
 
 def loss_taker(

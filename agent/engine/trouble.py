@@ -20,8 +20,8 @@ change only when nothing else explains it, as an SRE would check:
   says which takes the rise (whose new pods served by the time it began, whose progress
   it followed); most of the changed service's callers must rise (one caller failing alone
   is its own fault), and not on a signal its old pods got as bad on as its new ones; a
-  caller whose rise another rising caller of the changed service explains (the same
-  trouble, passed up through it) counts neither way;
+  caller whose rise another rising caller of the changed service explains, directly or
+  through a dependency of its own (the same trouble, passed up) counts neither way;
 - a callee that lost requests the changed service still gets: the new build stopped calling
   (where several of its callers changed, :mod:`agent.engine.owners` says which).
 
@@ -57,7 +57,7 @@ from agent.engine.neighbours import (
     own_rise,
 )
 from agent.engine.old_pods import serving_pods
-from agent.engine.owners import Rises, loss_taker, owners_of
+from agent.engine.owners import Rises, answered_wrong, loss_taker, owners_of
 from agent.models import Change, Signal, SignalKind, Topology
 
 TOLERANCE_S = 180.0  # onsets at 1-minute scrapes are good to a few samples
@@ -195,7 +195,9 @@ def _own_control(judgement: Judgement, index: Index, hood: Neighbourhood) -> Jud
     if its own CPU, memory or throttling got worse too (by the before/after margin): a
     slow or failing dependency leaves a caller waiting, not busier; nor if fewer of its pods
     serve since the change; nor if its new pods failed beside old ones that stayed well (a
-    dependency's trouble reaches every pod that calls it)."""
+    dependency's trouble reaches every pod that calls it). Worse on errors alone, it is
+    cleared too where another caller of a changed callee began to fail with it
+    (:func:`~agent.engine.owners.answered_wrong`: that callee answers wrong)."""
     worse = [c for c in judgement.comparisons if c.worse]
     if not worse or any(c.same_minutes or c.kind in OWN_LOAD for c in worse):
         return judgement
@@ -209,15 +211,18 @@ def _own_control(judgement: Judgement, index: Index, hood: Neighbourhood) -> Jud
     every_pod = {c.kind for c in judgement.comparisons if OLD_AS_BAD in c.versus}
     kinds = ({c.kind for c in worse} | every_pod) & set(SERVING)
     callees = hood.callees.get(change.service, ())
-    if not carried(change.service, change.at.timestamp(), index, callees, kinds, hood.unsized):
-        return judgement
-    other = _dependency_in_trouble(change, hood, kinds, own_rise(change, index, worse), True)
+    began = own_rise(change, index, worse)
+    other, how = None, "its dependency {} is, which is in trouble of its own"
+    if carried(change.service, change.at.timestamp(), index, callees, kinds, hood.unsized):
+        other = _dependency_in_trouble(change, hood, kinds, began, True)
+    if other is None and kinds == {SignalKind.ERRORS}:
+        other = answered_wrong(change.service, began, callees, hood)
+        how = "other callers of {}, which changed too, fail with it"
     if other is None:
         return judgement
     shown = ", ".join(sorted({c.kind.value for c in worse}))
     why = (
-        f"{_label(change)}: worse on {shown} after the change only as its dependency {other} "
-        "is, which is in trouble of its own: cleared"
+        f"{_label(change)}: worse on {shown} after the change only as {how.format(other)}: cleared"
     )
     return replace(judgement, verdict="cleared", reasons=[why])
 
@@ -283,8 +288,16 @@ def _unexplained_rises(
         else:
             kept.append(r)
     rising = {r.caller for r in kept}
-    relayed = {c: by for c, by in relayed.items() if by in rising and c not in rising}
-    return Rises(kept, measured, notes, relayed)
+    through = {c: _through(by, rising, hood) for c, by in relayed.items() if c not in rising}
+    return Rises(kept, measured, notes, {c: by for c, by in through.items() if by is not None})
+
+
+def _through(culprit: str, rising: set[str], hood: Neighbourhood) -> str | None:
+    """The rising caller whose trouble a culprit passes on: the culprit itself, or the
+    nearest rising caller it depends on (the same trouble, passed up more than one call)."""
+    if culprit in rising:
+        return culprit
+    return next((d for d in hood.downstream(culprit) if d in rising), None)
 
 
 def _culprit(rise: Rise, change: Change, hood: Neighbourhood, index: Index) -> str | None:
