@@ -1,5 +1,5 @@
 """Small synthetic rollouts for the change-judging tests: an hour of 1-minute samples, every
-rollout at minute 40 (tests/test_engine_neighbours.py, tests/test_engine_change_controls.py)."""
+rollout at minute 40 (tests/test_engine_neighbours.py, tests/test_engine_change_*.py)."""
 
 from __future__ import annotations
 
@@ -66,6 +66,20 @@ def rolled(service: str, rng: np.random.Generator, traffic: Level = STEADY) -> l
             out.append(signal(service, ERRORS, flat(0.002), rng, pod=pod, first=first, last=last))
         out.append(signal(service, TRAFFIC, lambda m: traffic(m) / 2, rng, pod=old, last=AT + 2))
         out.append(signal(service, TRAFFIC, lambda m: traffic(m) / 2, rng, pod=new, first=AT + 2))
+    return out
+
+
+def failing_late(
+    service: str, rng: np.random.Generator, to: float = 0.1, at: int = 50
+) -> list[Signal]:
+    """The service's error series through a rollout whose new pods fail: two old pods at 0.2%
+    until minute 44, two new ones from minute 40 whose errors go to ``to`` at minute ``at``,
+    when the old pods are long gone (only a before/after comparison sees it)."""
+    out = []
+    for n in (1, 2):
+        old, new = f"{service}-6f7d9c-{n}", f"{service}-8b4c1e-{n}"
+        out.append(signal(service, ERRORS, flat(0.002), rng, pod=old, last=AT + 4))
+        out.append(signal(service, ERRORS, step(0.002, to, at), rng, pod=new, first=AT))
     return out
 
 

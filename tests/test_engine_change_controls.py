@@ -22,6 +22,7 @@ from rollout_support import (
     TRAFFIC,
     Level,
     change,
+    failing_late,
     flat,
     rolled,
     rollout_snapshot,
@@ -109,13 +110,7 @@ def test_a_callers_rise_explained_by_a_dependency_two_hops_down_is_not_the_chang
 
 def _late_failure(seed: int) -> tuple[list[Signal], Change]:
     """``web``'s new pods fail from minute 50, after its old pods left at minute 44."""
-    rng = np.random.default_rng(seed)
-    signals = []
-    for n in (1, 2):
-        signals.append(signal("web", ERRORS, flat(0.002), rng, pod=f"web-6f7d9c-{n}", last=AT + 4))
-        late = signal("web", ERRORS, step(0.002, 0.1, 50), rng, pod=f"web-8b4c1e-{n}", first=AT)
-        signals.append(late)
-    return signals, change("web")
+    return failing_late("web", np.random.default_rng(seed)), change("web")
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -22,6 +22,7 @@ from rollout_support import (
     T0,
     TRAFFIC,
     change,
+    failing_late,
     flat,
     rolled,
     rollout_snapshot,
@@ -95,12 +96,8 @@ def test_a_callees_loss_after_every_rollout_was_done_goes_to_the_caller_that_got
 def _failing_late(service: str, rng: np.random.Generator, at: int) -> list[Signal]:
     """:func:`rolled`, but the new pods' errors go from 0.2% to 5% at minute ``at``, when the
     old pods are long gone: only a before/after comparison sees it."""
-    out = [s for s in rolled(service, rng) if s.name != ERRORS]
-    for n in (1, 2):
-        old, new = f"{service}-6f7d9c-{n}", f"{service}-8b4c1e-{n}"
-        out.append(signal(service, ERRORS, flat(0.002), rng, pod=old, last=AT + 4))
-        out.append(signal(service, ERRORS, step(0.002, 0.05, at), rng, pod=new, first=AT))
-    return out
+    clean = [s for s in rolled(service, rng) if s.name != ERRORS]
+    return [*clean, *failing_late(service, rng, to=0.05, at=at)]
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

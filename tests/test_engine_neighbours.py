@@ -18,6 +18,7 @@ from rollout_support import (
     T0,
     TRAFFIC,
     change,
+    failing_late,
     flat,
     rolled,
     rollout_snapshot,
@@ -110,13 +111,7 @@ def test_a_callee_that_lost_its_requests_points_at_the_rollout_that_stopped_send
 
 def _judged_late_failure(seed: int) -> tuple[list[Signal], Change]:
     """``web``'s new pods fail only from minute 50, after its old pods left at minute 44."""
-    rng = np.random.default_rng(seed)
-    signals = []
-    for n in (1, 2):
-        signals.append(signal("web", ERRORS, flat(0.002), rng, pod=f"web-6f7d9c-{n}", last=AT + 4))
-        late = signal("web", ERRORS, step(0.002, 0.1, 50), rng, pod=f"web-8b4c1e-{n}", first=AT)
-        signals.append(late)
-    return signals, change("web")
+    return failing_late("web", np.random.default_rng(seed)), change("web")
 
 
 @pytest.mark.parametrize("seed", [1, 2])

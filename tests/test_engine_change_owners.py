@@ -1,0 +1,102 @@
+"""Which of several rollouts takes a neighbour's trouble, on small synthetic rollouts
+(agent.engine.owners): a caller's rise goes to the rollout whose new pods served by the time
+it began, and to the one whose progress it followed; so does a callee's loss of requests.
+
+An hour of 1-minute samples; the rollouts land at minute 40.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from rollout_support import (
+    AT,
+    ERRORS,
+    TRAFFIC,
+    flat,
+    rolled,
+    rollout_snapshot,
+    signal,
+    step,
+    verdicts_of,
+)
+
+from agent.models import Signal
+
+
+def _late_ready(service: str, rng: np.random.Generator, ready: int) -> list[Signal]:
+    """``service`` rolled out at minute 40 whose two new pods take requests only from minute
+    ``ready`` (pulled, started, probed), its two old pods serving until two minutes after."""
+    out = []
+    for n in (1, 2):
+        old, new = f"{service}-6f7d9c-{n}", f"{service}-8b4c1e-{n}"
+        out.append(signal(service, ERRORS, flat(0.002), rng, pod=old, last=ready + 2))
+        out.append(signal(service, ERRORS, flat(0.002), rng, pod=new, first=ready))
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_rollout_whose_new_pods_served_after_a_callers_rise_began_does_not_take_it(
+    seed: int,
+) -> None:
+    """web calls ``pricing`` and ``search``, both rolled out at minute 40; web's errors rise
+    from minute 41, when only pricing's new pods served (search's took requests from minute
+    46): the rise is pricing's, and search's rollout, whose pods came too late, is cleared."""
+    rng = np.random.default_rng(seed)
+    signals = [*rolled("pricing", rng), *_late_ready("search", rng, AT + 6)]
+    signals.append(signal("web", ERRORS, step(0.002, 0.05), rng))
+    edges = [("web", "pricing"), ("web", "search")]
+    snapshot = rollout_snapshot(signals, edges, ["pricing", "search"], "late-ready")
+    assert verdicts_of(snapshot) == {"pricing": "suspect", "search": "cleared"}
+
+
+def _ramped(service: str, rng: np.random.Generator, every: int) -> list[Signal]:
+    """``service`` rolled out at minute 40 over four pods, one replaced every ``every``
+    minutes (new pod n from minute 40 + every * (n - 1), old pod n until 40 + every * n)."""
+    out = []
+    for n in (1, 2, 3, 4):
+        new, old = AT + every * (n - 1), AT + every * n
+        out.append(signal(service, ERRORS, flat(0.002), rng, pod=f"{service}-6f7d9c-{n}", last=old))
+        out.append(
+            signal(service, ERRORS, flat(0.002), rng, pod=f"{service}-8b4c1e-{n}", first=new)
+        )
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_callers_rise_goes_to_the_rollout_whose_new_pods_it_followed(seed: int) -> None:
+    """web calls ``pricing`` and ``search``, both rolled out at minute 40: pricing replaces a
+    pod every 2 minutes, search every 4. web's errors climb a step with each new pricing
+    pod: the rise is pricing's (its wrong answers reached more requests as its new pods
+    took over), and search's rollout is cleared."""
+    rng = np.random.default_rng(seed)
+    signals = [*_ramped("pricing", rng, every=2), *_ramped("search", rng, every=4)]
+
+    def failing(m: int) -> float:  # 2.5% more errors per new pricing pod serving
+        return 0.002 + 0.025 * min(4, max(0, (m - AT) // 2 + 1))
+
+    signals.append(signal("web", ERRORS, failing, rng))
+    edges = [("web", "pricing"), ("web", "search")]
+    snapshot = rollout_snapshot(signals, edges, ["pricing", "search"], "ramp")
+    assert verdicts_of(snapshot) == {"pricing": "suspect", "search": "cleared"}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_callees_lost_requests_go_to_the_rollout_whose_new_pods_they_followed(
+    seed: int,
+) -> None:
+    """``pricing`` and ``search`` both call ``db`` and both rolled out at minute 40, pricing
+    a pod every 2 minutes, search every 4; their own request rates hold. db loses a tenth of
+    its requests with each new pricing pod: pricing's new build no longer makes the call
+    (suspect), and search's rollout, whose pods took over on another beat, is cleared."""
+    rng = np.random.default_rng(seed)
+    signals = [*_ramped("pricing", rng, every=2), *_ramped("search", rng, every=4)]
+    signals += [signal(s, TRAFFIC, flat(100.0), rng) for s in ("pricing", "search")]
+
+    def calls(m: int) -> float:
+        return 200.0 - 20.0 * min(4, max(0, (m - AT) // 2 + 1))
+
+    signals.append(signal("db", TRAFFIC, calls, rng))
+    edges = [("pricing", "db"), ("search", "db")]
+    snapshot = rollout_snapshot(signals, edges, ["pricing", "search"], "lost-calls")
+    assert verdicts_of(snapshot) == {"pricing": "suspect", "search": "cleared"}
