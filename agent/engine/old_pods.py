@@ -65,13 +65,10 @@ def _as_bad_side_by_side(
     were up (beyond the 95th percentile before) and the old ones by at least half as much:
     trouble still growing after the old pods left (a callee's rollout taking over) leaves
     them short of the new pods' later level, not of their level at the time."""
-    old = _by_time(old_series, at)
-    new = _by_time(new_series, at)
-    shared = sorted(set(old) & set(new))
-    if len(shared) < SIDE_BY_SIDE:
+    means = _side_by_side(old_series, new_series, at)
+    if means is None:
         return False
-    old_mean = float(np.mean([np.mean(old[t]) for t in shared]))
-    new_mean = float(np.mean([np.mean(new[t]) for t in shared]))
+    old_mean, new_mean = means
     return new_mean > noise and old_mean - base >= OLD_SHARE * (new_mean - base)
 
 
@@ -92,14 +89,27 @@ def well_beside(
     a dependency's trouble reaches every pod that calls it, so new pods failing beside old
     ones that stayed well fail on their own build, whatever else is in trouble. Too few
     shared minutes for a rank test can still say this much."""
+    means = _side_by_side(old_series, new_series, at, warmup)
+    if means is None:
+        return False
+    old_mean, new_mean = means
+    return new_mean > noise and old_mean - base < OLD_WELL_SHARE * (new_mean - base)
+
+
+def _side_by_side(
+    old_series: list[Signal], new_series: list[Signal], at: float, warmup: float = 0.0
+) -> tuple[float, float] | None:
+    """The old and the new pods' mean over the minutes both served from ``at`` on (the new
+    pods past their first ``warmup`` seconds), each minute's pods averaged first; None with
+    fewer than :data:`SIDE_BY_SIDE` such minutes."""
     old = _by_time(old_series, at)
     new = _by_time(new_series, at, warmup)
     shared = sorted(set(old) & set(new))
     if len(shared) < SIDE_BY_SIDE:
-        return False
+        return None
     old_mean = float(np.mean([np.mean(old[t]) for t in shared]))
     new_mean = float(np.mean([np.mean(new[t]) for t in shared]))
-    return new_mean > noise and old_mean - base < OLD_WELL_SHARE * (new_mean - base)
+    return old_mean, new_mean
 
 
 def _by_time(series: list[Signal], at: float, warmup: float = 0.0) -> dict[float, list[float]]:
