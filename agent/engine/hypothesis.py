@@ -59,6 +59,9 @@ METRIC_RULES: tuple[MetricRule, ...] = (
     MetricRule(FaultType.NETWORK_LATENCY, re.compile(r"rtt|network.*(?:latency|delay)|ping"), 1.0),
 )
 
+WORKING_SET_WEIGHT = 0.5  # a CPU hog's memory step, read as a leak
+STEP_SHARE = 0.75  # share of its rise a series reached in its first raised sample: a step
+
 LOG_RULES: dict[str, tuple[FaultType, float]] = {
     "oom": (FaultType.MEMORY_LEAK, 1.0),
     "disk": (FaultType.DISK_FULL, 1.0),
@@ -101,12 +104,12 @@ def fault_scores(
     """
     metrics = list(metrics)
     first = min((f.onset for f in metrics), default=0.0)
+    cpu_rises = [f for f in metrics if f.direction > 0 and _fault_of(f) is FaultType.CPU_SATURATION]
     scores: dict[FaultType, float] = dict.fromkeys(FaultType, 0.0)
     errors = latency = serving = went_silent = 0.0
     slowdown = 1.0  # the largest incident/baseline ratio of a rising latency series
     for f in metrics:
         w = strength(f.score, threshold) * (0.5 if f.onset - first > settle_s else 1.0)
-        name = _name(f)
         if f.kind is SignalKind.ERRORS and f.direction > 0:
             errors = max(errors, w)
         if f.kind is SignalKind.LATENCY and f.direction > 0:
@@ -116,10 +119,12 @@ def fault_scores(
             slowdown = max(slowdown, _ratio(f))
         if f.direction == 0 or (f.kind is SignalKind.TRAFFIC and _dropped_to_zero(f)):
             went_silent = max(went_silent, w)
-        for rule in METRIC_RULES:
-            if rule.name.search(name) and (rule.direction == 0 or f.direction == rule.direction):
-                scores[rule.fault] = max(scores[rule.fault], w * rule.weight)
-                break
+        rule = _rule_of(f)
+        if rule is not None:
+            weight = rule.weight
+            if rule.fault is FaultType.MEMORY_LEAK and _hog_working_set(f, cpu_rises):
+                weight *= WORKING_SET_WEIGHT
+            scores[rule.fault] = max(scores[rule.fault], w * weight)
     error_logs = stopped = 0.0
     for lf in logs:
         w = strength(lf.score, threshold)
@@ -165,6 +170,42 @@ def fault_scores(
             scores[FaultType.DEPENDENCY_OUTAGE], 1.1 * max(errors, latency, error_logs)
         )
     return scores
+
+
+def _rule_of(f: SeriesFinding) -> MetricRule | None:
+    """The first metric rule whose name and direction the finding matches."""
+    name = _name(f)
+    for rule in METRIC_RULES:
+        if rule.name.search(name) and (rule.direction == 0 or f.direction == rule.direction):
+            return rule
+    return None
+
+
+def _fault_of(f: SeriesFinding) -> FaultType | None:
+    rule = _rule_of(f)
+    return rule.fault if rule is not None else None
+
+
+def _hog_working_set(memory: SeriesFinding, cpu_rises: list[SeriesFinding]) -> bool:
+    """Memory that stepped up as a CPU rise began (within a sample), on the same pod.
+
+    A leak climbs: its memory grows sample after sample, and CPU, if it moves at all, follows
+    (collection pauses). A process that starts burning CPU brings its working set with it: the
+    memory is at its new level at once, as the CPU rose. That memory is the hog's,
+    not a leak.
+    """
+    if memory.direction <= 0 or memory.level is None or memory.baseline.median is None:
+        return False
+    step = memory.signal.resolution_s or 60.0
+    together = any(
+        c.signal.pod == memory.signal.pod and abs(c.onset - memory.onset) <= step for c in cpu_rises
+    )
+    if not together:
+        return False
+    stamps, values = memory.signal.timestamps, memory.signal.values
+    first = values[bisect.bisect_left(stamps, memory.onset)]
+    rise = memory.level - memory.baseline.median
+    return first is not None and rise > 0 and first - memory.baseline.median >= STEP_SHARE * rise
 
 
 def _ratio(f: SeriesFinding) -> float:
