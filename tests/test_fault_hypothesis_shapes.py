@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from findings_support import T0, THR
+from findings_support import T0, THR, log_finding
 
 from agent.engine.detect.series import SeriesFinding, score_signal
 from agent.engine.hypothesis import fault_scores, hypothesize
@@ -55,3 +55,26 @@ def test_a_memory_step_with_no_cpu_rise_is_still_read_as_memory() -> None:
     rng = np.random.default_rng(5)
     memory = _finding("container_memory_working_set_mib", _quiet(16, rng) + [88, 84, 86, 87, 85])
     assert hypothesize(fault_scores([memory], [], THR)) is FaultType.MEMORY_LEAK
+
+
+def _latency(name: str, before: float, after: float, seed: int) -> SeriesFinding:
+    rng = np.random.default_rng(seed)
+    return _finding(name, _quiet(before, rng) + [after] * 5)
+
+
+@pytest.mark.parametrize("seed", [3, 17, 29])
+def test_waiting_longer_on_callees_is_not_the_services_own_network_fault(seed: int) -> None:
+    # Its client-side latency (what it waits on) rose and it logs new errors: its callees
+    # answer slowly or not at all, which is evidence about them (agent/engine/waits.py); what
+    # is wrong here is what its own errors say.
+    waits = _latency("http_client_request_duration_p99", 0.02, 12.0, seed)
+    errors = log_finding("cart", "ERROR CartServiceImpl#getCart null", 8.0)
+    assert hypothesize(fault_scores([waits], [errors], THR)) is FaultType.CODE_EXCEPTION
+    assert hypothesize(fault_scores([waits], [], THR)) is FaultType.UNKNOWN
+
+
+@pytest.mark.parametrize("seed", [3, 17, 29])
+def test_a_slower_serving_latency_still_reads_as_the_network(seed: int) -> None:
+    served = _latency("http_server_request_duration_p99", 0.02, 0.4, seed)
+    errors = log_finding("cart", "ERROR CartServiceImpl#getCart null", 5.0)
+    assert hypothesize(fault_scores([served], [errors], THR)) is FaultType.NETWORK_LATENCY

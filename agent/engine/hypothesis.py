@@ -116,7 +116,7 @@ def fault_scores(
             latency = max(latency, w)
             if side_of(f.signal) != "client":
                 serving = max(serving, w)
-            slowdown = max(slowdown, _ratio(f))
+                slowdown = max(slowdown, _ratio(f))
         if f.direction == 0 or (f.kind is SignalKind.TRAFFIC and _dropped_to_zero(f)):
             went_silent = max(went_silent, w)
         rule = _rule_of(f)
@@ -159,9 +159,9 @@ def fault_scores(
         scores[FaultType.PACKET_LOSS] = max(
             scores[FaultType.PACKET_LOSS], (0.45 * errors + 0.25 * latency) * damp
         )
-    if latency > errors:
+    if serving > errors:
         scores[FaultType.NETWORK_LATENCY] = max(
-            scores[FaultType.NETWORK_LATENCY], 0.5 * latency * damp
+            scores[FaultType.NETWORK_LATENCY], 0.5 * serving * damp
         )
     if waited_on and not serving:
         scores[FaultType.NETWORK_LATENCY] = max(scores[FaultType.NETWORK_LATENCY], 0.6 * waited_on)
