@@ -104,7 +104,11 @@ def fault_scores(
     """
     metrics = list(metrics)
     first = min((f.onset for f in metrics), default=0.0)
-    cpu_rises = [f for f in metrics if f.direction > 0 and _fault_of(f) is FaultType.CPU_SATURATION]
+    cpu_rises = [
+        f
+        for f in metrics
+        if f.direction > 0 and not f.far_below_limit and _fault_of(f) is FaultType.CPU_SATURATION
+    ]
     scores: dict[FaultType, float] = dict.fromkeys(FaultType, 0.0)
     errors = latency = serving = went_silent = 0.0
     slowdown = 1.0  # the largest incident/baseline ratio of a rising latency series
@@ -120,7 +124,8 @@ def fault_scores(
         if f.direction == 0 or (f.kind is SignalKind.TRAFFIC and _dropped_to_zero(f)):
             went_silent = max(went_silent, w)
         rule = _rule_of(f)
-        if rule is not None:
+        # CPU far below its limit is a busier pod, not a saturated one (engine.headroom).
+        if rule is not None and not f.far_below_limit:
             weight = rule.weight
             if rule.fault is FaultType.MEMORY_LEAK and _hog_working_set(f, cpu_rises):
                 weight *= WORKING_SET_WEIGHT

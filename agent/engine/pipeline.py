@@ -22,6 +22,7 @@ from agent.engine.detect.kinds import callee_of, kind_of, side_of
 from agent.engine.detect.logs import mine_logs
 from agent.engine.detect.series import score_signals
 from agent.engine.evidence import build_evidence
+from agent.engine.headroom import mark_headroom
 from agent.engine.hosts import colocated
 from agent.engine.hypothesis import strength
 from agent.engine.onset import onset_from_data
@@ -250,7 +251,9 @@ def _analyze(
     lookback = min(cfg.lookback_minutes * 60, LOOKBACK_SAMPLES * resolution)
     window, onset_note = _window(snapshot, lookback, resolution, cfg.onset == "data")
     start, split, end = (t.timestamp() for t in (window.start, window.incident_start, window.end))
-    metric_findings = score_signals(snapshot.signals, split, cfg.z_threshold)
+    metric_findings = mark_headroom(
+        score_signals(snapshot.signals, split, cfg.z_threshold), snapshot.signals, split
+    )
     lap("detect_metrics")
     log_findings = mine_logs(
         snapshot.logs,

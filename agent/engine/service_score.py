@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from agent.engine.detect.kinds import CAUSE_KINDS, host_level, side_of
 from agent.engine.detect.logs import APPEARED, LogFinding
 from agent.engine.detect.series import SeriesFinding
+from agent.engine.headroom import FAR_WEIGHT
 from agent.engine.hypothesis import strength
 from agent.models import FaultType, SignalKind
 
@@ -72,6 +73,8 @@ def metric_weight(f: SeriesFinding, visible: float | None = None) -> float:
         return 0.5 * _kind_weight(f)  # one sample at the very end: a start or a glitch
     if host_level(f.signal):
         return HOST_WEIGHT * _kind_weight(f)  # the node's, shared by every pod on it
+    if f.far_below_limit:
+        return FAR_WEIGHT * _kind_weight(f)  # more work, not short of CPU (engine.headroom)
     return _kind_weight(f)
 
 

@@ -53,6 +53,7 @@ class SeriesFinding:
     until: float | None = None
     run: int = 0  # samples in that run; 1 is a spike
     versus: str | None = None  # a canary comparison: what the new pods were compared with
+    far_below_limit: bool = False  # CPU of a pod that stayed far under its limit (headroom)
 
     @property
     def at_data_end(self) -> bool:

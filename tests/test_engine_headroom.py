@@ -1,0 +1,79 @@
+"""A CPU rise far below the pod's limit is more work, not saturation (agent/engine/headroom)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from findings_support import T0, THR, log_finding
+
+from agent.engine.detect.series import score_signals
+from agent.engine.headroom import far_below_limit, mark_headroom
+from agent.engine.hypothesis import fault_scores, hypothesize
+from agent.engine.service_score import metric_weight
+from agent.models import FaultType, Signal
+
+STEP = 60.0
+SPLIT = T0 + 10 * STEP
+
+
+def _series(name: str, pod: str, before: float, after: float, seed: int, unit: str = "") -> Signal:
+    rng = np.random.default_rng(seed)
+    values = [before * (1 + rng.normal(0, 0.03)) for _ in range(10)] + [after] * 5
+    return Signal(
+        service=pod.split("-")[0],
+        pod=pod,
+        name=name,
+        unit=unit,
+        resolution_s=STEP,
+        timestamps=[T0 + i * STEP for i in range(len(values))],
+        values=values,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "unit", "scale"),
+    [
+        ("CpuUsageRate(%)", "", 100.0),
+        ("pod:container_cpu_usage:ratio_limit", "ratio", 1.0),
+        ("container.cpu.utilization", "1", 1.0),
+    ],
+)
+def test_a_pod_whose_cpu_share_stayed_low_is_far_below_its_limit(
+    name: str, unit: str, scale: float
+) -> None:
+    idle = _series(name, "station-1", 0.01 * scale, 0.025 * scale, 1, unit)
+    starved = _series(name, "cart-1", 0.05 * scale, 0.95 * scale, 2, unit)
+    assert far_below_limit([idle, starved], SPLIT) == {("station", "station-1")}
+
+
+def test_series_that_do_not_measure_the_pods_cpu_share_say_nothing() -> None:
+    node = _series("NodeCpuUsageRate(%)", "station-1", 1, 2.5, 1)
+    throttled = _series("container_cpu_cfs_throttled_periods:ratio", "station-1", 0.0, 0.1, 2)
+    cores = _series("container_cpu_usage_seconds_total", "station-1", 0.01, 0.03, 3)
+    assert far_below_limit([node, throttled, cores], SPLIT) == frozenset()
+
+
+@pytest.mark.parametrize("seed", [4, 11, 23])
+def test_cpu_far_below_its_limit_weighs_less_and_is_not_read_as_saturation(seed: int) -> None:
+    signals = [
+        _series("CpuUsage(m)", "station-1", 4, 10.6, seed),
+        _series("CpuUsageRate(%)", "station-1", 0.8, 2.1, seed + 1),
+    ]
+    plain = score_signals(signals, SPLIT, THR)
+    marked = mark_headroom(plain, signals, SPLIT)
+    assert len(marked) == 2 and all(f.far_below_limit for f in marked)
+    assert all(
+        metric_weight(m) == pytest.approx(0.5 * metric_weight(p))
+        for p, m in zip(plain, marked, strict=True)
+    )
+    errors = log_finding("station", "ERROR StationController#query failed", 6.0)
+    assert hypothesize(fault_scores(plain, [errors], THR)) is FaultType.CPU_SATURATION
+    assert hypothesize(fault_scores(marked, [errors], THR)) is FaultType.CODE_EXCEPTION
+    assert hypothesize(fault_scores(marked, [], THR)) is not FaultType.CPU_SATURATION
+
+
+@pytest.mark.parametrize("seed", [4, 11, 23])
+def test_cpu_at_its_limit_keeps_its_weight(seed: int) -> None:
+    signals = [_series("CpuUsageRate(%)", "cart-1", 5, 97, seed)]
+    found = score_signals(signals, SPLIT, THR)
+    assert found and not any(f.far_below_limit for f in mark_headroom(found, signals, SPLIT))
