@@ -5,7 +5,7 @@ Where a pod reports its CPU as a share of its limit (``%``, a ``ratio``, OpenTel
 ``1``), that share says whether a rise could have starved it. A stress process or a hot loop
 takes the pod to its limit; a pod that went from 1 % to 2 % of it is doing more work, which
 its callers' traffic or a retry storm explains as well as anything wrong with it. Its CPU
-findings then weigh less as a cause and read less as CPU saturation.
+findings then weigh less as a cause and do not read as CPU saturation.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ _THROTTLING = re.compile(r"throttl", re.IGNORECASE)  # a share of periods, not o
 Pod = tuple[str, str | None]
 
 
-def cpu_share(signal: Signal) -> float | None:
+def _share_per_unit(signal: Signal) -> float | None:
     """What one unit of the series is as a share of the CPU limit; ``None`` unless the series
     is a pod's CPU use as a share of its limit."""
     if not _cpu_use(signal) or host_level(signal):
@@ -44,7 +44,7 @@ def far_below_limit(signals: Iterable[Signal], split: float) -> frozenset[Pod]:
     incident (from ``split`` on) in every such series they report."""
     peak: dict[Pod, float] = {}
     for signal in signals:
-        per_unit = cpu_share(signal)
+        per_unit = _share_per_unit(signal)
         if per_unit is None:
             continue
         after = [
