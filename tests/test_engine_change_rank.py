@@ -1,7 +1,8 @@
 """How a judged change ranks, on small synthetic rollouts: a build suspect on its own pods
-takes its failing callers' trouble as its evidence, as one suspect by those callers does
-(agent.engine.rank); and a cleared rollout's new pods, measured against their own first
-minutes, are not a cause (agent.engine.rank).
+takes its failing callers' trouble as its evidence, as one suspect by those callers does,
+unless another of their callees, as strong, explains it (agent.engine.rank); and a cleared
+rollout's new pods, measured against their own first minutes, are not a cause
+(agent.engine.rank).
 
 An hour of 1-minute samples; the rollouts land at minute 40 unless a test says otherwise.
 """
@@ -100,3 +101,25 @@ def test_a_cleared_rollouts_new_pods_are_not_a_cause_by_their_own_first_minutes(
     analysis = analyze(snapshot.model_copy(update={"changes": [rollout]}))
     assert [v.verdict for v in analysis.changes] == ["cleared"]
     assert [c.service for c in analysis.candidates] == ["carts"]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_callers_trouble_that_another_of_its_callees_explains_is_not_the_builds(
+    seed: int,
+) -> None:
+    """As above, but ``web`` also calls ``db``, whose errors and latency rose as much in the
+    same minute: web's trouble may be db's, so cart takes none of it and ranks below web
+    (before, it took a share and came second, behind db)."""
+    rng = np.random.default_rng(seed)
+    signals = _slow_build("cart", rng)
+    for n in range(4):
+        pod = f"web-5d8f7b-{n}"
+        signals.append(signal("web", ERRORS, step(0.002, 0.3), rng, pod=pod))
+        signals.append(signal("web", LATENCY, step(0.2, 1.0), rng, pod=pod))
+    for n in range(2):
+        pod = f"db-0-{n}"
+        signals.append(signal("db", ERRORS, step(0.002, 0.3), rng, pod=pod))
+        signals.append(signal("db", LATENCY, step(0.05, 0.5), rng, pod=pod))
+    edges = [("web", "cart"), ("web", "db")]
+    analysis = analyze(rollout_snapshot(signals, edges, ["cart"], "slow-build-and-db"))
+    assert [c.service for c in analysis.candidates[:3]] == ["db", "web", "cart"]

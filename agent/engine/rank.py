@@ -212,6 +212,7 @@ def finding(judgement: Judgement) -> SeriesFinding | None:
 
 SERVING = frozenset({SignalKind.ERRORS, SignalKind.LATENCY})
 NEIGHBOUR_SHARE = 0.6  # of a failing caller's strength that its suspect callee takes
+EXPLAINS = 0.5  # of a caller's strength another callee needs to explain its trouble
 
 
 def _apply_suspect_changes(
@@ -226,6 +227,8 @@ def _apply_suspect_changes(
     callers' trouble is its evidence (a share of their strength), whether their rise made
     it suspect or its own pods did (:func:`_failing_callers`)."""
     suspects = {j.change.service for j in judged if j.verdict == "suspect"}
+    # Decided before any change takes a share, so that the order of the changes is moot.
+    failing = {id(j): _failing_callers(j, graph, by_service, suspects, tolerance) for j in judged}
     for j in judged:
         evidence = finding(j)
         if evidence is None:
@@ -237,7 +240,7 @@ def _apply_suspect_changes(
         # Callers failing on what the new version answers are its symptoms: their trouble
         # is its evidence, as strong as theirs (discounted for being second-hand).
         callers = {c.signal.service for c in worse if c.signal.service != s.service}
-        callers |= _failing_callers(j, worse, graph, by_service, suspects, tolerance)
+        callers |= failing[id(j)]
         felt = [by_service[c].strength for c in callers if c in by_service]
         bonus = max([bonus, *(NEIGHBOUR_SHARE * x for x in felt)])
         s.strength += bonus
@@ -259,7 +262,6 @@ def _apply_suspect_changes(
 
 def _failing_callers(
     j: Judgement,
-    worse: Sequence[Comparison],
     graph: CallGraph,
     by_service: Mapping[str, ServiceScore],
     suspects: set[str],
@@ -268,9 +270,11 @@ def _failing_callers(
     """Callers whose latency or errors went bad once a build that answers slower or fails
     itself, or whose pods die, served: they suffer what the new version answers, whether the
     change was found suspect by its own pods or by those callers. Not a caller with a
-    suspect change of its own (its trouble is its own)."""
-    hurt = {c.kind for c in worse if c.own and c.kind in SERVING}
-    if any(c.own and c.label == RESTARTS for c in worse):
+    suspect change of its own (its trouble is its own), nor one another of whose callees
+    was in trouble by then, strong enough to explain it."""
+    worse = [c for c in j.comparisons if c.worse and c.own]
+    hurt = {c.kind for c in worse if c.kind in SERVING}
+    if any(c.label == RESTARTS for c in worse):
         hurt = set(SERVING)
     since = (j.served or j.change.at.timestamp()) - tolerance
     return {
@@ -282,7 +286,24 @@ def _failing_callers(
         and c.onset is not None
         and c.onset >= since
         and symptoms(c, None, since) & hurt
+        and not _other_trouble(c, j.change.service, c.onset + tolerance, graph, by_service)
     }
+
+
+def _other_trouble(
+    caller: ServiceScore,
+    changed: str,
+    by: float,
+    graph: CallGraph,
+    by_service: Mapping[str, ServiceScore],
+) -> bool:
+    """Whether another callee of ``caller`` was slow or failing by ``by``, strong enough to
+    explain the caller's trouble: then that trouble may be the other callee's."""
+    return any(
+        symptoms(d, by) and d.strength >= EXPLAINS * caller.strength
+        for name in graph.callees.get(caller.service, ())
+        if name != changed and (d := by_service.get(name)) is not None
+    )
 
 
 def _began(worse: Sequence[Comparison], at: float) -> float:
