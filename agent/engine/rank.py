@@ -20,7 +20,9 @@ A service's score multiplies four factors, each with a reason the report can sho
   by showing them itself (or by dying).
 
 A change that lands after the alerted services' symptoms began is a reaction to the incident,
-not its cause, and weighs little.
+not its cause, and weighs little. A suspect change takes a share of the strength of callers
+that began failing once its new pods served; a cleared one's new pods are not a cause by
+what their own first minutes called usual.
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ import math
 from collections.abc import Mapping, Sequence
 
 from agent.engine.callgraph import (
+    CallGraph,
     apply_alert_reach,
     apply_call_graph,
     call_graph,
     doubt_unfelt_silences,
 )
-from agent.engine.canary import Comparison, Judgement
+from agent.engine.canary import RESTARTS, Comparison, Judgement
 from agent.engine.detect.logs import LogFinding
 from agent.engine.detect.series import SeriesFinding
 from agent.engine.harm import apply_own_symptoms, doubt_quiet_logs
@@ -47,6 +50,7 @@ from agent.engine.service_score import (
     onset_of,
     own_failure,
     strength_by,
+    symptoms,
 )
 from agent.engine.waits import Wait, wait_blame
 from agent.models import FaultType, SignalKind, Topology
@@ -127,7 +131,7 @@ def rank_services(
             s.reasons.append(f"its callers wait longer on it (client-side latency): {callers}")
 
     _apply_idle(by_service, idle)
-    _apply_suspect_changes(by_service, judged, threshold)
+    _apply_suspect_changes(by_service, judged, threshold, graph, max(3 * resolution_s, 10.0))
     apply_own_symptoms(
         by_service,
         frozenset(n for n, k in coverage.items() if k & {SignalKind.LATENCY, SignalKind.ERRORS}),
@@ -147,22 +151,29 @@ def _without_cleared_changes(
     metrics: list[SeriesFinding], judged: Sequence[Judgement]
 ) -> list[SeriesFinding]:
     """A rollout whose new pods were compared and match its old ones is not a cause: its
-    deploy markers (version, generation, restart series) stop counting as evidence. Nor do
-    the blips of pods a rollout replaced, in their last minutes."""
+    deploy markers (version, generation, restart series) stop counting as evidence, nor do
+    its new pods' series where the detector had only their first minutes to call usual (a
+    pod that started shortly before the incident has no normal of its own: its start-up and
+    a few steady samples make a spread that ordinary noise later beats many times over; the
+    comparison with the old pods is the judgement on it). Nor do the blips of pods a rollout
+    replaced, in their last minutes."""
     verdicts: dict[str, set[str]] = {}
     for j in judged:
         verdicts.setdefault(j.change.service, set()).add(j.verdict)
     cleared = {s for s, v in verdicts.items() if v == {"cleared"}}
+    young = {p for j in judged if j.change.service in cleared for p in j.new_pods}
     data_end = max((f.end for f in metrics), default=0.0)
     return [
         f
         for f in metrics
         if not (f.kind is SignalKind.CHANGE and f.service in cleared)
         and not (f.service in verdicts and _draining(f, data_end))
+        and not (f.signal.pod in young and f.baseline.count < OWN_HISTORY)
     ]
 
 
 DRAIN_S = 120.0
+OWN_HISTORY = 10  # samples before the incident a pod's own baseline needs to say what is usual
 
 
 def _draining(f: SeriesFinding, data_end: float) -> bool:
@@ -199,14 +210,25 @@ def finding(judgement: Judgement) -> SeriesFinding | None:
     )
 
 
+SERVING = frozenset({SignalKind.ERRORS, SignalKind.LATENCY})
 NEIGHBOUR_SHARE = 0.6  # of a failing caller's strength that its suspect callee takes
+EXPLAINS = 0.5  # of a caller's strength another callee needs to explain its trouble
 
 
 def _apply_suspect_changes(
-    by_service: dict[str, ServiceScore], judged: Sequence[Judgement], threshold: float
+    by_service: dict[str, ServiceScore],
+    judged: Sequence[Judgement],
+    threshold: float,
+    graph: CallGraph,
+    tolerance: float,
 ) -> None:
     """A change whose new pods behave worse than its old ones is a cause in its own right
-    (``bad_deploy``), dated by the change, whatever else its service shows."""
+    (``bad_deploy``), dated by the change, whatever else its service shows. Its failing
+    callers' trouble is its evidence (a share of their strength), whether their rise made
+    it suspect or its own pods did (:func:`_failing_callers`)."""
+    suspects = {j.change.service for j in judged if j.verdict == "suspect"}
+    # Decided before any change takes a share, so that the order of the changes is moot.
+    failing = {id(j): _failing_callers(j, graph, by_service, suspects, tolerance) for j in judged}
     for j in judged:
         evidence = finding(j)
         if evidence is None:
@@ -214,11 +236,11 @@ def _apply_suspect_changes(
         s = by_service.setdefault(j.change.service, ServiceScore(j.change.service))
         s.metrics = sorted([evidence, *s.metrics], key=lambda f: -f.score)
         worse = [c for c in j.comparisons if c.worse]
-        serving = {SignalKind.ERRORS, SignalKind.LATENCY}
         bonus = strength(evidence.score, threshold) * (j.worst.weight if j.worst else 1.0)
         # Callers failing on what the new version answers are its symptoms: their trouble
         # is its evidence, as strong as theirs (discounted for being second-hand).
         callers = {c.signal.service for c in worse if c.signal.service != s.service}
+        callers |= failing[id(j)]
         felt = [by_service[c].strength for c in callers if c in by_service]
         bonus = max([bonus, *(NEIGHBOUR_SHARE * x for x in felt)])
         s.strength += bonus
@@ -227,7 +249,7 @@ def _apply_suspect_changes(
         if s.change_bonus is None or s.change_bonus[1] < bonus:
             s.change_bonus = (at, bonus)
         s.fault_type = FaultType.BAD_DEPLOY
-        s.changed_worse |= frozenset(c.kind for c in worse if c.kind in serving)
+        s.changed_worse |= frozenset(c.kind for c in worse if c.kind in SERVING)
         s.dropped_calls |= frozenset(
             c.signal.service
             for c in worse
@@ -236,6 +258,52 @@ def _apply_suspect_changes(
         began = _began(worse, at)
         s.onset = began if s.onset is None else min(s.onset, began)
         s.reasons.extend(j.reasons)
+
+
+def _failing_callers(
+    j: Judgement,
+    graph: CallGraph,
+    by_service: Mapping[str, ServiceScore],
+    suspects: set[str],
+    tolerance: float,
+) -> set[str]:
+    """Callers whose latency or errors went bad once a build that answers slower or fails
+    itself, or whose pods die, served: they suffer what the new version answers, whether the
+    change was found suspect by its own pods or by those callers. Not a caller with a
+    suspect change of its own (its trouble is its own), nor one another of whose callees
+    was in trouble by then, strong enough to explain it."""
+    worse = [c for c in j.comparisons if c.worse and c.own]
+    hurt = {c.kind for c in worse if c.kind in SERVING}
+    if any(c.label == RESTARTS for c in worse):
+        hurt = set(SERVING)
+    since = (j.served or j.change.at.timestamp()) - tolerance
+    return {
+        name
+        for name in graph.callers.get(j.change.service, ())
+        if hurt
+        and name not in suspects
+        and (c := by_service.get(name)) is not None
+        and c.onset is not None
+        and c.onset >= since
+        and symptoms(c, None, since) & hurt
+        and not _other_trouble(c, j.change.service, c.onset + tolerance, graph, by_service)
+    }
+
+
+def _other_trouble(
+    caller: ServiceScore,
+    changed: str,
+    by: float,
+    graph: CallGraph,
+    by_service: Mapping[str, ServiceScore],
+) -> bool:
+    """Whether another callee of ``caller`` was slow or failing by ``by``, strong enough to
+    explain the caller's trouble: then that trouble may be the other callee's."""
+    return any(
+        symptoms(d, by) and d.strength >= EXPLAINS * caller.strength
+        for name in graph.callees.get(caller.service, ())
+        if name != changed and (d := by_service.get(name)) is not None
+    )
 
 
 def _began(worse: Sequence[Comparison], at: float) -> float:
