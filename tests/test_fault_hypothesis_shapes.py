@@ -37,8 +37,8 @@ def test_memory_that_steps_up_with_the_cpu_is_the_hogs_working_set(seed: int) ->
     # A stress process: CPU goes to its limit and the memory it allocates is there in the
     # same minute, at a larger relative rise than the CPU's.
     rng = np.random.default_rng(seed)
-    cpu = _finding("container_cpu_usage_percent", _quiet(25, rng) + [85, 99, 97, 98, 96])
-    memory = _finding("container_memory_working_set_mib", _quiet(16, rng) + [88, 84, 86, 87, 85])
+    cpu = _finding("container_cpu_usage_percent", [*_quiet(25, rng), 85, 99, 97, 98, 96])
+    memory = _finding("container_memory_working_set_mib", [*_quiet(16, rng), 88, 84, 86, 87, 85])
     assert hypothesize(fault_scores([cpu, memory], [], THR)) is FaultType.CPU_SATURATION
 
 
@@ -46,14 +46,14 @@ def test_memory_that_steps_up_with_the_cpu_is_the_hogs_working_set(seed: int) ->
 def test_memory_that_climbs_is_a_leak_even_when_the_cpu_rises_with_it(seed: int) -> None:
     # A leak: memory grows minute after minute, and collection pauses drive the CPU up.
     rng = np.random.default_rng(seed)
-    cpu = _finding("container_cpu_usage_percent", _quiet(25, rng) + [70, 85, 95, 98, 96])
-    memory = _finding("container_memory_working_set_mib", _quiet(16, rng) + [30, 48, 66, 84, 99])
+    cpu = _finding("container_cpu_usage_percent", [*_quiet(25, rng), 70, 85, 95, 98, 96])
+    memory = _finding("container_memory_working_set_mib", [*_quiet(16, rng), 30, 48, 66, 84, 99])
     assert hypothesize(fault_scores([cpu, memory], [], THR)) is FaultType.MEMORY_LEAK
 
 
 def test_a_memory_step_with_no_cpu_rise_is_still_read_as_memory() -> None:
     rng = np.random.default_rng(5)
-    memory = _finding("container_memory_working_set_mib", _quiet(16, rng) + [88, 84, 86, 87, 85])
+    memory = _finding("container_memory_working_set_mib", [*_quiet(16, rng), 88, 84, 86, 87, 85])
     assert hypothesize(fault_scores([memory], [], THR)) is FaultType.MEMORY_LEAK
 
 
