@@ -9,6 +9,7 @@ from findings_support import T0, THR, log_finding
 from agent.engine.detect.series import score_signals
 from agent.engine.headroom import far_below_limit, mark_headroom
 from agent.engine.hypothesis import fault_scores, hypothesize
+from agent.engine.rank import rank_services
 from agent.engine.service_score import metric_weight
 from agent.models import FaultType, Signal
 
@@ -77,3 +78,10 @@ def test_cpu_at_its_limit_keeps_its_weight(seed: int) -> None:
     signals = [_series("CpuUsageRate(%)", "cart-1", 5, 97, seed)]
     found = score_signals(signals, SPLIT, THR)
     assert found and not any(f.far_below_limit for f in mark_headroom(found, signals, SPLIT))
+
+
+def test_the_report_says_why_such_cpu_weighed_less() -> None:
+    signals = [_series("CpuUsageRate(%)", "station-1", 0.8, 2.1, 7)]
+    marked = mark_headroom(score_signals(signals, SPLIT, THR), signals, SPLIT)
+    [station] = rank_services(marked, [], None, THR, STEP)
+    assert "its CPU stayed under 30% of its limit: busier, not starved" in station.reasons

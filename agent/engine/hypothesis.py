@@ -3,7 +3,8 @@
 Each fault type has a signature: which metric families moved (matched on names, so any naming
 convention works) and which log signatures appeared. Scores add the strength of matching
 findings; the strongest signature wins, and a service whose only findings are symptoms gets
-the symptom-level hypothesis (latency -> network latency, errors -> code exception).
+the symptom-level hypothesis (its own serving latency -> network latency, errors -> code
+exception; a wait on its callees is evidence about them, not about it).
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ def fault_scores(
     scores[FaultType.DEPENDENCY_OUTAGE] = max(went_silent * 1.3, blamed_by_callers)
     if scores[FaultType.BAD_DEPLOY] and (errors or error_logs):
         scores[FaultType.BAD_DEPLOY] += 0.5 * max(error_logs, errors, 0.7)
-    # Symptoms alone: errors read as a code fault, latency alone as the network. They are
+    # Symptoms alone: errors read as a code fault, serving latency alone as the network. They are
     # the fallback reading: a specific signature (a resource, a deploy, resets) outweighs them.
     specific = max(scores.values())
     damp = 0.6 if specific > 0.35 else 1.0
