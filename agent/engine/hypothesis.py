@@ -105,15 +105,19 @@ def fault_scores(
     """
     metrics = list(metrics)
     first = min((f.onset for f in metrics), default=0.0)
+    matched = [(f, _rule_of(f)) for f in metrics]
     cpu_rises = [
         f
-        for f in metrics
-        if f.direction > 0 and not f.far_below_limit and _fault_of(f) is FaultType.CPU_SATURATION
+        for f, rule in matched
+        if rule is not None
+        and rule.fault is FaultType.CPU_SATURATION
+        and f.direction > 0
+        and not f.far_below_limit
     ]
     scores: dict[FaultType, float] = dict.fromkeys(FaultType, 0.0)
     errors = latency = serving = went_silent = 0.0
     slowdown = 1.0  # the largest incident/baseline ratio of a rising latency series
-    for f in metrics:
+    for f, rule in matched:
         w = strength(f.score, threshold) * (0.5 if f.onset - first > settle_s else 1.0)
         if f.kind is SignalKind.ERRORS and f.direction > 0:
             errors = max(errors, w)
@@ -124,7 +128,6 @@ def fault_scores(
                 slowdown = max(slowdown, _ratio(f))
         if f.direction == 0 or (f.kind is SignalKind.TRAFFIC and _dropped_to_zero(f)):
             went_silent = max(went_silent, w)
-        rule = _rule_of(f)
         # CPU far below its limit is a busier pod, not a saturated one (engine.headroom).
         if rule is not None and not f.far_below_limit:
             weight = rule.weight
@@ -185,11 +188,6 @@ def _rule_of(f: SeriesFinding) -> MetricRule | None:
         if rule.name.search(name) and (rule.direction == 0 or f.direction == rule.direction):
             return rule
     return None
-
-
-def _fault_of(f: SeriesFinding) -> FaultType | None:
-    rule = _rule_of(f)
-    return rule.fault if rule is not None else None
 
 
 def _hog_working_set(memory: SeriesFinding, cpu_rises: list[SeriesFinding]) -> bool:
