@@ -61,12 +61,10 @@ def test_cpu_far_below_its_limit_weighs_less_and_is_not_read_as_saturation(seed:
         _series("CpuUsageRate(%)", "station-1", 0.8, 2.1, seed + 1),
     ]
     plain = score_signals(signals, SPLIT, THR)
-    marked = mark_headroom(plain, signals, SPLIT)
-    assert len(marked) == 2 and all(f.far_below_limit for f in marked)
-    assert all(
-        metric_weight(m) == pytest.approx(0.5 * metric_weight(p))
-        for p, m in zip(plain, marked, strict=True)
-    )
+    [marked_cores] = marked = mark_headroom(plain, signals, SPLIT)
+    [plain_cores] = [f for f in plain if f.signal.name == "CpuUsage(m)"]
+    assert marked_cores.far_below_limit and marked_cores.signal.name == "CpuUsage(m)"
+    assert metric_weight(marked_cores) == pytest.approx(0.5 * metric_weight(plain_cores))
     errors = log_finding("station", "ERROR StationController#query failed", 6.0)
     assert hypothesize(fault_scores(plain, [errors], THR)) is FaultType.CPU_SATURATION
     assert hypothesize(fault_scores(marked, [errors], THR)) is FaultType.CODE_EXCEPTION
@@ -85,3 +83,22 @@ def test_the_report_says_why_such_cpu_weighed_less() -> None:
     marked = mark_headroom(score_signals(signals, SPLIT, THR), signals, SPLIT)
     [station] = rank_services(marked, [], None, THR, STEP)
     assert "its CPU stayed under 30% of its limit: busier, not starved" in station.reasons
+
+
+@pytest.mark.parametrize("seed", [3, 17, 29])
+def test_cpu_in_cores_and_as_a_share_of_the_limit_counts_once(seed: int) -> None:
+    cores = _series("container_cpu_usage_seconds:rate", "cart-1", 0.05, 0.95, seed, "cores")
+    share = _series("container_cpu_usage:limit_ratio", "cart-1", 0.05, 0.95, seed, "ratio")
+    both = mark_headroom(score_signals([cores, share], SPLIT, THR), [cores, share], SPLIT)
+    alone = mark_headroom(score_signals([cores], SPLIT, THR), [cores], SPLIT)
+    assert [f.signal.name for f in both] == ["container_cpu_usage_seconds:rate"]
+    [twice] = rank_services(both, [], None, THR, STEP)
+    [once] = rank_services(alone, [], None, THR, STEP)
+    assert twice.strength == pytest.approx(once.strength)
+
+
+def test_a_share_of_the_limit_is_kept_where_the_pod_reports_no_other_cpu() -> None:
+    share = _series("container_cpu_usage:limit_ratio", "cart-1", 0.05, 0.95, 5, "ratio")
+    other = _series("container_cpu_usage_seconds:rate", "front-1", 0.2, 0.2, 6, "cores")
+    found = mark_headroom(score_signals([share, other], SPLIT, THR), [share, other], SPLIT)
+    assert [f.signal.name for f in found] == ["container_cpu_usage:limit_ratio"]

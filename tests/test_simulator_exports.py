@@ -78,6 +78,7 @@ def test_openmetrics_export_is_well_formed(exported: tuple[Scenario, Path]) -> N
     assert stale and stale <= {
         "container_memory_working_set_bytes",
         "kube_pod_container_status_restarts_total",
+        "kube_pod_container_resource_limits",
         "up",
         "kube_deployment_status_observed_generation",
         "db_client_connections_in_use",

@@ -61,16 +61,28 @@ def far_below_limit(signals: Iterable[Signal], split: float) -> frozenset[Pod]:
 def mark_headroom(
     findings: list[SeriesFinding], signals: Iterable[Signal], split: float
 ) -> list[SeriesFinding]:
-    """``findings`` with the rising CPU use of pods far below their limit marked as such."""
+    """``findings`` with the rising CPU use of pods far below their limit marked as such.
+
+    A pod that reports its CPU both in cores and as a share of its limit (the default
+    catalog asks for both) has one quantity twice: the share is read for its headroom only,
+    and its findings go, so that the same rise is not counted twice as evidence.
+    """
+    signals = list(signals)
     pods = far_below_limit(signals, split)
-    if not pods:
-        return findings
+    counted = {
+        (s.service, s.pod)
+        for s in signals
+        if _cpu_use(s) and not host_level(s) and _share_per_unit(s) is None
+    }
     return [
-        replace(f, far_below_limit=True)
-        if f.direction > 0 and (f.service, f.signal.pod) in pods and _cpu_use(f.signal)
-        else f
+        replace(f, far_below_limit=True) if _far(f, pods) else f
         for f in findings
+        if (f.service, f.signal.pod) not in counted or _share_per_unit(f.signal) is None
     ]
+
+
+def _far(f: SeriesFinding, pods: frozenset[Pod]) -> bool:
+    return f.direction > 0 and (f.service, f.signal.pod) in pods and _cpu_use(f.signal)
 
 
 def _cpu_use(signal: Signal) -> bool:

@@ -73,10 +73,18 @@ class Recorder:
             yield "tcp_retransmits:rate", labels, self.observer.retransmit_rate(spec.name)
 
     def _pods(self) -> Iterator[tuple[str, dict[str, str], FloatArray]]:
+        limits = {
+            limit.labels["pod"]: limit.values
+            for limit in self.exposition.series("kube_pod_container_resource_limits")
+            if isinstance(limit, Gauge) and limit.labels.get("resource") == "cpu"
+        }
         for cpu in self.exposition.series("container_cpu_usage_seconds"):
             service, pod = cpu.labels["service"], cpu.labels["pod"]
             labels = {"pod": pod, "service": service}
-            yield "container_cpu_usage_seconds:rate", labels, self.observer.rate(cpu)
+            cores = self.observer.rate(cpu)
+            yield "container_cpu_usage_seconds:rate", labels, cores
+            if pod in limits:
+                yield "container_cpu_usage:limit_ratio", labels, cores / limits[pod]
             yield "container_cpu_cfs_throttled:ratio", labels, self.observer.throttled(service, pod)
 
     def _gauges(self) -> Iterator[tuple[str, dict[str, str], FloatArray]]:

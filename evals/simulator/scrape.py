@@ -92,6 +92,7 @@ _POD_FAMILIES = (
     Family("kube_pod_container_status_restarts", "counter", "Container restarts."),
     Family("container_cpu_cfs_throttled_periods", "counter", "Throttled CFS periods."),
     Family("container_cpu_cfs_periods", "counter", "Elapsed CFS enforcement periods."),
+    Family("kube_pod_container_resource_limits", "gauge", "Resource limits of the container."),
 )
 _SERVICE_GAUGES = (
     (Family("up", "gauge", "Whether the target answered its last scrape."), "up"),
@@ -259,6 +260,12 @@ class Scraper:
                 "container_cpu_cfs_throttled_periods_total", labels, pod, pod.throttled, throttled
             ),
             counter("container_cpu_cfs_periods_total", labels, pod, pod.throttled, periods),
+            self._gauge(
+                "kube_pod_container_resource_limits",
+                {**labels, "resource": "cpu", "unit": "core"},
+                np.full(len(pod.cpu), pod.cpu_limit),
+                pod.alive,
+            ),
         ]
 
     def _pod_families(self) -> Iterator[tuple[Family, list[Series]]]:
