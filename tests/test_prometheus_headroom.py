@@ -6,7 +6,7 @@ cAdvisor's series (``job="kubelet"``, ``service="kubelet"``) and kube-state-metr
 sidecar of every pod has no limit, as is common. In namespace ``shop`` over one hour of 30 s
 scrapes, from 10:40 on:
 
-- ``cart``'s container climbs from 0.05 to 0.9 of its 1-core limit (starved);
+- ``cart``'s container climbs from 0.05 to 0.9 of its 1-core limit (pegged there: starved);
 - ``station``'s climbs from 0.02 to 0.08 cores of its 2-core limit (busier, under 5 %).
 """
 
@@ -96,17 +96,19 @@ def test_the_share_of_the_limit_is_cpu_over_the_containers_own_limit(
 
 
 @pytest.mark.integration
-def test_live_cpu_far_below_its_limit_is_marked_and_counted_once(
+def test_live_cpu_far_below_or_pegged_at_its_limit_is_marked_and_counted_once(
     prometheus: PrometheusServer,
 ) -> None:
     signals = _signals(prometheus)
     split = (T0 + timedelta(seconds=ONSET_S)).timestamp()
     assert far_below_limit(signals, split) == {("station", POD["station"])}
-    found = mark_headroom(score_signals(signals, split, 3.0), signals, split)
+    found = mark_headroom(score_signals(signals, split, 3.0), signals, split, 3.0)
     rising = {(f.service, f.signal.name): f for f in found if f.direction > 0}
+    # Pegged at 90 % of its limit, cart's CPU is read from its share; station's from cores.
     assert set(rising) == {
-        ("cart", "container_cpu_usage_seconds:rate"),
+        ("cart", "container_cpu_usage:limit_ratio"),
         ("station", "container_cpu_usage_seconds:rate"),
     }
     assert rising["station", "container_cpu_usage_seconds:rate"].far_below_limit
-    assert not rising["cart", "container_cpu_usage_seconds:rate"].far_below_limit
+    cart = rising["cart", "container_cpu_usage:limit_ratio"]
+    assert cart.at_limit and not cart.far_below_limit

@@ -115,7 +115,7 @@ def fault_scores(
         and not f.far_below_limit
     ]
     scores: dict[FaultType, float] = dict.fromkeys(FaultType, 0.0)
-    errors = latency = serving = went_silent = 0.0
+    errors = latency = serving = went_silent = pegged = 0.0
     slowdown = 1.0  # the largest incident/baseline ratio of a rising latency series
     for f, rule in matched:
         w = strength(f.score, threshold) * (0.5 if f.onset - first > settle_s else 1.0)
@@ -126,6 +126,8 @@ def fault_scores(
             if side_of(f.signal) != "client":
                 serving = max(serving, w)
                 slowdown = max(slowdown, _ratio(f))
+        if f.at_limit:
+            pegged = max(pegged, w)
         if f.direction == 0 or (f.kind is SignalKind.TRAFFIC and _dropped_to_zero(f)):
             went_silent = max(went_silent, w)
         # CPU far below its limit is a busier pod, not a saturated one (engine.headroom).
@@ -150,6 +152,10 @@ def fault_scores(
             if signature in LOG_RULES:
                 fault, weight = LOG_RULES[signature]
                 scores[fault] = max(scores[fault], w * weight)
+    if pegged:
+        # Pegged at its CPU limit: its own slowness and failures are what starving does to it.
+        cpu = FaultType.CPU_SATURATION
+        scores[cpu] = max(scores[cpu], pegged, serving, errors)
     # A service that is alive enough to log its own exceptions is failing, not gone.
     if scores[FaultType.CODE_EXCEPTION] > 0:
         blamed_by_callers *= 0.5

@@ -251,8 +251,13 @@ def _analyze(
     lookback = min(cfg.lookback_minutes * 60, LOOKBACK_SAMPLES * resolution)
     window, onset_note = _window(snapshot, lookback, resolution, cfg.onset == "data")
     start, split, end = (t.timestamp() for t in (window.start, window.incident_start, window.end))
+    alert = snapshot.alert if snapshot.meta.window.incident_start is None else None
     metric_findings = mark_headroom(
-        score_signals(snapshot.signals, split, cfg.z_threshold), snapshot.signals, split
+        score_signals(snapshot.signals, split, cfg.z_threshold),
+        snapshot.signals,
+        split,
+        cfg.z_threshold,
+        alert.starts_at.timestamp() if alert else None,
     )
     lap("detect_metrics")
     log_findings = mine_logs(

@@ -41,7 +41,7 @@ from agent.engine.canary import RESTARTS, Comparison, Judgement
 from agent.engine.detect.logs import LogFinding
 from agent.engine.detect.series import SeriesFinding
 from agent.engine.harm import apply_own_symptoms, doubt_quiet_logs
-from agent.engine.headroom import HEADROOM
+from agent.engine.headroom import AT_LIMIT, HEADROOM
 from agent.engine.hypothesis import fault_scores, hypothesize, strength
 from agent.engine.service_score import (
     CLEAR_SHARE,
@@ -131,6 +131,8 @@ def rank_services(
             s.reasons.append(
                 f"its CPU stayed under {HEADROOM:.0%} of its limit: busier, not starved"
             )
+        if any(f.at_limit for f in s.metrics):
+            s.reasons.append(f"its CPU ran at {AT_LIMIT:.0%} of its limit or more: starved of CPU")
         if wait is not None:
             callers = ", ".join(sorted(set(wait.callers))[:3])
             s.reasons.append(f"its callers wait longer on it (client-side latency): {callers}")

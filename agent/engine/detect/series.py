@@ -54,6 +54,7 @@ class SeriesFinding:
     run: int = 0  # samples in that run; 1 is a spike
     versus: str | None = None  # a canary comparison: what the new pods were compared with
     far_below_limit: bool = False  # CPU of a pod that stayed far under its limit (headroom)
+    at_limit: bool = False  # CPU of a pod pegged at its limit through the incident (headroom)
 
     @property
     def at_data_end(self) -> bool:
