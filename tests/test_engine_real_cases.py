@@ -31,6 +31,17 @@ def test_a_previous_fault_in_the_baseline_does_not_hide_the_next_one() -> None:
     assert analysis.candidates[0].service == "recommendationservice"
 
 
+def test_a_pod_pegged_at_its_cpu_limit_is_starved_of_cpu() -> None:
+    # Its CPU swung between 8 % and 44 % of its limit in the baseline, then sat at 87-96 % for
+    # three minutes: a z-score of about 3, under the threshold. Without the limit the case read
+    # as a network fault from its serving latency alone.
+    analysis = _blind(_case("productcatalogservice-cpu_consumed"))
+    top = analysis.candidates[0]
+    assert top.service == "productcatalogservice"
+    assert top.fault_type is FaultType.CPU_SATURATION
+    assert "its CPU ran at 85% of its limit or more: starved of CPU" in top.reasons
+
+
 def test_a_network_delay_seen_only_by_the_callers_points_at_the_callee() -> None:
     # cartservice's own serving latency stays flat; its callers wait longer on it.
     analysis = _blind(_case("cartservice-network_delay"))
