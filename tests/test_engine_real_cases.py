@@ -79,6 +79,30 @@ def test_an_alert_only_incident_says_how_its_window_was_split() -> None:
     assert f"{gap:.0f} min before the alert" in note and "10 min lookback, cut" in note
 
 
+def test_data_that_begin_after_the_lookback_still_get_a_baseline() -> None:
+    # A recording that starts four minutes before the alert: the lookback's split lies
+    # before the first sample, which left nothing to compare with and no candidate at all.
+    snapshot = _case("checkoutservice-cpu_contention")
+    assert snapshot.alert is not None
+    begins = snapshot.alert.starts_at.timestamp() - 4 * 60
+    late = [
+        signal.model_copy(
+            update={
+                "timestamps": [t for t in signal.timestamps if t >= begins],
+                "values": [
+                    v for t, v in zip(signal.timestamps, signal.values, strict=True) if t >= begins
+                ],
+            }
+        )
+        for signal in snapshot.signals
+    ]
+    analysis = _blind(snapshot.model_copy(update={"signals": late}))
+    first = min(s.timestamps[0] for s in late if s.timestamps)
+    assert analysis.window.incident_start.timestamp() == first + 3 * 60
+    assert analysis.candidates and analysis.candidates[0].service == "checkoutservice"
+    assert any("the data's first 3 samples are the baseline" in n for n in analysis.notes)
+
+
 def test_the_onset_from_the_data_lands_near_the_injection() -> None:
     snapshot = _case("checkoutservice-cpu_contention")
     truth = snapshot.ground_truth

@@ -20,7 +20,7 @@ from agent.engine.calibrate import load_calibration, margin_features
 from agent.engine.canary import Judgement, judge_changes
 from agent.engine.detect.kinds import callee_of, kind_of, side_of
 from agent.engine.detect.logs import mine_logs
-from agent.engine.detect.series import score_signals
+from agent.engine.detect.series import MIN_BASELINE_POINTS, score_signals
 from agent.engine.evidence import build_evidence
 from agent.engine.headroom import mark_headroom
 from agent.engine.hosts import colocated
@@ -88,7 +88,9 @@ def _window(
     if snapshot.meta.window.incident_start is not None or alert is None:
         return window, None
     if not from_data:
-        return window, _lookback_note(window, alert.starts_at, lookback)
+        kept = _keep_a_baseline(window, snapshot.signals, resolution, alert.starts_at)
+        note = _lookback_note(kept, alert.starts_at, lookback, moved=kept is not window)
+        return kept, note
     fired = alert.starts_at.timestamp()
     earliest = max(window.start.timestamp(), fired - lookback)
     onset = onset_from_data(snapshot.signals, earliest, fired, resolution)
@@ -105,15 +107,37 @@ def _window(
     return window.model_copy(update={"incident_start": start}), note
 
 
-def _lookback_note(window: Window, fired: datetime, lookback: float) -> str:
+def _keep_a_baseline(
+    window: Window, signals: list[Signal], resolution: float, fired: datetime
+) -> Window:
+    """``window`` with its split moved later where it would leave the data no baseline to
+    compare with: where the data begin after the lookback's split (a recording that starts
+    minutes before the alert), the first :data:`MIN_BASELINE_POINTS` samples are the
+    baseline, if that still splits before the alert fired."""
+    begins = [s.timestamps[0] for s in signals if s.timestamps]
+    if not begins:
+        return window
+    needed = datetime.fromtimestamp(min(begins) + MIN_BASELINE_POINTS * resolution, tz=UTC)
+    if window.incident_start < needed < fired:
+        return window.model_copy(update={"incident_start": needed})
+    return window
+
+
+def _lookback_note(window: Window, fired: datetime, lookback: float, moved: bool = False) -> str:
     """How the split was placed before the alert: the lookback, or less where the lookback
-    would have left under a quarter of the window as baseline (:meth:`Snapshot.window`)."""
+    would have left under a quarter of the window as baseline (:meth:`Snapshot.window`), or
+    (``moved``) where the data begin too late to hold a baseline before it."""
     before = (fired - window.incident_start).total_seconds()
     note = (
         f"incident start taken as {window.incident_start:%H:%M:%S}, {_minutes(before)} before "
         f"the alert fired at {fired:%H:%M:%S}"
     )
-    if before < lookback - 30:
+    if moved:
+        note += (
+            f" (the {_minutes(lookback)} lookback, moved so that the data's first "
+            f"{MIN_BASELINE_POINTS} samples are the baseline: they begin later)"
+        )
+    elif before < lookback - 30:
         note += (
             f" (the {_minutes(lookback)} lookback, cut to keep a quarter of the window as baseline)"
         )
