@@ -40,6 +40,10 @@ def test_a_pod_pegged_at_its_cpu_limit_is_starved_of_cpu() -> None:
     assert top.service == "productcatalogservice"
     assert top.fault_type is FaultType.CPU_SATURATION
     assert "its CPU ran at 85% of its limit or more: starved of CPU" in top.reasons
+    cpu = next(e for e in analysis.evidence if e.signal == "CpuUsageRate(%)")
+    # The evidence quotes the z-score the rise had, and why it counts all the same.
+    assert cpu.service == top.service and cpu.value is not None and cpu.value > 85
+    assert "(robust z 3.1; counted for running at its CPU limit)" in cpu.description
 
 
 def test_a_network_delay_seen_only_by_the_callers_points_at_the_callee() -> None:

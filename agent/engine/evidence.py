@@ -62,12 +62,17 @@ def _metric_description(f: SeriesFinding, unit: str) -> str:
             f"(was {format_value(f.baseline.median, unit)})"
         )
     change = change_phrase(f.baseline.median, f.level, unit)
+    z = f"robust z {_z(f):.1f}" + ("; counted for running at its CPU limit" if f.at_limit else "")
     if f.run <= 1:
         verb = "spiked" if f.direction > 0 else "dipped for one sample"
-        return f"{s.series_id} {verb} {change} {_when(f)} (robust z {f.score:.1f})"
+        return f"{s.series_id} {verb} {change} {_when(f)} ({z})"
     verb = "rose" if f.direction > 0 else "dipped"
     lasted = duration_text((f.until or f.onset) - f.onset)
-    return f"{s.series_id} {verb} {change} for {lasted} {_when(f)} (robust z {f.score:.1f})"
+    return f"{s.series_id} {verb} {change} for {lasted} {_when(f)} ({z})"
+
+
+def _z(f: SeriesFinding) -> float:
+    return f.score if f.z is None else f.z
 
 
 def _metric_evidence(eid: str, f: SeriesFinding) -> Evidence:

@@ -137,7 +137,8 @@ def mark_headroom(
     for share in at_limit.values():
         found = score_signal(share, split, 0.0)
         if found is not None and found.direction > 0:
-            kept.append(replace(found, score=max(found.score, threshold), at_limit=True))
+            score = max(found.score, threshold)  # a finding for being at the limit
+            kept.append(replace(found, score=score, z=found.score, at_limit=True))
     kept.sort(key=lambda f: (-f.score, f.onset, f.signal.series_id))
     return kept
 

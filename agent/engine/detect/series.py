@@ -55,6 +55,7 @@ class SeriesFinding:
     versus: str | None = None  # a canary comparison: what the new pods were compared with
     far_below_limit: bool = False  # CPU of a pod that stayed far under its limit (headroom)
     at_limit: bool = False  # CPU of a pod pegged at its limit through the incident (headroom)
+    z: float | None = None  # the robust z where ``score`` is not it (an at-limit finding)
 
     @property
     def at_data_end(self) -> bool:
