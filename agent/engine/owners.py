@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 
 ONSET_SLACK_S = 60.0  # a change this much after a rise began may still have caused it
 FIT_MARGIN_S = 600.0  # the rollouts' progress is set against the rise this long either side
-FIT_TIE = 0.05  # ... and fits this close to the best one's are a tie
+FIT_TIE = 0.05  # ... and fits this close to the best one's are a tie,
+FIT_MISFIT = 2.0  # ... unless one leaves this many times as much of the trouble unexplained
 TOGETHER_S = 180.0  # two rises this close began together (onsets good to a few samples)
 SERVING_KINDS = frozenset({SignalKind.ERRORS, SignalKind.LATENCY, SignalKind.TRAFFIC})
 
@@ -156,7 +157,7 @@ def _fits(
 ) -> dict[int, float]:
     """Where several rollouts still under way when a neighbour's trouble ``began`` claim it
     (``measured``: the neighbour's series as each claimant measured it), how closely the
-    trouble followed each one's new pods taking over (within FIT_TIE of the best: a tie), over
+    trouble followed each one's new pods taking over (:func:`_tied` with the best: a tie), over
     the minutes from the first of them to ten after the last one's new pods all served; a
     rollout done before the trouble began ranks below them (-1)."""
     shares = {
@@ -173,7 +174,16 @@ def _fits(
     for key, series in ramping:
         fits[key] = max(fits[key], follows(series, shares[key], span))
     best = max(fits.values())
-    return {key: min(0.0, fit - best + FIT_TIE) for key, fit in fits.items()}
+    return {key: 0.0 if _tied(fit, best) else fit - best for key, fit in fits.items()}
+
+
+def _tied(fit: float, best: float) -> bool:
+    """Whether a rollout's fit to the trouble is as good as the best one's: within
+    :data:`FIT_TIE` of it, and leaving at most :data:`FIT_MISFIT` times as much unexplained
+    (1 - r). Near a perfect fit a few hundredths of r are most of what is left: a rise that
+    reached its full level in the minute one build was fully out followed that build, not
+    one that got there a minute later (r 0.999 against 0.976)."""
+    return fit >= best - FIT_TIE and 1.0 - fit <= FIT_MISFIT * (1.0 - best)
 
 
 def _done(share: Series) -> float:
