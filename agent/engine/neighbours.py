@@ -104,6 +104,11 @@ def _serving(index: Index, service: str, kind: SignalKind) -> list[Signal]:
     return [s for s in level if s.name == first]
 
 
+def serving(index: Index, service: str, kind: SignalKind) -> Series:
+    """The service's own serving series of one kind, averaged over its pods at each time."""
+    return aggregate(_serving(index, service, kind), False)
+
+
 def towards(index: Index, caller: str, callee: str, kind: SignalKind) -> list[Signal]:
     """The caller's series of ``kind`` towards ``callee`` (per-edge), else its own."""
     edge = [s for s in index.get(caller, ()) if kind_of(s) is kind and callee_of(s) == callee]

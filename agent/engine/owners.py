@@ -30,6 +30,7 @@ from agent.engine.neighbours import (
     aggregate,
     lighter_since,
     requests,
+    serving,
     towards,
 )
 from agent.models import SignalKind
@@ -39,7 +40,9 @@ if TYPE_CHECKING:
 
 ONSET_SLACK_S = 60.0  # a change this much after a rise began may still have caused it
 FIT_MARGIN_S = 600.0  # the rollouts' progress is set against the rise this long either side
-FIT_TIE = 0.05  # ... and fits this close to the best one's are a tie
+FIT_TIE = 0.05  # ... and fits this close to the best one's are a tie,
+FIT_MISFIT = 2.0  # ... unless one leaves this many times as much of the trouble unexplained
+FOLLOWED = 0.9  # a series this close to a rollout's progress (r) followed it
 TOGETHER_S = 180.0  # two rises this close began together (onsets good to a few samples)
 SERVING_KINDS = frozenset({SignalKind.ERRORS, SignalKind.LATENCY, SignalKind.TRAFFIC})
 
@@ -115,6 +118,45 @@ def answered_wrong(
     return None
 
 
+def followed_callee(
+    judgement: Judgement, began: float, hood: Neighbourhood, index: Index
+) -> str | None:
+    """A changed callee of the judged service whose rollout its errors followed: the
+    service's own rollout was done before its errors ``began`` to rise, a callee's was still
+    under way then, and the errors followed that callee's new pods taking over more closely
+    than its own (:func:`_tied` with neither: not a tie). A build that throws fails from its
+    new pods' first requests; a caller whose own new pods served every request before its
+    errors rose, and whose errors then climbed pod by pod with a callee's rollout, fails on
+    what that callee's new build answers."""
+    service = judgement.change.service
+    rolled = {service: judgement} | {
+        c: hood.rolled[c]
+        for c in hood.callees.get(service, ())
+        if c in hood.rolled and c != service
+    }
+    shares = {s: new_share(index, s, j.new_pods) for s, j in rolled.items()}
+    if _done(shares[service]) >= began:
+        return None
+    ramping = [
+        c
+        for c in rolled
+        if c != service
+        and _served(rolled[c]) <= began + ONSET_SLACK_S
+        and _done(shares[c]) >= began
+    ]
+    if not ramping:
+        return None
+    errors = serving(index, service, SignalKind.ERRORS)
+    start = min(j.change.at.timestamp() for j in rolled.values()) - FIT_MARGIN_S
+    span = (start, max(_done(shares[c]) for c in ramping) + FIT_MARGIN_S)
+    own = follows(errors, shares[service], span)
+    fits = {c: follows(errors, shares[c], span) for c in ramping}
+    best = max(fits, key=lambda c: (fits[c], c))
+    if fits[best] < FOLLOWED or fits[best] <= own or _tied(own, fits[best]):
+        return None
+    return best
+
+
 def loss_taker(
     claimants: Sequence[int],
     judged: Mapping[int, Judgement],
@@ -156,7 +198,7 @@ def _fits(
 ) -> dict[int, float]:
     """Where several rollouts still under way when a neighbour's trouble ``began`` claim it
     (``measured``: the neighbour's series as each claimant measured it), how closely the
-    trouble followed each one's new pods taking over (within FIT_TIE of the best: a tie), over
+    trouble followed each one's new pods taking over (:func:`_tied` with the best: a tie), over
     the minutes from the first of them to ten after the last one's new pods all served; a
     rollout done before the trouble began ranks below them (-1)."""
     shares = {
@@ -173,7 +215,16 @@ def _fits(
     for key, series in ramping:
         fits[key] = max(fits[key], follows(series, shares[key], span))
     best = max(fits.values())
-    return {key: min(0.0, fit - best + FIT_TIE) for key, fit in fits.items()}
+    return {key: 0.0 if _tied(fit, best) else fit - best for key, fit in fits.items()}
+
+
+def _tied(fit: float, best: float) -> bool:
+    """Whether a rollout's fit to the trouble is as good as the best one's: within
+    :data:`FIT_TIE` of it, and leaving at most :data:`FIT_MISFIT` times as much unexplained
+    (1 - r). Near a perfect fit a few hundredths of r are most of what is left: a rise that
+    reached its full level in the minute one build was fully out followed that build, not
+    one that got there a minute later (r 0.999 against 0.976)."""
+    return fit >= best - FIT_TIE and 1.0 - fit <= FIT_MISFIT * (1.0 - best)
 
 
 def _done(share: Series) -> float:

@@ -57,7 +57,7 @@ from agent.engine.neighbours import (
     own_rise,
 )
 from agent.engine.old_pods import serving_pods
-from agent.engine.owners import Rises, answered_wrong, loss_taker, owners_of
+from agent.engine.owners import Rises, answered_wrong, followed_callee, loss_taker, owners_of
 from agent.models import Change, Signal, SignalKind, Topology
 
 TOLERANCE_S = 180.0  # onsets at 1-minute scrapes are good to a few samples
@@ -79,6 +79,7 @@ class Neighbourhood:
     changed: Mapping[str, float] = field(default_factory=dict)
     suspect: frozenset[str] = frozenset()  # changed services whose change is suspect
     unsized: Mapping[str, float] = field(default_factory=dict)  # trouble off the serving path
+    rolled: Mapping[str, Judgement] = field(default_factory=dict)  # changed service -> its own
 
     def downstream(self, service: str) -> list[str]:
         """Everything ``service`` depends on, directly or not, nearest first."""
@@ -149,9 +150,10 @@ def reconsider(
     change's own before/after evidence, then its callers and callees, then the own evidence
     again with what the neighbours showed."""
     index = index_of(signals)
-    hood = replace(hood, changed={j.change.service: j.change.at.timestamp() for j in judged})
+    changed = {j.change.service: j.change.at.timestamp() for j in judged}
+    hood = replace(hood, changed=changed, rolled={j.change.service: j for j in judged})
     own = _own_controls(list(judged), index, hood)
-    hood = replace(hood, troubled=_with_suspects(hood.troubled, own))
+    hood = replace(hood, troubled=_with_passed_on(_with_suspects(hood.troubled, own), own, index))
     suspects = frozenset(j.change.service for j in own if j.verdict == "suspect")
     open_ = [j for j in own if j.verdict != "suspect"]
     rises = {id(j): _unexplained_rises(j, index, hood, suspects, end) for j in open_}
@@ -169,6 +171,23 @@ def _with_suspects(troubled: Trouble, judged: Sequence[Judgement]) -> Trouble:
     for j in judged:
         if j.verdict == "suspect":
             _add_trouble(out, j)
+    return out
+
+
+def _with_passed_on(troubled: Trouble, judged: Sequence[Judgement], index: Index) -> Trouble:
+    """A cleared change's service whose serving series got worse all the same is in trouble
+    from when they rose, for its callers: it passes a dependency's trouble on to them, and
+    their rise is explained by it, not by a change to another of their callees. Its young
+    pods give the detector too short a baseline to say so."""
+    out = dict(troubled)
+    for j in judged:
+        worse = [c for c in j.comparisons if c.worse and not c.same_minutes and c.kind in SERVING]
+        if j.verdict != "cleared" or not worse:
+            continue
+        began = own_rise(j.change, index, worse)
+        for c in worse:
+            key = (j.change.service, c.kind)
+            out[key] = min(out.get(key, math.inf), began)
     return out
 
 
@@ -218,6 +237,9 @@ def _own_control(judgement: Judgement, index: Index, hood: Neighbourhood) -> Jud
     if other is None and kinds == {SignalKind.ERRORS}:
         other = answered_wrong(change.service, began, callees, hood)
         how = "other callers of {}, which changed too, fail with it"
+    if other is None and kinds == {SignalKind.ERRORS}:
+        other = followed_callee(judgement, began, hood, index)
+        how = "{}'s new pods took over (its errors followed that rollout, not its own)"
     if other is None:
         return judgement
     shown = ", ".join(sorted({c.kind.value for c in worse}))
