@@ -371,3 +371,23 @@ def test_old_pods_as_bad_as_the_new_ones_side_by_side_clear_a_build(seed: int) -
     cleared; old pods that stayed well beside failing new ones leave it suspect."""
     assert _growing(seed, old_as_bad=True).verdict == "cleared"
     assert _growing(seed, old_as_bad=False).verdict == "suspect"
+
+
+def _sick_caller(seed: int, retransmits: float) -> dict[str, str]:
+    """``web`` calls ``pricing`` (rolled out at minute 40, clean); web's errors rise from
+    minute 41, and its own TCP retransmits go from 0.02/s to ``retransmits`` then."""
+    rng = np.random.default_rng(seed)
+    signals = rolled("pricing", rng, traffic=flat(100.0))
+    signals.append(signal("web", ERRORS, step(0.002, 0.03), rng))
+    signals.append(signal("web", LATENCY, flat(0.1), rng))
+    lost = signal("web", "tcp_retransmits:rate", step(0.02, retransmits), rng)
+    signals.append(lost.model_copy(update={"kind": SignalKind.OTHER}))
+    return verdicts_of(rollout_snapshot(signals, [("web", "pricing")], ["pricing"], "sick"))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_callers_rise_that_came_with_trouble_of_its_own_is_not_the_changes(seed: int) -> None:
+    """web's errors rose in the minute its own packets began to be lost (retransmits up
+    twentyfold): it fails on its own network, not on what pricing's new build answers."""
+    assert _sick_caller(seed, retransmits=0.02) == {"pricing": "suspect"}
+    assert _sick_caller(seed, retransmits=0.4) == {"pricing": "cleared"}

@@ -21,14 +21,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from agent.engine.canary import Judgement
+from agent.engine.canary import Comparison, Judgement
 from agent.engine.detect.kinds import kind_of
 from agent.engine.neighbours import (
     Index,
     Rise,
     Series,
     aggregate,
+    callee_losses,
     lighter_since,
+    loss_onset,
     requests,
     serving,
     towards,
@@ -282,3 +284,31 @@ def follows(series: Series, share: Series, span: tuple[float, float]) -> float:
     if float(np.std(x)) == 0.0 or float(np.std(y)) == 0.0:
         return 0.0
     return float(np.corrcoef(x, y)[0, 1])
+
+
+def losses_of(
+    open_: Sequence[Judgement], index: Index, hood: Neighbourhood, end: float
+) -> dict[int, list[Comparison]]:
+    """Each change's callees that lost requests it no longer sends; where several changed
+    callers of one callee claim its loss, only one takes it (:func:`loss_taker`)."""
+    found: dict[int, list[Comparison]] = {}
+    claims: dict[str, list[tuple[float, int]]] = {}
+    judged = {id(j): j for j in open_}
+    for j in open_:
+        service = j.change.service
+        others = {
+            callee: [c for c in hood.callers.get(callee, ()) if c != service]
+            for callee in hood.callees.get(service, ())
+        }
+        found[id(j)] = callee_losses(j.change, index, others, end)
+        for c in found[id(j)]:
+            claims.setdefault(c.signal.service, []).append((j.change.at.timestamp(), id(j)))
+    for callee, claimants in claims.items():
+        began = loss_onset(index, callee, min(at for at, _ in claimants), end)
+        if len(claimants) < 2 or began is None:
+            continue
+        keep = loss_taker([key for _, key in claimants], judged, index, callee, began, end)
+        for _, key in claimants:
+            if key != keep:
+                found[key] = [c for c in found[key] if c.signal.service != callee]
+    return found

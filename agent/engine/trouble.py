@@ -16,12 +16,14 @@ change only when nothing else explains it, as an SRE would check:
   none of the caller's other dependencies, direct or further down (nor the callee's own),
   was in trouble first, big enough to explain it (a direct callee that rose at least a
   fifth as much); errors that rose with the caller's latency are the timeouts of whatever
-  explains that latency; if several of its callees changed, :mod:`agent.engine.owners`
-  says which takes the rise (whose new pods served by the time it began, whose progress
-  it followed); most of the changed service's callers must rise (one caller failing alone
-  is its own fault), and not on a signal its old pods got as bad on as its new ones; a
-  caller whose rise another rising caller of the changed service explains, directly or
-  through a dependency of its own (the same trouble, passed up) counts neither way;
+  explains that latency, and a rise that began with the caller's own trouble off the
+  serving path (its CPU, disk or packets) is its own; if several of its callees changed,
+  :mod:`agent.engine.owners` says which takes the rise (whose new pods served by the time
+  it began, whose progress it followed); most of the changed service's callers must rise
+  (one caller failing alone is its own fault), and not on a signal its old pods got as bad
+  on as its new ones; a caller whose rise another rising caller of the changed service
+  explains, directly or through a dependency of its own (the same trouble, passed up)
+  counts neither way;
 - a callee that lost requests the changed service still gets: the new build stopped calling
   (where several of its callers changed, :mod:`agent.engine.owners` says which).
 
@@ -49,15 +51,14 @@ from agent.engine.detect.series import SeriesFinding
 from agent.engine.neighbours import (
     Index,
     Rise,
-    callee_losses,
     caller_rises,
     carried,
     index_of,
-    loss_onset,
     own_rise,
 )
 from agent.engine.old_pods import serving_pods
-from agent.engine.owners import Rises, answered_wrong, followed_callee, loss_taker, owners_of
+from agent.engine.owners import Rises, answered_wrong, followed_callee, losses_of, owners_of
+from agent.engine.service_score import CLEAR_SHARE
 from agent.models import Change, Signal, SignalKind, Topology
 
 TOLERANCE_S = 180.0  # onsets at 1-minute scrapes are good to a few samples
@@ -80,6 +81,7 @@ class Neighbourhood:
     suspect: frozenset[str] = frozenset()  # changed services whose change is suspect
     unsized: Mapping[str, float] = field(default_factory=dict)  # trouble off the serving path
     rolled: Mapping[str, Judgement] = field(default_factory=dict)  # changed service -> its own
+    sick: Mapping[str, float] = field(default_factory=dict)  # clear own trouble off the path
 
     def downstream(self, service: str) -> list[str]:
         """Everything ``service`` depends on, directly or not, nearest first."""
@@ -128,7 +130,23 @@ def neighbourhood(
     for j in judged:
         if j.verdict == "suspect" and any(c.worse and c.same_minutes for c in j.comparisons):
             _add_trouble(troubled, j)
-    return Neighbourhood(callers, callees, troubled, unsized=unsized)
+    return Neighbourhood(callers, callees, troubled, unsized=unsized, sick=_sick(findings))
+
+
+def _sick(findings: Sequence[SeriesFinding]) -> dict[str, float]:
+    """When each service's clear trouble off the serving path began: its CPU, disk or lost
+    packets up for a few samples, in a finding at least :data:`CLEAR_SHARE` of its strongest
+    one (a marginal blip on one pod, or throttling that eased, is not)."""
+    top: dict[str, float] = {}
+    for f in findings:
+        top[f.service] = max(top.get(f.service, 0.0), f.score)
+    sick: dict[str, float] = {}
+    for f in findings:
+        own = side_of(f.signal) != "client" and callee_of(f.signal) is None
+        clear = f.score >= CLEAR_SHARE * top[f.service] and f.run >= PERSISTENT
+        if f.kind in UNSIZED and own and f.direction > 0 and clear:
+            sick[f.service] = min(sick.get(f.service, math.inf), f.onset)
+    return sick
 
 
 def _add_trouble(troubled: dict[tuple[str, SignalKind], float], j: Judgement) -> None:
@@ -158,7 +176,7 @@ def reconsider(
     open_ = [j for j in own if j.verdict != "suspect"]
     rises = {id(j): _unexplained_rises(j, index, hood, suspects, end) for j in open_}
     owners = owners_of(rises, {id(j): j for j in open_}, hood.troubled, index)
-    losses = _losses(open_, index, hood, end)
+    losses = losses_of(open_, index, hood, end)
     after = [
         _neighbour_verdict(j, rises[id(j)], owners, losses[id(j)]) if id(j) in rises else j
         for j in own
@@ -304,6 +322,8 @@ def _unexplained_rises(
             notes.append(f"{r.caller}'s {r.kind.value} rose, but its own new version is suspect")
         elif r.kind in every_pod:
             notes.append(f"{r.caller}'s {r.kind.value} rose, as every pod's of it did, old or new")
+        elif _own_trouble(r, hood):
+            notes.append(f"{r.caller}'s {r.kind.value} rose with trouble of its own")
         elif culprit is not None:
             notes.append(f"{r.caller}'s {r.kind.value} rose, as did {culprit}'s")
             relayed[r.caller] = culprit
@@ -312,6 +332,15 @@ def _unexplained_rises(
     rising = {r.caller for r in kept}
     through = {c: _through(by, rising, hood) for c, by in relayed.items() if c not in rising}
     return Rises(kept, measured, notes, {c: by for c, by in through.items() if by is not None})
+
+
+def _own_trouble(rise: Rise, hood: Neighbourhood) -> bool:
+    """Whether the caller's rise began with clear trouble of its own off the serving path
+    (:func:`_sick`), within :data:`TOLERANCE_S`: a caller whose own network or CPU went bad
+    in the minute its errors rose fails on that, not on what a callee's new build answers
+    (which leaves the caller itself well)."""
+    began = hood.sick.get(rise.caller)
+    return began is not None and rise.onset is not None and abs(began - rise.onset) <= TOLERANCE_S
 
 
 def _through(culprit: str, rising: set[str], hood: Neighbourhood) -> str | None:
@@ -356,34 +385,6 @@ def _timeouts_of(
         if abs(rise.onset - other.onset) <= TOLERANCE_S:
             return culprit
     return None
-
-
-def _losses(
-    open_: Sequence[Judgement], index: Index, hood: Neighbourhood, end: float
-) -> dict[int, list[Comparison]]:
-    """Each change's callees that lost requests it no longer sends; where several changed
-    callers of one callee claim its loss, only one takes it (:func:`loss_taker`)."""
-    found: dict[int, list[Comparison]] = {}
-    claims: dict[str, list[tuple[float, int]]] = {}
-    judged = {id(j): j for j in open_}
-    for j in open_:
-        service = j.change.service
-        others = {
-            callee: [c for c in hood.callers.get(callee, ()) if c != service]
-            for callee in hood.callees.get(service, ())
-        }
-        found[id(j)] = callee_losses(j.change, index, others, end)
-        for c in found[id(j)]:
-            claims.setdefault(c.signal.service, []).append((j.change.at.timestamp(), id(j)))
-    for callee, claimants in claims.items():
-        began = loss_onset(index, callee, min(at for at, _ in claimants), end)
-        if len(claimants) < 2 or began is None:
-            continue
-        keep = loss_taker([key for _, key in claimants], judged, index, callee, began, end)
-        for _, key in claimants:
-            if key != keep:
-                found[key] = [c for c in found[key] if c.signal.service != callee]
-    return found
 
 
 def _neighbour_verdict(
