@@ -17,9 +17,8 @@ STEP = 60.0
 SPLIT = T0 + 10 * STEP
 
 
-def _series(name: str, pod: str, before: float, after: float, seed: int, unit: str = "") -> Signal:
-    rng = np.random.default_rng(seed)
-    values = [before * (1 + rng.normal(0, 0.03)) for _ in range(10)] + [after] * 5
+def _signal(name: str, pod: str, values: list[float], unit: str = "") -> Signal:
+    """A pod's series, one sample a minute from T0."""
     return Signal(
         service=pod.split("-")[0],
         pod=pod,
@@ -29,6 +28,12 @@ def _series(name: str, pod: str, before: float, after: float, seed: int, unit: s
         timestamps=[T0 + i * STEP for i in range(len(values))],
         values=values,
     )
+
+
+def _series(name: str, pod: str, before: float, after: float, seed: int, unit: str = "") -> Signal:
+    rng = np.random.default_rng(seed)
+    values = [before * (1 + rng.normal(0, 0.03)) for _ in range(10)] + [after] * 5
+    return _signal(name, pod, values, unit)
 
 
 @pytest.mark.parametrize(
@@ -112,11 +117,8 @@ def _noisy_then_pegged(seed: int) -> list[Signal]:
     shape = [39, 36, 8, 9, 8.5, 35, 31, 44, 30, 87, 88, 88, 96, 54, 33]
     share = [v * (1 + rng.normal(0, 0.01)) for v in shape]
     latency = [0.015 * (1 + rng.normal(0, 0.2)) for _ in range(10)] + [0.3, 0.31, 0.3, 0.02, 0.01]
-    stamps = [T0 + i * STEP for i in range(15)]
     return [
-        Signal(
-            service="cart", pod="cart-1", name=name, resolution_s=STEP, timestamps=stamps, values=v
-        )
+        _signal(name, "cart-1", v)
         for name, v in (("CpuUsageRate(%)", share), ("PodServerLatencyP90(s)", latency))
     ]
 
@@ -140,16 +142,7 @@ def test_a_pod_that_ran_at_its_limit_before_the_incident_too_is_not_pegged_by_it
 
 
 def test_with_only_an_alert_a_limit_run_that_ended_before_it_fired_is_an_earlier_incident() -> None:
-    values = [10.0] * 10 + [95.0, 96.0, 12.0, 11.0, 10.0]
-    stamps = [T0 + i * STEP for i in range(15)]
-    cpu = Signal(
-        service="cart",
-        pod="cart-1",
-        name="CpuUsageRate(%)",
-        resolution_s=STEP,
-        timestamps=stamps,
-        values=values,
-    )
+    cpu = _signal("CpuUsageRate(%)", "cart-1", [10.0] * 10 + [95.0, 96.0, 12.0, 11.0, 10.0])
     assert pegged([cpu], SPLIT) == {("cart", "cart-1"): cpu}  # the injection time given
     assert pegged([cpu], SPLIT, fired=SPLIT + STEP) == {("cart", "cart-1"): cpu}
     assert pegged([cpu], SPLIT, fired=SPLIT + 4 * STEP) == {}  # the run had ended by the alert

@@ -54,11 +54,7 @@ def far_below_limit(signals: Iterable[Signal], split: float) -> frozenset[Pod]:
         per_unit = _share_per_unit(signal)
         if per_unit is None:
             continue
-        after = [
-            v * per_unit
-            for t, v in zip(signal.timestamps, signal.values, strict=True)
-            if t >= split and v is not None
-        ]
+        after = [v * per_unit for t, v in _points(signal) if t >= split]
         if after:
             pod = (signal.service, signal.pod)
             peak[pod] = max(peak.get(pod, -math.inf), max(after))

@@ -84,14 +84,14 @@ def _window(
     dates the incident: ``lookback`` before it, or (``from_data``) where the series rose
     together (:mod:`agent.engine.onset`)."""
     window = snapshot.window(timedelta(seconds=lookback))
-    alert = snapshot.alert
-    if snapshot.meta.window.incident_start is not None or alert is None:
+    fired_at = _alert_fired(snapshot)
+    if fired_at is None:
         return window, None
     if not from_data:
-        kept = _keep_a_baseline(window, snapshot.signals, resolution, alert.starts_at)
-        note = _lookback_note(kept, alert.starts_at, lookback, moved=kept is not window)
+        kept = _keep_a_baseline(window, snapshot.signals, resolution, fired_at)
+        note = _lookback_note(kept, fired_at, lookback, moved=kept is not window)
         return kept, note
-    fired = alert.starts_at.timestamp()
+    fired = fired_at.timestamp()
     earliest = max(window.start.timestamp(), fired - lookback)
     onset = onset_from_data(snapshot.signals, earliest, fired, resolution)
     if onset is None or not window.start.timestamp() < onset.at < window.end.timestamp():
@@ -102,9 +102,15 @@ def _window(
     start = datetime.fromtimestamp(onset.at, tz=UTC)
     note = (
         f"incident start {start:%H:%M:%S} estimated from the data ({onset.series} series rose "
-        f"then); the alert fired at {alert.starts_at:%H:%M:%S}"
+        f"then); the alert fired at {fired_at:%H:%M:%S}"
     )
     return window.model_copy(update={"incident_start": start}), note
+
+
+def _alert_fired(snapshot: Snapshot) -> datetime | None:
+    """When the alert fired, where only it dates the incident (no incident start given)."""
+    alert = snapshot.alert if snapshot.meta.window.incident_start is None else None
+    return alert.starts_at if alert is not None else None
 
 
 def _keep_a_baseline(
@@ -275,13 +281,13 @@ def _analyze(
     lookback = min(cfg.lookback_minutes * 60, LOOKBACK_SAMPLES * resolution)
     window, onset_note = _window(snapshot, lookback, resolution, cfg.onset == "data")
     start, split, end = (t.timestamp() for t in (window.start, window.incident_start, window.end))
-    alert = snapshot.alert if snapshot.meta.window.incident_start is None else None
+    fired_at = _alert_fired(snapshot)
     metric_findings = mark_headroom(
         score_signals(snapshot.signals, split, cfg.z_threshold),
         snapshot.signals,
         split,
         cfg.z_threshold,
-        alert.starts_at.timestamp() if alert else None,
+        fired_at.timestamp() if fired_at else None,
     )
     lap("detect_metrics")
     log_findings = mine_logs(
