@@ -46,6 +46,20 @@ def test_a_pod_pegged_at_its_cpu_limit_is_starved_of_cpu() -> None:
     assert "(robust z 3.1; counted for running at its CPU limit)" in cpu.description
 
 
+def test_the_callee_that_got_slow_itself_takes_its_callers_wait() -> None:
+    # frontend and checkoutservice wait about forty times longer on their calls; both call
+    # currencyservice, whose own serving latency rose 35-fold before they began to wait, and
+    # productcatalogservice, whose serving latency stayed flat and whose traffic fell. A third
+    # caller of the catalog (recommendationservice) wobbled within its short baseline. Read
+    # as "a flat callee on a slow network path", the catalog had more waiters and led.
+    analysis = _blind(_case("currencyservice-cpu_contention"))
+    top = analysis.candidates[0]
+    assert top.service == "currencyservice"
+    assert top.fault_type is FaultType.CPU_SATURATION
+    catalog = next(c for c in analysis.candidates if c.service == "productcatalogservice")
+    assert catalog.score < top.score
+
+
 def test_a_network_delay_seen_only_by_the_callers_points_at_the_callee() -> None:
     # cartservice's own serving latency stays flat; its callers wait longer on it.
     analysis = _blind(_case("cartservice-network_delay"))

@@ -267,3 +267,56 @@ def test_a_deviation_in_the_last_sample_weighs_half() -> None:
     unconfirmed = metric("db", "cpu_usage", 12.0, onset=T0 + 600, end=T0 + 600)
     assert unconfirmed.at_data_end and not settled.at_data_end
     assert metric_weight(unconfirmed) == pytest.approx(0.5 * metric_weight(settled))
+
+
+def _boutique() -> Topology:
+    edges = [("front", "catalog"), ("front", "currency"), ("checkout", "catalog")]
+    edges += [("checkout", "currency"), ("reco", "catalog")]
+    return Topology(
+        services=["front", "checkout", "reco", "catalog", "currency"],
+        edges=[Edge(caller=a, callee=b) for a, b in edges],
+    )
+
+
+def _slow_currency(at: float) -> list[object]:
+    """front and checkout wait hard, reco (catalog's other caller) a little; currency's own
+    serving latency rose at ``at``; catalog's traffic fell (its callers stuck elsewhere)."""
+    serving = metric("currency", "server_latency_p99", 50.0, onset=at, kind=SignalKind.LATENCY)
+    fell = metric("catalog", "requests_rate", 15.0, direction=-1, kind=SignalKind.TRAFFIC)
+    return [_wait("front", 50.0), _wait("checkout", 50.0), _wait("reco", 20.0), serving, fell]
+
+
+def _waits_on(findings: list[object]) -> dict[str, float]:
+    from agent.engine.callgraph import call_graph
+    from agent.engine.waits import wait_blame
+
+    by_service: dict[str, ServiceScore] = {}
+    for f in findings:
+        by_service.setdefault(f.service, ServiceScore(f.service)).metrics.append(f)  # type: ignore[attr-defined]
+    waits = wait_blame(by_service, call_graph(_boutique(), []), {"front", "checkout", "reco"}, THR)
+    return {callee: w.strength for callee, w in waits.items()}
+
+
+def test_a_callee_slow_itself_explains_its_callers_wait_over_a_fine_sibling() -> None:
+    # catalog is waited on by three callers, currency by two; but currency's own serving
+    # latency rose as the callers began to wait, which explains their wait by itself.
+    ranked = rank_services(
+        _slow_currency(T0),  # type: ignore[arg-type]
+        [],
+        _boutique(),
+        THR,
+        60,
+        waiters=frozenset({"front", "checkout", "reco"}),
+    )
+    assert ranked[0].service == "currency"
+    explained = _waits_on(_slow_currency(T0))
+    unexplained = _waits_on(_slow_currency(T0 + 120))
+    assert explained["catalog"] < unexplained["catalog"]
+    assert explained["currency"] == pytest.approx(unexplained["currency"])
+
+
+def test_a_callee_that_got_slow_after_the_wait_began_does_not_explain_it() -> None:
+    # Its rise came two minutes into the callers' wait: it cannot be why they began to wait.
+    late = _waits_on(_slow_currency(T0 + 120))
+    none = _waits_on([f for f in _slow_currency(T0) if f.service != "currency"])  # type: ignore[attr-defined]
+    assert late["catalog"] == pytest.approx(none["catalog"])

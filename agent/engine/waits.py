@@ -10,7 +10,10 @@ evidence against the callee, not against the pod that waits:
 - otherwise the call graph's callees of the waiting pod are the suspects, and a callee
   weighs by how many of its measured callers wait: one whose callers *all* wait longer is the
   likeliest, one whose other callers are fine is less likely;
-- a callee that waits itself passes the wait on to its own callees, so it is blamed less.
+- a callee that waits itself passes the wait on to its own callees, so it is blamed less;
+- a callee whose own serving latency rose, no later than the caller began to wait, explains
+  that wait by itself: the caller's other callees, which look fine, take only a share of it
+  (the "flat callee on a slow network path" reading is for waits nothing else explains).
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from agent.engine.callgraph import CallGraph
-from agent.engine.detect.kinds import callee_of
+from agent.engine.detect.kinds import callee_of, side_of
 from agent.engine.hypothesis import strength
 from agent.engine.service_score import ServiceScore, is_wait
+from agent.models import SignalKind
 
 WAIT_WEIGHT = 0.65  # a callers' wait is as good as a latency finding at the callee
 PASSING_ON = 0.5  # a callee that waits itself is likelier a victim of its own callees
+EXPLAINED = 0.5  # of a wait, what a fine callee takes when a sibling callee got slow itself
 
 
 @dataclass
@@ -58,6 +63,20 @@ def _waits_by_caller(
     return found
 
 
+def _serves_slowly(s: ServiceScore | None, since: float, threshold: float) -> bool:
+    """Whether the service's own serving latency rose clearly, by ``since`` at the latest (a
+    rise that began after a caller started to wait cannot be why it waited)."""
+    return s is not None and any(
+        f.kind is SignalKind.LATENCY
+        and f.direction > 0
+        and f.score >= threshold
+        and not f.pinned
+        and side_of(f.signal) != "client"
+        and f.onset <= since
+        for f in s.metrics
+    )
+
+
 def wait_blame(
     by_service: Mapping[str, ServiceScore],
     graph: CallGraph,
@@ -79,9 +98,11 @@ def wait_blame(
         for callee, ew in edges.items():
             add(callee, caller, ew, onset)
         if w > 0:
-            for callee in graph.callees.get(caller, ()):
-                if callee not in edges:
-                    add(callee, caller, w * (PASSING_ON if callee in waiting else 1.0), onset)
+            callees = [c for c in graph.callees.get(caller, ()) if c not in edges]
+            slow = {c for c in callees if _serves_slowly(by_service.get(c), onset, threshold)}
+            for callee in callees:
+                share = EXPLAINED if slow and callee not in slow else 1.0
+                add(callee, caller, w * share * (PASSING_ON if callee in waiting else 1.0), onset)
     for callee, wait in blamed.items():
         callers = [c for c in graph.callers.get(callee, ()) if c in measured] or wait.callers
         agreeing = len(set(wait.callers) & set(callers)) / len(set(callers))
