@@ -1,8 +1,9 @@
 """How a judged change ranks, on small synthetic rollouts: a build suspect on its own pods
 takes its failing callers' trouble as its evidence, as one suspect by those callers does,
-unless another of their callees, as strong, explains it (agent.engine.rank); and a cleared
+unless another of their callees, as strong, explains it (agent.engine.rank); a cleared
 rollout's new pods, measured against their own first minutes, are not a cause
-(agent.engine.rank).
+(agent.engine.rank); and a callee that lost the calls a build dropped does not explain
+the build (agent.engine.callgraph).
 
 An hour of 1-minute samples; the rollouts land at minute 40 unless a test says otherwise.
 """
@@ -16,9 +17,12 @@ import pytest
 from rollout_support import (
     AT,
     ERRORS,
+    STEADY,
     STEP,
     T0,
+    TRAFFIC,
     flat,
+    rolled,
     rollout_snapshot,
     signal,
     step,
@@ -123,3 +127,25 @@ def test_a_callers_trouble_that_another_of_its_callees_explains_is_not_the_build
     edges = [("web", "cart"), ("web", "db")]
     analysis = analyze(rollout_snapshot(signals, edges, ["cart"], "slow-build-and-db"))
     assert [c.service for c in analysis.candidates[:3]] == ["db", "web", "cart"]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_callee_that_lost_the_calls_a_build_dropped_does_not_explain_the_build(
+    seed: int,
+) -> None:
+    """``orders`` v2 stops calling ``audit`` (suspect: audit lost requests orders still
+    gets); audit's requests and CPU fall from minute 42. What audit shows is what orders'
+    new version stopped doing, not a dependency's trouble orders waits on: before, audit's
+    fall, as early as the change, discounted orders as "its dependency is anomalous too"."""
+    rng = np.random.default_rng(seed)
+    signals = rolled("orders", rng)
+    signals.append(signal("audit", TRAFFIC, step(80.0, 30.0, AT + 2), rng))
+    signals.append(signal("audit", CPU, step(0.4, 0.15, AT + 2), rng))
+    signals.append(signal("audit", ERRORS, flat(0.002), rng))
+    signals.append(signal("frontend", TRAFFIC, STEADY, rng))
+    edges = [("frontend", "orders"), ("orders", "audit")]
+    analysis = analyze(rollout_snapshot(signals, edges, ["orders"], "dropped-call"))
+    assert {v.change.service: v.verdict for v in analysis.changes} == {"orders": "suspect"}
+    orders = next(c for c in analysis.candidates if c.service == "orders")
+    assert not any("its dependency audit" in r for r in orders.reasons)
+    assert analysis.candidates[0].service == "orders"

@@ -3,9 +3,10 @@ pods that stayed well fail on their own build, whatever a dependency's trouble i
 minutes (agent.engine.old_pods, agent.engine.trouble); of two rollouts done before a
 callee lost requests, the one that answers faster since is the one that stopped calling it
 (agent.engine.owners); a rollout whose late errors began with those of another caller of a
-changed callee they share passes that callee's wrong answers up (agent.engine.owners); and
-a caller's rise passed up through more than one call counts neither way
-(agent.engine.trouble).
+changed callee they share passes that callee's wrong answers up (agent.engine.owners); a
+caller's rise passed up through more than one call counts neither way
+(agent.engine.trouble); and a callee's requests are compared from when they fell, however
+long after the rollout (agent.engine.neighbours).
 
 An hour of 1-minute samples; the rollouts land at minute 40.
 """
@@ -18,6 +19,7 @@ from rollout_support import (
     AT,
     END,
     ERRORS,
+    STEADY,
     STEP,
     T0,
     TRAFFIC,
@@ -135,3 +137,25 @@ def test_a_callers_rise_passed_up_more_than_one_call_does_not_count_against_the_
     edges = [("checkout", "cart"), ("web", "cart"), ("web", "gateway"), ("gateway", "checkout")]
     snapshot = rollout_snapshot(signals, edges, ["cart"], "passed-up-twice")
     assert verdicts_of(snapshot) == {"cart": "suspect"}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_call_dropped_on_a_code_path_reached_late_is_the_builds(seed: int) -> None:
+    """``orders`` v2 stops calling ``audit`` on a path its traffic reaches only at minute 52,
+    twelve minutes after the rollout: audit's requests fall from 80 to 30 a minute then,
+    orders' own hold. They are compared from when they fell (before, the twelve normal
+    minutes after the rollout left the rank test short of p < 0.001: cleared)."""
+    rng = np.random.default_rng(seed)
+    signals = rolled("orders", rng)
+    signals.append(signal("audit", TRAFFIC, step(80.0, 30.0, AT + 12), rng))
+    signals.append(signal("audit", ERRORS, flat(0.002), rng))
+    signals.append(signal("frontend", TRAFFIC, STEADY, rng))
+    edges = [("frontend", "orders"), ("orders", "audit")]
+    snapshot = rollout_snapshot(signals, edges, ["orders"], "late-dropped-call")
+    assert verdicts_of(snapshot) == {"orders": "suspect"}
+    # With ``search``, another caller of audit, changed at the same minute, the late fall's
+    # minutes do not say which build dropped the call: neither is blamed by them.
+    signals += [*rolled("search", rng), signal("search", TRAFFIC, STEADY, rng)]
+    edges.append(("search", "audit"))
+    both = rollout_snapshot(signals, edges, ["orders", "search"], "late-dropped-call")
+    assert verdicts_of(both) == {"orders": "cleared", "search": "cleared"}

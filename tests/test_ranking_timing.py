@@ -3,11 +3,14 @@ caller, and when data that stops is an outage rather than a scrape gap."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from findings_support import T0, THR, metric
 
+from agent.engine.detect.series import SeriesFinding
 from agent.engine.rank import rank_services
 from agent.engine.service_score import ServiceScore
-from agent.models import Edge, FaultType, SignalKind, Topology
+from agent.models import Edge, FaultType, Signal, SignalKind, Topology
 
 
 def _graph(*edges: tuple[str, str]) -> Topology:
@@ -111,6 +114,36 @@ def test_a_dependency_slow_since_long_before_does_not_explain_a_callers_new_slow
     assert explained in api_reasons(T0 - 20)  # the callee slowed just before: it explains
     # Slow for five minutes before the caller noticed: the caller's new slowness is its own.
     assert explained not in api_reasons(T0 - 300)
+
+
+def _creeping_errors(service: str, jump_at: float) -> SeriesFinding:
+    """Errors a little up from T0 - 240 s (the detector's onset), a step to 15% at
+    ``jump_at``: a disk filling up fails a few writes first, then most of them."""
+    stamps = [T0 - 600 + 60 * i for i in range(21)]
+    values = [0.15 if t >= jump_at else 0.008 if t >= T0 - 240 else 0.004 for t in stamps]
+    signal = Signal(service=service, name="errors", timestamps=stamps, values=values)
+    return replace(
+        metric(service, "errors", 50, onset=T0 - 240, base=0.004),
+        signal=signal,
+        level=0.15,
+    )
+
+
+def test_a_dependencys_errors_that_crept_up_then_jumped_as_its_caller_failed_explain_it() -> None:
+    topology = _graph(("cart", "redis"))
+
+    def cart_reasons(jump_at: float) -> list[str]:
+        findings = [metric("cart", "errors", 50), _creeping_errors("redis", jump_at)]
+        measured = {"cart": frozenset({SignalKind.ERRORS}), "redis": frozenset({SignalKind.ERRORS})}
+        ranked = rank_services(findings, [], topology, THR, 60, coverage=measured)
+        return _by_name(ranked)["cart"].reasons
+
+    explained = "its dependency redis is anomalous too, from no later"
+    # Its errors jumped a minute before the caller's: what the caller felt, though the
+    # first flicker came four minutes before.
+    assert explained in cart_reasons(T0 - 60)
+    # Failing in full four minutes before the caller noticed: the caller's failures are new.
+    assert explained not in cart_reasons(T0 - 240)
 
 
 def test_the_incident_was_visible_by_the_time_the_alert_fired() -> None:

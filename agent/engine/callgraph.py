@@ -1,7 +1,9 @@
 """Call-graph rules of the ranking: faults travel from a dependency up to its callers.
 
 - a service whose own dependencies are anomalous from no later than it, with the symptoms it
-  has, is probably just waiting on them; one whose callers suffer is consistent with a cause;
+  has, is probably just waiting on them (a dependency's symptoms are dated by when it felt
+  them: their step, where they crept up first; a callee whose calls the service's new build
+  dropped is not one it waits on); one whose callers suffer is consistent with a cause;
 - the cause of an alert is the alerted service or something it depends on;
 - a target whose data stops is down only if its callers notice.
 
@@ -18,6 +20,7 @@ from dataclasses import replace
 
 from agent.engine.detect.kinds import CAUSE_KINDS
 from agent.engine.detect.logs import APPEARED, LogFinding
+from agent.engine.detect.series import SeriesFinding
 from agent.engine.service_score import ServiceScore, blames, crashed, strength_by, symptoms
 from agent.models import SignalKind, Topology
 
@@ -150,8 +153,38 @@ def _can_explain(
     early = [f for f in d.metrics if cutoff is None or f.onset <= cutoff]
     if any(f.direction == 0 or crashed(f) for f in early):
         return True
-    shown = symptoms(d, cutoff, since)
+    shown = symptoms(d, cutoff, since) | _grown_into(d, cutoff, since)
     return any(kind in shown or kind not in d_measures for kind in wanted)
+
+
+def _grown_into(d: ServiceScore, cutoff: float | None, since: float | None) -> set[SignalKind]:
+    """A dependency's latency or errors that crept up a little before ``since`` but took
+    their step (half their rise) between ``since`` and ``cutoff``: a caller absorbs a few
+    slow or failed calls (retries, timeouts with room) and feels them when they jump, so
+    the step dates what it felt, not the first flicker the detector's run reaches back to."""
+    if since is None:
+        return set()
+    return {
+        f.kind
+        for f in d.metrics
+        if f.kind in (SignalKind.LATENCY, SignalKind.ERRORS)
+        and f.direction > 0
+        and f.onset < since
+        and since <= _stepped(f) <= (math.inf if cutoff is None else cutoff)
+    }
+
+
+def _stepped(f: SeriesFinding) -> float:
+    """When a rising series first reached half of the rise it held at its peak (its onset
+    where the numbers to tell are missing)."""
+    base, level = f.baseline.median, f.level
+    if base is None or level is None or level <= base:
+        return f.onset
+    half = base + (level - base) / 2
+    for at, value in zip(f.signal.timestamps, f.signal.values, strict=False):
+        if at >= f.onset and value is not None and value >= half:
+            return at
+    return f.onset
 
 
 def apply_call_graph(
@@ -176,6 +209,9 @@ def apply_call_graph(
             (strength_by(d, cutoff, threshold, visible), d)
             for name in graph.downstream(s.service)
             if (d := by_service.get(name)) is not None
+            # A callee whose requests this service's new build stopped sending shows what
+            # the build did (its traffic and work fell), not trouble the service waits on.
+            and name not in s.dropped_calls
             and d.strength >= 0.35 * top
             and (d.onset is None or cutoff is None or d.onset <= cutoff)
             and _can_explain(d, s, coverage.get(d.service, frozenset()), cutoff, since)

@@ -184,12 +184,17 @@ def callee_losses(
     index: Index,
     callees: Mapping[str, Sequence[str]],
     end: float,
+    sole: frozenset[str] = frozenset(),
 ) -> list[Comparison]:
     """Callees (with their other callers, ``callees``) whose request rate fell after the
     change clearly more than the changed service's own did (which kept most of its), while
     every other caller's held as well as the changed service's: the new build no longer
     makes the calls. Where another caller lost its own requests, the loss came from further
-    up through it; a share lost by all alike is the day's traffic ebbing."""
+    up through it; a share lost by all alike is the day's traffic ebbing. Callees of which
+    the changed service is the only caller that changed (``sole``) are compared from when
+    their requests began to fall, which a code path that traffic reaches late puts minutes
+    after the rollout; with another changed caller, a late fall's minutes do not say which
+    build dropped the call."""
     at = change.at.timestamp()
     trend = kept_share(_traffic(index, change.service, at, end))
     if trend < OWN_FLOOR:
@@ -199,13 +204,27 @@ def callee_losses(
         s = _traffic(index, callee, at, end)
         if s is None or s.after.size < MIN_SAMPLES or s.before.size < MIN_SAMPLES:
             continue
+        fell = _falling(s).onset
+        if callee in sole:
+            s = _since(s, fell)
+            if s.after.size < MIN_SAMPLES:
+                continue
         p = mann_whitney_greater(s.before, s.after)
         if p >= ALPHA or not lost_traffic(s.before, s.after, trend) or _fell_before(s):
             continue
         if all(held_traffic(_traffic(index, o, at, end), trend) for o in others):
             versus = f"{callee}'s requests before {change.service} changed"
-            out.append(_comparison(s, versus, p, _falling(s).onset))
+            out.append(_comparison(s, versus, p, fell))
     return out
+
+
+def _since(s: Shift, fell: float | None) -> Shift:
+    """The shift from when the fall began: a call that a code path reached late drops
+    minutes after the rollout, and the minutes before it are not the build's."""
+    if fell is None:
+        return s
+    later = s.after_times >= fell
+    return Shift(s.signal, s.kind, s.after[later], s.before, s.after_times[later])
 
 
 def requests(index: Index, service: str) -> Series:

@@ -300,7 +300,8 @@ def losses_of(
             callee: [c for c in hood.callers.get(callee, ()) if c != service]
             for callee in hood.callees.get(service, ())
         }
-        found[id(j)] = callee_losses(j.change, index, others, end)
+        sole = frozenset(c for c, o in others.items() if not set(o) & set(hood.changed))
+        found[id(j)] = callee_losses(j.change, index, others, end, sole)
         for c in found[id(j)]:
             claims.setdefault(c.signal.service, []).append((j.change.at.timestamp(), id(j)))
     for callee, claimants in claims.items():
