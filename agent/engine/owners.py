@@ -294,13 +294,14 @@ def losses_of(
     found: dict[int, list[Comparison]] = {}
     claims: dict[str, list[tuple[float, int]]] = {}
     judged = {id(j): j for j in open_}
+    changed = set(hood.changed)
     for j in open_:
         service = j.change.service
         others = {
             callee: [c for c in hood.callers.get(callee, ()) if c != service]
             for callee in hood.callees.get(service, ())
         }
-        sole = frozenset(c for c, o in others.items() if not set(o) & set(hood.changed))
+        sole = frozenset(c for c, o in others.items() if changed.isdisjoint(o))
         found[id(j)] = callee_losses(j.change, index, others, end, sole)
         for c in found[id(j)]:
             claims.setdefault(c.signal.service, []).append((j.change.at.timestamp(), id(j)))

@@ -121,7 +121,7 @@ def neighbourhood(
     for f in findings:
         # A sample or two is a draining pod's last requests or a glitch, not trouble.
         lasting = f.run >= PERSISTENT and not f.at_data_end and not f.pinned
-        own = side_of(f.signal) != "client" and callee_of(f.signal) is None
+        own = _own(f)
         if f.kind in SERVING and lasting and own and f.direction > 0:
             key = (f.service, f.kind)
             troubled[key] = min(troubled.get(key, math.inf), f.onset)
@@ -142,11 +142,15 @@ def _sick(findings: Sequence[SeriesFinding]) -> dict[str, float]:
         top[f.service] = max(top.get(f.service, 0.0), f.score)
     sick: dict[str, float] = {}
     for f in findings:
-        own = side_of(f.signal) != "client" and callee_of(f.signal) is None
         clear = f.score >= CLEAR_SHARE * top[f.service] and f.run >= PERSISTENT
-        if f.kind in UNSIZED and own and f.direction > 0 and clear:
+        if f.kind in UNSIZED and _own(f) and f.direction > 0 and clear:
             sick[f.service] = min(sick.get(f.service, math.inf), f.onset)
     return sick
+
+
+def _own(f: SeriesFinding) -> bool:
+    """Whether the finding is the service's own (not what it waits on from a callee)."""
+    return side_of(f.signal) != "client" and callee_of(f.signal) is None
 
 
 def _add_trouble(troubled: dict[tuple[str, SignalKind], float], j: Judgement) -> None:
