@@ -225,13 +225,23 @@ def mine_logs(
         last if split <= first < math.inf else None,
     )
     findings: list[LogFinding] = []
-    for (service, cid, level), tally in tallies.items():
-        template = shapes.templates.template(cid)
+    told: dict[tuple[str, int, str], LogFinding] = {}
+    for (service, tid, level), tally in tallies.items():
+        template = shapes.templates.template(tid)
         finding = _template_finding(
             service, template, level, tally, rates, burst_ratio, threshold, services
         )
-        if finding is not None:
+        if finding is None:
+            continue
+        if finding.pattern == "stopped":
             findings.append(finding)
+            continue
+        # One message logged at two statements (the same Drain template at two call sites)
+        # is one event told twice: its strongest finding stands for it.
+        key = (service, shapes.templates.message_of(tid), finding.pattern)
+        if key not in told or finding.score > told[key].score:
+            told[key] = finding
+    findings.extend(told.values())
     shifts, silent = _service_findings(tallies, rates, threshold)
     # A service that went silent as a whole says so once, not once per template.
     findings = [f for f in findings if not (f.pattern == "stopped" and f.service in silent)]

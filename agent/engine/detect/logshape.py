@@ -4,13 +4,18 @@ Lines are reduced to one line of text (JSON and logfmt bodies unwrapped, stack t
 their headline and exception), parameters are masked with a single regex pass, identical
 masked lines are counted once, and only distinct lines go through Drain. That keeps 100,000
 lines well inside the engine's one-second budget while the templates stay Drain's.
+
+A line whose layout writes where it was logged (logback's and log4j's ``%logger#%line``,
+``server.go:42`` from Go's and Python's loggers) keeps that call site: two statements of one
+class that differ only by their line number are two templates, so a statement the code no
+longer reaches (it now throws before it) is not hidden in its neighbour's count.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from drain3 import TemplateMiner
 from drain3.template_miner_config import TemplateMinerConfig
@@ -29,6 +34,11 @@ _EXCEPTION_LINE = re.compile(r"(?:Caused by: )?[\w.$]+(?:Exception|Error)\b")
 # klog/glog (Kubernetes, many Go services): "E0129 08:42:22.383123 1 server.go:42] ...";
 # the masked line loses the letter with the date, so it is read from the raw line.
 _KLOG = re.compile(r"^\s*([IWEF])\d{4} ")
+# A call site in a line's first line: ``c.s.PriceController#46`` or ``server.go:42``: a mark
+# right after a name and before the line number (found with a literal-led scan).
+_SITE_MARK = re.compile(r"(?:#|\.(?:java|kt|scala|go|py|rb|js|ts|cs|rs|php):)(?=\d)")
+_DIGITS = re.compile(r"\d+")
+SITE_SPAN = 200  # characters of a line's first line searched for its call site
 _KLOG_LEVELS = {"I": "INFO", "W": "WARN", "E": "ERROR", "F": "CRITICAL"}
 _LEVEL_NAMES = {"err": "ERROR", "warning": "WARN", "fatal": "CRITICAL", "crit": "CRITICAL"}
 
@@ -69,6 +79,39 @@ def mask(text: str) -> str:
     return _MASK.sub("<*>", text)
 
 
+def _site_anchor(message: str) -> str:
+    """What a layout writes before its line number, from the name's last letter on (``r#``
+    of ``PriceController#46``, ``r.go:`` of ``server.go:42``), or "" where it writes none.
+
+    Lines with the same digit-free key differ only in their digits, so the anchor's first
+    occurrence sits at the same place in each of them."""
+    first = message.find("\n")
+    end = SITE_SPAN if first < 0 else min(first, SITE_SPAN)
+    mark = _SITE_MARK.search(message, 1, end)
+    while mark is not None:
+        before = message[mark.start() - 1]
+        if before.isalpha() or before in "_$":
+            return message[mark.start() - 1 : mark.end()]
+        mark = _SITE_MARK.search(message, mark.end(), end)
+    return ""
+
+
+def _site_at(message: str, anchor: str) -> str:
+    """The call site after ``anchor`` (``r#46``): two C-speed scans, no regex search."""
+    at = message.find(anchor)
+    number = _DIGITS.match(message, at + len(anchor)) if at >= 0 else None
+    return anchor + number.group() if number else ""
+
+
+def _site_name(message: str, site: str) -> str:
+    """``site`` with the whole name it ends (``p.c.PriceController#46``), for the reader."""
+    at = message.find(site)
+    start = at
+    while start > 0 and (message[start - 1].isalnum() or message[start - 1] in "_$.-"):
+        start -= 1
+    return message[start : at + len(site)] if at >= 0 else site
+
+
 def _new_miner() -> TemplateMiner:
     config = TemplateMinerConfig()
     config.profiling_enabled = False
@@ -79,56 +122,96 @@ def _new_miner() -> TemplateMiner:
 
 
 class _Templates:
-    """Masked line -> Drain cluster id, mining each distinct masked line once."""
+    """Masked line and call site -> template id, mining each distinct masked line once.
+
+    A template is a Drain cluster at one call site: Drain would merge statements that differ
+    only by the line number their layout writes."""
 
     def __init__(self) -> None:
         self.miner = _new_miner()
         self.cluster_of: dict[str, int] = {}
+        self.ids: dict[tuple[int, str], int] = {}
+        self.origin: list[tuple[int, str]] = []
 
-    def cluster(self, masked: str) -> int:
+    def cluster(self, masked: str, site: str) -> int:
         cid = self.cluster_of.get(masked)
         if cid is None:
             cid = int(self.miner.add_log_message(masked)["cluster_id"])
             self.cluster_of[masked] = cid
-        return cid
+        tid = self.ids.get((cid, site))
+        if tid is None:
+            tid = self.ids[(cid, site)] = len(self.origin)
+            self.origin.append((cid, site))
+        return tid
 
-    def template(self, cid: int) -> str:
-        return str(self.miner.drain.id_to_cluster[cid].get_template())
+    def message_of(self, tid: int) -> int:
+        """The Drain cluster of a template: its message, whatever statement logged it."""
+        return self.origin[tid][0]
+
+    def template(self, tid: int) -> str:
+        """The Drain template, with its call site written back where the mask hid it."""
+        cid, site = self.origin[tid]
+        text = str(self.miner.drain.id_to_cluster[cid].get_template())
+        if not site:
+            return text
+        hidden = mask(site)
+        return text.replace(hidden, site, 1) if hidden in text else f"{text} ({site})"
 
 
 @dataclass(frozen=True)
 class Shape:
-    """What every line with the same masked text shares: its template and its level."""
+    """What every line with the same masked text shares: its template and its level.
+    ``cluster`` is the template's id: a Drain cluster at one call site."""
 
     cluster: int
     embedded_level: str | None
+
+
+@dataclass
+class _Sited:
+    """The shapes of one digit-free key whose lines write a call site, by call site."""
+
+    anchor: str
+    by_site: dict[str, Shape] = field(default_factory=dict)
 
 
 class Shapes:
     """Raw line -> shape; parsing (JSON, logfmt, stack traces) runs once per shape.
 
     Lines are first keyed with their digits deleted (a C-speed ``str.translate``), which
-    already merges most lines of one template; only unseen keys pay for the regex mask.
+    already merges most lines of one template; only unseen keys pay for the regex mask. Where
+    a key's lines write a call site, learnt once per key, its number splits them.
     """
 
     def __init__(self) -> None:
         self.templates = _Templates()
-        self.by_masked: dict[str, Shape] = {}
-        self.by_key: dict[str, Shape] = {}
+        self.by_masked: dict[tuple[str, str], Shape] = {}
+        self.by_key: dict[str, Shape | _Sited] = {}
 
     def of(self, message: str) -> Shape:
         head = message[:400]
         key = head.translate(_NO_DIGITS)
-        shape = self.by_key.get(key)
+        known = self.by_key.get(key)
+        if isinstance(known, Shape):
+            return known
+        if known is None:
+            anchor = _site_anchor(head)
+            if not anchor:
+                plain = self.by_key[key] = self._shape(head, "")
+                return plain
+            known = self.by_key[key] = _Sited(anchor)
+        site = _site_at(head, known.anchor)
+        sited = known.by_site.get(site)
+        if sited is None:
+            sited = known.by_site[site] = self._shape(head, _site_name(head, site))
+        return sited
+
+    def _shape(self, head: str, site: str) -> Shape:
+        masked = mask(head)
+        if klog := _KLOG.match(head):
+            masked = f"{_KLOG_LEVELS[klog.group(1)]} {masked}"
+        shape = self.by_masked.get((masked, site))
         if shape is None:
-            masked = mask(head)
-            if klog := _KLOG.match(head):
-                masked = f"{_KLOG_LEVELS[klog.group(1)]} {masked}"
-            shape = self.by_masked.get(masked)
-            if shape is None:
-                level = _embedded_level(masked)
-                cid = self.templates.cluster(headline(masked))
-                shape = Shape(cid, level)
-                self.by_masked[masked] = shape
-            self.by_key[key] = shape
+            cluster = self.templates.cluster(headline(masked), site)
+            shape = self.by_masked[(masked, site)] = Shape(cluster, _embedded_level(masked))
         return shape
