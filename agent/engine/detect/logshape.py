@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from drain3 import TemplateMiner
 from drain3.template_miner_config import TemplateMinerConfig
@@ -39,6 +39,7 @@ _KLOG = re.compile(r"^\s*([IWEF])\d{4} ")
 _SITE_MARK = re.compile(r"(?:#|\.(?:java|kt|scala|go|py|rb|js|ts|cs|rs|php):)(?=\d)")
 _DIGITS = re.compile(r"\d+")
 SITE_SPAN = 200  # characters of a line's first line searched for its call site
+_NAME_STOPS = (" ", "\t", "[", "(", "/", '"', "=", "<")
 _KLOG_LEVELS = {"I": "INFO", "W": "WARN", "E": "ERROR", "F": "CRITICAL"}
 _LEVEL_NAMES = {"err": "ERROR", "warning": "WARN", "fatal": "CRITICAL", "crit": "CRITICAL"}
 
@@ -79,21 +80,20 @@ def mask(text: str) -> str:
     return _MASK.sub("<*>", text)
 
 
-def _site_anchor(message: str) -> str:
-    """What a layout writes before its line number, from the name's last letter on (``r#``
-    of ``PriceController#46``, ``r.go:`` of ``server.go:42``), or "" where it writes none.
-
-    Lines with the same digit-free key differ only in their digits, so the anchor's first
-    occurrence sits at the same place in each of them."""
+def _first_site(message: str) -> str | None:
+    """Where the line's first line writes a call site (``p.c.PriceController#46``,
+    ``server.go:42``), as its anchor: the name's last letter and the mark before the number
+    (``r#``, ``r.go:``). Lines with the same masked text differ only in their parameters, so
+    the anchor's first occurrence sits at the same place in each of them (:func:`_site_at`)."""
     first = message.find("\n")
     end = SITE_SPAN if first < 0 else min(first, SITE_SPAN)
     mark = _SITE_MARK.search(message, 1, end)
     while mark is not None:
-        before = message[mark.start() - 1]
-        if before.isalpha() or before in "_$":
-            return message[mark.start() - 1 : mark.end()]
+        at = mark.start() - 1
+        if message[at].isalpha() or message[at] in "_$":
+            return message[at : mark.end()]
         mark = _SITE_MARK.search(message, mark.end(), end)
-    return ""
+    return None
 
 
 def _site_at(message: str, anchor: str) -> str:
@@ -103,13 +103,11 @@ def _site_at(message: str, anchor: str) -> str:
     return anchor + number.group() if number else ""
 
 
-def _site_name(message: str, site: str) -> str:
-    """``site`` with the whole name it ends (``p.c.PriceController#46``), for the reader."""
-    at = message.find(site)
-    start = at
-    while start > 0 and (message[start - 1].isalnum() or message[start - 1] in "_$.-"):
-        start -= 1
-    return message[start : at + len(site)] if at >= 0 else site
+def _named(message: str, at: int, site: str) -> str:
+    """``site``, found at ``at``, with the whole name it ends, for the reader: the name runs
+    back to the last space, quote, bracket or slash before it."""
+    start = max(message.rfind(stop, 0, at) for stop in _NAME_STOPS) + 1
+    return message[start:at] + site
 
 
 def _new_miner() -> TemplateMiner:
@@ -167,12 +165,21 @@ class Shape:
     embedded_level: str | None
 
 
-@dataclass
 class _Sited:
-    """The shapes of one digit-free key whose lines write a call site, by call site."""
+    """The lines of one masked text that write a call site: one shape per call site."""
 
-    anchor: str
-    by_site: dict[str, Shape] = field(default_factory=dict)
+    def __init__(self, anchor: str, line: str, level: str | None, templates: _Templates) -> None:
+        self.anchor, self.line, self.level, self.templates = anchor, line, level, templates
+        self.by_site: dict[str, Shape] = {}
+
+    def shape(self, head: str) -> Shape:
+        site = _site_at(head, self.anchor)
+        shape = self.by_site.get(site)
+        if shape is None:
+            name = _named(head, head.find(site), site) if site else ""
+            shape = Shape(self.templates.cluster(self.line, name), self.level)
+            self.by_site[site] = shape
+        return shape
 
 
 class Shapes:
@@ -180,38 +187,34 @@ class Shapes:
 
     Lines are first keyed with their digits deleted (a C-speed ``str.translate``), which
     already merges most lines of one template; only unseen keys pay for the regex mask. Where
-    a key's lines write a call site, learnt once per key, its number splits them.
+    a masked text's lines write a call site, learnt once per masked text, its number (two
+    C-speed scans per line) splits them.
     """
 
     def __init__(self) -> None:
         self.templates = _Templates()
-        self.by_masked: dict[tuple[str, str], Shape] = {}
+        self.by_masked: dict[str, Shape | _Sited] = {}
         self.by_key: dict[str, Shape | _Sited] = {}
 
     def of(self, message: str) -> Shape:
         head = message[:400]
         key = head.translate(_NO_DIGITS)
         known = self.by_key.get(key)
-        if isinstance(known, Shape):
-            return known
         if known is None:
-            anchor = _site_anchor(head)
-            if not anchor:
-                plain = self.by_key[key] = self._shape(head, "")
-                return plain
-            known = self.by_key[key] = _Sited(anchor)
-        site = _site_at(head, known.anchor)
-        sited = known.by_site.get(site)
-        if sited is None:
-            sited = known.by_site[site] = self._shape(head, _site_name(head, site))
-        return sited
+            known = self.by_key[key] = self._masked(head)
+        return known if isinstance(known, Shape) else known.shape(head)
 
-    def _shape(self, head: str, site: str) -> Shape:
+    def _masked(self, head: str) -> Shape | _Sited:
         masked = mask(head)
         if klog := _KLOG.match(head):
             masked = f"{_KLOG_LEVELS[klog.group(1)]} {masked}"
-        shape = self.by_masked.get((masked, site))
-        if shape is None:
-            cluster = self.templates.cluster(headline(masked), site)
-            shape = self.by_masked[(masked, site)] = Shape(cluster, _embedded_level(masked))
-        return shape
+        known = self.by_masked.get(masked)
+        if known is None:
+            line, level = headline(masked), _embedded_level(masked)
+            site = _first_site(head)
+            if site is None:
+                known = Shape(self.templates.cluster(line, ""), level)
+            else:
+                known = _Sited(site, line, level, self.templates)
+            self.by_masked[masked] = known
+        return known
