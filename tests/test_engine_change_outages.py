@@ -31,26 +31,31 @@ from agent.models import Signal
 CPU, MEMORY = "container_cpu_usage_seconds:rate", "container_memory_working_set_bytes"
 
 
-def _search(rng: np.random.Generator, down_at: int | None, pods: int = 2) -> list[Signal]:
+def _search(
+    rng: np.random.Generator, down_at: int | None, pods: int = 2, back_at: int = MINUTES
+) -> list[Signal]:
     """``search``'s pods (CPU, memory, requests), every one of them silent from ``down_at``
-    (None: up throughout); where ``pods`` is 3, the third stays up."""
+    (None: up throughout) until ``back_at``; where ``pods`` is 3, the third stays up."""
     out = []
     for n in range(pods):
         for name, level in ((CPU, flat(0.2)), (MEMORY, flat(5e8)), (TRAFFIC, flat(50.0))):
             s = signal("search", name, level, rng, pod=f"search-0{n}")
             if down_at is not None and n < 2:
-                values = [None if m >= down_at else v for m, v in enumerate(s.values)]
+                gap = range(down_at, back_at)
+                values = [None if m in gap else v for m, v in enumerate(s.values)]
                 s = s.model_copy(update={"values": values})
             out.append(s)
     return out
 
 
-def _failing_web(seed: int, down_at: int | None, pods: int = 2) -> dict[str, str]:
+def _failing_web(
+    seed: int, down_at: int | None, pods: int = 2, back_at: int = MINUTES
+) -> dict[str, str]:
     """``web`` rolled out at minute 40, its new pods failing 10% from minute 50 (when the old
     ones are long gone: only before/after sees it); ``search``, which it calls, down from
-    ``down_at``."""
+    ``down_at`` until ``back_at``."""
     rng = np.random.default_rng(seed)
-    signals = [*failing_late("web", rng), *_search(rng, down_at, pods)]
+    signals = [*failing_late("web", rng), *_search(rng, down_at, pods, back_at)]
     return verdicts_of(rollout_snapshot(signals, [("web", "search")], ["web"], "outage"))
 
 
@@ -58,10 +63,12 @@ def _failing_web(seed: int, down_at: int | None, pods: int = 2) -> dict[str, str
 def test_a_build_failing_as_its_dependency_went_down_is_cleared(seed: int) -> None:
     """web's errors rose in the minute every pod of search stopped reporting: web fails on
     calls to a target that is down, not on its build. A search that stayed up, whose third
-    pod went on answering, or that went down two minutes after web began to fail (a
-    target's data stops when it does: no onset slack), explains nothing."""
+    pod went on answering, that went down two minutes after web began to fail (a target's
+    data stops when it does: no onset slack), or whose data came back three minutes later
+    (a scrape gap), explains nothing."""
     assert _failing_web(seed, down_at=50) == {"web": "cleared"}
     assert _failing_web(seed, down_at=52) == {"web": "suspect"}
+    assert _failing_web(seed, down_at=50, back_at=53) == {"web": "suspect"}
     assert _failing_web(seed, down_at=None) == {"web": "suspect"}
     assert _failing_web(seed, down_at=50, pods=3) == {"web": "suspect"}
 

@@ -23,15 +23,21 @@ STILL_S = 180.0  # a pod with data this soon after the others stopped was still 
 def gone_silent(findings: Sequence[SeriesFinding], signals: Sequence[Signal]) -> dict[str, float]:
     """When each service whose every pod (or whose service-wide series) stopped reporting
     went down: the last of its pods to stop, where no other pod of it reported within
-    :data:`STILL_S` after that."""
+    :data:`STILL_S` after that, and none of its stopped series came back (data that resumed
+    a few minutes later, while the service's callers went on as before, was a scrape gap)."""
     stopped: dict[str, dict[str | None, float]] = {}
+    back: set[str] = set()
     for f in findings:
         own = side_of(f.signal) != "client" and callee_of(f.signal) is None
         if f.direction == 0 and own and f.kind is not SignalKind.CHANGE:
             pods = stopped.setdefault(f.signal.service, {})
             pods[f.signal.pod] = min(pods.get(f.signal.pod, math.inf), f.onset)
+            if f.end < f.signal.timestamps[-1]:
+                back.add(f.signal.service)
     down: dict[str, float] = {}
     for service, pods in stopped.items():
+        if service in back:
+            continue
         if None in pods:
             down[service] = pods[None]
             continue
