@@ -346,6 +346,62 @@ def test_another_dependencys_trouble_too_small_does_not_explain_a_callers_rise(
     assert verdict(0.004) == "suspect"
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_dependency_too_small_to_explain_a_rise_is_not_made_big_by_another_callees_trouble(
+    seed: int,
+) -> None:
+    """web calls ``pricing`` (rolled out at minute 40, clean), ``search`` and ``cache``; web's
+    errors go from 0.2% to 5% from minute 41, search's only to 0.25% (in trouble, but too
+    little to explain them), and cache's CPU goes bad at minute 41 (its trouble would carry
+    to web, but cache is not in trouble on errors, and search is not cache): pricing's wrong
+    answers are left (suspect), not search's errors (cleared)."""
+    rng = np.random.default_rng(seed)
+    signals = [*rolled("pricing", rng), signal("web", ERRORS, step(0.002, 0.05), rng)]
+    signals.append(signal("search", ERRORS, step(0.002, 0.0025), rng))
+    signals.append(signal("cache", ERRORS, flat(0.002), rng))
+    judged = judge(change("pricing"), signals, {}, END)
+    hood = Neighbourhood(
+        callers={"pricing": ["web"], "search": ["web"], "cache": ["web"]},
+        callees={"web": ["pricing", "search", "cache"]},
+        troubled={
+            ("web", SignalKind.ERRORS): T0 + (AT + 1) * STEP,
+            ("search", SignalKind.ERRORS): T0 + (AT + 1) * STEP,
+        },
+        unsized={"cache": T0 + (AT + 1) * STEP},
+    )
+    assert reconsider([judged], signals, hood, END)[0].verdict == "suspect"
+
+
+def _blip_then_failing(m: int) -> float:
+    """A new pod's errors: 0.2%, but 1% at minutes 45 and 46 (a blip), 10% from minute 50 to
+    57."""
+    return 0.01 if m in (45, 46) else 0.1 if 50 <= m < 58 else 0.002
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_rise_that_held_under_half_the_minutes_since_the_change_is_dated_by_its_step(
+    seed: int,
+) -> None:
+    """web (rolled out at minute 40) fails 10% from minute 50 to 57, as db, its callee, does:
+    db explains it (cleared). Eight of the nineteen minutes since the change leave the
+    median after near the level before, and a third of the way to it, web's rise was dated
+    by its new pods' blip at minute 45, five minutes before db's trouble (suspect)."""
+    rng = np.random.default_rng(seed)
+    signals = []
+    for n in (1, 2):
+        signals.append(signal("web", ERRORS, flat(0.002), rng, pod=f"web-6f7d9c-{n}", last=AT + 4))
+        late = _blip_then_failing
+        signals.append(signal("web", ERRORS, late, rng, pod=f"web-8b4c1e-{n}", first=AT))
+    judged = judge(change("web"), signals, {}, END)
+    db = signal("db", ERRORS, lambda m: 0.1 if 50 <= m < 58 else 0.002, rng)
+    hood = Neighbourhood(
+        callers={"db": ["web"]},
+        callees={"web": ["db"]},
+        troubled={("db", SignalKind.ERRORS): T0 + 50 * STEP},
+    )
+    assert reconsider([judged], [*signals, db], hood, END)[0].verdict == "cleared"
+
+
 def _growing(seed: int, old_as_bad: bool) -> Judgement:
     """``web`` rolled out at minute 40, its two old pods gone at minute 42: its new pods'
     errors climb from 10% to 40% by minute 44 (a callee's wrong answers reaching more of its
@@ -391,3 +447,26 @@ def test_a_callers_rise_that_came_with_trouble_of_its_own_is_not_the_changes(see
     twentyfold): it fails on its own network, not on what pricing's new build answers."""
     assert _sick_caller(seed, retransmits=0.02) == {"pricing": "suspect"}
     assert _sick_caller(seed, retransmits=0.4) == {"pricing": "cleared"}
+
+
+def _pool_caller(seed: int, pending: float) -> dict[str, str]:
+    """``web`` calls ``pricing`` (rolled out at minute 40, clean); web's errors rise from
+    minute 41, and requests waiting for one of its database client connections go from 0.5
+    to ``pending`` then."""
+    rng = np.random.default_rng(seed)
+    signals = rolled("pricing", rng, traffic=flat(100.0))
+    signals.append(signal("web", ERRORS, step(0.002, 0.03), rng))
+    signals.append(signal("web", LATENCY, flat(0.1), rng))
+    signals.append(signal("web", "db_client_connections_pending", step(0.5, pending), rng))
+    return verdicts_of(rollout_snapshot(signals, [("web", "pricing")], ["pricing"], "pool"))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_callers_rise_that_came_as_its_connection_pool_filled_is_not_the_changes(
+    seed: int,
+) -> None:
+    """web's errors rose in the minute requests began to queue for its database connections
+    (a client-side series, but the pool is web's own): it fails on its own pool, not on
+    what pricing's new build answers."""
+    assert _pool_caller(seed, pending=0.5) == {"pricing": "suspect"}
+    assert _pool_caller(seed, pending=20.0) == {"pricing": "cleared"}

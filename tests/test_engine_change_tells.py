@@ -123,6 +123,25 @@ def test_a_rollouts_late_errors_that_another_caller_of_a_changed_callee_shares_a
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
+def test_two_rolled_out_callers_failing_together_long_after_their_rollouts_share_a_cause(
+    seed: int,
+) -> None:
+    """``orders``, ``search`` and ``pricing``, which both call, all rolled out at minute 40;
+    pricing's own series stay clean. From minute 47 the new pods of orders and of search fail
+    5% together. Each, worse before/after, is suspect on its own series, and a suspect's
+    trouble counts from its change (minute 40) for its callers: but the two began to fail in
+    the same minute, seven minutes after their rollouts, so they share a cause, the changed
+    callee both depend on (pricing: suspect; both callers cleared)."""
+    rng = np.random.default_rng(seed)
+    signals = [*_failing_late("orders", rng, AT + 7), *_failing_late("search", rng, AT + 7)]
+    signals += rolled("pricing", rng)
+    edges = [("orders", "pricing"), ("search", "pricing")]
+    changed = ["orders", "search", "pricing"]
+    snapshot = rollout_snapshot(signals, edges, changed, "answered-wrong-both-rolled")
+    assert verdicts_of(snapshot) == {"orders": "cleared", "search": "cleared", "pricing": "suspect"}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
 def test_a_callers_rise_passed_up_more_than_one_call_does_not_count_against_the_change(
     seed: int,
 ) -> None:

@@ -50,11 +50,14 @@ class Shift:
     @property
     def onset(self) -> float | None:
         """The first of two samples in a row a third of the way from the median before to
-        the median after: when the rise (or, negated, the fall) began."""
+        the level after (its upper quartile): when the rise (or, negated, the fall) began.
+        Not the median after: a rise that held under half the minutes since the change
+        (it began late, or passed) leaves that near the level before, and the noise of the
+        minutes before the rise would date it."""
         if self.before.size == 0 or self.after.size < 2:
             return None
         base = float(np.median(self.before))
-        level = base + ONSET_SHARE * (float(np.median(self.after)) - base)
+        level = base + ONSET_SHARE * (float(np.percentile(self.after, 75)) - base)
         up = self.after > level
         both = np.flatnonzero(up[:-1] & up[1:])
         return float(self.after_times[both[0]]) if both.size else None

@@ -31,6 +31,7 @@ from agent.engine.neighbours import (
     callee_losses,
     lighter_since,
     loss_onset,
+    own_rise,
     requests,
     serving,
     towards,
@@ -101,23 +102,37 @@ def owners_of(
 
 
 def answered_wrong(
-    service: str, began: float, callees: Sequence[str], hood: Neighbourhood
+    service: str, began: float, callees: Sequence[str], hood: Neighbourhood, index: Index
 ) -> str | None:
     """A changed callee of ``service`` that answers wrong, where the service's errors
     ``began`` to rise with no dependency in trouble of its own: another caller of that callee,
     one that does not depend on ``service``, whose own errors began to rise within
-    :data:`TOGETHER_S` of it. Two services failing in the same minutes share a cause both
-    depend on; a build that answers wrong keeps its own series clean, so the callee they
-    share that changed is it, not the service's own rollout."""
+    :data:`TOGETHER_S` of it (:func:`_errors_began`). Two services failing in the same
+    minutes share a cause both depend on; a build that answers wrong keeps its own series
+    clean, so the callee they share that changed is it, not the service's own rollout."""
     for callee in callees:
         if callee == service or hood.changed.get(callee, math.inf) > began:
             continue
         for other in hood.callers.get(callee, ()):
             if other == service or service in hood.downstream(other):
                 continue
-            if abs(hood.troubled.get((other, SignalKind.ERRORS), math.inf) - began) <= TOGETHER_S:
+            if abs(_errors_began(other, hood, index) - began) <= TOGETHER_S:
                 return callee
     return None
+
+
+def _errors_began(service: str, hood: Neighbourhood, index: Index) -> float:
+    """When the service's own errors began to rise: for a changed service worse on them
+    since its change, from its series (a suspect's trouble counts from its change for its
+    callers, but two rolled-out callers of one callee fail together when their errors rose
+    together, however long after their rollouts); else from the detector's findings."""
+    rolled = hood.rolled.get(service)
+    worse = (
+        [c for c in rolled.comparisons if c.worse and c.kind is SignalKind.ERRORS] if rolled else []
+    )
+    if rolled is not None and worse:
+        return own_rise(rolled.change, index, worse)
+    return hood.troubled.get((service, SignalKind.ERRORS), math.inf)
 
 
 def followed_callee(
@@ -289,8 +304,9 @@ def follows(series: Series, share: Series, span: tuple[float, float]) -> float:
 def losses_of(
     open_: Sequence[Judgement], index: Index, hood: Neighbourhood, end: float
 ) -> dict[int, list[Comparison]]:
-    """Each change's callees that lost requests it no longer sends; where several changed
-    callers of one callee claim its loss, only one takes it (:func:`loss_taker`)."""
+    """Each change's callees that lost requests it no longer sends, but for a callee that
+    went down (its requests went with it, whoever calls it); where several changed callers
+    of one callee claim its loss, only one takes it (:func:`loss_taker`)."""
     found: dict[int, list[Comparison]] = {}
     claims: dict[str, list[tuple[float, int]]] = {}
     judged = {id(j): j for j in open_}
@@ -300,6 +316,7 @@ def losses_of(
         others = {
             callee: [c for c in hood.callers.get(callee, ()) if c != service]
             for callee in hood.callees.get(service, ())
+            if callee not in hood.down  # a target that went down serves nobody's requests
         }
         sole = frozenset(c for c, o in others.items() if changed.isdisjoint(o))
         found[id(j)] = callee_losses(j.change, index, others, end, sole)

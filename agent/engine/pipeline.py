@@ -26,6 +26,7 @@ from agent.engine.headroom import mark_headroom
 from agent.engine.hosts import colocated
 from agent.engine.hypothesis import strength
 from agent.engine.onset import onset_from_data
+from agent.engine.outages import gone_silent
 from agent.engine.rank import rank_services
 from agent.engine.service_score import ServiceScore
 from agent.engine.trouble import neighbourhood, reconsider
@@ -303,7 +304,8 @@ def _analyze(
     waiters, edges = _call_sides(snapshot.signals)
     versions = {pod: v for (_, pod), v in pod_versions(snapshot.signals, snapshot.changes).items()}
     judged = judge_changes(snapshot.changes, snapshot.signals, versions, start, split, end)
-    hood = neighbourhood(snapshot.topology, edges, metric_findings, judged)
+    down = gone_silent(metric_findings, snapshot.signals)
+    hood = neighbourhood(snapshot.topology, edges, metric_findings, judged, down)
     judged = reconsider(judged, snapshot.signals, hood, end)
     ranked = rank_services(
         metric_findings,

@@ -82,6 +82,7 @@ class Neighbourhood:
     unsized: Mapping[str, float] = field(default_factory=dict)  # trouble off the serving path
     rolled: Mapping[str, Judgement] = field(default_factory=dict)  # changed service -> its own
     sick: Mapping[str, float] = field(default_factory=dict)  # clear own trouble off the path
+    down: Mapping[str, float] = field(default_factory=dict)  # went silent as a whole, since
 
     def downstream(self, service: str) -> list[str]:
         """Everything ``service`` depends on, directly or not, nearest first."""
@@ -98,8 +99,19 @@ class Neighbourhood:
     ) -> bool:
         """Whether the service's own ``kinds`` went bad from ``since`` to ``by`` (give or
         take :data:`TOLERANCE_S`)."""
-        began = min((self.troubled.get((service, k), math.inf) for k in kinds), default=math.inf)
+        began = self.began(service, kinds, by)
         return since <= began < math.inf and (by is None or began <= by + TOLERANCE_S)
+
+    def began(self, service: str, kinds: Iterable[SignalKind], by: float | None) -> float:
+        """When the service's own ``kinds`` went bad: from its findings, or on errors and
+        latency from when it went down, if by ``by`` (to the sample: a target's data stops
+        when it does, so no onset is fuzzier)."""
+        kinds = list(kinds)
+        began = min((self.troubled.get((service, k), math.inf) for k in kinds), default=math.inf)
+        down = self.down.get(service, math.inf)
+        if set(kinds) & set(SERVING) and (by is None or down <= by):
+            return min(began, down)
+        return began
 
 
 def neighbourhood(
@@ -107,9 +119,12 @@ def neighbourhood(
     observed: Iterable[tuple[str, str]],
     findings: Sequence[SeriesFinding],
     judged: Sequence[Judgement],
+    down: Mapping[str, float] | None = None,
 ) -> Neighbourhood:
     """Callers and callees from the topology and the per-edge series; the services in
-    trouble of their own from the detector's findings and the same-minutes canary."""
+    trouble of their own from the detector's findings, the same-minutes canary, and
+    ``down`` (:func:`~agent.engine.outages.gone_silent`: on errors and latency from when it
+    stopped reporting, its callers' calls failing or timing out)."""
     edges = {(e.caller, e.callee) for e in topology.edges} if topology else set()
     callers: dict[str, list[str]] = {}
     callees: dict[str, list[str]] = {}
@@ -130,20 +145,25 @@ def neighbourhood(
     for j in judged:
         if j.verdict == "suspect" and any(c.worse and c.same_minutes for c in j.comparisons):
             _add_trouble(troubled, j)
-    return Neighbourhood(callers, callees, troubled, unsized=unsized, sick=_sick(findings))
+    sick, gone = _sick(findings), dict(down or {})
+    return Neighbourhood(callers, callees, troubled, unsized=unsized, sick=sick, down=gone)
 
 
 def _sick(findings: Sequence[SeriesFinding]) -> dict[str, float]:
-    """When each service's clear trouble off the serving path began: its CPU, disk or lost
-    packets up for a few samples, in a finding at least :data:`CLEAR_SHARE` of its strongest
-    one (a marginal blip on one pod, or throttling that eased, is not)."""
+    """When each service's clear trouble off the serving path began: its CPU, disk, lost
+    packets or connection pool up for a few samples, in a finding at least
+    :data:`CLEAR_SHARE` of its strongest one (a marginal blip on one pod, or throttling that
+    eased, is not). A pool of client connections is the service's own capacity, though its
+    series is named for the client side: requests queued for a connection wait on the pool
+    (its size, connections leaked or held), not on a callee's answers."""
     top: dict[str, float] = {}
     for f in findings:
         top[f.service] = max(top.get(f.service, 0.0), f.score)
     sick: dict[str, float] = {}
     for f in findings:
         clear = f.score >= CLEAR_SHARE * top[f.service] and f.run >= PERSISTENT
-        if f.kind in UNSIZED and _own(f) and f.direction > 0 and clear:
+        own = _own(f) or (f.kind is SignalKind.SATURATION and callee_of(f.signal) is None)
+        if f.kind in UNSIZED and own and f.direction > 0 and clear:
             sick[f.service] = min(sick.get(f.service, math.inf), f.onset)
     return sick
 
@@ -257,7 +277,7 @@ def _own_control(judgement: Judgement, index: Index, hood: Neighbourhood) -> Jud
     if carried(change.service, change.at.timestamp(), index, callees, kinds, hood.unsized):
         other = _dependency_in_trouble(change, hood, kinds, began, True)
     if other is None and kinds == {SignalKind.ERRORS}:
-        other = answered_wrong(change.service, began, callees, hood)
+        other = answered_wrong(change.service, began, callees, hood, index)
         how = "other callers of {}, which changed too, fail with it"
     if other is None and kinds == {SignalKind.ERRORS}:
         other = followed_callee(judgement, began, hood, index)
@@ -296,7 +316,7 @@ def _dependency_in_trouble(
     for callee in hood.downstream(change.service):
         if not hood.troubled_between(callee, kinds, since, by):
             continue
-        began = min(hood.troubled.get((callee, k), math.inf) for k in kinds)
+        began = hood.began(callee, kinds, by)
         ramping = callee in hood.suspect and began >= hood.changed[callee] - TOLERANCE_S
         if with_it and by is not None and began < by - TOLERANCE_S and not ramping:
             continue
@@ -357,18 +377,20 @@ def _through(culprit: str, rising: set[str], hood: Neighbourhood) -> str | None:
 
 def _culprit(rise: Rise, change: Change, hood: Neighbourhood, index: Index) -> str | None:
     """Another dependency of the caller (or of the changed service) in trouble of its own on
-    the rise's signal by the time the rise began; the caller's own, only if one of its
-    other direct callees rose anywhere near as much as the caller did (:func:`carried`)."""
+    the rise's signal by the time the rise began, nearest first; the caller's own only where
+    the direct callee it reaches the caller through rose anywhere near as much as the caller
+    did (:func:`carried`: another callee's trouble does not make it big enough)."""
     at = change.at.timestamp()
-    others = [c for c in hood.downstream(rise.caller) if c != change.service]
-    found = next(
-        (o for o in others if hood.troubled_between(o, {rise.kind}, at - LEAD_S, rise.onset)),
-        None,
-    )
     direct = [c for c in hood.callees.get(rise.caller, ()) if c != change.service]
-    if found is not None and not carried(rise.caller, at, index, direct, {rise.kind}, hood.unsized):
-        found = None
-    return found or _dependency_in_trouble(change, hood, {rise.kind}, rise.onset)
+    for other in hood.downstream(rise.caller):
+        if other == change.service:
+            continue
+        if not hood.troubled_between(other, {rise.kind}, at - LEAD_S, rise.onset):
+            continue
+        via = [c for c in direct if c == other or other in hood.downstream(c)]
+        if carried(rise.caller, at, index, via, {rise.kind}, hood.unsized):
+            return other
+    return _dependency_in_trouble(change, hood, {rise.kind}, rise.onset)
 
 
 def _timeouts_of(
