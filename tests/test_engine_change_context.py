@@ -36,10 +36,11 @@ from rollout_support import (
 )
 
 from agent.engine.canary import OLD_AS_BAD, RESTARTS, Comparison, Judgement, judge
+from agent.engine.hood import Neighbourhood, neighbourhood
 from agent.engine.neighbours import caller_rises, index_of
 from agent.engine.rank import _began
 from agent.engine.service_score import ServiceScore, strength_by
-from agent.engine.trouble import Neighbourhood, neighbourhood, reconsider
+from agent.engine.trouble import reconsider
 from agent.models import Signal, SignalKind, Stats
 from agent.snapshot import WindowSpec
 

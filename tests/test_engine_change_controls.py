@@ -32,7 +32,8 @@ from rollout_support import (
 )
 
 from agent.engine.canary import OLD_AS_BAD, judge
-from agent.engine.trouble import Neighbourhood, _dependency_in_trouble, reconsider
+from agent.engine.hood import Neighbourhood
+from agent.engine.trouble import _dependency_in_trouble, reconsider
 from agent.models import Change, Signal, SignalKind
 
 

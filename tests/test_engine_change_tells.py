@@ -34,7 +34,8 @@ from rollout_support import (
 )
 
 from agent.engine.canary import OLD_WELL, judge
-from agent.engine.trouble import Neighbourhood, reconsider
+from agent.engine.hood import Neighbourhood
+from agent.engine.trouble import reconsider
 from agent.models import Signal, SignalKind
 
 

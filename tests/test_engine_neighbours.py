@@ -29,10 +29,11 @@ from rollout_support import (
 
 from agent.engine.canary import judge
 from agent.engine.detect.series import SeriesFinding
+from agent.engine.hood import Neighbourhood
 from agent.engine.neighbours import aggregate
 from agent.engine.pipeline import analyze
 from agent.engine.rank import _draining
-from agent.engine.trouble import Neighbourhood, reconsider
+from agent.engine.trouble import reconsider
 from agent.models import Change, FaultType, Signal, SignalKind, Stats
 from agent.snapshot import Snapshot
 

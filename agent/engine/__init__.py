@@ -8,7 +8,8 @@ The stages, in the order :func:`analyze` runs them:
 3. **hypotheses** (:mod:`agent.engine.hypothesis`): the fault type each service's findings
    point to; **changes**: each change in the window judged canary style on its own pods
    (:mod:`agent.engine.canary`), then with its callers and callees in view and what else
-   explains them (:mod:`agent.engine.neighbours`, :mod:`agent.engine.trouble`);
+   explains them (:mod:`agent.engine.neighbours`, :mod:`agent.engine.hood`,
+   :mod:`agent.engine.outages`, :mod:`agent.engine.trouble`);
 4. **call-graph explain** (:mod:`agent.engine.callgraph`): a service waiting on an anomalous
    dependency is discounted, one whose callers suffer is consistent with a cause;
 5. **score** (:mod:`agent.engine.service_score`, :mod:`agent.engine.rank`): the ranked

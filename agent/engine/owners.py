@@ -17,12 +17,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from agent.engine.canary import Comparison, Judgement
 from agent.engine.detect.kinds import kind_of
+from agent.engine.hood import Neighbourhood
 from agent.engine.neighbours import (
     Index,
     Rise,
@@ -37,9 +37,6 @@ from agent.engine.neighbours import (
     towards,
 )
 from agent.models import SignalKind
-
-if TYPE_CHECKING:
-    from agent.engine.trouble import Neighbourhood
 
 ONSET_SLACK_S = 60.0  # a change this much after a rise began may still have caused it
 FIT_MARGIN_S = 600.0  # the rollouts' progress is set against the rise this long either side

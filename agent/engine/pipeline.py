@@ -23,13 +23,14 @@ from agent.engine.detect.logs import mine_logs
 from agent.engine.detect.series import MIN_BASELINE_POINTS, score_signals
 from agent.engine.evidence import build_evidence
 from agent.engine.headroom import mark_headroom
+from agent.engine.hood import neighbourhood
 from agent.engine.hosts import colocated
 from agent.engine.hypothesis import strength
 from agent.engine.onset import onset_from_data
 from agent.engine.outages import gone_silent
 from agent.engine.rank import rank_services
 from agent.engine.service_score import ServiceScore
-from agent.engine.trouble import neighbourhood, reconsider
+from agent.engine.trouble import reconsider
 from agent.models import (
     Analysis,
     Candidate,
