@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from agent.engine.canary import RESTARTS, Judgement
-from agent.engine.detect.kinds import callee_of, side_of
+from agent.engine.detect.kinds import callee_of, own_series
 from agent.engine.detect.series import SeriesFinding
 from agent.engine.service_score import CLEAR_SHARE
 from agent.models import SignalKind, Topology
@@ -96,7 +96,7 @@ def neighbourhood(
     for f in findings:
         # A sample or two is a draining pod's last requests or a glitch, not trouble.
         lasting = f.run >= PERSISTENT and not f.at_data_end and not f.pinned
-        own = _own(f)
+        own = own_series(f.signal)
         if f.kind in SERVING and lasting and own and f.direction > 0:
             key = (f.service, f.kind)
             troubled[key] = min(troubled.get(key, math.inf), f.onset)
@@ -122,15 +122,12 @@ def _sick(findings: Sequence[SeriesFinding]) -> dict[str, float]:
     sick: dict[str, float] = {}
     for f in findings:
         clear = f.score >= CLEAR_SHARE * top[f.service] and f.run >= PERSISTENT
-        own = _own(f) or (f.kind is SignalKind.SATURATION and callee_of(f.signal) is None)
+        own = own_series(f.signal) or (
+            f.kind is SignalKind.SATURATION and callee_of(f.signal) is None
+        )
         if f.kind in UNSIZED and own and f.direction > 0 and clear:
             sick[f.service] = min(sick.get(f.service, math.inf), f.onset)
     return sick
-
-
-def _own(f: SeriesFinding) -> bool:
-    """Whether the finding is the service's own (not what it waits on from a callee)."""
-    return side_of(f.signal) != "client" and callee_of(f.signal) is None
 
 
 def add_trouble(troubled: dict[tuple[str, SignalKind], float], j: Judgement) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from agent.engine.canary import LEAD_S, MIN_SAMPLES, Comparison
-from agent.engine.detect.kinds import callee_of, kind_of, side_of
+from agent.engine.detect.kinds import callee_of, kind_of, own_series
 from agent.engine.mannwhitney import ALPHA, is_worse, mann_whitney_greater, stats_of
 from agent.models import Change, Signal, SignalKind
 
@@ -97,11 +97,7 @@ def aggregate(signals: Sequence[Signal], total: bool) -> Series:
 def _serving(index: Index, service: str, kind: SignalKind) -> list[Signal]:
     """The service's own serving series of one kind, first name only: service-level series
     where kept, else its pods' (a mix of names would mix p50 with p99)."""
-    own = [
-        s
-        for s in index.get(service, ())
-        if kind_of(s) is kind and side_of(s) != "client" and callee_of(s) is None
-    ]
+    own = [s for s in index.get(service, ()) if kind_of(s) is kind and own_series(s)]
     level = [s for s in own if s.pod is None] or own
     first = min((s.name for s in level), default=None)
     return [s for s in level if s.name == first]

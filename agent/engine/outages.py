@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from agent.engine.detect.kinds import callee_of, kind_of, side_of
+from agent.engine.detect.kinds import kind_of, own_series
 from agent.engine.detect.series import SeriesFinding
 from agent.models import Signal, SignalKind
 
@@ -28,8 +28,7 @@ def gone_silent(findings: Sequence[SeriesFinding], signals: Sequence[Signal]) ->
     stopped: dict[str, dict[str | None, float]] = {}
     back: set[str] = set()
     for f in findings:
-        own = side_of(f.signal) != "client" and callee_of(f.signal) is None
-        if f.direction == 0 and own and f.kind is not SignalKind.CHANGE:
+        if f.direction == 0 and own_series(f.signal) and f.kind is not SignalKind.CHANGE:
             pods = stopped.setdefault(f.signal.service, {})
             pods[f.signal.pod] = min(pods.get(f.signal.pod, math.inf), f.onset)
             if f.end < f.signal.timestamps[-1]:

@@ -146,6 +146,12 @@ def side_of(signal: Signal) -> str | None:
 _HOST = re.compile(r"^(?:kube_)?node_|^Node[A-Z]")
 
 
+def own_series(signal: Signal) -> bool:
+    """Whether the series is the service's own: neither what it waits for from its
+    dependencies (client side) nor a per-edge series about one callee."""
+    return side_of(signal) != "client" and callee_of(signal) is None
+
+
 def host_level(signal: Signal) -> bool:
     """Whether the series measures the node the pod runs on rather than the pod: it moves for
     whatever else runs there too, so it cannot single out one service."""
