@@ -18,6 +18,7 @@ MINUTES = 60
 AT = 40  # the rollouts' minute
 END = T0 + (MINUTES - 1) * STEP
 ERRORS, TRAFFIC = "http_requests_5xx:ratio", "http_requests:rate"
+LATENCY = "http_request_duration_seconds:p99"
 Level = Callable[[int], float]
 
 

@@ -1,13 +1,12 @@
 """What else a change's evidence may be: on small synthetic rollouts, a caller's errors that
 came with its wait on another slow dependency, a crashing dependency, trouble on every pod of
-the changed service, old or new, a dependency's trouble too small to be a build's failures,
-a caller's rise passed up through another caller or explained by another dependency too
-small to (agent.engine.trouble), new pods a little slower than all pods before them, old
+the changed service, old or new, a dependency's trouble too small to be a build's failures
+(agent.engine.trouble), new pods a little slower than all pods before them, old
 pods as bad as the new ones side by side (agent.engine.old_pods), and a rollout the better
 part of an hour before the alert (agent.engine.canary); and, in the ranking, what a suspect
 rollout explains (agent.engine.service_score) and when its trouble began
-(agent.engine.rank). Which of several rollouts takes a neighbour's trouble is
-tests/test_engine_change_owners.py.
+(agent.engine.rank). Whose trouble a caller's rise is, is tests/test_engine_change_culprits.py;
+which of several rollouts takes a neighbour's trouble, tests/test_engine_change_owners.py.
 
 An hour of 1-minute samples; the rollouts land at minute 40.
 """
@@ -23,6 +22,7 @@ from rollout_support import (
     AT,
     END,
     ERRORS,
+    LATENCY,
     STEP,
     T0,
     change,
@@ -43,8 +43,6 @@ from agent.engine.service_score import ServiceScore, strength_by
 from agent.engine.trouble import reconsider
 from agent.models import Signal, SignalKind, Stats
 from agent.snapshot import WindowSpec
-
-LATENCY = "http_request_duration_seconds:p99"
 
 
 def _waiting_caller(seed: int, caller_waits: bool, other_slow: bool) -> dict[str, str]:
@@ -301,78 +299,6 @@ def test_a_dependency_whose_trouble_is_too_small_does_not_explain_a_failing_buil
     assert verdict(0.004, unsized) == "cleared"
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_a_callers_rise_passed_up_through_another_caller_does_not_count_against_the_change(
-    seed: int,
-) -> None:
-    """``cart`` (rolled out at minute 40, its own series clean) answers wrong: ``checkout``,
-    which calls it, fails from minute 41, and so does ``web``, which calls both. web's rise
-    is checkout's passed up (checkout is its dependency, in trouble of its own), so it says
-    nothing of cart either way: checkout, the one caller left to judge by, makes cart
-    suspect, where before half its callers failing was not most of them."""
-    rng = np.random.default_rng(seed)
-    signals = rolled("cart", rng)
-    signals.append(signal("checkout", ERRORS, step(0.002, 0.05), rng))
-    signals.append(signal("web", ERRORS, step(0.002, 0.05), rng))
-    edges = [("web", "checkout"), ("web", "cart"), ("checkout", "cart")]
-    snapshot = rollout_snapshot(signals, edges, ["cart"], "passed-up")
-    assert verdicts_of(snapshot) == {"cart": "suspect"}
-
-
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_another_dependencys_trouble_too_small_does_not_explain_a_callers_rise(
-    seed: int,
-) -> None:
-    """web calls ``pricing`` (rolled out at minute 40, clean) and ``search``; web's errors
-    go from 0.2% to 5% from minute 41 as search's go to 5% (search explains them: pricing
-    is cleared) or to 0.4% (web would fail twelve times as much as it is failed: pricing's
-    wrong answers, suspect)."""
-    rng = np.random.default_rng(seed)
-    signals = [*rolled("pricing", rng), signal("web", ERRORS, step(0.002, 0.05), rng)]
-    judged = judge(change("pricing"), signals, {}, END)
-    hood = Neighbourhood(
-        callers={"pricing": ["web"], "search": ["web"]},
-        callees={"web": ["pricing", "search"]},
-        troubled={
-            ("web", SignalKind.ERRORS): T0 + (AT + 1) * STEP,
-            ("search", SignalKind.ERRORS): T0 + (AT + 1) * STEP,
-        },
-    )
-
-    def verdict(search_after: float) -> str:
-        search = signal("search", ERRORS, step(0.002, search_after), rng)
-        return reconsider([judged], [*signals, search], hood, END)[0].verdict
-
-    assert verdict(0.05) == "cleared"
-    assert verdict(0.004) == "suspect"
-
-
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_a_dependency_too_small_to_explain_a_rise_is_not_made_big_by_another_callees_trouble(
-    seed: int,
-) -> None:
-    """web calls ``pricing`` (rolled out at minute 40, clean), ``search`` and ``cache``; web's
-    errors go from 0.2% to 5% from minute 41, search's only to 0.25% (in trouble, but too
-    little to explain them), and cache's CPU goes bad at minute 41 (its trouble would carry
-    to web, but cache is not in trouble on errors, and search is not cache): pricing's wrong
-    answers are left (suspect), not search's errors (cleared)."""
-    rng = np.random.default_rng(seed)
-    signals = [*rolled("pricing", rng), signal("web", ERRORS, step(0.002, 0.05), rng)]
-    signals.append(signal("search", ERRORS, step(0.002, 0.0025), rng))
-    signals.append(signal("cache", ERRORS, flat(0.002), rng))
-    judged = judge(change("pricing"), signals, {}, END)
-    hood = Neighbourhood(
-        callers={"pricing": ["web"], "search": ["web"], "cache": ["web"]},
-        callees={"web": ["pricing", "search", "cache"]},
-        troubled={
-            ("web", SignalKind.ERRORS): T0 + (AT + 1) * STEP,
-            ("search", SignalKind.ERRORS): T0 + (AT + 1) * STEP,
-        },
-        unsized={"cache": T0 + (AT + 1) * STEP},
-    )
-    assert reconsider([judged], signals, hood, END)[0].verdict == "suspect"
-
-
 def _blip_then_failing(m: int) -> float:
     """A new pod's errors: 0.2%, but 1% at minutes 45 and 46 (a blip), 10% from minute 50 to
     57."""
@@ -428,46 +354,3 @@ def test_old_pods_as_bad_as_the_new_ones_side_by_side_clear_a_build(seed: int) -
     cleared; old pods that stayed well beside failing new ones leave it suspect."""
     assert _growing(seed, old_as_bad=True).verdict == "cleared"
     assert _growing(seed, old_as_bad=False).verdict == "suspect"
-
-
-def _sick_caller(seed: int, retransmits: float) -> dict[str, str]:
-    """``web`` calls ``pricing`` (rolled out at minute 40, clean); web's errors rise from
-    minute 41, and its own TCP retransmits go from 0.02/s to ``retransmits`` then."""
-    rng = np.random.default_rng(seed)
-    signals = rolled("pricing", rng, traffic=flat(100.0))
-    signals.append(signal("web", ERRORS, step(0.002, 0.03), rng))
-    signals.append(signal("web", LATENCY, flat(0.1), rng))
-    lost = signal("web", "tcp_retransmits:rate", step(0.02, retransmits), rng)
-    signals.append(lost.model_copy(update={"kind": SignalKind.OTHER}))
-    return verdicts_of(rollout_snapshot(signals, [("web", "pricing")], ["pricing"], "sick"))
-
-
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_a_callers_rise_that_came_with_trouble_of_its_own_is_not_the_changes(seed: int) -> None:
-    """web's errors rose in the minute its own packets began to be lost (retransmits up
-    twentyfold): it fails on its own network, not on what pricing's new build answers."""
-    assert _sick_caller(seed, retransmits=0.02) == {"pricing": "suspect"}
-    assert _sick_caller(seed, retransmits=0.4) == {"pricing": "cleared"}
-
-
-def _pool_caller(seed: int, pending: float) -> dict[str, str]:
-    """``web`` calls ``pricing`` (rolled out at minute 40, clean); web's errors rise from
-    minute 41, and requests waiting for one of its database client connections go from 0.5
-    to ``pending`` then."""
-    rng = np.random.default_rng(seed)
-    signals = rolled("pricing", rng, traffic=flat(100.0))
-    signals.append(signal("web", ERRORS, step(0.002, 0.03), rng))
-    signals.append(signal("web", LATENCY, flat(0.1), rng))
-    signals.append(signal("web", "db_client_connections_pending", step(0.5, pending), rng))
-    return verdicts_of(rollout_snapshot(signals, [("web", "pricing")], ["pricing"], "pool"))
-
-
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_a_callers_rise_that_came_as_its_connection_pool_filled_is_not_the_changes(
-    seed: int,
-) -> None:
-    """web's errors rose in the minute requests began to queue for its database connections
-    (a client-side series, but the pool is web's own): it fails on its own pool, not on
-    what pricing's new build answers."""
-    assert _pool_caller(seed, pending=0.5) == {"pricing": "suspect"}
-    assert _pool_caller(seed, pending=20.0) == {"pricing": "cleared"}

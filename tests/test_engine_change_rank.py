@@ -17,6 +17,7 @@ import pytest
 from rollout_support import (
     AT,
     ERRORS,
+    LATENCY,
     STEADY,
     STEP,
     T0,
@@ -31,7 +32,6 @@ from rollout_support import (
 from agent.engine.pipeline import analyze
 from agent.models import Change, Signal
 
-LATENCY = "http_request_duration_seconds:p99"
 CPU = "container_cpu_usage_seconds:rate"
 
 

@@ -19,6 +19,7 @@ from rollout_support import (
     AT,
     END,
     ERRORS,
+    LATENCY,
     STEADY,
     STEP,
     T0,
@@ -71,9 +72,6 @@ def test_new_pods_failing_beside_old_ones_that_stayed_well_are_not_cleared_by_a_
     suspect. Old pods at 4% (not as bad as the new ones, not well either) leave it to db."""
     assert _beside(seed, old_errors=0.002) == ("suspect", True)
     assert _beside(seed, old_errors=0.04) == ("cleared", False)
-
-
-LATENCY = "http_request_duration_seconds:p99"
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
