@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.engine.detect.logs import LogFinding
+from agent.engine.detect.logfinding import LogFinding
 from agent.engine.detect.series import SeriesFinding
 from agent.models import Signal, SignalKind, Stats
 

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agent.engine.detect.logs import _signatures, mine_logs
+from agent.engine.detect.logfinding import signatures_of
+from agent.engine.detect.logs import mine_logs
 from agent.engine.detect.logshape import Shapes, headline, mask
 from agent.models import LogRecord
 
@@ -253,4 +254,4 @@ def test_a_burst_is_dated_when_the_rate_rose_not_at_its_first_line_in_the_incide
     ],
 )
 def test_only_a_line_about_a_new_build_reads_as_a_deploy(line: str, deploy: bool) -> None:
-    assert ("deploy" in _signatures(line.lower())) is deploy
+    assert ("deploy" in signatures_of(line.lower())) is deploy

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from agent.engine.detect.kinds import CAUSE_KINDS
-from agent.engine.detect.logs import APPEARED, LogFinding
+from agent.engine.detect.logfinding import APPEARED, LogFinding
 from agent.engine.detect.series import SeriesFinding
 from agent.engine.service_score import ServiceScore, blames, crashed, strength_by, symptoms
 from agent.models import SignalKind, Topology

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
-from agent.engine.detect.logs import LogFinding
+from agent.engine.detect.logfinding import LogFinding
 from agent.engine.detect.series import SeriesFinding
 from agent.engine.service_score import ServiceScore
 from agent.models import Evidence, Stats

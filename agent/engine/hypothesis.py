@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from agent.engine.detect.kinds import side_of
-from agent.engine.detect.logs import LogFinding
+from agent.engine.detect.logfinding import LogFinding
 from agent.engine.detect.series import SeriesFinding
 from agent.models import FaultType, SignalKind
 

@@ -38,7 +38,7 @@ from agent.engine.callgraph import (
     doubt_unfelt_silences,
 )
 from agent.engine.canary import RESTARTS, Comparison, Judgement
-from agent.engine.detect.logs import LogFinding
+from agent.engine.detect.logfinding import LogFinding
 from agent.engine.detect.series import SeriesFinding
 from agent.engine.harm import apply_own_symptoms, doubt_quiet_logs
 from agent.engine.headroom import AT_LIMIT, HEADROOM

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 from agent.engine.detect.kinds import CAUSE_KINDS, host_level, side_of
-from agent.engine.detect.logs import APPEARED, LogFinding
+from agent.engine.detect.logfinding import APPEARED, LogFinding
 from agent.engine.detect.series import SeriesFinding
 from agent.engine.headroom import FAR_WEIGHT
 from agent.engine.hypothesis import strength

@@ -1,4 +1,5 @@
-"""Log findings: new, bursting and stopped templates, services going silent, error-rate shifts.
+"""Log findings: new, bursting and stopped templates, and (from :mod:`.servicelogs`) services
+going silent, error-share shifts and where failing traces began.
 
 Each line's template comes from :mod:`agent.engine.detect.logshape` (Drain3 over masked headlines);
 here templates are tallied per service and level, before and during the incident, and scored.
@@ -11,78 +12,21 @@ without lines would read a steady service as one that went quiet.
 from __future__ import annotations
 
 import math
-import re
-from collections import Counter
-from dataclasses import dataclass, field, replace
-from typing import Literal
+from dataclasses import replace
 
+from agent.engine.detect.logfinding import (
+    ERROR_LEVELS,
+    SCORE_CAP,
+    LogFinding,
+    Pattern,
+    Rates,
+    Tally,
+    signatures_of,
+)
 from agent.engine.detect.logshape import Shapes, headline
-from agent.engine.detect.traces import ErrorTraces, TraceOrigin, poisson_z
+from agent.engine.detect.servicelogs import origin_finding, service_findings
+from agent.engine.detect.traces import ErrorTraces, poisson_z
 from agent.models import LogRecord
-
-Pattern = Literal["new", "unbaselined", "burst", "vanished", "stopped", "error_rate", "origin"]
-# Templates that appeared in the incident: "unbaselined" when no log line at all lies in the
-# baseline, so the template may be as old as the service and only the logs are new.
-APPEARED: frozenset[str] = frozenset({"new", "unbaselined", "burst"})
-ERROR_LEVELS = frozenset({"ERROR", "CRITICAL", "SEVERE", "PANIC", "ALERT", "EMERGENCY"})
-_LEVEL_WEIGHT = {"ERROR": 1.0, "CRITICAL": 1.0, "WARN": 0.7}
-SCORE_CAP = 50.0
-
-SIGNATURES: dict[str, re.Pattern[str]] = {
-    "oom": re.compile(
-        r"out ?of ?memory|\boom|memory limit|killed process|heap space|cannot allocate"
-    ),
-    "disk": re.compile(
-        r"no space left|disk (?:is )?full|disk (?:usage|space)|enospc|quota exceeded|"
-        r"read-only file ?system|filesystem .*(?:full|usage)"
-    ),
-    "pool": re.compile(
-        r"\bpool|acquire (?:a )?connection|too many connections|connections? exhausted"
-    ),
-    "refused": re.compile(
-        r"refused|unavailable|no route to host|could not connect|connect(?:ion)? failed|dial tcp|"
-        r"name resolution|unreachable|upstream connect|no healthy upstream|not resolve"
-    ),
-    "reset": re.compile(r"reset|broken pipe|retransmi|packet|checksum|eof"),
-    "timeout": re.compile(r"time ?out|timed out|deadline exceeded"),
-    "upstream": re.compile(
-        r"error (?:calling|from|contacting|talking to)|bad gateway|service unavailable|"
-        r"internal server error|unexpected status|upstream"
-    ),
-    # A line that says a new build is starting or rolled out; not one that mentions an image
-    # (a captcha, an upload) or releases a lock.
-    "deploy": re.compile(
-        r"deploy|rollout|new version|version v?\d|releas(?:e|ed|ing) v?\d|new release|"
-        r"starting .*v\d|(?:pull(?:ing|ed)?|new) image|image (?:pull|tag|update|change)"
-    ),
-    "exception": re.compile(
-        r"exception|traceback|panic|stack ?trace|segfault|nil pointer|\berror:"
-    ),
-    "slow": re.compile(r"slow|took <\*>|latency|exceeded threshold"),
-    "cpu": re.compile(r"cpu|throttl|starv"),
-}
-
-
-@dataclass(frozen=True)
-class LogFinding:
-    service: str
-    pattern: Pattern
-    template: str
-    level: str
-    baseline_count: int
-    incident_count: int
-    baseline_rate: float  # lines per minute
-    incident_rate: float
-    score: float
-    onset: float
-    end: float
-    sample: str | None
-    signatures: frozenset[str]
-    mentions: frozenset[str]  # other services named in the template, e.g. a refused peer
-    link: str | None = None  # where to read these lines (a Kibana Discover URL), if known
-    logs_start: float | None = None  # the first line, when none lies before the incident
-    # "origin": services that logged errors later in the same traces (they called it)
-    followers: frozenset[str] = frozenset()
 
 
 def _drop_z(observed: float, expected: float) -> float:
@@ -94,6 +38,8 @@ def _drop_z(observed: float, expected: float) -> float:
     return math.sqrt(2.0 * (expected - observed + tail))
 
 
+_LEVEL_WEIGHT = {"ERROR": 1.0, "CRITICAL": 1.0, "WARN": 0.7}
+
 # A template that stopped counts only if this many lines were due and at most this share came.
 STOPPED_MIN_EXPECTED = 6.0
 STOPPED_MAX_SHARE = 0.25
@@ -103,7 +49,7 @@ FAULT_SIGNATURES = frozenset({"oom", "disk", "pool", "exception"})
 NOVELTY_GAIN = 1.6
 
 
-def _novelty(tally: _Tally, rates: _Rates) -> float:
+def _novelty(tally: Tally, rates: Rates) -> float:
     """How unlikely it is that a template seen only in the incident is just rare.
 
     A template with a steady rate lands all its ``k`` lines in the incident part with
@@ -115,7 +61,7 @@ def _novelty(tally: _Tally, rates: _Rates) -> float:
     return NOVELTY_GAIN * math.sqrt(-2.0 * tally.incident * math.log(share))
 
 
-def _burst_onset(tally: _Tally, rates: _Rates) -> float:
+def _burst_onset(tally: Tally, rates: Rates) -> float:
     """When a template that was already there began to come faster (Poisson CUSUM).
 
     Its first line in the incident part says nothing: it was due anyway. The onset is the
@@ -141,34 +87,6 @@ def _mentions(template: str, services: frozenset[str], own: str) -> frozenset[st
     return frozenset(s for s in services if s != own and len(s) > 2 and s.lower() in lowered)
 
 
-def _signatures(text: str) -> frozenset[str]:
-    lowered = text.lower()
-    return frozenset(name for name, rx in SIGNATURES.items() if rx.search(lowered))
-
-
-@dataclass
-class _Tally:
-    baseline: int = 0
-    incident: int = 0
-    first_incident: float = math.inf
-    sample: str | None = None
-    times: list[float] = field(default_factory=list)  # of the incident's lines
-
-
-@dataclass(frozen=True)
-class _Rates:
-    base_minutes: float
-    inc_minutes: float
-    split: float
-    end: float
-    logs_start: float | None = None  # set when the baseline holds no line: nothing is "new"
-    logs_end: float | None = None  # the last line, set with logs_start
-
-    @property
-    def scale(self) -> float:
-        return self.inc_minutes / self.base_minutes
-
-
 def mine_logs(
     records: list[LogRecord],
     start: float,
@@ -181,7 +99,7 @@ def mine_logs(
     """Log findings for the incident part ``[split, end]`` against the baseline before it."""
     shapes = Shapes()
     traces = ErrorTraces()
-    tallies: dict[tuple[str, int, str], _Tally] = {}
+    tallies: dict[tuple[str, int, str], Tally] = {}
     links: dict[str, str] = {}
     first, last = math.inf, -math.inf
     for record in records:
@@ -205,7 +123,7 @@ def mine_logs(
         key = (record.service, shape.cluster, level)
         tally = tallies.get(key)
         if tally is None:
-            tally = tallies[key] = _Tally()
+            tally = tallies[key] = Tally()
         if t < split:
             tally.baseline += 1
         else:
@@ -216,7 +134,7 @@ def mine_logs(
                 tally.sample = record.message
 
     start, end = _covered(first, last, start, split, end)
-    rates = _Rates(
+    rates = Rates(
         max((split - start) / 60.0, 1e-6),
         max((end - split) / 60.0, 1e-6),
         split,
@@ -242,12 +160,12 @@ def mine_logs(
         if key not in told or finding.score > told[key].score:
             told[key] = finding
     findings.extend(told.values())
-    shifts, silent = _service_findings(tallies, rates, threshold)
+    shifts, silent = service_findings(tallies, rates, threshold)
     # A service that went silent as a whole says so once, not once per template.
     findings = [f for f in findings if not (f.pattern == "stopped" and f.service in silent)]
     findings.extend(shifts)
     origins = (
-        _origin_finding(o, shapes.templates.template(o.cluster), rates)
+        origin_finding(o, shapes.templates.template(o.cluster), rates)
         for o in traces.origins(split, rates.base_minutes, rates.inc_minutes, threshold)
     )
     findings.extend(f for f in origins if f.score >= threshold)
@@ -273,8 +191,8 @@ def _template_finding(
     service: str,
     template: str,
     level: str,
-    tally: _Tally,
-    rates: _Rates,
+    tally: Tally,
+    rates: Rates,
     burst_ratio: float,
     threshold: float,
     services: frozenset[str],
@@ -288,14 +206,14 @@ def _template_finding(
     expected = tally.baseline * rates.scale
     pattern: Pattern
     sample = headline(tally.sample or "") or None
-    signatures = _signatures(f"{template} {sample or ''}")
+    signatures = signatures_of(f"{template} {sample or ''}")
     mentions = _mentions(template, services, service)
     weight = _LEVEL_WEIGHT.get(level, 0.4)
     onset = tally.first_incident
     if tally.incident <= STOPPED_MAX_SHARE * expected and expected >= STOPPED_MIN_EXPECTED:
         pattern, raw, weight, onset = "stopped", _drop_z(tally.incident, expected), 1.0, rates.split
         # What a stopped line says is not news, nor a peer's failure: no sample, no mentions.
-        sample, mentions, signatures = None, frozenset(), _signatures(template)
+        sample, mentions, signatures = None, frozenset(), signatures_of(template)
     elif tally.incident == 0:
         return None
     elif tally.baseline == 0 and tally.incident >= 2:
@@ -328,125 +246,3 @@ def _template_finding(
         mentions=mentions,
         logs_start=rates.logs_start,
     )
-
-
-# How surprising (z-like) a late start within the logs must be for an origin to count in full.
-LATE_START_Z = 2.0
-
-
-def _late_start(count: int, onset: float, rates: _Rates) -> float:
-    """What share of its score a service's first errors of traces keep when the logs begin
-    after the split, so no baseline line says whether those errors are new.
-
-    The logs' own first stretch is then the baseline: ``count`` traces that failed at a steady
-    rate all land after the first one, ``onset - logs_start`` into a span of ``T`` seconds, with
-    probability ``((T - gap) / T) ** count``. Errors there from the first line on may be as old
-    as the service (one that fails some look-ups in every incident); errors that
-    began while the logs were already flowing are news. (Applied to unbaselined templates
-    too, it cost fault types and ranks on the real alert suites: docs/benchmarks.md.)
-    """
-    if rates.logs_start is None or rates.logs_end is None:
-        return 1.0
-    span = rates.logs_end - rates.logs_start
-    gap = onset - rates.logs_start
-    if span <= 0 or gap <= 0 or gap >= span:
-        return 0.0 if gap <= 0 else 1.0
-    z = math.sqrt(-2.0 * count * math.log((span - gap) / span))
-    return min(1.0, z / LATE_START_Z)
-
-
-def _origin_finding(origin: TraceOrigin, template: str, rates: _Rates) -> LogFinding:
-    """A service that logged the first error of many more traces than before: requests began
-    to fail there, and ``followers`` logged their errors about it afterwards."""
-    return LogFinding(
-        service=origin.service,
-        pattern="origin",
-        template=template,
-        level="ERROR",
-        baseline_count=origin.baseline_count,
-        incident_count=origin.incident_count,
-        baseline_rate=origin.baseline_count / rates.base_minutes,
-        incident_rate=origin.incident_count / rates.inc_minutes,
-        score=min(SCORE_CAP, origin.score)
-        * _late_start(origin.incident_count, origin.onset, rates),
-        onset=origin.onset,
-        end=rates.end,
-        sample=headline(origin.sample) or None,
-        signatures=_signatures(template),
-        mentions=frozenset(),
-        followers=origin.followers,
-    )
-
-
-def _service_findings(
-    tallies: dict[tuple[str, int, str], _Tally], rates: _Rates, threshold: float
-) -> tuple[list[LogFinding], set[str]]:
-    """Whole-service shifts: the service went quiet, or its share of error lines jumped."""
-    totals: dict[str, Counter[str]] = {}
-    late_start = rates.split + (rates.end - rates.split) / 2
-    for (service, _, level), tally in tallies.items():
-        counts = totals.setdefault(service, Counter())
-        counts["base"] += tally.baseline
-        counts["inc"] += tally.incident
-        counts["late"] += sum(t >= late_start for t in tally.times)
-        if level in ERROR_LEVELS:
-            counts["base_err"] += tally.baseline
-            counts["inc_err"] += tally.incident
-    found: list[LogFinding] = []
-    for service, counts in totals.items():
-        found.extend(_service_shift(service, counts, rates, threshold))
-    silent = {f.service for f in found if f.pattern == "vanished"}
-    return found, silent
-
-
-def _service_shift(
-    service: str, counts: Counter[str], rates: _Rates, threshold: float
-) -> list[LogFinding]:
-    found: list[LogFinding] = []
-    base, inc = counts["base"], counts["inc"]
-    base_rate, inc_rate = base / rates.base_minutes, inc / rates.inc_minutes
-    expected_late = base * rates.scale / 2
-    if expected_late >= 10 and counts["late"] <= 0.05 * expected_late and inc_rate < base_rate:
-        score = min(SCORE_CAP, poisson_z(expected_late, 0) / 2)
-        found.append(
-            LogFinding(
-                service,
-                "vanished",
-                "<all log lines>",
-                "INFO",
-                base,
-                inc,
-                base_rate,
-                inc_rate,
-                score,
-                rates.split,
-                rates.end,
-                None,
-                frozenset(),
-                frozenset(),
-            )
-        )
-    if inc >= 5:
-        p0 = (counts["base_err"] + 1) / (base + 2)
-        p1 = counts["inc_err"] / inc
-        z = (p1 - p0) / math.sqrt(p0 * (1 - p0) / inc)
-        if z >= threshold and p1 >= 2 * p0:
-            found.append(
-                LogFinding(
-                    service,
-                    "error_rate",
-                    f"error share {p0:.1%} -> {p1:.1%}",
-                    "ERROR",
-                    counts["base_err"],
-                    counts["inc_err"],
-                    counts["base_err"] / rates.base_minutes,
-                    counts["inc_err"] / rates.inc_minutes,
-                    min(SCORE_CAP, z),
-                    rates.split,
-                    rates.end,
-                    None,
-                    frozenset(),
-                    frozenset(),
-                )
-            )
-    return found
