@@ -21,6 +21,7 @@ from agent.engine.canary import Judgement, judge_changes
 from agent.engine.detect.kinds import callee_of, kind_of, side_of
 from agent.engine.detect.logs import mine_logs
 from agent.engine.detect.series import MIN_BASELINE_POINTS, score_signals
+from agent.engine.echoes import echo_note, echoes
 from agent.engine.evidence import build_evidence
 from agent.engine.headroom import mark_headroom
 from agent.engine.hood import neighbourhood
@@ -338,6 +339,8 @@ def _analyze(
     lap("rank")
     weak = not ranked or ranked[0].strength < strength(cfg.z_threshold * 1.5, cfg.z_threshold)
     undecided = _undecided(ranked)
+    # Nothing stood out: say whether the baseline already held the incident's rise.
+    echoed = echo_note(echoes(snapshot.signals, start, split, end)) if weak else None
     cap = 0.2 if weak else UNDECIDED_CONFIDENCE if undecided else 1.0
     basis = margin_features(ranked, (end - split) / resolution)
     draft = Analysis(
@@ -356,7 +359,7 @@ def _analyze(
         next_steps=[],
         summary="",
         source_failures=source_failures or [],
-        notes=[note for note in (onset_note, undecided) if note],
+        notes=[note for note in (onset_note, undecided, echoed) if note],
         changes=_verdicts(judged, evidence),
     )
     draft = enrich(draft) if enrich is not None else draft

@@ -146,7 +146,9 @@ def _root_cause(analysis: Analysis, cuts: _Cuts) -> Block:
     cause = named_cause(analysis)
     if cause is None:
         head = f":warning: *Insufficient evidence* — no root cause named (confidence {conf})"
-        body = analysis.summary
+        # The notes (how the window was placed, a baseline that held the same rise) are then
+        # the reader's best lead; the other channels show them in a section of their own.
+        body = " ".join([analysis.summary, *(_sentence(n) for n in analysis.notes)]).strip()
     else:
         head = (
             f"*Root cause:* `{escape(cause.service)}` — *{cause.fault_type.value}* "
@@ -155,6 +157,10 @@ def _root_cause(analysis: Analysis, cuts: _Cuts) -> Block:
         body = cause.summary or analysis.summary
     text = head + (f"\n{escape(body)}" if body else "")
     return _section(cuts.clip(text, SECTION_TEXT, "summary"))
+
+
+def _sentence(note: str) -> str:
+    return f"{note[:1].upper()}{note[1:]}."
 
 
 def evidence_text(evidence: Evidence, analysis: Analysis, tz: tzinfo) -> str:
