@@ -116,8 +116,8 @@ def echo_note(found: list[Echo]) -> str | None:
     return (
         "the baseline already held the incident's rise (an earlier incident's tail?), which "
         f"can hide this one: {'; '.join(parts)}{more}. A baseline from before "
-        f"{_clock(earliest)} (a longer --baseline, live) would settle whether these rises "
-        "are this incident's"
+        f"{_clock(earliest)} would settle whether these rises are this incident's (live: "
+        "rca analyze --baseline MINUTES, or the setting collect.baseline_minutes)"
     )
 
 
