@@ -5,7 +5,8 @@
   them: their step, where they crept up first; a callee whose calls the service's new build
   dropped is not one it waits on); one whose callers suffer is consistent with a cause;
 - the cause of an alert is the alerted service or something it depends on;
-- a target whose data stops is down only if its callers notice.
+- a target whose data stops is down only if its callers notice, and explains only what
+  began as it went down (a target's data stops to the sample).
 
 The graph is the topology's edges plus caller -> callee edges that error logs reveal
 ("connection refused by X").
@@ -146,15 +147,25 @@ def _can_explain(
     a slow callee, its errors from a failing one, and they show up at the caller at once, so
     the callee's must have begun about when the caller's did (``since`` .. ``cutoff``), not
     minutes before. A dead or crashing callee explains both; a callee whose matching signal
-    is not measured gets the benefit of the doubt."""
+    is not measured gets the benefit of the doubt. A callee's data that stopped dates its
+    going down to the sample, and calls to a target that is down fail from the next one: it
+    explains only trouble that began as it went down (from ``since`` to the caller's own
+    onset), not trouble that began while it still answered, nor minutes after it was gone."""
     wanted = symptoms(s)
     if not wanted or s.service in d.waited_by:
         return True
     early = [f for f in d.metrics if cutoff is None or f.onset <= cutoff]
-    if any(f.direction == 0 or crashed(f) for f in early):
+    if any(crashed(f) for f in early) or any(_down_by(f, since, s.onset) for f in early):
         return True
     shown = symptoms(d, cutoff, since) | _grown_into(d, cutoff, since)
     return any(kind in shown or kind not in d_measures for kind in wanted)
+
+
+def _down_by(f: SeriesFinding, since: float | None, began: float | None) -> bool:
+    """Whether the finding is a dependency's data stopping from ``since`` to ``began``."""
+    if f.direction != 0:
+        return False
+    return (since is None or since <= f.onset) and (began is None or f.onset <= began)
 
 
 def _grown_into(d: ServiceScore, cutoff: float | None, since: float | None) -> set[SignalKind]:
