@@ -102,6 +102,8 @@ def test_a_dependency_that_went_down_explains_only_failures_that_began_as_it_did
 
     explained = "its dependency gateway is anomalous too, from no later"
     assert explained in ledger_reasons(T0)  # down as the errors began: they are its
+    # Missing from the next scrape: it died between the two, as the errors began.
+    assert explained in ledger_reasons(T0 + 60)
     # Its data stopped two samples after the errors began: its calls were still answered
     # when they began, whatever the onsets' usual three samples of slack allow.
     assert explained not in ledger_reasons(T0 + 120)

@@ -142,20 +142,24 @@ def _can_explain(
     d_measures: frozenset[SignalKind],
     cutoff: float | None,
     since: float | None,
+    scrape: float,
 ) -> bool:
     """Whether dependency ``d`` can have caused ``s``'s symptoms: a caller's latency comes from
     a slow callee, its errors from a failing one, and they show up at the caller at once, so
     the callee's must have begun about when the caller's did (``since`` .. ``cutoff``), not
     minutes before. A dead or crashing callee explains both; a callee whose matching signal
     is not measured gets the benefit of the doubt. A callee's data that stopped dates its
-    going down to the sample, and calls to a target that is down fail from the next one: it
-    explains only trouble that began as it went down (from ``since`` to the caller's own
-    onset), not trouble that began while it still answered, nor minutes after it was gone."""
+    going down to the ``scrape`` (a target that died between two scrapes is missing from the
+    second, while its callers' rates over that interval already count failed calls), and
+    calls to a target that is down fail from the next one: it explains only trouble that
+    began as it went down (from ``since`` to a scrape after the caller's own onset), not
+    trouble that began while it still answered, nor minutes after it was gone."""
     wanted = symptoms(s)
     if not wanted or s.service in d.waited_by:
         return True
     early = [f for f in d.metrics if cutoff is None or f.onset <= cutoff]
-    if any(crashed(f) for f in early) or any(_down_by(f, since, s.onset) for f in early):
+    began = None if s.onset is None else s.onset + scrape
+    if any(crashed(f) for f in early) or any(_down_by(f, since, began) for f in early):
         return True
     shown = symptoms(d, cutoff, since) | _grown_into(d, cutoff, since)
     return any(kind in shown or kind not in d_measures for kind in wanted)
@@ -225,7 +229,9 @@ def apply_call_graph(
             and name not in s.dropped_calls
             and d.strength >= 0.35 * top
             and (d.onset is None or cutoff is None or d.onset <= cutoff)
-            and _can_explain(d, s, coverage.get(d.service, frozenset()), cutoff, since)
+            and _can_explain(
+                d, s, coverage.get(d.service, frozenset()), cutoff, since, resolution_s
+            )
         ]
         if explainers:
             early, best = max(explainers, key=lambda pair: pair[0])
