@@ -6,7 +6,7 @@
   dropped is not one it waits on); one whose callers suffer is consistent with a cause;
 - the cause of an alert is the alerted service or something it depends on;
 - a target whose data stops is down only if its callers notice, and explains only what
-  began as it went down (a target's data stops to the sample).
+  began as it went down (a target's data stops to the scrape).
 
 The graph is the topology's edges plus caller -> callee edges that error logs reveal
 ("connection refused by X").

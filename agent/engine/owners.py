@@ -216,9 +216,9 @@ def _fits(
     the minutes from the first of them to ten after the last one's new pods all served; a
     rollout done before the trouble began ranks below them (-1). Done up to
     :data:`ONSET_SLACK_S` before counts as under way, its progress set that much later: a
-    caller feels a callee's answers a hop's lag behind them (a rate over the last minute),
-    so a build that took every request a sample before its callers began to fail is as
-    good a fit as one that took them as they did."""
+    neighbour feels a build a hop's lag behind (a rate over the last minute), so a build
+    that took every request a sample before its callers began to fail (or its callee to
+    lose calls) is as good a fit as one that took them as they did."""
     shares = {
         key: new_share(index, judged[key].change.service, judged[key].new_pods)
         for key, _ in measured
