@@ -182,3 +182,26 @@ def test_a_callers_errors_that_climbed_with_a_callees_rollout_after_its_own_are_
     assert _caller_then_callee(seed, False) == {"web": "cleared", "pricing": "suspect"}
     found = _caller_then_callee(seed, True)
     assert found == {"web": "cleared", "pricing": "suspect", "search": "cleared"}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_rise_a_sample_after_one_rollout_was_done_goes_to_it_not_one_still_under_way(
+    seed: int,
+) -> None:
+    """web calls ``pricing`` and ``search``, both rolled out at minute 40: pricing's one pod
+    replaced at once (its new build serving alone from minute 41), search's three pods at
+    minutes 40, 41 and 42. web's errors step up at minute 42, a sample after pricing was
+    done (a ratio over the last minute shows a switch in full at the next sample), while
+    search's new pods were still taking over. The rise is pricing's: its switch a sample
+    before fits the step, search's ramp less well; that pricing was done by then, by that
+    one sample, does not rule it out."""
+    rng = np.random.default_rng(seed)
+    signals = [
+        signal("pricing", ERRORS, flat(0.002), rng, pod="pricing-6f7d9c-1", last=AT + 1),
+        signal("pricing", ERRORS, flat(0.002), rng, pod="pricing-8b4c1e-1", first=AT + 1),
+        *_swapped("search", rng, (40, 41, 42)),
+        signal("web", ERRORS, step(0.002, 0.05, at=AT + 2), rng),
+    ]
+    edges = [("web", "pricing"), ("web", "search")]
+    snapshot = rollout_snapshot(signals, edges, ["pricing", "search"], "a-sample-after")
+    assert verdicts_of(snapshot) == {"pricing": "suspect", "search": "cleared"}

@@ -149,3 +149,24 @@ def test_a_callee_that_lost_the_calls_a_build_dropped_does_not_explain_the_build
     orders = next(c for c in analysis.candidates if c.service == "orders")
     assert not any("its dependency audit" in r for r in orders.reasons)
     assert analysis.candidates[0].service == "orders"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_dependency_busier_only_once_a_slow_build_served_is_not_its_cause(seed: int) -> None:
+    """``cart``'s new pods answer five times slower than its old pods over the same minutes
+    (a query without its index: suspect); ``db``, which it calls, works three times as hard
+    from minute 41, as they take requests, and answers as fast as before. Its CPU is what
+    cart's new build asks of it, not a saturation cart waits on (that would slow the old
+    pods as much): cart ranks first, where before db's CPU, its strongest finding, put it
+    first."""
+    rng = np.random.default_rng(seed)
+    signals = []
+    for n in (1, 2):
+        old, new = f"cart-6f7d9c-{n}", f"cart-8b4c1e-{n}"
+        signals.append(signal("cart", LATENCY, flat(0.1), rng, pod=old, last=AT + 15))
+        signals.append(signal("cart", LATENCY, flat(0.5), rng, pod=new, first=AT))
+        signals.append(signal("db", CPU, step(0.4, 1.2), rng, pod=f"db-{n}"))
+        signals.append(signal("db", LATENCY, flat(0.01), rng, pod=f"db-{n}"))
+    analysis = analyze(rollout_snapshot(signals, [("cart", "db")], ["cart"], "loaded-db"))
+    assert {v.change.service: v.verdict for v in analysis.changes} == {"cart": "suspect"}
+    assert analysis.candidates[0].service == "cart"

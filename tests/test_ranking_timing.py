@@ -87,6 +87,30 @@ def test_data_that_stops_while_callers_fail_is_an_outage() -> None:
     assert ranked[0].fault_type is FaultType.DEPENDENCY_OUTAGE
 
 
+def test_a_dependency_that_went_down_explains_only_failures_that_began_as_it_did() -> None:
+    topology = _graph(("ledger", "gateway"))
+    measured = {"gateway": frozenset({SignalKind.ERRORS, SignalKind.LATENCY})}
+
+    def ledger_reasons(down_at: float) -> list[str]:
+        findings = [
+            metric("ledger", "errors", 30),
+            _gap("gateway", "gateway_requests_total", onset=down_at),
+            _gap("gateway", "gateway_memory_bytes", onset=down_at),
+        ]
+        ranked = rank_services(findings, [], topology, THR, 60, coverage=measured)
+        return _by_name(ranked)["ledger"].reasons
+
+    explained = "its dependency gateway is anomalous too, from no later"
+    assert explained in ledger_reasons(T0)  # down as the errors began: they are its
+    # Missing from the next scrape: it died between the two, as the errors began.
+    assert explained in ledger_reasons(T0 + 60)
+    # Its data stopped two samples after the errors began: its calls were still answered
+    # when they began, whatever the onsets' usual three samples of slack allow.
+    assert explained not in ledger_reasons(T0 + 120)
+    # Down five minutes before: its callers would have failed from the next call.
+    assert explained not in ledger_reasons(T0 - 300)
+
+
 def test_a_gap_that_no_caller_feels_is_doubted() -> None:
     findings = [
         _gap("redis", "redis_commands_total"),

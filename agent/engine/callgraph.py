@@ -5,7 +5,8 @@
   them: their step, where they crept up first; a callee whose calls the service's new build
   dropped is not one it waits on); one whose callers suffer is consistent with a cause;
 - the cause of an alert is the alerted service or something it depends on;
-- a target whose data stops is down only if its callers notice.
+- a target whose data stops is down only if its callers notice, and explains only what
+  began as it went down (a target's data stops to the scrape).
 
 The graph is the topology's edges plus caller -> callee edges that error logs reveal
 ("connection refused by X").
@@ -141,20 +142,34 @@ def _can_explain(
     d_measures: frozenset[SignalKind],
     cutoff: float | None,
     since: float | None,
+    scrape: float,
 ) -> bool:
     """Whether dependency ``d`` can have caused ``s``'s symptoms: a caller's latency comes from
     a slow callee, its errors from a failing one, and they show up at the caller at once, so
     the callee's must have begun about when the caller's did (``since`` .. ``cutoff``), not
     minutes before. A dead or crashing callee explains both; a callee whose matching signal
-    is not measured gets the benefit of the doubt."""
+    is not measured gets the benefit of the doubt. A callee's data that stopped dates its
+    going down to the ``scrape`` (a target that died between two scrapes is missing from the
+    second, while its callers' rates over that interval already count failed calls), and
+    calls to a target that is down fail from the next one: it explains only trouble that
+    began as it went down (from ``since`` to a scrape after the caller's own onset), not
+    trouble that began while it still answered, nor minutes after it was gone."""
     wanted = symptoms(s)
     if not wanted or s.service in d.waited_by:
         return True
     early = [f for f in d.metrics if cutoff is None or f.onset <= cutoff]
-    if any(f.direction == 0 or crashed(f) for f in early):
+    began = None if s.onset is None else s.onset + scrape
+    if any(crashed(f) for f in early) or any(_down_by(f, since, began) for f in early):
         return True
     shown = symptoms(d, cutoff, since) | _grown_into(d, cutoff, since)
     return any(kind in shown or kind not in d_measures for kind in wanted)
+
+
+def _down_by(f: SeriesFinding, since: float | None, began: float | None) -> bool:
+    """Whether the finding is a dependency's data stopping from ``since`` to ``began``."""
+    if f.direction != 0:
+        return False
+    return (since is None or since <= f.onset) and (began is None or f.onset <= began)
 
 
 def _grown_into(d: ServiceScore, cutoff: float | None, since: float | None) -> set[SignalKind]:
@@ -214,7 +229,9 @@ def apply_call_graph(
             and name not in s.dropped_calls
             and d.strength >= 0.35 * top
             and (d.onset is None or cutoff is None or d.onset <= cutoff)
-            and _can_explain(d, s, coverage.get(d.service, frozenset()), cutoff, since)
+            and _can_explain(
+                d, s, coverage.get(d.service, frozenset()), cutoff, since, resolution_s
+            )
         ]
         if explainers:
             early, best = max(explainers, key=lambda pair: pair[0])

@@ -214,20 +214,25 @@ def _fits(
     (``measured``: the neighbour's series as each claimant measured it), how closely the
     trouble followed each one's new pods taking over (:func:`_tied` with the best: a tie), over
     the minutes from the first of them to ten after the last one's new pods all served; a
-    rollout done before the trouble began ranks below them (-1)."""
+    rollout done before the trouble began ranks below them (-1). Done up to
+    :data:`ONSET_SLACK_S` before counts as under way, its progress set that much later: a
+    neighbour feels a build a hop's lag behind (a rate over the last minute), so a build
+    that took every request a sample before its callers began to fail (or its callee to
+    lose calls) is as good a fit as one that took them as they did."""
     shares = {
         key: new_share(index, judged[key].change.service, judged[key].new_pods)
         for key, _ in measured
     }
     done = {key: _done(share) for key, share in shares.items()}
-    ramping = [(key, series) for key, series in measured if done[key] >= began]
+    ramping = [(key, series) for key, series in measured if done[key] >= began - ONSET_SLACK_S]
     if len({key for key, _ in ramping}) < 2:
         return {}
     start = min(judged[key].change.at.timestamp() for key, _ in ramping) - FIT_MARGIN_S
     span = (start, max(done[key] for key, _ in ramping) + FIT_MARGIN_S)
     fits = dict.fromkeys(shares, -math.inf)
     for key, series in ramping:
-        fits[key] = max(fits[key], follows(series, shares[key], span))
+        lag = max(0.0, began - done[key])
+        fits[key] = max(fits[key], follows(series, shares[key], span, lag))
     best = max(fits.values())
     return {key: 0.0 if _tied(fit, best) else fit - best for key, fit in fits.items()}
 
@@ -282,17 +287,18 @@ def new_share(index: Index, service: str, new_pods: frozenset[str]) -> Series:
     return times, np.where(every > 0, new / np.maximum(every, 1), 0.0)
 
 
-def follows(series: Series, share: Series, span: tuple[float, float]) -> float:
+def follows(series: Series, share: Series, span: tuple[float, float], lag: float = 0.0) -> float:
     """How closely ``series`` followed a rollout's ``share`` over ``span`` (Pearson's r; 0
-    where either is flat or missing): a build that answers wrong fails its callers, and one
-    that no longer calls starves its callee, as its new pods take over the requests."""
+    where either is flat or missing), ``lag`` seconds behind it: a build that answers wrong
+    fails its callers, and one that no longer calls starves its callee, as its new pods
+    take over the requests."""
     times, values = series
     share_t, share_v = share
     inside = (times >= span[0]) & (times <= span[1])
     if share_t.size == 0 or inside.sum() < 3:
         return 0.0
     x = values[inside]
-    y = np.interp(times[inside], share_t, share_v, left=0.0, right=float(share_v[-1]))
+    y = np.interp(times[inside] - lag, share_t, share_v, left=0.0, right=float(share_v[-1]))
     if float(np.std(x)) == 0.0 or float(np.std(y)) == 0.0:
         return 0.0
     return float(np.corrcoef(x, y)[0, 1])

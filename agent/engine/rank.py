@@ -13,6 +13,8 @@ A service's score multiplies four factors, each with a reason the report can sho
   anomalous from no later than it is probably just waiting on them; a service whose callers
   suffer is consistent with a cause; data that stops counts as an outage only when callers
   feel it;
+- **consequences** (:mod:`agent.engine.consequences`): a dependency where a suspect build's
+  doing lands (the calls it dropped, the work it asks) shows it, it did not cause it;
 - **blame**: error logs elsewhere that name this service as unreachable or failing;
 - **own symptoms** (:mod:`agent.engine.harm`): a saturated resource or a deploy that stays
   off the service's own latency and errors (when those are measured), and off its node
@@ -38,6 +40,7 @@ from agent.engine.callgraph import (
     doubt_unfelt_silences,
 )
 from agent.engine.canary import RESTARTS, Comparison, Judgement
+from agent.engine.consequences import apply_dropped_calls, apply_loaded_callees
 from agent.engine.detect.logfinding import LogFinding
 from agent.engine.detect.series import SeriesFinding
 from agent.engine.harm import apply_own_symptoms, doubt_quiet_logs
@@ -144,7 +147,8 @@ def rank_services(
         frozenset(n for n, k in coverage.items() if k & {SignalKind.LATENCY, SignalKind.ERRORS}),
         colocated or {},
     )
-    _apply_dropped_calls(by_service)
+    apply_dropped_calls(by_service)
+    apply_loaded_callees(by_service, judged, graph, max(3 * resolution_s, 10.0))
     _apply_onset_order(by_service, resolution_s, visible)
     if graph:
         apply_call_graph(by_service, graph, resolution_s, threshold, visible, coverage)
@@ -414,13 +418,3 @@ def _apply_idle(by_service: dict[str, ServiceScore], idle: frozenset[str]) -> No
             s.reasons.append(
                 "it served no requests in the window (its serving latency never moved)"
             )
-
-
-def _apply_dropped_calls(by_service: dict[str, ServiceScore]) -> None:
-    """A service whose requests fell because a caller's new version stopped sending them is
-    where the loss shows, not where it began."""
-    for s in list(by_service.values()):
-        for callee in sorted(s.dropped_calls):
-            if (c := by_service.get(callee)) is not None:
-                c.score *= 0.5
-                c.reasons.append(f"it lost the requests {s.service}'s new version stopped sending")
