@@ -83,8 +83,8 @@ def _label_version(labels: dict[str, str]) -> str | None:
 
 def _span(signal: Signal) -> tuple[float, float] | None:
     """First and last timestamp where the series has a value."""
-    present = [t for t, v in zip(signal.timestamps, signal.values, strict=True) if v is not None]
-    return (present[0], present[-1]) if present else None
+    present = signal.points()
+    return (present[0][0], present[-1][0]) if present else None
 
 
 def _at(seconds: float) -> datetime:
@@ -208,9 +208,7 @@ def _steps(signal: Signal, kind: ChangeKind) -> list[Change]:
     says_version = kind is not ChangeKind.DEPLOY or "version" in signal.name.lower()
     found: list[Change] = []
     previous: float | None = None
-    for stamp, value in zip(signal.timestamps, signal.values, strict=True):
-        if value is None:
-            continue
+    for stamp, value in signal.points():
         if previous is not None and abs(value - previous) > 1e-9 * max(1.0, abs(previous)):
             found.append(
                 Change(

@@ -199,9 +199,7 @@ def _check_elasticsearch(
     lines = 0
     for signal in fetch.count_signals:
         # Each value is lines per second over the part of its bucket inside the window.
-        for moment, rate in zip(signal.timestamps, signal.values, strict=True):
-            if rate is None:
-                continue
+        for moment, rate in signal.points():
             step = signal.resolution_s or 0.0
             lo = max(moment, window.start.timestamp())
             hi = min(moment + step, window.end.timestamp())

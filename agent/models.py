@@ -98,6 +98,15 @@ class Signal(Strict):
             raise ValueError("timestamps must be strictly increasing")
         return self
 
+    def points(self, start: float = -math.inf, end: float = math.inf) -> list[tuple[float, float]]:
+        """The samples from ``start`` to ``end`` (both included) as ``(time, value)``, gaps
+        left out."""
+        return [
+            (t, v)
+            for t, v in zip(self.timestamps, self.values, strict=True)
+            if v is not None and start <= t <= end
+        ]
+
     @property
     def series_id(self) -> str:
         """A stable human-readable key: ``service/pod:name{labels}``."""

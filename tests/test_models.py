@@ -75,6 +75,14 @@ def test_signal_missing_and_non_finite_points_become_none(
     assert signal(values=raw).values == expected
 
 
+def test_signal_points_are_the_present_samples_within_the_bounds() -> None:
+    s = signal(timestamps=[T0, T0 + 60, T0 + 120], values=[1.0, math.nan, 3.0])
+    assert s.points() == [(T0, 1.0), (T0 + 120, 3.0)]
+    assert s.points(T0 + 60) == [(T0 + 120, 3.0)]
+    assert s.points(T0, T0 + 60) == [(T0, 1.0)]
+    assert s.points(T0 + 121) == []
+
+
 def test_signal_lengths_must_match() -> None:
     with pytest.raises(ValidationError) as exc:
         signal(values=[1.0, 2.0])

@@ -196,8 +196,8 @@ def _stepped(f: SeriesFinding) -> float:
     if base is None or level is None or level <= base:
         return f.onset
     half = base + (level - base) / 2
-    for at, value in zip(f.signal.timestamps, f.signal.values, strict=False):
-        if at >= f.onset and value is not None and value >= half:
+    for at, value in f.signal.points(f.onset):
+        if value >= half:
             return at
     return f.onset
 

@@ -59,11 +59,8 @@ def echoes(signals: list[Signal], start: float, split: float, end: float) -> lis
 
 
 def _echo(signal: Signal, start: float, split: float, end: float) -> Echo | None:
-    points = [
-        (t, v) for t, v in zip(signal.timestamps, signal.values, strict=False) if v is not None
-    ]
-    before = [(t, v) for t, v in points if start <= t < split]
-    after = [(t, v) for t, v in points if split <= t <= end]
+    before = [(t, v) for t, v in signal.points(start, split) if t < split]
+    after = signal.points(split, end)
     if len(before) < MIN_BASELINE or len(after) < 2:
         return None
     quiet = sorted(v for _, v in before)[len(before) // 4]

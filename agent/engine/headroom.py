@@ -54,7 +54,7 @@ def far_below_limit(signals: Iterable[Signal], split: float) -> frozenset[Pod]:
         per_unit = _share_per_unit(signal)
         if per_unit is None:
             continue
-        after = [v * per_unit for t, v in _points(signal) if t >= split]
+        after = [v * per_unit for _, v in signal.points(split)]
         if after:
             pod = (signal.service, signal.pod)
             peak[pod] = max(peak.get(pod, -math.inf), max(after))
@@ -77,15 +77,11 @@ def pegged(
         per_unit = _share_per_unit(signal)
         if per_unit is None:
             continue
-        before = [v * per_unit for t, v in _points(signal) if t < split]
-        after = [(t, v * per_unit) for t, v in _points(signal) if t >= split]
+        before = [v * per_unit for t, v in signal.points() if t < split]
+        after = [(t, v * per_unit) for t, v in signal.points(split)]
         if before and sorted(before)[len(before) // 2] < AT_LIMIT and _held(after, signal, fired):
             found[(signal.service, signal.pod)] = signal
     return found
-
-
-def _points(signal: Signal) -> Iterable[tuple[float, float]]:
-    return ((t, v) for t, v in zip(signal.timestamps, signal.values, strict=True) if v is not None)
 
 
 def _held(after: list[tuple[float, float]], signal: Signal, fired: float | None) -> bool:

@@ -12,7 +12,6 @@ as much, memory grows with the load or the day, not with the build.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 
@@ -33,14 +32,7 @@ Growth = tuple[Signal, NDArray[np.float64], NDArray[np.float64], float]
 
 def _first_life(signal: Signal, start: float, end: float) -> NDArray[np.float64]:
     """The series' values from ``start`` to ``end``, up to its first reset."""
-    values = np.asarray(
-        [
-            v
-            for t, v in zip(signal.timestamps, signal.values, strict=True)
-            if start <= t <= end and v is not None and not math.isnan(v)
-        ],
-        dtype=np.float64,
-    )
+    values = np.asarray([v for _, v in signal.points(start, end)], dtype=np.float64)
     drops = np.flatnonzero(values[1:] < RESET_SHARE * values[:-1])
     return values[: drops[0] + 1] if drops.size else values
 

@@ -18,13 +18,7 @@ from agent.models import Signal
 
 def values_between(signals: Sequence[Signal], start: float, end: float) -> NDArray[np.float64]:
     """The series' values from ``start`` to ``end``, pooled, gaps left out."""
-    out = [
-        v
-        for s in signals
-        for t, v in zip(s.timestamps, s.values, strict=True)
-        if v is not None and start <= t <= end and not math.isnan(v)
-    ]
-    return np.asarray(out, dtype=np.float64)
+    return np.asarray([v for s in signals for _, v in s.points(start, end)], dtype=np.float64)
 
 
 OLD_SHARE = 0.5  # of the new pods' rise over before that the old pods' own rise must reach
@@ -120,9 +114,8 @@ def _by_time(series: list[Signal], at: float, warmup: float = 0.0) -> dict[float
         if not s.timestamps:
             continue
         since = max(at, s.timestamps[0] + warmup)
-        for t, v in zip(s.timestamps, s.values, strict=True):
-            if t >= since and v is not None and not math.isnan(v):
-                out.setdefault(t, []).append(v)
+        for t, v in s.points(since):
+            out.setdefault(t, []).append(v)
     return out
 
 

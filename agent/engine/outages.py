@@ -56,7 +56,6 @@ def _reporting(
             continue
         if kind_of(s) is SignalKind.CHANGE:
             continue
-        samples = zip(s.timestamps, s.values, strict=True)
-        if any(began <= t <= began + STILL_S and v is not None for t, v in samples):
+        if s.points(began, began + STILL_S):
             return True
     return False

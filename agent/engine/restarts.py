@@ -33,12 +33,7 @@ RESTART_ALPHA = 0.01
 def increase(signal: Signal, start: float, end: float) -> float:
     """How much a counter went up from ``start`` to ``end`` (a drop is a reset, not a
     negative count)."""
-    values = [
-        v
-        for t, v in zip(signal.timestamps, signal.values, strict=True)
-        if start <= t <= end and v is not None and not math.isnan(v)
-    ]
-    steps = np.diff(np.asarray(values, dtype=np.float64))
+    steps = np.diff(np.asarray([v for _, v in signal.points(start, end)], dtype=np.float64))
     return float(steps[steps > 0].sum()) if steps.size else 0.0
 
 

@@ -224,12 +224,8 @@ def metric_chart(
     values = [v for s in series for v in s.values if v is not None]
     if not values:
         return None
-    before = [v for s in series for t, v in zip(s.timestamps, s.values, strict=True) if t < split]
-    band = (
-        (_percentile(b, 0.05), _percentile(b, 0.95))
-        if (b := [v for v in before if v is not None])
-        else None
-    )
+    before = [v for s in series for t, v in s.points() if t < split]
+    band = (_percentile(before, 0.05), _percentile(before, 0.95)) if before else None
     median = evidence.baseline.median
     extra = [*(band or ()), *([median] if median is not None else [])]
     frame = Frame(t0, t1, *_span([*values, *extra]))
