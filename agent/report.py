@@ -48,6 +48,8 @@ def change_text(evidence: Evidence) -> str:
         if base.mean is not None and inc.mean is not None:
             text += f" ({_rate(base.mean)} → {_rate(inc.mean)})"
         return text
+    if evidence.pattern == "unreached":
+        return f"in {inc.count} of its companions' traces where {base.count} were due"
     if evidence.source == "log":
         text = f"{base.count} lines in baseline → {inc.count} in incident"
         if base.mean is not None and inc.mean is not None:

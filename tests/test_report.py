@@ -60,6 +60,14 @@ def test_change_text_compares_baseline_and_incident(analysis: Analysis) -> None:
         update={"baseline": Stats(mean=0.5, count=20), "incident": Stats(mean=3.0, count=60)}
     )
     assert change_text(rated) == "20 lines in baseline → 60 in incident (0.5/min → 3/min)"
+    unreached = log.model_copy(
+        update={
+            "pattern": "unreached",
+            "baseline": Stats(mean=12.0, count=36),
+            "incident": Stats(mean=2.0, count=6),
+        }
+    )
+    assert change_text(unreached) == "in 6 of its companions' traces where 36 were due"
 
 
 def test_cited_evidence_puts_root_cause_evidence_first(analysis: Analysis) -> None:

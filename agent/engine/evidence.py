@@ -120,6 +120,11 @@ def _log_evidence(eid: str, f: LogFinding) -> Evidence:
         "vanished": f"logs went silent ({rates})",
         "stopped": f"log template stopped ({rates})",
         "error_rate": f"share of error lines rose: {f.template}",
+        "unreached": (
+            f"its lines dropped out of the requests of {', '.join(sorted(f.followers)[:3])}"
+            + (f" and {len(f.followers) - 3} more" if len(f.followers) > 3 else "")
+            + f": in {f.incident_count} of the traces where {f.baseline_count} were due"
+        ),
         "origin": (
             f"first to log an error in {f.incident_count} traces "
             f"({f.baseline_rate:.2g}/min -> {f.incident_rate:.2g}/min)"

@@ -142,7 +142,7 @@ def fault_scores(
         if lf.pattern == "vanished":
             went_silent = max(went_silent, w)
             continue
-        if lf.pattern == "stopped":
+        if lf.pattern in ("stopped", "unreached"):
             # The service still logs, but one operation no longer gets this far: it fails.
             stopped = max(stopped, w)
             continue

@@ -98,7 +98,7 @@ def log_weight(f: LogFinding) -> float:
         # error that says it waited or could not connect (a timeout, a refused call) began
         # here but is about the peer it waited on.
         return 0.9 * (0.4 if f.signatures & BLAME_SIGNATURES else 1.0)
-    if f.pattern == "stopped":
+    if f.pattern in ("stopped", "unreached"):
         return 0.6  # an operation stopped getting this far: it fails before, or is not called
     base = 0.7 if f.level in ("ERROR", "CRITICAL") else 0.45
     # A peer's "connection refused" is about someone else; it is weaker evidence here.
@@ -171,7 +171,9 @@ def symptoms(
 def own_failure(f: LogFinding) -> bool:
     """A log finding that says the service itself fails: its error lines came or grew, or one
     of its operations stopped getting as far as a line it used to write."""
-    return f.pattern == "stopped" or (f.level in ("ERROR", "CRITICAL") and f.pattern != "vanished")
+    return f.pattern in ("stopped", "unreached") or (
+        f.level in ("ERROR", "CRITICAL") and f.pattern != "vanished"
+    )
 
 
 def crashed(f: SeriesFinding) -> bool:

@@ -71,6 +71,7 @@ _PATTERN_MARKS = {
     "stopped": "✖",
     "error_rate": "▲",
     "origin": "◆",
+    "unreached": "✖",
 }
 _ANCHOR = re.compile(r"[^A-Za-z0-9_-]")
 

@@ -14,7 +14,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-Pattern = Literal["new", "unbaselined", "burst", "vanished", "stopped", "error_rate", "origin"]
+Pattern = Literal[
+    "new", "unbaselined", "burst", "vanished", "stopped", "error_rate", "origin", "unreached"
+]
 # Templates that appeared in the incident: "unbaselined" when no log line at all lies in the
 # baseline, so the template may be as old as the service and only the logs are new.
 APPEARED: frozenset[str] = frozenset({"new", "unbaselined", "burst"})
@@ -74,7 +76,8 @@ class LogFinding:
     mentions: frozenset[str]  # other services named in the template, e.g. a refused peer
     link: str | None = None  # where to read these lines (a Kibana Discover URL), if known
     logs_start: float | None = None  # the first line, when none lies before the incident
-    # "origin": services that logged errors later in the same traces (they called it)
+    # "origin": services that logged errors later in the same traces (they called it);
+    # "unreached": the services whose traces it dropped out of
     followers: frozenset[str] = frozenset()
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+from agent.engine.detect.companions import Companions
 from agent.engine.detect.logfinding import (
     ERROR_LEVELS,
     SCORE_CAP,
@@ -24,7 +25,7 @@ from agent.engine.detect.logfinding import (
     signatures_of,
 )
 from agent.engine.detect.logshape import Shapes, headline
-from agent.engine.detect.servicelogs import origin_finding, service_findings
+from agent.engine.detect.servicelogs import missing_finding, origin_finding, service_findings
 from agent.engine.detect.traces import ErrorTraces, poisson_z
 from agent.models import LogRecord
 
@@ -99,6 +100,7 @@ def mine_logs(
     """Log findings for the incident part ``[split, end]`` against the baseline before it."""
     shapes = Shapes()
     traces = ErrorTraces()
+    companions = Companions()
     tallies: dict[tuple[str, int, str], Tally] = {}
     links: dict[str, str] = {}
     first, last = math.inf, -math.inf
@@ -117,7 +119,7 @@ def mine_logs(
         if shape.embedded_level and level in ("INFO", "DEBUG"):
             level = shape.embedded_level
         if record.trace_id:
-            traces.passed(record.trace_id, record.service)
+            companions.passed(record.trace_id, t, record.service)
             if level in ERROR_LEVELS:
                 traces.add(record.trace_id, t, record.service, shape.cluster, record.message)
         key = (record.service, shape.cluster, level)
@@ -166,9 +168,10 @@ def mine_logs(
     findings.extend(shifts)
     origins = (
         origin_finding(o, shapes.templates.template(o.cluster), rates)
-        for o in traces.origins(split, rates.base_minutes, rates.inc_minutes, threshold)
+        for o in traces.origins(split, rates.base_minutes, rates.inc_minutes, threshold, companions)
     )
     findings.extend(f for f in origins if f.score >= threshold)
+    findings.extend(missing_finding(m, rates) for m in companions.missing(split, threshold))
     if links:
         findings = [replace(f, link=links.get(f.service)) for f in findings]
     findings.sort(key=lambda f: (-f.score, f.onset, f.service, f.template))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+from agent.engine.detect.companions import Missing
 from agent.engine.detect.logfinding import (
     ERROR_LEVELS,
     SCORE_CAP,
@@ -66,6 +67,29 @@ def origin_finding(origin: TraceOrigin, template: str, rates: Rates) -> LogFindi
         signatures=signatures_of(template),
         mentions=frozenset(),
         followers=origin.followers,
+    )
+
+
+def missing_finding(missing: Missing, rates: Rates) -> LogFinding:
+    """A service that dropped out of the requests of several services it used to serve
+    alongside: it no longer gets as far as its lines in them (it throws first), or is no
+    longer reached."""
+    return LogFinding(
+        service=missing.service,
+        pattern="unreached",
+        template="<its lines in the requests of others>",
+        level="INFO",
+        baseline_count=round(missing.expected),
+        incident_count=missing.observed,
+        baseline_rate=missing.expected / rates.inc_minutes,
+        incident_rate=missing.observed / rates.inc_minutes,
+        score=min(SCORE_CAP, missing.score),
+        onset=rates.split,
+        end=rates.end,
+        sample=None,
+        signatures=frozenset(),
+        mentions=frozenset(),
+        followers=missing.companions,
     )
 
 

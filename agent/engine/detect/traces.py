@@ -17,6 +17,8 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
+from agent.engine.detect.companions import Companions
+
 
 def poisson_z(observed: float, expected: float) -> float:
     """Poisson deviation of ``observed`` from ``expected`` counts (of lines, of traces)."""
@@ -54,17 +56,9 @@ class _First:
 
 @dataclass
 class ErrorTraces:
-    """The first error-level line of every trace, fed line by line in any order, and which
-    services each trace passed through (a trace id that never leaves one service, as when
-    each service starts its own trace, says nothing about where a request began to fail)."""
+    """The first error-level line of every trace, fed line by line in any order."""
 
     first: dict[str, _First] = field(default_factory=dict)
-    services: dict[str, str | None] = field(default_factory=dict)  # None: several
-
-    def passed(self, trace_id: str, service: str) -> None:
-        """A line of ``trace_id`` logged by ``service``, whatever its level."""
-        seen = self.services.get(trace_id, service)
-        self.services[trace_id] = service if seen == service else None
 
     def add(self, trace_id: str, time: float, service: str, cluster: int, message: str) -> None:
         seen = self.first.get(trace_id)
@@ -78,16 +72,23 @@ class ErrorTraces:
             seen.later.add(service)
 
     def origins(
-        self, split: float, base_minutes: float, inc_minutes: float, threshold: float
+        self,
+        split: float,
+        base_minutes: float,
+        inc_minutes: float,
+        threshold: float,
+        reached: Companions,
     ) -> list[TraceOrigin]:
         """Services that became the origin of failing traces during the incident.
 
         The count is compared with the baseline's over the minutes each part covers (a
-        Poisson deviation, like a bursting template's)."""
+        Poisson deviation, like a bursting template's). A trace id that never left one
+        service (``reached``: who logged under each), as when each service starts its own
+        trace, says nothing about where a request began to fail."""
         base: Counter[str] = Counter()
         inc: dict[str, list[_First]] = {}
         for trace_id, first in self.first.items():
-            if self.services.get(trace_id, first.service) is not None:
+            if len(reached.services(trace_id)) < 2:
                 continue  # the trace never left one service
             if first.time < split:
                 base[first.service] += 1
