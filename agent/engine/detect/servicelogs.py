@@ -77,7 +77,7 @@ def missing_finding(missing: Missing, rates: Rates) -> LogFinding:
     return LogFinding(
         service=missing.service,
         pattern="unreached",
-        template="<its lines in the requests of others>",
+        template="<its lines in others' requests>",
         level="INFO",
         baseline_count=round(missing.expected),
         incident_count=missing.observed,
