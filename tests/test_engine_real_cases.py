@@ -140,3 +140,19 @@ def test_the_service_that_logs_the_first_error_of_failing_traces_is_named_so() -
     assert contacts.baseline.count == 0 and contacts.incident.count >= 10
     assert "then ts-preserve-service logged theirs" in contacts.description
     assert contacts.id in analysis.candidates[0].evidence_ids
+
+
+def test_a_service_that_dropped_out_of_its_companions_requests_is_the_code_fault() -> None:
+    # ts-route-service's batch look-up throws before its log statement; the same statement
+    # goes on for single look-ups, so no template stopped outright and nothing logs an error
+    # about it. Its lines dropped out of the requests of seat, station, price and train (in
+    # about 94% of their traces before the injection, about 23% after). Without that reading
+    # an earlier incident's error burst at ts-food-service led and route was fifth.
+    analysis = _blind(_case("110405-ts-route-service-exception"))
+    top = analysis.candidates[0]
+    assert top.service == "ts-route-service"
+    assert top.fault_type is FaultType.CODE_EXCEPTION
+    unreached = [e for e in analysis.evidence if e.pattern == "unreached"]
+    assert [e.service for e in unreached][:1] == ["ts-route-service"]
+    assert unreached[0].id in top.evidence_ids
+    assert "ts-price-service" in unreached[0].description
