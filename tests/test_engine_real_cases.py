@@ -10,6 +10,7 @@ from agent.config import EngineSettings
 from agent.engine import analyze
 from agent.models import Analysis, FaultType
 from agent.snapshot import Snapshot, load_snapshot
+from connectors.alertmanager import AlertmanagerWebhook
 
 REAL = Path(__file__).parent / "fixtures" / "real"
 
@@ -156,3 +157,42 @@ def test_a_service_that_dropped_out_of_its_companions_requests_is_the_code_fault
     assert [e.service for e in unreached][:1] == ["ts-route-service"]
     assert unreached[0].id in top.evidence_ids
     assert "ts-price-service" in unreached[0].description
+
+
+def test_with_only_an_alert_the_requests_are_compared_where_the_data_rose() -> None:
+    # The same incident dated only by an alert a minute after the injection: the lookback's
+    # split lies minutes before the first log line, so no request precedes it. Compared
+    # where the series rose together, route still drops out of its companions' requests.
+    snapshot = _case("110405-ts-route-service-exception")
+    assert snapshot.ground_truth is not None
+    injected = snapshot.ground_truth.onset
+    fired = injected + timedelta(minutes=1)
+    alert = AlertmanagerWebhook.model_validate(
+        {
+            "version": "4",
+            "groupKey": '{}:{alertname="EntryHighLatency"}',
+            "status": "firing",
+            "receiver": "rca-agent",
+            "groupLabels": {"alertname": "EntryHighLatency"},
+            "commonLabels": {"alertname": "EntryHighLatency", "service": "ts-ui-dashboard"},
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": {"alertname": "EntryHighLatency", "service": "ts-ui-dashboard"},
+                    "startsAt": fired.isoformat(),
+                }
+            ],
+        }
+    )
+    window = snapshot.meta.window.model_copy(update={"incident_start": None})
+    alerted = snapshot.model_copy(
+        update={"alert": alert, "meta": snapshot.meta.model_copy(update={"window": window})}
+    )
+    analysis = _blind(alerted)
+    assert analysis.window.incident_start < min(r.timestamp for r in snapshot.logs)
+    (route,) = [
+        e for e in analysis.evidence if e.pattern == "unreached" and e.service == "ts-route-service"
+    ]
+    assert route.onset is not None
+    assert abs((route.onset - injected).total_seconds()) <= 60
+    assert "ts-route-service" in [c.service for c in analysis.candidates[:3]]

@@ -145,3 +145,17 @@ def test_ranking_puts_the_service_that_dropped_out_first_as_a_code_fault() -> No
     assert item.description.startswith(
         "routes: its lines dropped out of the requests of prices, seats, trips and 1 more: in "
     )
+
+
+def test_logs_that_begin_after_the_split_are_compared_where_the_data_rose() -> None:
+    # Only an alert dated the incident: the lookback's split lies before the first log line,
+    # so no request lies before it. Where the series rose together (``onset``), within the
+    # logs, the requests before and after can still be compared.
+    began, rose = SPLIT + 60, SPLIT + 120
+    records = [r for r in _traffic(random.Random(12), rose) if r.timestamp.timestamp() >= began]
+    assert _unreached(records) == []
+    found = [f for f in mine_logs(records, T0, SPLIT, END, onset=rose) if f.pattern == "unreached"]
+    assert [(f.service, f.onset) for f in found] == [("routes", rose)]
+    # An onset before the first line compares nothing.
+    early = mine_logs(records, T0, SPLIT, END, onset=SPLIT + 30)
+    assert not [f for f in early if f.pattern == "unreached"]

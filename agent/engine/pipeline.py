@@ -27,7 +27,7 @@ from agent.engine.headroom import mark_headroom
 from agent.engine.hood import neighbourhood
 from agent.engine.hosts import colocated
 from agent.engine.hypothesis import strength
-from agent.engine.onset import onset_from_data
+from agent.engine.onset import Onset, onset_from_data
 from agent.engine.outages import gone_silent
 from agent.engine.rank import rank_services
 from agent.engine.service_score import ServiceScore
@@ -94,9 +94,7 @@ def _window(
         kept = _keep_a_baseline(window, snapshot.signals, resolution, fired_at)
         note = _lookback_note(kept, fired_at, lookback, moved=kept is not window)
         return kept, note
-    fired = fired_at.timestamp()
-    earliest = max(window.start.timestamp(), fired - lookback)
-    onset = onset_from_data(snapshot.signals, earliest, fired, resolution)
+    onset = _data_onset(snapshot, window, fired_at, lookback, resolution)
     if onset is None or not window.start.timestamp() < onset.at < window.end.timestamp():
         return window, (
             f"incident start taken as {lookback / 60:.0f} min before the alert fired "
@@ -108,6 +106,15 @@ def _window(
         f"then); the alert fired at {fired_at:%H:%M:%S}"
     )
     return window.model_copy(update={"incident_start": start}), note
+
+
+def _data_onset(
+    snapshot: Snapshot, window: Window, fired_at: datetime, lookback: float, resolution: float
+) -> Onset | None:
+    """Where the series rose together in the ``lookback`` before the alert fired."""
+    fired = fired_at.timestamp()
+    earliest = max(window.start.timestamp(), fired - lookback)
+    return onset_from_data(snapshot.signals, earliest, fired, resolution)
 
 
 def _alert_fired(snapshot: Snapshot) -> datetime | None:
@@ -293,6 +300,18 @@ def _analyze(
         fired_at.timestamp() if fired_at else None,
     )
     lap("detect_metrics")
+    # Logs that begin after a lookback's split have nothing before it to compare requests
+    # with; within them, the requests are compared where the series rose together.
+    logged = (r.timestamp.timestamp() for r in snapshot.logs)
+    first_line = min((t for t in logged if start <= t <= end), default=None)
+    onset = (
+        _data_onset(snapshot, window, fired_at, lookback, resolution)
+        if fired_at is not None
+        and cfg.onset != "data"
+        and first_line is not None
+        and first_line >= split
+        else None
+    )
     log_findings = mine_logs(
         snapshot.logs,
         start,
@@ -301,6 +320,7 @@ def _analyze(
         cfg.log_burst_ratio,
         cfg.z_threshold,
         frozenset(snapshot.services()),
+        onset.at if onset is not None else None,
     )
     lap("detect_logs")
     waiters, edges = _call_sides(snapshot.signals)

@@ -96,8 +96,12 @@ def mine_logs(
     burst_ratio: float = 3.0,
     threshold: float = 4.0,
     services: frozenset[str] = frozenset(),
+    onset: float | None = None,
 ) -> list[LogFinding]:
-    """Log findings for the incident part ``[split, end]`` against the baseline before it."""
+    """Log findings for the incident part ``[split, end]`` against the baseline before it.
+
+    ``onset``, where the data show the incident began when only an alert dates it, is where
+    requests are compared (:mod:`.companions`) if the logs begin after ``split``."""
     shapes = Shapes()
     traces = ErrorTraces()
     companions = Companions()
@@ -171,7 +175,10 @@ def mine_logs(
         for o in traces.origins(split, rates.base_minutes, rates.inc_minutes, threshold, companions)
     )
     findings.extend(f for f in origins if f.score >= threshold)
-    findings.extend(missing_finding(m, rates) for m in companions.missing(split, threshold))
+    compared = split if rates.logs_start is None else onset
+    if compared is not None:
+        found = companions.missing(compared, threshold)
+        findings.extend(missing_finding(m, rates, compared) for m in found)
     if links:
         findings = [replace(f, link=links.get(f.service)) for f in findings]
     findings.sort(key=lambda f: (-f.score, f.onset, f.service, f.template))

@@ -70,10 +70,10 @@ def origin_finding(origin: TraceOrigin, template: str, rates: Rates) -> LogFindi
     )
 
 
-def missing_finding(missing: Missing, rates: Rates) -> LogFinding:
-    """A service that dropped out of the requests of several services it used to serve
-    alongside: it no longer gets as far as its lines in them (it throws first), or is no
-    longer reached."""
+def missing_finding(missing: Missing, rates: Rates, since: float) -> LogFinding:
+    """A service that dropped out, from ``since``, of the requests of several services it
+    used to serve alongside: it no longer gets as far as its lines in them (it throws first),
+    or is no longer reached."""
     return LogFinding(
         service=missing.service,
         pattern="unreached",
@@ -84,7 +84,7 @@ def missing_finding(missing: Missing, rates: Rates) -> LogFinding:
         baseline_rate=missing.expected / rates.inc_minutes,
         incident_rate=missing.observed / rates.inc_minutes,
         score=min(SCORE_CAP, missing.score),
-        onset=rates.split,
+        onset=since,
         end=rates.end,
         sample=None,
         signatures=frozenset(),
