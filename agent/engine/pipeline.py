@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -20,18 +20,18 @@ from agent.engine.calibrate import load_calibration, margin_features
 from agent.engine.canary import Judgement, judge_changes
 from agent.engine.detect.kinds import callee_of, kind_of, side_of
 from agent.engine.detect.logs import mine_logs
-from agent.engine.detect.series import MIN_BASELINE_POINTS, score_signals
+from agent.engine.detect.series import score_signals
 from agent.engine.echoes import echo_note, echoes
 from agent.engine.evidence import build_evidence
 from agent.engine.headroom import mark_headroom
 from agent.engine.hood import neighbourhood
 from agent.engine.hosts import colocated
 from agent.engine.hypothesis import strength
-from agent.engine.onset import Onset, onset_from_data
 from agent.engine.outages import gone_silent
 from agent.engine.rank import rank_services
 from agent.engine.service_score import ServiceScore
 from agent.engine.trouble import reconsider
+from agent.engine.window import alert_fired, incident_window, logs_onset
 from agent.models import (
     Analysis,
     Candidate,
@@ -78,90 +78,6 @@ def _call_sides(signals: list[Signal]) -> tuple[frozenset[str], frozenset[tuple[
         if (callee := callee_of(signal)) is not None:
             edges.add((signal.service, callee))
     return frozenset(waiters), frozenset(edges)
-
-
-def _window(
-    snapshot: Snapshot, lookback: float, resolution: float, from_data: bool
-) -> tuple[Window, str | None]:
-    """The analysed window, and a note that says how its split was chosen when only an alert
-    dates the incident: ``lookback`` before it, or (``from_data``) where the series rose
-    together (:mod:`agent.engine.onset`)."""
-    window = snapshot.window(timedelta(seconds=lookback))
-    fired_at = _alert_fired(snapshot)
-    if fired_at is None:
-        return window, None
-    if not from_data:
-        kept = _keep_a_baseline(window, snapshot.signals, resolution, fired_at)
-        note = _lookback_note(kept, fired_at, lookback, moved=kept is not window)
-        return kept, note
-    onset = _data_onset(snapshot, window, fired_at, lookback, resolution)
-    if onset is None or not window.start.timestamp() < onset.at < window.end.timestamp():
-        return window, (
-            f"incident start taken as {lookback / 60:.0f} min before the alert fired "
-            f"({window.incident_start:%H:%M:%S}): no clear common rise in the data"
-        )
-    start = datetime.fromtimestamp(onset.at, tz=UTC)
-    note = (
-        f"incident start {start:%H:%M:%S} estimated from the data ({onset.series} series rose "
-        f"then); the alert fired at {fired_at:%H:%M:%S}"
-    )
-    return window.model_copy(update={"incident_start": start}), note
-
-
-def _data_onset(
-    snapshot: Snapshot, window: Window, fired_at: datetime, lookback: float, resolution: float
-) -> Onset | None:
-    """Where the series rose together in the ``lookback`` before the alert fired."""
-    fired = fired_at.timestamp()
-    earliest = max(window.start.timestamp(), fired - lookback)
-    return onset_from_data(snapshot.signals, earliest, fired, resolution)
-
-
-def _alert_fired(snapshot: Snapshot) -> datetime | None:
-    """When the alert fired, where only it dates the incident (no incident start given)."""
-    alert = snapshot.alert if snapshot.meta.window.incident_start is None else None
-    return alert.starts_at if alert is not None else None
-
-
-def _keep_a_baseline(
-    window: Window, signals: list[Signal], resolution: float, fired: datetime
-) -> Window:
-    """``window`` with its split moved later where it would leave the data no baseline to
-    compare with: where the data begin after the lookback's split (a recording that starts
-    minutes before the alert), the first :data:`MIN_BASELINE_POINTS` samples are the
-    baseline, if that still splits before the alert fired."""
-    begins = [s.timestamps[0] for s in signals if s.timestamps]
-    if not begins:
-        return window
-    needed = datetime.fromtimestamp(min(begins) + MIN_BASELINE_POINTS * resolution, tz=UTC)
-    if window.incident_start < needed < fired:
-        return window.model_copy(update={"incident_start": needed})
-    return window
-
-
-def _lookback_note(window: Window, fired: datetime, lookback: float, moved: bool = False) -> str:
-    """How the split was placed before the alert: the lookback, or less where the lookback
-    would have left under a quarter of the window as baseline (:meth:`Snapshot.window`), or
-    (``moved``) where the data begin too late to hold a baseline before it."""
-    before = (fired - window.incident_start).total_seconds()
-    note = (
-        f"incident start taken as {window.incident_start:%H:%M:%S}, {_minutes(before)} before "
-        f"the alert fired at {fired:%H:%M:%S}"
-    )
-    if moved:
-        note += (
-            f" (the {_minutes(lookback)} lookback, moved so that the data's first "
-            f"{MIN_BASELINE_POINTS} samples are the baseline: they begin later)"
-        )
-    elif before < lookback - 30:
-        note += (
-            f" (the {_minutes(lookback)} lookback, cut to keep a quarter of the window as baseline)"
-        )
-    return note
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def _idle(signals: list[Signal]) -> frozenset[str]:
@@ -289,9 +205,10 @@ def _analyze(
     # Alerts fire a few evaluation intervals after a fault; at 1 s sampling ten minutes of
     # lookback would pull unrelated history into the incident.
     lookback = min(cfg.lookback_minutes * 60, LOOKBACK_SAMPLES * resolution)
-    window, onset_note = _window(snapshot, lookback, resolution, cfg.onset == "data")
+    from_data = cfg.onset == "data"
+    window, onset_note = incident_window(snapshot, lookback, resolution, from_data)
     start, split, end = (t.timestamp() for t in (window.start, window.incident_start, window.end))
-    fired_at = _alert_fired(snapshot)
+    fired_at = alert_fired(snapshot)
     metric_findings = mark_headroom(
         score_signals(snapshot.signals, split, cfg.z_threshold),
         snapshot.signals,
@@ -300,18 +217,6 @@ def _analyze(
         fired_at.timestamp() if fired_at else None,
     )
     lap("detect_metrics")
-    # Logs that begin after a lookback's split have nothing before it to compare requests
-    # with; within them, the requests are compared where the series rose together.
-    logged = (r.timestamp.timestamp() for r in snapshot.logs)
-    first_line = min((t for t in logged if start <= t <= end), default=None)
-    onset = (
-        _data_onset(snapshot, window, fired_at, lookback, resolution)
-        if fired_at is not None
-        and cfg.onset != "data"
-        and first_line is not None
-        and first_line >= split
-        else None
-    )
     log_findings = mine_logs(
         snapshot.logs,
         start,
@@ -320,7 +225,7 @@ def _analyze(
         cfg.log_burst_ratio,
         cfg.z_threshold,
         frozenset(snapshot.services()),
-        onset.at if onset is not None else None,
+        None if from_data else logs_onset(snapshot, window, lookback, resolution),
     )
     lap("detect_logs")
     waiters, edges = _call_sides(snapshot.signals)
