@@ -56,6 +56,7 @@ from agent.engine.service_score import (
     strength_by,
     symptoms,
 )
+from agent.engine.sizes import note_steps, passed_to
 from agent.engine.waits import Wait, wait_blame
 from agent.models import FaultType, SignalKind, Topology
 
@@ -248,11 +249,10 @@ def _apply_suspect_changes(
         s.metrics = sorted([evidence, *s.metrics], key=lambda f: -f.score)
         worse = [c for c in j.comparisons if c.worse]
         bonus = strength(evidence.score, threshold) * (j.worst.weight if j.worst else 1.0)
-        # Callers failing on what the new version answers are its symptoms: their trouble
-        # is its evidence, as strong as theirs (discounted for being second-hand).
-        callers = {c.signal.service for c in worse if c.signal.service != s.service}
-        callers |= failing[id(j)]
-        felt = [by_service[c].strength for c in callers if c in by_service]
+        # Callers failing on what the new version answers are its symptoms: their trouble is
+        # its evidence, as strong as theirs (second-hand: discounted), if big enough (sizes).
+        callers = failing[id(j)] | {c.signal.service for c in worse} - {s.service}
+        felt = [c.strength for c in passed_to(note_steps(s, worse), callers, by_service)]
         bonus = max([bonus, *(NEIGHBOUR_SHARE * x for x in felt)])
         s.strength += bonus
         s.score += bonus
