@@ -1,8 +1,10 @@
-"""How big a change's trouble is, and where a dropped call's path leads, on small synthetic
-rollouts (agent.engine.sizes, agent.engine.callgraph): a build whose own errors rose by a
-percent is not what makes its caller fail nine requests in ten, nor another build's new
-pods fail seven in ten; and the dependencies a build reaches only through a callee it
-stopped calling show what the build did, not trouble it waits on.
+"""Where two builds compete for one trouble, and where a dropped call's path leads, on
+small synthetic rollouts (agent.engine.sizes, agent.engine.callgraph): a build whose own
+errors rose by a percent does not take a caller's rise that another suspect callee, failing
+seven requests in ten, carries, nor explain that build's own failures; alone, it still
+takes its callers' trouble (a build that answers wrong keeps its own series clean); and the
+dependencies a build reaches only through a callee it stopped calling show what the build
+did, not trouble it waits on.
 
 An hour of 1-minute samples; the rollouts land at minute 40.
 """
@@ -44,10 +46,11 @@ def _build(service: str, rng: np.random.Generator, before: float, after: float) 
 def test_a_builds_small_rise_does_not_take_a_far_larger_one(seed: int) -> None:
     """``tax``'s new pods fail 70% of their requests, ``loyalty``'s 1.5% where its old pods
     failed 0.5% (both suspect); ``rating``, which calls both, fails 90% from minute 41, and
-    tax reaches loyalty through ``ledger``. A percent more errors at loyalty passes on as a
-    few percent at most (a call edge amplifies by retries, not a hundredfold): it neither
-    takes rating's rise nor explains tax's 70%. Before, it took a share of rating's trouble,
-    discounted tax as "its dependency loyalty is anomalous too", and ranked first."""
+    tax reaches loyalty through ``ledger``. tax's step carries rating's rise; loyalty's,
+    passed on as a few percent at most (a call edge amplifies by retries, not a
+    hundredfold), neither takes it nor explains tax's 70%. Before, loyalty took a share of
+    rating's trouble, discounted tax as "its dependency loyalty is anomalous too", and
+    ranked first."""
     rng = np.random.default_rng(seed)
     signals = _build("tax", rng, 0.002, 0.7) + _build("loyalty", rng, 0.005, 0.015)
     for n in range(4):
@@ -59,6 +62,21 @@ def test_a_builds_small_rise_does_not_take_a_far_larger_one(seed: int) -> None:
     assert analysis.candidates[0].service == "tax"
     tax = analysis.candidates[0]
     assert not any("its dependency loyalty" in r for r in tax.reasons)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_builds_small_rise_alone_still_takes_its_callers_trouble(seed: int) -> None:
+    """``coupon``'s new pods fail 1.5% where its old ones failed 0.5%, and ``loyalty``, which
+    calls it and nothing else that changed, fails 50% from minute 41: a build that answers
+    wrong fails its callers with its own series all but clean, and no other build carries
+    loyalty's rise, so coupon takes it and ranks first."""
+    rng = np.random.default_rng(seed)
+    signals = _build("coupon", rng, 0.005, 0.015)
+    for n in range(2):
+        signals.append(signal("loyalty", ERRORS, step(0.008, 0.5), rng, pod=f"loyalty-5d8f-{n}"))
+    analysis = analyze(rollout_snapshot(signals, [("loyalty", "coupon")], ["coupon"], "alone"))
+    assert {v.change.service: v.verdict for v in analysis.changes} == {"coupon": "suspect"}
+    assert analysis.candidates[0].service == "coupon"
 
 
 def _orders_score(with_db: bool, seed: int) -> tuple[float, list[str]]:

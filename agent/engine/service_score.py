@@ -48,7 +48,6 @@ class ServiceScore:
     change_bonus: tuple[float, float] | None = None  # (when, how much) a suspect change adds
     # ... and how far its own worse serving series stepped up, by kind (engine.sizes)
     changed_steps: dict[SignalKind, float] = field(default_factory=dict)
-    changed_rises: dict[SignalKind, float] = field(default_factory=dict)  # ... crashes too
 
 
 def is_wait(f: SeriesFinding) -> bool:
