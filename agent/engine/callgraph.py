@@ -8,7 +8,7 @@
 - a target whose data stops is down only if its callers notice, and explains only what
   began as it went down (a target's data stops to the scrape);
 - a dependency whose only sign of trouble is its build's own small step does not explain a
-  caller's rise many times that size (:mod:`agent.engine.sizes`).
+  build whose own pods stepped up many times as much (:mod:`agent.engine.sizes`).
 
 The graph is the topology's edges plus caller -> callee edges that error logs reveal
 ("connection refused by X").
