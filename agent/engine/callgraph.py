@@ -6,7 +6,9 @@
   dropped is not one it waits on); one whose callers suffer is consistent with a cause;
 - the cause of an alert is the alerted service or something it depends on;
 - a target whose data stops is down only if its callers notice, and explains only what
-  began as it went down (a target's data stops to the scrape).
+  began as it went down (a target's data stops to the scrape);
+- a dependency whose only sign of trouble is its build's own small step does not explain a
+  build whose own pods stepped up many times as much (:mod:`agent.engine.sizes`).
 
 The graph is the topology's edges plus caller -> callee edges that error logs reveal
 ("connection refused by X").
@@ -23,6 +25,7 @@ from agent.engine.detect.kinds import CAUSE_KINDS
 from agent.engine.detect.logfinding import APPEARED, LogFinding
 from agent.engine.detect.series import SeriesFinding
 from agent.engine.service_score import ServiceScore, blames, crashed, strength_by, symptoms
+from agent.engine.sizes import shows_enough
 from agent.models import SignalKind, Topology
 
 
@@ -40,21 +43,23 @@ class CallGraph:
     def __bool__(self) -> bool:
         return bool(self.callees)
 
-    def downstream(self, service: str) -> set[str]:
-        """Everything ``service`` depends on, directly or not."""
-        return _reach(self.callees, service)
+    def downstream(self, service: str, avoiding: frozenset[str] = frozenset()) -> set[str]:
+        """Everything ``service`` depends on, directly or not (not through ``avoiding``)."""
+        return _reach(self.callees, service, avoiding)
 
     def upstream(self, service: str) -> set[str]:
         """Everything that depends on ``service``, directly or not."""
         return _reach(self.callers, service)
 
 
-def _reach(adjacency: Mapping[str, list[str]], service: str) -> set[str]:
+def _reach(
+    adjacency: Mapping[str, list[str]], service: str, avoiding: frozenset[str] = frozenset()
+) -> set[str]:
     seen: set[str] = set()
     stack = list(adjacency.get(service, ()))
     while stack:
         nxt = stack.pop()
-        if nxt not in seen:
+        if nxt not in seen and nxt not in avoiding:
             seen.add(nxt)
             stack.extend(adjacency.get(nxt, ()))
     return seen
@@ -162,6 +167,7 @@ def _can_explain(
     if any(crashed(f) for f in early) or any(_down_by(f, since, began) for f in early):
         return True
     shown = symptoms(d, cutoff, since) | _grown_into(d, cutoff, since)
+    shown -= {k for k in shown if not shows_enough(d, s, k, cutoff, since)}
     return any(kind in shown or kind not in d_measures for kind in wanted)
 
 
@@ -222,11 +228,11 @@ def apply_call_graph(
         since = s.onset - tolerance if s.onset is not None else None
         explainers = [
             (strength_by(d, cutoff, threshold, visible), d)
-            for name in graph.downstream(s.service)
-            if (d := by_service.get(name)) is not None
             # A callee whose requests this service's new build stopped sending shows what
-            # the build did (its traffic and work fell), not trouble the service waits on.
-            and name not in s.dropped_calls
+            # the build did (its traffic and work fell), not trouble the service waits on;
+            # so do the dependencies the service reaches only through it.
+            for name in graph.downstream(s.service, s.dropped_calls)
+            if (d := by_service.get(name)) is not None
             and d.strength >= 0.35 * top
             and (d.onset is None or cutoff is None or d.onset <= cutoff)
             and _can_explain(

@@ -214,7 +214,7 @@ def _before_after(change: Change, signals: Sequence[Signal], end: float) -> list
                 stats_of(before),
                 "the same series before the change",
                 p,
-                is_worse(after, before, p),
+                is_worse(after, before, p) and _past_usual(after, before),
                 same_minutes=False,
             )
         )
@@ -242,10 +242,20 @@ def _compare(
     load = not same and kind not in SERVING
     ratio = MIN_RATIO if same else BEFORE_RATIO if load else SERVING_BEFORE_RATIO
     worse = is_worse(new, ref, p, ratio, beyond_noise=not load)
+    worse = worse and (same or load or _past_usual(new, ref))
     return Comparison(new_series[0], kind, stats_of(new), stats_of(ref), versus, p, worse, same)
 
 
 BEFORE = "the service's pods before the change"
+
+
+def _past_usual(new: NDArray[np.float64], ref: NDArray[np.float64]) -> bool:
+    """Before/after, a serving series is worse only where its typical minute since the change
+    is past the upper quartile of the minutes before it: errors that spike (a bad batch, a
+    burst) give a healthy build's many samples a significant shift of a few tenths of a
+    percent, as the day's drift or a neighbour's trouble does; a build that breaks requests
+    moves its usual minute past the old bad ones."""
+    return float(np.median(new)) > float(np.quantile(ref, 0.75))
 
 
 def _by_pod(

@@ -56,6 +56,7 @@ from agent.engine.service_score import (
     strength_by,
     symptoms,
 )
+from agent.engine.sizes import note_steps, passed_to
 from agent.engine.waits import Wait, wait_blame
 from agent.models import FaultType, SignalKind, Topology
 
@@ -234,12 +235,12 @@ def _apply_suspect_changes(
     tolerance: float,
 ) -> None:
     """A change whose new pods behave worse than its old ones is a cause in its own right
-    (``bad_deploy``), dated by the change, whatever else its service shows. Its failing
-    callers' trouble is its evidence (a share of their strength), whether their rise made
-    it suspect or its own pods did (:func:`_failing_callers`)."""
+    (``bad_deploy``), dated by the change. Its failing callers' trouble is its evidence (a
+    share of their strength), whether their rise or its own pods made it suspect."""
     suspects = {j.change.service for j in judged if j.verdict == "suspect"}
     # Decided before any change takes a share, so that the order of the changes is moot.
     failing = {id(j): _failing_callers(j, graph, by_service, suspects, tolerance) for j in judged}
+    note_steps(by_service, judged)
     for j in judged:
         evidence = finding(j)
         if evidence is None:
@@ -248,11 +249,10 @@ def _apply_suspect_changes(
         s.metrics = sorted([evidence, *s.metrics], key=lambda f: -f.score)
         worse = [c for c in j.comparisons if c.worse]
         bonus = strength(evidence.score, threshold) * (j.worst.weight if j.worst else 1.0)
-        # Callers failing on what the new version answers are its symptoms: their trouble
-        # is its evidence, as strong as theirs (discounted for being second-hand).
-        callers = {c.signal.service for c in worse if c.signal.service != s.service}
-        callers |= failing[id(j)]
-        felt = [by_service[c].strength for c in callers if c in by_service]
+        # Callers failing on what the new version answers are its symptoms: their trouble is
+        # its evidence, as strong as theirs (second-hand: discounted), unless a bigger build's.
+        callers = failing[id(j)] | {c.signal.service for c in worse} - {s.service}
+        felt = [c.strength for c in passed_to(s.service, callers, by_service, graph.callees)]
         bonus = max([bonus, *(NEIGHBOUR_SHARE * x for x in felt)])
         s.strength += bonus
         s.score += bonus

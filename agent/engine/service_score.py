@@ -46,6 +46,8 @@ class ServiceScore:
     changed_worse: frozenset[SignalKind] = frozenset()
     dropped_calls: frozenset[str] = frozenset()
     change_bonus: tuple[float, float] | None = None  # (when, how much) a suspect change adds
+    # ... and how far its own worse serving series stepped up, by kind (engine.sizes)
+    changed_steps: dict[SignalKind, float] = field(default_factory=dict)
 
 
 def is_wait(f: SeriesFinding) -> bool:
