@@ -108,10 +108,12 @@ def logs_onset(
     rose together before the alert fired (``None`` with an incident start given, logs that
     begin before the split, or no common rise)."""
     fired_at = alert_fired(snapshot)
+    if fired_at is None:
+        return None
     start, split, end = (t.timestamp() for t in (window.start, window.incident_start, window.end))
     logged = (r.timestamp.timestamp() for r in snapshot.logs)
     first_line = min((t for t in logged if start <= t <= end), default=None)
-    if fired_at is None or first_line is None or first_line < split:
+    if first_line is None or first_line < split:
         return None
     onset = _data_onset(snapshot, window, fired_at, lookback, resolution)
     return onset.at if onset is not None else None
