@@ -337,17 +337,22 @@ def carried(
     out, a failing one's errors make them fail; a call edge amplifies by retries or loops,
     not by orders of magnitude). A callee in trouble on what cannot be set against requests
     (``unsized`` since: its CPU, its disk, its pods gone; the calls fail at the caller)
-    carries if that began by ``by`` (the service's rise, give or take :data:`TOLERANCE_S`: a
-    callee's CPU up a quarter of an hour later did not make it worse), and so does a signal
-    either side lacks: nothing tells. Errors are carried only by a callee's errors, or as
-    timeouts (:func:`_waited`): a callee's latency explains a caller's latency, not errors
-    that rose while the caller hardly waited longer. Steps are measured from ``at`` (the
-    change) against the :data:`LEAD_S` before it."""
+    carries; where the service's rise (``by``) began as its new pods served (within
+    :data:`TOLERANCE_S` of ``at``), only if that trouble began by the rise, give or take
+    :data:`TOLERANCE_S` (a callee's CPU up a quarter of an hour later did not make a build
+    fail the minute it served). A signal either side lacks carries: nothing tells. Errors
+    are carried only by a callee's errors, or as timeouts (:func:`_waited`): a callee's
+    latency explains a caller's latency, not errors that rose while the caller hardly
+    waited longer. Steps are measured from ``at`` (the change) against the :data:`LEAD_S`
+    before it."""
     steps = {k: serving_step(index, service, k, at) for k in kinds}
     own = {k: rise for k, rise in steps.items() if rise is not None and rise > 0}
     if not own or not callees or any(rise is None for rise in steps.values()):
         return True
-    latest = math.inf if by is None else by + TOLERANCE_S
+    # A rise that began as the new pods served is dated by them: what began later in a
+    # callee did not cause it. One that began later has no such anchor.
+    anchored = by is not None and by <= at + TOLERANCE_S
+    latest = by + TOLERANCE_S if by is not None and anchored else math.inf
     if any(at - LEAD_S <= unsized.get(c, -math.inf) <= latest for c in callees):
         return True
 
