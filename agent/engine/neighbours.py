@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 
 from agent.engine.canary import LEAD_S, MIN_SAMPLES, Comparison
 from agent.engine.detect.kinds import callee_of, kind_of, own_series
+from agent.engine.hood import TOLERANCE_S
 from agent.engine.mannwhitney import ALPHA, is_worse, mann_whitney_greater, stats_of
 from agent.models import Change, Signal, SignalKind
 
@@ -328,6 +329,7 @@ def carried(
     callees: Sequence[str],
     kinds: Iterable[SignalKind],
     unsized: Mapping[str, float],
+    by: float | None = None,
 ) -> bool:
     """Whether a direct callee's trouble is big enough to be what ``service`` passes up: on
     one of the serving ``kinds`` the service rose on, a callee rose at least
@@ -335,20 +337,53 @@ def carried(
     out, a failing one's errors make them fail; a call edge amplifies by retries or loops,
     not by orders of magnitude). A callee in trouble on what cannot be set against requests
     (``unsized`` since: its CPU, its disk, its pods gone; the calls fail at the caller)
-    carries, and so does a signal either side lacks: nothing tells. Steps are measured from
-    ``at`` (the change) against the :data:`LEAD_S` before it."""
+    carries; where the service's rise (``by``) began as its new pods served (within
+    :data:`TOLERANCE_S` of ``at``), only if that trouble began by the rise, give or take
+    :data:`TOLERANCE_S` (a callee's CPU up a quarter of an hour later did not make a build
+    fail the minute it served). A signal either side lacks carries: nothing tells. Errors
+    are carried only by a callee's errors, or as timeouts (:func:`_waited`): a callee's
+    latency explains a caller's latency, not errors that rose while the caller hardly
+    waited longer. Steps are measured from ``at`` (the change) against the :data:`LEAD_S`
+    before it."""
     steps = {k: serving_step(index, service, k, at) for k in kinds}
     own = {k: rise for k, rise in steps.items() if rise is not None and rise > 0}
     if not own or not callees or any(rise is None for rise in steps.values()):
         return True
-    for callee in callees:
-        if unsized.get(callee, -math.inf) >= at - LEAD_S:
-            return True
-        for kind, rise in own.items():
+    # A rise that began as the new pods served is dated by them: what began later in a
+    # callee did not cause it. One that began later has no such anchor.
+    anchored = by is not None and by <= at + TOLERANCE_S
+    latest = by + TOLERANCE_S if by is not None and anchored else math.inf
+    if any(at - LEAD_S <= unsized.get(c, -math.inf) <= latest for c in callees):
+        return True
+
+    def carries(kind: SignalKind, rise: float) -> bool:
+        for callee in callees:
             theirs = serving_step(index, callee, kind, at)
             if theirs is None or CARRY_GAIN * theirs >= rise:
                 return True
-    return False
+        return False
+
+    errors = own.get(SignalKind.ERRORS)
+    if (
+        errors is not None
+        and not carries(SignalKind.ERRORS, errors)
+        and not _waited(index, service, at)
+    ):
+        return False
+    return any(carries(kind, rise) for kind, rise in own.items())
+
+
+def _waited(index: Index, service: str, at: float) -> bool:
+    """Whether the service's own latency rose by at least 1/:data:`CARRY_GAIN` of what it
+    was before ``at``: errors a slow callee passes up are the caller's timeouts, and a
+    caller that times out waited first. Errors that rose while its latency held, with no
+    callee failing anywhere near as much, are the service's own, whatever a callee's
+    latency did."""
+    found = shift(_serving(index, service, SignalKind.LATENCY), at, math.inf, LEAD_S, False)
+    if found is None or found.before.size == 0 or found.after.size == 0:
+        return True
+    before = float(np.mean(found.before))
+    return float(np.mean(found.after)) >= (1.0 + 1.0 / CARRY_GAIN) * before
 
 
 def _step_of(c: Comparison) -> float:

@@ -148,7 +148,8 @@ def _own_control(judgement: Judgement, index: Index, hood: Neighbourhood) -> Jud
     callees = hood.callees.get(change.service, ())
     began = own_rise(change, index, worse)
     other, how = None, "its dependency {} is, which is in trouble of its own"
-    if carried(change.service, change.at.timestamp(), index, callees, kinds, hood.unsized):
+    at = change.at.timestamp()
+    if carried(change.service, at, index, callees, kinds, hood.unsized, began):
         other = _dependency_in_trouble(change, hood, kinds, began, True)
     if other is None and kinds == {SignalKind.ERRORS}:
         other = answered_wrong(change.service, began, callees, hood, index)
@@ -262,7 +263,7 @@ def _culprit(rise: Rise, change: Change, hood: Neighbourhood, index: Index) -> s
         if not hood.troubled_between(other, {rise.kind}, at - LEAD_S, rise.onset):
             continue
         via = [c for c in direct if c == other or other in hood.downstream(c)]
-        if carried(rise.caller, at, index, via, {rise.kind}, hood.unsized):
+        if carried(rise.caller, at, index, via, {rise.kind}, hood.unsized, rise.onset):
             return other
     return _dependency_in_trouble(change, hood, {rise.kind}, rise.onset)
 
