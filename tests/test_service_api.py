@@ -254,6 +254,20 @@ def test_malformed_webhook_is_422_with_field_path(
     assert "Traceback" not in response.text
 
 
+@pytest.mark.parametrize(("field", "value"), [("startsAt", 1715681700), ("endsAt", 0.0)])
+def test_webhook_times_given_as_numbers_are_422(
+    client: TestClient, field: str, value: float
+) -> None:
+    # Alertmanager writes RFC 3339 text; a number would be read as seconds since 1970.
+    payload = notification()
+    payload["alerts"][0][field] = value
+    response = client.post(WEBHOOK, json=payload, headers=auth(WEBHOOK_TOKEN))
+    assert response.status_code == 422
+    (error,) = [f for f in response.json()["error"]["fields"] if field in f["path"]]
+    assert error["path"] == f"body.alerts.0.{field}"
+    assert "RFC 3339" in error["message"]
+
+
 def test_not_json_is_422(client: TestClient) -> None:
     response = client.post(
         WEBHOOK,

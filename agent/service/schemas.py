@@ -131,12 +131,26 @@ class StorableText(BaseModel):
         )
 
 
+def _rfc3339(value: object) -> object:
+    """A reported time is RFC 3339 text: pydantic would also read ``1715681700`` (or ``0.2``)
+    as seconds since 1970, which a CI script means as often as not in milliseconds."""
+    if isinstance(value, bool | int | float) or (
+        isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit()
+    ):
+        raise ValueError("expected an RFC 3339 timestamp, e.g. 2024-05-14T10:00:00Z")
+    return value
+
+
 class WebhookAlert(Alert):
-    """One alert of the payload: text without NUL, ``startsAt`` a plausible time."""
+    """One alert of the payload: text without NUL, ``startsAt`` a plausible time, both times
+    RFC 3339 text as Alertmanager writes them."""
 
     labels: TextMap
     annotations: TextMap = Field(default_factory=dict)
-    startsAt: Annotated[datetime, Field(json_schema_extra={"pattern": _YEARS})]
+    startsAt: Annotated[
+        datetime, BeforeValidator(_rfc3339), Field(json_schema_extra={"pattern": _YEARS})
+    ]
+    endsAt: Annotated[datetime | None, BeforeValidator(_rfc3339)] = None
     generatorURL: Text = ""
     fingerprint: Text = ""
 
@@ -330,16 +344,6 @@ def _http_link(value: str | None) -> str | None:
     """Links are shown in reports and Slack: only http(s), never ``javascript:``."""
     if value is not None and not _LINK.fullmatch(value):
         raise ValueError("must be an http:// or https:// URL")
-    return value
-
-
-def _rfc3339(value: object) -> object:
-    """A reported time is RFC 3339 text: pydantic would also read ``1715681700`` (or ``0.2``)
-    as seconds since 1970, which a CI script means as often as not in milliseconds."""
-    if isinstance(value, bool | int | float) or (
-        isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit()
-    ):
-        raise ValueError("expected an RFC 3339 timestamp, e.g. 2024-05-14T10:00:00Z")
     return value
 
 
