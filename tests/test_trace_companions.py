@@ -11,9 +11,9 @@ the lookups it serves on their own), and it does not look silent.
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
 
 import pytest
+from trace_support import traced_line as _line
 
 from agent.engine.detect.companions import Companions
 from agent.engine.detect.logs import mine_logs
@@ -24,15 +24,6 @@ from agent.models import FaultType, LogRecord
 T0 = 1_767_225_600.0  # window start; split at +600 s, end at +900 s
 SPLIT, END = T0 + 600, T0 + 900
 FAN_OUT = ("seats", "prices", "routes")
-
-
-def _line(t: float, service: str, message: str, trace: str | None) -> LogRecord:
-    return LogRecord(
-        timestamp=datetime.fromtimestamp(t, tz=UTC),
-        service=service,
-        message=message,
-        trace_id=trace,
-    )
 
 
 def _search(t: float, trace: str, silent: frozenset[str]) -> list[LogRecord]:

@@ -9,9 +9,9 @@ blames them; the first error of each trace does not.
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
 
 import pytest
+from trace_support import traced_line as _line
 
 from agent.engine.detect.logs import mine_logs
 from agent.engine.detect.traces import ErrorTraces
@@ -20,15 +20,6 @@ from agent.models import LogRecord
 
 T0 = 1_767_225_600.0  # window start; split at +600 s, end at +900 s
 SPLIT, END = T0 + 600, T0 + 900
-
-
-def _line(t: float, service: str, message: str, trace: str | None) -> LogRecord:
-    return LogRecord(
-        timestamp=datetime.fromtimestamp(t, tz=UTC),
-        service=service,
-        message=message,
-        trace_id=trace,
-    )
 
 
 def _request(t: float, trace: str, failing: str | None) -> list[LogRecord]:
