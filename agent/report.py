@@ -44,6 +44,9 @@ def change_text(evidence: Evidence) -> str:
     if evidence.pattern == "unbaselined":
         return f"no log lines in the baseline → {inc.count} in incident: cannot tell new from old"
     if evidence.pattern == "origin":
+        if base.mean is None:  # the logs begin after the baseline: nothing to count there
+            text = f"no log lines in the baseline → first error of {inc.count} traces in incident"
+            return text + (f" ({_rate(inc.mean)} while logs ran)" if inc.mean is not None else "")
         text = f"first error of {base.count} traces in baseline → {inc.count} in incident"
         if base.mean is not None and inc.mean is not None:
             text += f" ({_rate(base.mean)} → {_rate(inc.mean)})"

@@ -15,8 +15,11 @@ from trace_support import traced_line as _line
 
 from agent.engine.detect.logs import mine_logs
 from agent.engine.detect.traces import ErrorTraces
+from agent.engine.evidence import build_evidence
 from agent.engine.rank import rank_services
+from agent.engine.service_score import ServiceScore
 from agent.models import LogRecord
+from agent.report import change_text
 
 T0 = 1_767_225_600.0  # window start; split at +600 s, end at +900 s
 SPLIT, END = T0 + 600, T0 + 900
@@ -135,3 +138,19 @@ def test_errors_that_begin_while_the_late_logs_flow_are_an_origin() -> None:
     records = _logged_from(SPLIT + 120, _traffic(SPLIT + 200, random.Random(11)))
     (origin,) = [f for f in mine_logs(records, T0, SPLIT, END) if f.pattern == "origin"]
     assert origin.service == "stock" and origin.score >= 10
+
+
+def test_late_logs_rate_an_origin_over_the_minutes_they_cover() -> None:
+    # Logs from two minutes into the five-minute incident part: a rate over the whole part
+    # would understate the failures, and "0/min before" would claim a baseline no line is in.
+    records = _logged_from(SPLIT + 120, _traffic(SPLIT + 200, random.Random(11)))
+    (origin,) = [f for f in mine_logs(records, T0, SPLIT, END) if f.pattern == "origin"]
+    stamps = [r.timestamp.timestamp() for r in records]
+    covered = (max(stamps) - min(stamps)) / 60.0
+    assert origin.incident_rate == pytest.approx(origin.incident_count / covered)
+    assert origin.incident_rate > origin.incident_count / ((END - SPLIT) / 60.0) * 1.5
+
+    (evidence,), _ = build_evidence([ServiceScore("stock", logs=[origin])], limit=5)
+    assert evidence.baseline.mean is None  # no line there: nothing was measured
+    assert "while logs ran" in evidence.description and "after the baseline" in evidence.description
+    assert change_text(evidence).startswith("no log lines in the baseline")

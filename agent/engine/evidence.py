@@ -126,8 +126,7 @@ def _log_evidence(eid: str, f: LogFinding) -> Evidence:
             + f": in {f.incident_count} of the traces where {f.baseline_count} were due"
         ),
         "origin": (
-            f"first to log an error in {f.incident_count} traces "
-            f"({f.baseline_rate:.2g}/min -> {f.incident_rate:.2g}/min)"
+            f"first to log an error in {f.incident_count} traces ({_origin_rates(f)})"
             + (f", then {', '.join(sorted(f.followers)[:3])} logged theirs" if f.followers else "")
         ),
     }[f.pattern]
@@ -146,11 +145,25 @@ def _log_evidence(eid: str, f: LogFinding) -> Evidence:
         start=_ts(f.onset),
         end=_ts(f.end),
         onset=_ts(f.onset),
-        baseline=Stats(mean=f.baseline_rate, count=f.baseline_count),
+        # Where the logs begin after the baseline, it holds no line: no rate was measured there.
+        baseline=Stats(
+            mean=None if f.logs_start is not None else f.baseline_rate, count=f.baseline_count
+        ),
         incident=Stats(mean=f.incident_rate, count=f.incident_count),
         score=round(f.score, 3),
         description=shown,
         link=f.link,
+    )
+
+
+def _origin_rates(f: LogFinding) -> str:
+    """The rates an error-origin finding rests on. Where the logs begin after the baseline,
+    the comparison is with their own first stretch, before the service's first such trace."""
+    if f.logs_start is None:
+        return f"{f.baseline_rate:.2g}/min -> {f.incident_rate:.2g}/min"
+    return (
+        f"{f.incident_rate:.2g}/min while logs ran; they start at {_ts(f.logs_start):%H:%M:%S}, "
+        f"after the baseline, and none came in their first {duration_text(f.onset - f.logs_start)}"
     )
 
 

@@ -107,3 +107,12 @@ class Rates:
     @property
     def scale(self) -> float:
         return self.inc_minutes / self.base_minutes
+
+    @property
+    def covered_minutes(self) -> float:
+        """The minutes the incident's lines can be counted over: where the logs begin after the
+        split, from their first line to their last, not the whole incident part (a rate over
+        minutes without lines would understate it)."""
+        if self.logs_start is None or self.logs_end is None:
+            return self.inc_minutes
+        return max((self.logs_end - self.logs_start) / 60.0, 1e-6)

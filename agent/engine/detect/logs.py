@@ -247,7 +247,7 @@ def _template_finding(
         baseline_count=tally.baseline,
         incident_count=tally.incident,
         baseline_rate=tally.baseline / rates.base_minutes,
-        incident_rate=tally.incident / rates.inc_minutes,
+        incident_rate=tally.incident / rates.covered_minutes,
         score=score,
         onset=onset,
         end=rates.end,

@@ -58,7 +58,7 @@ def origin_finding(origin: TraceOrigin, template: str, rates: Rates) -> LogFindi
         baseline_count=origin.baseline_count,
         incident_count=origin.incident_count,
         baseline_rate=origin.baseline_count / rates.base_minutes,
-        incident_rate=origin.incident_count / rates.inc_minutes,
+        incident_rate=origin.incident_count / rates.covered_minutes,
         score=min(SCORE_CAP, origin.score)
         * _late_start(origin.incident_count, origin.onset, rates),
         onset=origin.onset,
@@ -66,6 +66,7 @@ def origin_finding(origin: TraceOrigin, template: str, rates: Rates) -> LogFindi
         sample=headline(origin.sample) or None,
         signatures=signatures_of(template),
         mentions=frozenset(),
+        logs_start=rates.logs_start,
         followers=origin.followers,
     )
 
