@@ -44,6 +44,30 @@ def test_a_dip_that_quotes_a_value_above_its_baseline_contradicts_itself() -> No
     assert not contradicts(_item("up", 5.0, 9.0))
 
 
+def _described(values: list[float]) -> str:
+    from agent.engine.detect.series import score_signal
+    from agent.engine.evidence import build_evidence
+    from agent.engine.service_score import ServiceScore
+    from agent.models import Signal
+
+    stamps = [60.0 * i for i in range(len(values))]
+    signal = Signal(service="a", name="latency_p99_seconds", timestamps=stamps, values=values)
+    finding = score_signal(signal, split=600.0, threshold=4.0)
+    assert finding is not None
+    (item,), _ = build_evidence([ServiceScore("a", metrics=[finding])], limit=5)
+    return item.description
+
+
+def test_a_z_at_the_detectors_cap_is_quoted_as_the_cap_not_as_a_measure() -> None:
+    # A near-flat baseline makes any step "50 sigma": the number says only that it hit the cap.
+    capped = _described(
+        [0.010, 0.0101, 0.010, 0.0099, 0.010, 0.0101, 0.010, 0.010, 0.0099, 0.010] + [0.023] * 5
+    )
+    assert "robust z 50 or more (the cap)" in capped and "z 50.0" not in capped
+    measured = _described([1.0, 1.2, 0.9, 1.1, 1.0, 0.8, 1.2, 1.0, 0.9, 1.1] + [2.0] * 5)
+    assert "(the cap)" not in measured and "robust z " in measured
+
+
 def _real_cases() -> list:
     cases = directory_cases(ROOT / "tests" / "fixtures" / "real")[0]
     if SHARED_REAL.is_dir():

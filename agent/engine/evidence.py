@@ -11,7 +11,7 @@ import math
 from datetime import UTC, datetime
 
 from agent.engine.detect.logfinding import LogFinding
-from agent.engine.detect.series import SeriesFinding
+from agent.engine.detect.series import Z_CAP, SeriesFinding
 from agent.engine.service_score import ServiceScore
 from agent.models import Evidence, Stats
 from agent.units import (
@@ -62,7 +62,7 @@ def _metric_description(f: SeriesFinding, unit: str) -> str:
             f"(was {format_value(f.baseline.median, unit)})"
         )
     change = change_phrase(f.baseline.median, f.level, unit)
-    z = f"robust z {_z(f):.1f}" + ("; counted for running at its CPU limit" if f.at_limit else "")
+    z = _z_text(_z(f)) + ("; counted for running at its CPU limit" if f.at_limit else "")
     if f.run <= 1:
         verb = "spiked" if f.direction > 0 else "dipped for one sample"
         return f"{s.series_id} {verb} {change} {_when(f)} ({z})"
@@ -73,6 +73,12 @@ def _metric_description(f: SeriesFinding, unit: str) -> str:
 
 def _z(f: SeriesFinding) -> float:
     return f.score if f.z is None else f.z
+
+
+def _z_text(z: float) -> str:
+    """The robust z, or that it reached the cap: beyond it the detector stops counting, so a
+    quoted 50.0 would claim a precision the number does not have."""
+    return f"robust z {z:.1f}" if z < Z_CAP else f"robust z {Z_CAP:.0f} or more (the cap)"
 
 
 def _metric_evidence(eid: str, f: SeriesFinding) -> Evidence:
