@@ -63,9 +63,9 @@ def test_a_z_at_the_detectors_cap_is_quoted_as_the_cap_not_as_a_measure() -> Non
     capped = _described(
         [0.010, 0.0101, 0.010, 0.0099, 0.010, 0.0101, 0.010, 0.010, 0.0099, 0.010] + [0.023] * 5
     )
-    assert "robust z 50 or more (the cap)" in capped and "z 50.0" not in capped
+    assert "robust z ≥ 50, the cap" in capped and "z 50.0" not in capped
     measured = _described([1.0, 1.2, 0.9, 1.1, 1.0, 0.8, 1.2, 1.0, 0.9, 1.1] + [2.0] * 5)
-    assert "(the cap)" not in measured and "robust z " in measured
+    assert "the cap" not in measured and "robust z " in measured
 
 
 def _real_cases() -> list:

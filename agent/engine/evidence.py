@@ -78,7 +78,7 @@ def _z(f: SeriesFinding) -> float:
 def _z_text(z: float) -> str:
     """The robust z, or that it reached the cap: beyond it the detector stops counting, so a
     quoted 50.0 would claim a precision the number does not have."""
-    return f"robust z {z:.1f}" if z < Z_CAP else f"robust z {Z_CAP:.0f} or more (the cap)"
+    return f"robust z {z:.1f}" if z < Z_CAP else f"robust z ≥ {Z_CAP:.0f}, the cap"
 
 
 def _metric_evidence(eid: str, f: SeriesFinding) -> Evidence:
