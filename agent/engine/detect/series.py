@@ -250,8 +250,6 @@ def score_signal(signal: Signal, split: float, threshold: float) -> SeriesFindin
     base_median = float(np.median(base))
     if not (level - base_median) * sign > 0:
         return None  # nothing to quote that supports the direction: not a finding
-    if kind not in STEPWISE_QUANTA and _one_quantum(base, level, quantum):
-        return None
     return SeriesFinding(
         signal=signal,
         kind=kind,
@@ -275,20 +273,6 @@ def _quantum(values: NDArray[np.float64]) -> float:
     moves = np.abs(np.concatenate((values, np.diff(values))))
     moves = moves[moves > 0]
     return float(moves.min()) if moves.size else 0.0
-
-
-# Series whose one quantum up is news: a quantile's quantum is a histogram bucket's width
-# (one bucket up can be a real slowdown), a version's or restart counter's one step.
-STEPWISE_QUANTA = frozenset({SignalKind.LATENCY, SignalKind.CHANGE})
-
-
-def _one_quantum(base: NDArray[np.float64], level: float, quantum: float) -> bool:
-    """Whether a series that sat on one value (its baseline's middle half, a rare blip
-    aside) moved by no more than one quantum: one more pending connection or queued job
-    is not yet news (:func:`robust_scale` says so of a baseline without a blip; a blip
-    before would make its outer spread a fraction of a quantum and the move a huge z)."""
-    q1, q3 = _quantiles(np.sort(base), (0.25, 0.75))
-    return q1 == q3 and abs(level - float(np.median(base))) <= quantum
 
 
 def _run_end(z: NDArray[np.float64], peak: int, sign: int, threshold: float) -> int:
