@@ -274,7 +274,6 @@ def _unless_old_as_bad(
 
 
 OLD_AS_BAD = "its old pods got as bad while they still served"
-
 OLD_WELL = "its old pods stayed well beside them"
 
 
