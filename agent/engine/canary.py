@@ -17,18 +17,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Literal
+from dataclasses import replace
 
 import numpy as np
 from numpy.typing import NDArray
 
 from agent.engine.detect.kinds import kind_of
+from agent.engine.judgement import Comparison, Judgement
 from agent.engine.leaks import GROWTH, new_pods_grow
 from agent.engine.mannwhitney import ALPHA, MIN_RATIO, is_worse, mann_whitney_greater, stats_of
-from agent.engine.old_pods import as_bad, values_between, well_beside
+from agent.engine.old_pods import as_bad, as_bad_beside, values_between, well_beside
 from agent.engine.restarts import MIN_RESTARTS, RESTART_ALPHA, new_pods_restart
-from agent.models import Change, Signal, SignalKind, Stats
+from agent.models import Change, Signal, SignalKind
 
 # A change's before/after comparisons look this far back before it.
 LEAD_S = 30 * 60.0
@@ -41,61 +41,11 @@ BEFORE_RATIO = 2.0  # ... when the new pods' CPU or memory is compared with befo
 # what the day's drift or another service's trouble gives a healthy pod in half an hour.
 SERVING_BEFORE_RATIO = 1.4
 WARMUP_S = 120.0  # a new pod's first minutes are start-up, not its steady behaviour
-BEFORE_AFTER_WEIGHT = 0.75  # of the change's own before/after comparison
-Verdict = Literal["suspect", "cleared", "unknown"]
 SERVING = frozenset({SignalKind.ERRORS, SignalKind.LATENCY})
 RESTARTS = "restarts"  # the label of the new pods' restarts comparison
 HIGHER_IS_WORSE = frozenset(
     {SignalKind.ERRORS, SignalKind.LATENCY, SignalKind.RESOURCE, SignalKind.SATURATION}
 )
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """One series name compared between the new version's pods and the reference."""
-
-    signal: Signal  # a series of one of the new pods: what the evidence points at
-    kind: SignalKind
-    new: Stats
-    reference: Stats
-    versus: str  # what the new pods were compared with, in words
-    p_value: float
-    worse: bool
-    same_minutes: bool = True  # new vs old over the same minutes; else before vs after
-    own: bool = True  # the changed service's own series; else a neighbour's
-    label: str = ""  # what it measures, in words, where its kind does not say it
-    onset: float | None = None  # a neighbour's: when its rise (or loss) began
-
-    @property
-    def what(self) -> str:
-        return self.label or self.kind.value
-
-    @property
-    def weight(self) -> float:
-        """Before/after comparisons also see whatever else happened in those minutes (the
-        incident itself, if its cause is elsewhere), so they weigh less; a neighbour's,
-        which also depends on the call graph being right, weighs half."""
-        return 1.0 if self.same_minutes else BEFORE_AFTER_WEIGHT if self.own else 0.5
-
-    @property
-    def z(self) -> float:
-        """The p-value as a z-like score, for the ranking's common scale."""
-        return min(50.0, math.sqrt(max(-2.0 * math.log(max(self.p_value, 1e-300)), 0.0)))
-
-
-@dataclass(frozen=True)
-class Judgement:
-    change: Change
-    verdict: Verdict
-    comparisons: list[Comparison] = field(default_factory=list)
-    reasons: list[str] = field(default_factory=list)
-    served: float | None = None  # when its new pods first served requests, where seen
-    new_pods: frozenset[str] = frozenset()
-
-    @property
-    def worst(self) -> Comparison | None:
-        worse = [c for c in self.comparisons if c.worse]
-        return min(worse, key=lambda c: c.p_value) if worse else None
 
 
 def _warm(signals: Sequence[Signal], start: float, end: float) -> NDArray[np.float64]:
@@ -300,9 +250,19 @@ def _unless_old_as_bad(
     served (:func:`_old_as_bad`); also for the new pods' later minutes (:func:`_later`):
     trouble that reached the old pods in their last minutes is not the build's. Where the
     old pods instead stayed well beside the failing new ones (:func:`well_beside`), it says
-    so: :mod:`agent.engine.trouble` does not pass such a worsening up to a dependency."""
-    if found.same_minutes or not found.worse:
+    so: :mod:`agent.engine.trouble` does not pass such a worsening up to a dependency. One
+    over the same minutes, not worse where minute by minute the old pods were as bad
+    (:func:`~agent.engine.old_pods.as_bad_beside`: pooled, the new pods' later minutes
+    hold more of trouble that grew meanwhile)."""
+    if not found.worse:
         return found
+    if found.same_minutes:
+        beside = found.kind in SERVING and as_bad_beside(old_series, new_series, at, LEAD_S)
+        return (
+            replace(found, worse=False, versus=f"{found.versus} ({OLD_AS_BAD})")
+            if beside
+            else found
+        )
     if _old_as_bad(found, old_series, new_series, at):
         return replace(found, worse=False, versus=f"{BEFORE} ({OLD_AS_BAD})")
     base, noise = found.reference.median, found.reference.p95

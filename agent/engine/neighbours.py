@@ -1,5 +1,6 @@
-"""What a change does to its neighbours: its callers' errors and latency towards it, and its
-callees' traffic, after its new pods began to serve against before.
+"""What a change does to its neighbours: its callers' errors and latency towards it after
+its new pods began to serve against before (its callees' traffic: :mod:`agent.engine.losses`),
+and the series both read.
 
 A new build can be wrong without failing: it answers with wrong values (its callers fail on
 what they got back), or it stops making a call (its callee loses traffic). Its own series
@@ -9,8 +10,7 @@ happened in those minutes; :mod:`agent.engine.trouble` decides what else explain
 
 Where per-edge series exist (a ``destination``-style label, :func:`callee_of`), a caller's
 errors and latency towards the changed service are read from them; else its own serving
-series are. A callee's lost traffic counts only where it lost clearly more than the changed
-service's own traffic fell (else the requests were lost further up, or the day's traffic ebbed).
+series are.
 """
 
 from __future__ import annotations
@@ -25,15 +25,12 @@ from numpy.typing import NDArray
 from agent.engine.canary import LEAD_S, MIN_SAMPLES, Comparison
 from agent.engine.detect.kinds import callee_of, kind_of, own_series
 from agent.engine.hood import TOLERANCE_S
-from agent.engine.mannwhitney import ALPHA, is_worse, mann_whitney_greater, stats_of
+from agent.engine.mannwhitney import is_worse, mann_whitney_greater, stats_of
 from agent.models import Change, Signal, SignalKind
 
 Series = tuple[NDArray[np.float64], NDArray[np.float64]]  # timestamps, values
 Index = Mapping[str, Sequence[Signal]]  # signals by service
 PRE_SAMPLES = 3  # a rise already under way this many samples before the change predates it
-LOST_RATIO = 0.85  # a callee's traffic at most this share of before: requests went missing
-HELD_RATIO = 0.92  # ... while the callee's other callers kept this share of the changed one's
-OWN_FLOOR = 0.8  # ... and the changed service itself kept at least this share of its own
 ONSET_SHARE = 1 / 3  # a rise began where it first got this far from before to after
 CARRY_GAIN = 5.0  # the most a callee's rise is taken to grow on its way to a caller
 
@@ -95,7 +92,7 @@ def aggregate(signals: Sequence[Signal], total: bool) -> Series:
     return times[kept], values[kept]
 
 
-def _serving(index: Index, service: str, kind: SignalKind) -> list[Signal]:
+def own_serving(index: Index, service: str, kind: SignalKind) -> list[Signal]:
     """The service's own serving series of one kind, first name only: service-level series
     where kept, else its pods' (a mix of names would mix p50 with p99)."""
     own = [s for s in index.get(service, ()) if kind_of(s) is kind and own_series(s)]
@@ -106,7 +103,7 @@ def _serving(index: Index, service: str, kind: SignalKind) -> list[Signal]:
 
 def serving(index: Index, service: str, kind: SignalKind) -> Series:
     """The service's own serving series of one kind, averaged over its pods at each time."""
-    return aggregate(_serving(index, service, kind), False)
+    return aggregate(own_serving(index, service, kind), False)
 
 
 def towards(index: Index, caller: str, callee: str, kind: SignalKind) -> list[Signal]:
@@ -115,7 +112,7 @@ def towards(index: Index, caller: str, callee: str, kind: SignalKind) -> list[Si
     if edge:
         first = min(s.name for s in edge)
         return [s for s in edge if s.name == first]
-    return _serving(index, caller, kind)
+    return own_serving(index, caller, kind)
 
 
 def shift(
@@ -140,31 +137,7 @@ def predates(s: Shift) -> bool:
     return pre - base >= 0.5 * (float(np.median(s.after)) - base) > 0
 
 
-def lost_traffic(
-    before: NDArray[np.float64], after: NDArray[np.float64], trend: float = 1.0
-) -> bool:
-    """The median request rate after is clearly below before, beyond ``trend`` (the share
-    of its requests the changed service itself kept: traffic ebbs over a day for all)."""
-    if before.size == 0 or after.size == 0:
-        return False
-    return float(np.median(after)) <= LOST_RATIO * min(trend, 1.0) * float(np.median(before))
-
-
-def kept_share(s: Shift | None) -> float:
-    """The median request rate after against before (unknown: 1, nothing lost)."""
-    if s is None or s.before.size == 0 or s.after.size == 0:
-        return 1.0
-    before = float(np.median(s.before))
-    return float(np.median(s.after)) / before if before > 0 else 1.0
-
-
-def held_traffic(s: Shift | None, trend: float = 1.0) -> bool:
-    """The service still got its requests, give or take ``trend`` (unknown: assume it did
-    not lose them)."""
-    return kept_share(s) >= HELD_RATIO * min(trend, 1.0)
-
-
-def _comparison(s: Shift, versus: str, p: float, onset: float | None) -> Comparison:
+def neighbour_comparison(s: Shift, versus: str, p: float, onset: float | None) -> Comparison:
     return Comparison(
         s.signal,
         s.kind,
@@ -177,93 +150,6 @@ def _comparison(s: Shift, versus: str, p: float, onset: float | None) -> Compari
         own=False,
         onset=onset,
     )
-
-
-def callee_losses(
-    change: Change,
-    index: Index,
-    callees: Mapping[str, Sequence[str]],
-    end: float,
-    sole: frozenset[str] = frozenset(),
-) -> list[Comparison]:
-    """Callees (with their other callers, ``callees``) whose request rate fell after the
-    change clearly more than the changed service's own did (which kept most of its), while
-    every other caller's held as well as the changed service's: the new build no longer
-    makes the calls. Where another caller lost its own requests, the loss came from further
-    up through it; a share lost by all alike is the day's traffic ebbing. Callees of which
-    the changed service is the only caller that changed (``sole``) are compared from when
-    their requests began to fall, which a code path that traffic reaches late puts minutes
-    after the rollout; with another changed caller, a late fall's minutes do not say which
-    build dropped the call."""
-    at = change.at.timestamp()
-    trend = kept_share(_traffic(index, change.service, at, end))
-    if trend < OWN_FLOOR:
-        return []
-    out = []
-    for callee, others in sorted(callees.items()):
-        s = _traffic(index, callee, at, end)
-        if s is None or s.after.size < MIN_SAMPLES or s.before.size < MIN_SAMPLES:
-            continue
-        fell = _falling(s).onset
-        if callee in sole:
-            s = _since(s, fell)
-            if s.after.size < MIN_SAMPLES:
-                continue
-        p = mann_whitney_greater(s.before, s.after)
-        if p >= ALPHA or not lost_traffic(s.before, s.after, trend) or _fell_before(s):
-            continue
-        if all(held_traffic(_traffic(index, o, at, end), trend) for o in others):
-            versus = f"{callee}'s requests before {change.service} changed"
-            out.append(_comparison(s, versus, p, fell))
-    return out
-
-
-def _since(s: Shift, fell: float | None) -> Shift:
-    """The shift from when the fall began: a call that a code path reached late drops
-    minutes after the rollout, and the minutes before it are not the build's."""
-    if fell is None:
-        return s
-    later = s.after_times >= fell
-    return Shift(s.signal, s.kind, s.after[later], s.before, s.after_times[later])
-
-
-def requests(index: Index, service: str) -> Series:
-    """The service's own request rate, summed over its pods where only they report it."""
-    return aggregate(_serving(index, service, SignalKind.TRAFFIC), True)
-
-
-def lighter_since(index: Index, service: str, at: float, since: float, end: float) -> bool:
-    """Whether the service's own serving latency from ``since`` to ``end`` was below the
-    :data:`LEAD_S` before ``at`` (its change; one-sided rank test): a build that no longer
-    makes a call no longer waits on it, so it answers faster from when the call went."""
-    times, values = aggregate(_serving(index, service, SignalKind.LATENCY), False)
-    before = values[(times >= at - LEAD_S) & (times < at)]
-    after = values[(times >= since) & (times <= end)]
-    if before.size < MIN_SAMPLES or after.size < MIN_SAMPLES:
-        return False
-    faster = float(np.median(after)) < float(np.median(before))
-    return faster and mann_whitney_greater(before, after) < ALPHA
-
-
-def _traffic(index: Index, service: str, at: float, end: float) -> Shift | None:
-    return shift(_serving(index, service, SignalKind.TRAFFIC), at, end, LEAD_S, True)
-
-
-def loss_onset(index: Index, service: str, at: float, end: float) -> float | None:
-    """When the service's request rate began to fall after ``at`` (a third of the way down
-    from before to after), if it did."""
-    s = _traffic(index, service, at, end)
-    return None if s is None else _falling(s).onset
-
-
-def _falling(s: Shift) -> Shift:
-    """The shift upside down: a fall read as a rise."""
-    return Shift(s.signal, s.kind, -s.after, -s.before, s.after_times)
-
-
-def _fell_before(s: Shift) -> bool:
-    """A drop already under way before the change (mirror of :func:`predates`)."""
-    return predates(_falling(s))
 
 
 @dataclass(frozen=True)
@@ -294,7 +180,8 @@ def caller_rises(
             p = mann_whitney_greater(s.after, s.before)
             if is_worse(s.after, s.before, p) and not predates(s):
                 versus = f"{caller}'s calls before {change.service} changed"
-                rises.append(Rise(caller, kind, s.onset, _comparison(s, versus, p, s.onset)))
+                shown = neighbour_comparison(s, versus, p, s.onset)
+                rises.append(Rise(caller, kind, s.onset, shown))
         measured += found
     return rises, measured
 
@@ -316,7 +203,7 @@ def serving_step(index: Index, service: str, kind: SignalKind, at: float) -> flo
     """How far the service's own serving ``kind`` moved from the :data:`LEAD_S` before ``at``
     to after it (difference of means, in the series' units: a crash's spikes count as the
     errors they are); None with no such series."""
-    found = shift(_serving(index, service, kind), at, math.inf, LEAD_S, False)
+    found = shift(own_serving(index, service, kind), at, math.inf, LEAD_S, False)
     if found is None or found.before.size == 0 or found.after.size == 0:
         return None
     return float(np.mean(found.after) - np.mean(found.before))
@@ -379,7 +266,7 @@ def _waited(index: Index, service: str, at: float) -> bool:
     caller that times out waited first. Errors that rose while its latency held, with no
     callee failing anywhere near as much, are the service's own, whatever a callee's
     latency did."""
-    found = shift(_serving(index, service, SignalKind.LATENCY), at, math.inf, LEAD_S, False)
+    found = shift(own_serving(index, service, SignalKind.LATENCY), at, math.inf, LEAD_S, False)
     if found is None or found.before.size == 0 or found.after.size == 0:
         return True
     before = float(np.mean(found.before))

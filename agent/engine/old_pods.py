@@ -2,7 +2,7 @@
 reached every pod, and the new build is not what made it worse (a caller rolling out while
 its callee breaks); or whether they stayed well beside the new ones, which then fail on their
 own build. Used by :mod:`agent.engine.canary` where too few shared minutes force a
-before/after comparison.
+before/after comparison, and to check a same-minutes one minute by minute.
 """
 
 from __future__ import annotations
@@ -49,6 +49,23 @@ def as_bad(
     high = int((values > max(base + OLD_SHARE * (new - base), noise)).sum())
     if high >= max(1.0, OLD_QUARTER * values.size):
         return True
+    return _as_bad_side_by_side(old_series, new_series, at, base, noise)
+
+
+def as_bad_beside(
+    old_series: list[Signal], new_series: list[Signal], at: float, lead: float
+) -> bool:
+    """Whether, in the minutes old and new pods both served after the change, the old pods
+    got as bad as the new ones side by side (:func:`_as_bad_side_by_side`, against their
+    median and 95th percentile over the ``lead`` seconds before the change). A rank test
+    over the same minutes pools them; in a rollout the new pods' minutes come later than
+    the old ones', so trouble that grew meanwhile (a callee's rollout taking over, failing
+    every pod that calls it) makes the new pods look worse when, minute by minute, they
+    were not. A change after which fewer pods serve is exempt, as in :func:`as_bad`."""
+    before = values_between(old_series, at - lead, at - 1e-6)
+    if before.size == 0 or serving_pods(new_series + old_series) < serving_pods(old_series, at):
+        return False
+    base, noise = float(np.median(before)), float(np.quantile(before, 0.95))
     return _as_bad_side_by_side(old_series, new_series, at, base, noise)
 
 

@@ -20,19 +20,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agent.engine.canary import Comparison, Judgement
+from agent.engine.canary import LEAD_S, MIN_SAMPLES, Comparison, Judgement
 from agent.engine.detect.kinds import kind_of
 from agent.engine.hood import Neighbourhood
+from agent.engine.losses import callee_losses, lighter_since, loss_onset, requests
 from agent.engine.neighbours import (
     Index,
     Rise,
     Series,
     aggregate,
-    callee_losses,
-    lighter_since,
-    loss_onset,
     own_rise,
-    requests,
     serving,
     towards,
 )
@@ -136,12 +133,13 @@ def followed_callee(
     judgement: Judgement, began: float, hood: Neighbourhood, index: Index
 ) -> str | None:
     """A changed callee of the judged service whose rollout its errors followed: the
-    service's own rollout was done before its errors ``began`` to rise, a callee's was still
-    under way then, and the errors followed that callee's new pods taking over more closely
-    than its own (:func:`_tied` with neither: not a tie). A build that throws fails from its
-    new pods' first requests; a caller whose own new pods served every request before its
-    errors rose, and whose errors then climbed pod by pod with a callee's rollout, fails on
-    what that callee's new build answers."""
+    service's own rollout was done by the time its errors ``began`` to rise (at the latest
+    in that sample), a callee's was still under way then, and the errors followed that
+    callee's new pods taking over more closely than its own (:func:`_tied` with neither:
+    not a tie). A build that throws fails from its new pods' first requests; a caller whose
+    own new pods served requests before its errors rose, every one of them by the time they
+    did, and whose errors then climbed pod by pod with a callee's rollout, fails on what
+    that callee's new build answers."""
     service = judgement.change.service
     rolled = {service: judgement} | {
         c: hood.rolled[c]
@@ -149,7 +147,7 @@ def followed_callee(
         if c in hood.rolled and c != service
     }
     shares = {s: new_share(index, s, j.new_pods) for s, j in rolled.items()}
-    if _done(shares[service]) >= began:
+    if _done(shares[service]) > began:
         return None
     ramping = [
         c
@@ -196,6 +194,44 @@ def loss_taker(
         lighter = lighter_since(index, change.service, at, began, end)
         ranks.append((fits.get(k, 0.0), lighter, at, change.service, k))
     return max(ranks)[4] if ranks else None
+
+
+AHEAD_LEVEL = 0.75  # of a caller's full rise in errors, reached before a build took half
+AHEAD_SHARE = 0.5  # ... of its requests (the share of its serving pods that are new)
+
+
+def ahead_of_rollout(rise: Rise, judgement: Judgement, index: Index) -> bool:
+    """Whether a caller's errors were at (most of, :data:`AHEAD_LEVEL`) their full rise
+    before the changed callee's new pods first served, and stayed there in at least two
+    samples while those pods were at most half of its serving pods (:data:`AHEAD_SHARE`).
+    A rise may begin a sample before a new pod's first one (:data:`ONSET_SLACK_S`: a rate
+    needs two scrapes), but a build that answers wrong fails the caller's requests as its
+    new pods take them over, a half of them while half its pods are new: errors at their
+    full level ahead of that, no higher once every request reached the new pods (their
+    level over :data:`FIT_MARGIN_S` from then), are the caller's own. A rollout done within
+    a minute of its first new pod's first sample leaves nothing to tell. Errors only: a
+    latency quantile reaches its full level on a small share of slow requests."""
+    served = _served(judgement)
+    if rise.kind is not SignalKind.ERRORS or rise.onset is None or rise.onset >= served:
+        return False
+    callee = judgement.change.service
+    times, values = aggregate(towards(index, rise.caller, callee, rise.kind), False)
+    share_t, share_v = new_share(index, callee, judgement.new_pods)
+    done = _done((share_t, share_v))
+    if not math.isfinite(done):
+        return False
+    at = judgement.change.at.timestamp()
+    share = np.interp(times, share_t, share_v, left=0.0, right=float(share_v[-1]))
+    before = values[(times >= at - LEAD_S) & (times < at)]
+    early = values[(times >= rise.onset) & (times < served)]
+    half = values[(times >= served) & (times < done) & (share <= AHEAD_SHARE)]
+    full = values[(times >= done) & (times <= done + FIT_MARGIN_S)]
+    if before.size < MIN_SAMPLES or early.size == 0 or half.size < 2 or full.size < MIN_SAMPLES:
+        return False
+    base = float(np.median(before))
+    rise_full = float(np.median(full)) - base
+    level = AHEAD_LEVEL * rise_full + base
+    return rise_full > 0 and float(np.min(early)) >= level and float(np.median(half)) >= level
 
 
 def _served(judgement: Judgement) -> float:

@@ -55,7 +55,14 @@ from agent.engine.neighbours import (
     own_rise,
 )
 from agent.engine.old_pods import serving_pods
-from agent.engine.owners import Rises, answered_wrong, followed_callee, losses_of, owners_of
+from agent.engine.owners import (
+    Rises,
+    ahead_of_rollout,
+    answered_wrong,
+    followed_callee,
+    losses_of,
+    owners_of,
+)
 from agent.models import Change, Signal, SignalKind
 
 
@@ -223,6 +230,11 @@ def _unexplained_rises(
             notes.append(f"{r.caller}'s {r.kind.value} rose, as every pod's of it did, old or new")
         elif _own_trouble(r, hood):
             notes.append(f"{r.caller}'s {r.kind.value} rose with trouble of its own")
+        elif ahead_of_rollout(r, judgement, index):
+            notes.append(
+                f"{r.caller}'s {r.kind.value} were at their full rise before "
+                f"{change.service}'s new pods served"
+            )
         elif culprit is not None:
             notes.append(f"{r.caller}'s {r.kind.value} rose, as did {culprit}'s")
             relayed[r.caller] = culprit
