@@ -41,7 +41,7 @@ def as_bad(
     it ramps up), or side by side with the new pods (:func:`_as_bad_side_by_side`). Too few
     shared minutes for a rank test can still say this much. A change after which fewer
     pods serve is exempt: the same load on fewer pods makes every pod worse."""
-    if serving_pods(new_series + old_series) < serving_pods(old_series, at):
+    if _fewer_serve(old_series, new_series, at):
         return False
     values = values_between(old_series, at, math.inf)
     if new <= base:
@@ -63,10 +63,16 @@ def as_bad_beside(
     every pod that calls it) makes the new pods look worse when, minute by minute, they
     were not. A change after which fewer pods serve is exempt, as in :func:`as_bad`."""
     before = values_between(old_series, at - lead, at - 1e-6)
-    if before.size == 0 or serving_pods(new_series + old_series) < serving_pods(old_series, at):
+    if before.size == 0 or _fewer_serve(old_series, new_series, at):
         return False
     base, noise = float(np.median(before)), float(np.quantile(before, 0.95))
     return _as_bad_side_by_side(old_series, new_series, at, base, noise)
+
+
+def _fewer_serve(old_series: list[Signal], new_series: list[Signal], at: float) -> bool:
+    """Whether fewer pods, old and new, serve at the end than old ones did at the change:
+    the same load on fewer pods makes every pod worse, so neither test applies."""
+    return serving_pods(new_series + old_series) < serving_pods(old_series, at)
 
 
 def _as_bad_side_by_side(
