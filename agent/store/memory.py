@@ -4,7 +4,9 @@ The ``fingerprints`` table is the truth; each process keeps a :class:`~agent.mem
 MemoryIndex` over it, loads what is new on each query (by ``stored_at``), and checks the top
 hits against the table before it answers, so an analysis deleted or forgotten by another
 replica is never shown. What a past analysis brings back (verdict, corrected root cause,
-resolution) is read from ``feedback`` for those few hits only.
+resolution) is read from ``feedback`` for those few hits only; a rating also writes the root
+cause it confirms into the fingerprint (:func:`confirm_fingerprint`), where it counts for
+similarity.
 """
 
 from __future__ import annotations
@@ -37,6 +39,30 @@ def store_fingerprint(
             fingerprint=fp.model_dump_json(),
         )
     )
+
+
+def confirm_fingerprint(
+    session: Session,
+    analysis_id: str,
+    verdict: str,
+    actual_service: str | None,
+    actual_fault_type: str | None,
+    now: datetime,
+) -> bool:
+    """Write what a new rating confirms into the analysis's fingerprint, in the rating's
+    transaction: the latest rating wins, and one that confirms nothing (``wrong`` naming no
+    service) clears it. ``stored_at`` moves to ``now``, so every process's index loads the
+    row again. False when the analysis has no fingerprint (memory off, or not done)."""
+    row = session.get(FingerprintRow, analysis_id)
+    if row is None:
+        return False
+    fp = Fingerprint.model_validate_json(row.fingerprint)
+    service, fault = confirmed_cause(
+        fp.root_service, fp.fault_type, verdict, actual_service, actual_fault_type
+    )
+    row.fingerprint = fp.confirmed_as(service, fault).model_dump_json()
+    row.stored_at = now
+    return True
 
 
 def purge(session: Session, before: datetime) -> int:
