@@ -194,9 +194,12 @@ def test_a_service_named_without_a_fault_counts_as_the_service_alone() -> None:
     assert "svc:payments" not in features  # the leader it said was wrong
 
 
-def test_a_fingerprint_stored_before_confirmation_still_loads() -> None:
-    stored = json.loads(_fingerprint().model_dump_json())
-    del stored["confirmed"]
+def test_the_confirmed_cause_stays_out_of_the_stored_json() -> None:
+    """The store keeps it in a column beside the JSON: a replica of the earlier release,
+    whose fingerprint refuses unknown fields, still reads what this one stores."""
+    corrected = _fingerprint().confirmed_as("checkout", "memory_leak")
+    stored = json.loads(corrected.model_dump_json())
+    assert "confirmed" not in stored
     loaded = Fingerprint.model_validate_json(json.dumps(stored))
     assert loaded.confirmed is None and loaded.features() == _fingerprint().features()
 

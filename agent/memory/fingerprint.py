@@ -105,6 +105,7 @@ class Fingerprint(Strict):
     )
     confirmed: str | None = Field(
         None,
+        exclude=True,  # the store keeps it beside the JSON (fingerprints.confirmed)
         description="service|fault a person confirmed or named in the latest rating (the "
         "fault may be empty); None: unrated, or a rating that confirms nothing",
     )
