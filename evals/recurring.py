@@ -13,7 +13,8 @@ ways, as the service's ``enrich`` hook would:
   answer rated wrong with another candidate named, a wrong one rated correct.
 
 Each run keeps its own memory (an in-process :class:`~agent.memory.index.MemoryIndex` of the
-fingerprints of what that run answered). Reported: AC@1 of each run, and for the repeats,
+fingerprints of what that run answered, each holding the cause its rating confirmed, as the
+service's do once rated). Reported: AC@1 of each run, and for the repeats,
 how often the top similar past incident is a twin (an earlier incident with the same cause).
 Example::
 
@@ -93,6 +94,16 @@ class Memory:
     def remember(
         self, key: str, when: datetime, fp: Fingerprint, rating: Rating, truth: tuple[str, str]
     ) -> None:
+        """Store the answer's fingerprint with the cause its rating confirms, as the service
+        does when a rating comes (:func:`agent.store.memory.confirm_fingerprint`)."""
+        service, fault = confirmed_cause(
+            fp.root_service,
+            fp.fault_type,
+            rating.verdict,
+            rating.actual_service,
+            rating.actual_fault_type,
+        )
+        fp = fp.confirmed_as(service, fault)
         self.index.add(key, when.timestamp(), fp)
         self.stored[key] = fp
         self.created[key] = when

@@ -3,6 +3,7 @@ bounded prior. No database here (see test_memory_service.py)."""
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from datetime import timedelta
@@ -155,6 +156,52 @@ def test_a_version_1_fingerprint_still_compares() -> None:
     old = _fingerprint().model_copy(update={"candidate_weights": [], "version": 1})
     assert similarity(old, old).score == 1.0
     assert 0.5 < similarity(old, _fingerprint()).score < 1
+
+
+def test_a_corrected_fingerprint_matches_a_twin_read_right_by_its_cause() -> None:
+    """Once a person names the real cause of a misread incident, its fingerprint leads with
+    that cause instead of the wrong leader: the next incident with that cause, read right,
+    matches it better than it matched what the engine had said."""
+    twin = _fingerprint()  # payments (memory_leak), read right
+    misread = _fingerprint(_swapped(build_analysis(), 0.5))  # checkout led, payments behind
+    corrected = misread.confirmed_as("payments", "memory_leak")
+    assert corrected.confirmed == "payments|memory_leak"
+    features = corrected.features()
+    assert features["cand:payments|memory_leak"] == 4.0 and features["svc:payments"] == 2.0
+    assert not any(token.startswith(("cand:checkout", "svc:checkout")) for token in features)
+    assert features["cand:frontend|unknown"] == misread.features()["cand:frontend|unknown"]
+    before, after = similarity(twin, misread), similarity(twin, corrected)
+    assert before.score < after.score < 1
+    assert "payments (memory_leak) was among its leading candidates" in before.reasons
+    assert (
+        "confirmed root cause payments (memory_leak), the same as this one's leader"
+        in after.reasons
+    )
+
+
+def test_confirming_the_leader_leaves_the_features_as_they_were() -> None:
+    fp = _fingerprint()
+    confirmed = fp.confirmed_as("payments", "memory_leak")
+    assert confirmed.features() == fp.features()
+    assert similarity(fp, confirmed).score == 1.0
+    assert fp.confirmed_as(None, None).confirmed is None  # a rating that confirms nothing
+
+
+def test_a_service_named_without_a_fault_counts_as_the_service_alone() -> None:
+    features = _fingerprint().confirmed_as("checkout", None).features()
+    assert features["svc:checkout"] == 2.0
+    assert "cand:checkout|" not in features and "fault:" not in features
+    assert "svc:payments" not in features  # the leader it said was wrong
+
+
+def test_the_confirmed_cause_stays_out_of_the_stored_json() -> None:
+    """The store keeps it in a column beside the JSON: a replica of the earlier release,
+    whose fingerprint refuses unknown fields, still reads what this one stores."""
+    corrected = _fingerprint().confirmed_as("checkout", "memory_leak")
+    stored = json.loads(corrected.model_dump_json())
+    assert "confirmed" not in stored
+    loaded = Fingerprint.model_validate_json(json.dumps(stored))
+    assert loaded.confirmed is None and loaded.features() == _fingerprint().features()
 
 
 def test_similarity_does_not_depend_on_what_the_services_are_called() -> None:

@@ -124,6 +124,60 @@ def test_similar_feedback_prior_and_delete(tmp_path: Path, backend: str) -> None
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_rating_writes_the_cause_it_confirms_into_the_fingerprint(
+    tmp_path: Path, backend: str
+) -> None:
+    """A correction counts for similarity at once: the corrected analysis leads with the
+    cause a person named, so an incident read right as that cause finds it first; the
+    latest rating wins, and one that confirms nothing clears it."""
+    with _service(tmp_path, backend) as client:
+        first = _analysed(client, "g1")
+        second = _analysed(client, "g2")  # the same incident, read the same way
+        memory = client.app.state.rca.memory  # type: ignore[attr-defined]
+        assert _similar(client, second["id"])[0]["similarity"] == 1.0  # indexed as made
+        root = first["analysis"]["root_cause"]
+        named = first["analysis"]["candidates"][1]  # the runner-up, far behind
+        assert named["service"] != root["service"]
+        cause = f"{named['service']}|{named['fault_type']}"
+
+        wrong = _rate(
+            client,
+            first["id"],
+            verdict="wrong",
+            actual_service=named["service"],
+            actual_fault_type=named["fault_type"],
+        )
+        assert wrong.status_code == 201
+        assert memory.fingerprint_of(first["id"]).confirmed == cause
+        assert memory.fingerprint_of(second["id"]).confirmed is None
+        (match,) = _similar(client, second["id"])  # re-indexed: no longer the same leader
+        assert match["confirmed_service"] == named["service"] and match["similarity"] < 1.0
+
+        said = memory.fingerprint_of(second["id"])
+        read_right = said.model_copy(  # the named cause leads, the old leader far behind
+            update={
+                "root_service": named["service"],
+                "fault_type": named["fault_type"],
+                "candidates": [cause, said.candidates[0]],
+                "candidate_weights": [1.0, 0.2],
+            }
+        )
+        found = memory.similar(read_right, 2)
+        assert [p.analysis_id for p in found] == [first["id"], second["id"]]
+        assert (
+            f"confirmed root cause {named['service']} ({named['fault_type']}), the same as this "
+            "one's leader" in found[0].reasons
+        )
+
+        _rate(client, first["id"], verdict="correct")  # the latest rating wins
+        own = f"{root['service']}|{root['fault_type']}"
+        assert memory.fingerprint_of(first["id"]).confirmed == own
+        assert _similar(client, second["id"])[0]["similarity"] == 1.0
+        _rate(client, first["id"], verdict="wrong")  # names nothing: confirms nothing
+        assert memory.fingerprint_of(first["id"]).confirmed is None
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_hostile_feedback_is_stored_as_text_or_refused_naming_the_limit(
     tmp_path: Path, backend: str
 ) -> None:

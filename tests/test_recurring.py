@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 from conftest import build_analysis
 
-from evals.recurring import _rating
+from agent.memory.fingerprint import fingerprint_of
+from evals.recurring import EPOCH, Memory, Rating, _rating
 from evals.simulator.recurring import recurring_stream
 
 
@@ -38,3 +39,17 @@ def test_ratings_tell_the_truth_unless_told_to_lie() -> None:
     assert _rating(answer, wrong, True, rng).verdict == "correct"  # a wrong answer confirmed
     lie = _rating(answer, right, True, rng)
     assert lie.verdict == "wrong" and lie.actual_service in {"checkout", "frontend"}
+
+
+def test_memory_remembers_the_cause_each_rating_confirms() -> None:
+    """As in the service, a rated answer's fingerprint holds the cause the rating confirmed,
+    so the benchmark measures retrieval by that cause."""
+    memory = Memory()
+    fp = fingerprint_of(build_analysis())  # leads with payments (memory_leak)
+    memory.remember("a", EPOCH, fp, Rating("wrong", "checkout", "network_latency"), ("x", "y"))
+    memory.remember("b", EPOCH, fp, Rating("correct", None, None), ("x", "y"))
+    memory.remember("c", EPOCH, fp, Rating("wrong", None, None), ("x", "y"))
+    confirmed = {key: memory.stored[key].confirmed for key in "abc"}
+    assert confirmed == {"a": "checkout|network_latency", "b": "payments|memory_leak", "c": None}
+    query = fp.model_copy(update={"confirmed": "checkout|network_latency"})
+    assert memory.index.similar(query, 1)[0].analysis_id == "a"

@@ -3,6 +3,7 @@ PostgreSQL, every old row kept and readable, as a running deployment's database 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -82,4 +83,56 @@ def test_0005_adds_the_namespace_and_keeps_the_changes_stored_before(engine: Eng
         assert shop.change.to_version == "v1.4.4"
     with engine.connect() as connection:
         version = connection.scalar(sa.text("SELECT version_num FROM alembic_version"))
-    assert version == "0005"
+    assert version == "0006"
+
+
+def test_0006_fills_in_what_past_ratings_confirmed(engine: Engine) -> None:
+    """Fingerprints rated before the column get the cause of their latest rating; unrated
+    ones, and ones whose latest rating names nothing, get none."""
+    upgrade_to(engine, "0005")
+    said = {"root_service": "checkout", "fault_type": "cpu_saturation", "candidates": []}
+    ratings = {
+        "a1": [("correct", None, None)],
+        "a2": [("correct", None, None), ("wrong", "payments", "memory_leak")],
+        "a3": [("wrong", "payments", None), ("wrong", None, None)],
+        "a4": [],
+    }
+    with engine.begin() as connection:
+        for analysis_id, given in ratings.items():
+            connection.execute(
+                sa.text(
+                    "INSERT INTO analyses (id, trigger, trigger_kind, incident_start, "
+                    "window_end, status, attempts, not_before, created_at) "
+                    "VALUES (:id, '{}', 'alert', :at, :at, 'done', 1, :at, :at)"
+                ),
+                {"id": analysis_id, "at": NOW},
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO fingerprints (analysis_id, created_at, stored_at, fingerprint) "
+                    "VALUES (:id, :at, :at, :fp)"
+                ),
+                {"id": analysis_id, "at": NOW, "fp": json.dumps(said)},
+            )
+            for verdict, service, fault in given:
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO feedback (analysis_id, verdict, actual_service, "
+                        "actual_fault_type, note, author, created_at) "
+                        "VALUES (:id, :v, :s, :f, '', 'someone', :at)"
+                    ),
+                    {"id": analysis_id, "v": verdict, "s": service, "f": fault, "at": NOW},
+                )
+
+    migrate(engine)
+
+    with engine.begin() as connection:
+        confirmed = dict(
+            connection.execute(sa.text("SELECT analysis_id, confirmed FROM fingerprints")).all()
+        )
+    assert confirmed == {
+        "a1": "checkout|cpu_saturation",
+        "a2": "payments|memory_leak",
+        "a3": None,
+        "a4": None,
+    }

@@ -7,6 +7,9 @@ tends to repeat itself even when the noise, the topology and the timing differ:
 - the leading hypotheses (the top three ``service|fault type``), each weighted by its score
   over the leader's: an incident the engine misread by a hair still shares its true cause
   with a twin it read right, nearly as much as the conclusion would;
+- the root cause a person confirmed or named when rating it, if any: it then leads the
+  hypotheses in place of a leader they said was wrong, so the next incident with that cause,
+  read right, matches the corrected analysis by its cause;
 - what was observed, whoever was blamed: every metric and log finding as (service, signal
   kind, direction), weighted by the finding's strength;
 - for the root cause's own evidence, the role of its service relative to the root cause
@@ -100,26 +103,46 @@ class Fingerprint(Strict):
         default_factory=list,
         description="each candidate's score over the leader's, in (0, 1]; empty in version 1",
     )
+    confirmed: str | None = Field(
+        None,
+        exclude=True,  # the store keeps it beside the JSON (fingerprints.confirmed)
+        description="service|fault a person confirmed or named in the latest rating (the "
+        "fault may be empty); None: unrated, or a rating that confirms nothing",
+    )
     alert_name: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     roles: dict[str, float] = Field(default_factory=dict, description="role|kind|direction")
     signals: dict[str, float] = Field(default_factory=dict, description="service|kind|direction")
     templates: dict[str, float] = Field(default_factory=dict, description="masked log templates")
 
-    def features(self) -> dict[str, float]:
-        """Feature token -> weight: what :func:`similarity` and the index compare."""
-        out: dict[str, float] = {}
+    def hypotheses(self) -> list[tuple[str, float]]:
+        """The leading ``service|fault`` causes with their weights, the leader first: as the
+        engine ranked them, or, once a person confirmed another cause, that cause at weight 1
+        in place of the leader they said was wrong."""
         candidates = self.candidates or (
             [f"{self.root_service}|{self.fault_type}"] if self.root_service else []
         )
-        weights = self.candidate_weights or RANK_WEIGHTS
-        for candidate, rank in zip(candidates, weights, strict=False):
+        said = list(zip(candidates, self.candidate_weights or RANK_WEIGHTS, strict=False))
+        if self.confirmed is None or (said and said[0][0] == self.confirmed):
+            return said
+        return [(self.confirmed, 1.0)] + [(c, w) for c, w in said[1:] if c != self.confirmed]
+
+    def confirmed_as(self, service: str | None, fault: str | None) -> Fingerprint:
+        """This fingerprint with the root cause a rating confirmed (None: it confirms none)."""
+        confirmed = f"{service}|{fault or ''}" if service else None
+        return self.model_copy(update={"confirmed": confirmed})
+
+    def features(self) -> dict[str, float]:
+        """Feature token -> weight: what :func:`similarity` and the index compare."""
+        out: dict[str, float] = {}
+        for candidate, rank in self.hypotheses():
             service, _, fault = candidate.partition("|")
-            for token, weight in (
+            tokens = [
                 (f"cand:{candidate}", WEIGHTS["cause"] * rank),
                 (f"svc:{service}", WEIGHTS["service"] * rank),
                 (f"fault:{fault}", WEIGHTS["fault"] * rank),
-            ):
+            ]
+            for token, weight in tokens if fault else tokens[1:2]:  # a service named alone
                 out[token] = max(out.get(token, 0.0), weight)
         if self.alert_name:
             out[f"alert:{self.alert_name}"] = WEIGHTS["alert"]
@@ -268,22 +291,42 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
+def _lead(fp: Fingerprint) -> tuple[str | None, str | None]:
+    """The root cause as (service, fault): the one a person confirmed, else the analysis's."""
+    if fp.confirmed is None:
+        return fp.root_service, fp.fault_type
+    service, _, fault = fp.confirmed.partition("|")
+    return service, fault or None
+
+
+def _cause_reasons(a: Fingerprint, b: Fingerprint) -> list[str]:
+    """How ``b``'s root cause compares with ``a``'s. As in the features, the cause a person
+    confirmed stands in for what the engine concluded, and a leader they said was wrong is
+    not one of ``b``'s candidates any more."""
+    service, fault = _lead(a)
+    theirs, their_fault = _lead(b)
+    if service is None:
+        return []
+    if service == theirs:
+        if fault and fault == their_fault:
+            if b.confirmed is not None:
+                return [f"confirmed root cause {service} ({fault}), the same as this one's leader"]
+            return [f"same service and fault type ({service}, {fault})"]
+        return [f"same root-cause service ({service})"]
+    out = []
+    if fault and f"{service}|{fault}" in [c for c, _ in b.hypotheses()]:
+        out.append(f"{service} ({fault}) was among its leading candidates")
+    if fault and fault == their_fault:
+        out.append(f"same fault type ({fault})")
+    return out
+
+
 def reasons(a: Fingerprint, b: Fingerprint) -> list[str]:
     """Why ``b`` resembles ``a``, strongest first, in words a person checks quickly."""
     out: list[str] = []
     if a.alert_name and a.alert_name == b.alert_name:
         out.append(f"same alert {a.alert_name}")
-    if a.root_service and a.root_service != b.root_service and a.fault_type:
-        theirs = f"{a.root_service}|{a.fault_type}"
-        if theirs in b.candidates:
-            out.append(f"{a.root_service} ({a.fault_type}) was among its leading candidates")
-    if a.root_service and a.root_service == b.root_service:
-        if a.fault_type and a.fault_type == b.fault_type:
-            out.append(f"same service and fault type ({a.root_service}, {a.fault_type})")
-        else:
-            out.append(f"same root-cause service ({a.root_service})")
-    elif a.fault_type and a.fault_type == b.fault_type:
-        out.append(f"same fault type ({a.fault_type})")
+    out.extend(_cause_reasons(a, b))
     shared_logs = [t for t in a.templates if t in b.templates]
     if shared_logs:
         first = shared_logs[0][:80]

@@ -4,7 +4,9 @@ The ``fingerprints`` table is the truth; each process keeps a :class:`~agent.mem
 MemoryIndex` over it, loads what is new on each query (by ``stored_at``), and checks the top
 hits against the table before it answers, so an analysis deleted or forgotten by another
 replica is never shown. What a past analysis brings back (verdict, corrected root cause,
-resolution) is read from ``feedback`` for those few hits only.
+resolution) is read from ``feedback`` for those few hits only; a rating also writes the root
+cause it confirms beside the fingerprint (:func:`confirm_fingerprint`), where it counts for
+similarity.
 """
 
 from __future__ import annotations
@@ -35,8 +37,38 @@ def store_fingerprint(
             created_at=created_at,
             stored_at=now,
             fingerprint=fp.model_dump_json(),
+            confirmed=fp.confirmed,
         )
     )
+
+
+def _read(text: str, confirmed: str | None) -> Fingerprint:
+    """A stored fingerprint with the cause its latest rating confirmed."""
+    return Fingerprint.model_validate_json(text).model_copy(update={"confirmed": confirmed})
+
+
+def confirm_fingerprint(
+    session: Session,
+    analysis_id: str,
+    verdict: str,
+    actual_service: str | None,
+    actual_fault_type: str | None,
+    now: datetime,
+) -> bool:
+    """Write what a new rating confirms beside the analysis's fingerprint, in the rating's
+    transaction: the latest rating wins, and one that confirms nothing (``wrong`` naming no
+    service) clears it. ``stored_at`` moves to ``now``, so every process's index loads the
+    row again. False when the analysis has no fingerprint (memory off, or not done)."""
+    row = session.get(FingerprintRow, analysis_id)
+    if row is None:
+        return False
+    fp = Fingerprint.model_validate_json(row.fingerprint)
+    service, fault = confirmed_cause(
+        fp.root_service, fp.fault_type, verdict, actual_service, actual_fault_type
+    )
+    row.confirmed = fp.confirmed_as(service, fault).confirmed
+    row.stored_at = now
+    return True
 
 
 def purge(session: Session, before: datetime) -> int:
@@ -79,7 +111,7 @@ def past_incidents(session: Session, query: Fingerprint, hits: Sequence[Hit]) ->
         row = stored.get(hit.analysis_id)
         if row is None:
             continue  # deleted or forgotten since this process indexed it
-        past = Fingerprint.model_validate_json(row.fingerprint)
+        past = _read(row.fingerprint, row.confirmed)
         latest, fixed = outcomes.get(hit.analysis_id, (None, None))
         verdict = latest.verdict if latest else None
         service, fault = confirmed_cause(
@@ -139,6 +171,7 @@ class Memory:
                 FingerprintRow.created_at,
                 FingerprintRow.stored_at,
                 FingerprintRow.fingerprint,
+                FingerprintRow.confirmed,
             )
             if self._synced is not None:
                 query = query.where(FingerprintRow.stored_at >= self._synced - SYNC_OVERLAP)
@@ -149,10 +182,10 @@ class Memory:
             else:
                 rows = session.execute(query).all()
             added = 0
-            for analysis_id, created_at, stored_at, text in rows:
+            for analysis_id, created_at, stored_at, text, confirmed in rows:
                 if self._indexed.get(analysis_id) == stored_at:
                     continue  # read again through the overlap: already indexed
-                fp = Fingerprint.model_validate_json(text)
+                fp = _read(text, confirmed)
                 self.index.add(analysis_id, created_at.timestamp(), fp)
                 self._indexed[analysis_id] = stored_at
                 added += 1
@@ -186,10 +219,12 @@ class Memory:
 
     def fingerprint_of(self, analysis_id: str) -> Fingerprint | None:
         with self.sessions.begin() as session:
-            text = session.scalar(
-                select(FingerprintRow.fingerprint).where(FingerprintRow.analysis_id == analysis_id)
-            )
-        return Fingerprint.model_validate_json(text) if text else None
+            row = session.execute(
+                select(FingerprintRow.fingerprint, FingerprintRow.confirmed).where(
+                    FingerprintRow.analysis_id == analysis_id
+                )
+            ).first()
+        return _read(*row) if row is not None else None
 
     def forget(self, analysis_id: str) -> None:
         """Drop an analysis from this process's index (its rows are deleted by the caller)."""

@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select, u
 from sqlalchemy.orm import Session
 
 from agent.models import Analysis, Trigger
+from agent.store.memory import confirm_fingerprint
 from agent.store.tables import AnalysisRow, AnalysisService, Feedback, Incident
 
 
@@ -187,7 +188,9 @@ def add_feedback(
     resolution: str | None = None,
     resolution_url: str | None = None,
 ) -> FeedbackRecord | None:
-    """Store a rating; None when there is no such analysis."""
+    """Store a rating, and what it confirms in the analysis's fingerprint (incident memory
+    matches the next incident by the cause a person stood behind); None when there is no
+    such analysis."""
     if session.get(AnalysisRow, analysis_id) is None:
         return None
     row = Feedback(
@@ -203,6 +206,7 @@ def add_feedback(
     )
     session.add(row)
     session.flush()
+    confirm_fingerprint(session, analysis_id, verdict, actual_service, actual_fault_type, now)
     return _feedback(row)
 
 

@@ -155,6 +155,9 @@ class FingerprintRow(Base):
 
     Deleted with its analysis (``DELETE /v1/analyses/{id}``), and on its own once older than
     ``memory.retention_days``. ``stored_at`` lets each process's index load only new rows.
+    ``confirmed`` is the cause its latest rating stood behind (``service|fault``), beside the
+    JSON rather than in it: a replica of an earlier release, which refuses fields it does not
+    know, still reads every fingerprint during a rolling upgrade.
     """
 
     __tablename__ = "fingerprints"
@@ -165,6 +168,7 @@ class FingerprintRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     stored_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     fingerprint: Mapped[str] = mapped_column(Text)
+    confirmed: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class SlackPost(Base):
