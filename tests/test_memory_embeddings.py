@@ -29,11 +29,12 @@ from service_support import (
 from sqlalchemy.orm import sessionmaker
 
 from agent.config import InvalidSettings, load_settings
-from agent.errors import SourceError
+from agent.errors import ConfigError, SourceError
 from agent.memory.embed import (
     Embedding,
     LocalEmbedder,
     OpenAIEmbedder,
+    build_embedder,
     embed_analysis,
     embedding_text,
     hybrid,
@@ -476,3 +477,18 @@ def test_the_api_key_is_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.memory.embeddings_api_key is not None
     assert settings.memory.embeddings_api_key.get_secret_value() == "sk-very-secret"
     assert "sk-very-secret" not in repr(settings.memory)
+
+
+def test_local_embeddings_without_the_extra_say_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
+    )
+    settings = MemorySettings(embeddings="local", embeddings_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"pip install 'rca-agent\[local\]'"):
+        build_embedder(settings)
+    assert build_embedder(MemorySettings()) is None
