@@ -51,6 +51,7 @@ def _snapshot_fingerprint(path: Path, settings: Settings) -> Fingerprint:
 
 def find_similar(target: str, k: int, settings: Settings) -> list[PastIncident]:
     """The ``k`` past analyses most like ``target`` (an analysis id or a snapshot dir)."""
+    from agent.memory.embed import build_embedder
     from agent.store import queries
     from agent.store.db import make_engine
     from agent.store.memory import Memory
@@ -60,7 +61,14 @@ def find_similar(target: str, k: int, settings: Settings) -> list[PastIncident]:
     exclude = None if fp is not None else target
     engine = make_engine(_store_url(settings), pool_size=1)
     sessions = sessionmaker(engine, expire_on_commit=False)
-    memory = Memory(sessions, settings.memory.retention_days, lambda: datetime.now(UTC), 0.0)
+    memory = Memory(
+        sessions,
+        settings.memory.retention_days,
+        lambda: datetime.now(UTC),
+        0.0,
+        build_embedder(settings.memory),
+        settings.memory.embeddings_weight,
+    )
     try:
         if fp is None:
             with sessions.begin() as session:
@@ -73,7 +81,9 @@ def find_similar(target: str, k: int, settings: Settings) -> list[PastIncident]:
             fp = memory.fingerprint_of(target) or fingerprint_of(
                 Analysis.model_validate_json(record.result)
             )
-        return memory.similar(fp, k, exclude=exclude)
+        # A stored analysis's text embedding counts; a snapshot is compared by fingerprint.
+        embedding = memory.embedding_of(target) if exclude is not None else None
+        return memory.similar(fp, k, exclude=exclude, embedding=embedding)
     except SQLAlchemyError as exc:
         first = str(exc).strip().splitlines()[0][:200]
         raise ConfigError(

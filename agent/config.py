@@ -191,15 +191,21 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _nested_urls(self) -> Settings:
-        """URLs of sections whose models live elsewhere, named by their full setting path."""
+        """URLs of sections whose models live elsewhere, and the embeddings memory needs,
+        named by their full setting path."""
         for name, value in (
             ("summarizer.base_url", self.summarizer.base_url),
             ("summarizer.azure_endpoint", self.summarizer.azure_endpoint),
             ("slack.public_url", self.slack.public_url),
+            ("memory.embeddings_url", self.memory.embeddings_url),
         ):
             problem = url_problem(value) if value else None
             if problem is not None:
                 raise ValueError(f"{_setting_name(name.split('.'))}: {problem}")
+        embeddings = self.memory.embeddings_problem()
+        if embeddings is not None:
+            name, problem = embeddings
+            raise ValueError(f"{_setting_name(('memory', name))}: {problem}")
         return self
 
 

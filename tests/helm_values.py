@@ -16,6 +16,7 @@ SECRETS: dict[str, Any] = {
     "slackSigningSecret": "signing-secret-value-9c0d",
     "shareSecret": "share-secret-value-0a1b2c",
     "openaiApiKey": "sk-openai-secret-value-1e2f",
+    "embeddingsApiKey": "sk-embeddings-secret-value-2f3a",
     "prometheusBearerToken": "prom-secret-value-3a4b",
     "elasticsearchApiKey": "es-key-secret-value-5c6d",
     "elasticsearchPassword": "es-password-secret-value-7e8f",

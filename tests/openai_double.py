@@ -1,9 +1,13 @@
-"""A local HTTP server shaped like the OpenAI chat completions API, for the openai backend tests.
+"""A local HTTP server shaped like the OpenAI chat completions and embeddings API, for the
+openai backend and memory embedding tests.
 
 It answers ``POST .../chat/completions`` (plain and Azure deployment paths) from a script of
-replies, in order, and records every request (path, headers, JSON body) so tests can assert
-exactly what left the process. Response bodies are the API's real shapes: ``chat.completion``
-objects with ``usage``, and ``{"error": {...}}`` bodies with the status codes OpenAI uses.
+replies, in order, and ``POST /v1/embeddings`` with deterministic vectors (a hashed bag of
+words: texts sharing words get close vectors) unless ``embedding_replies`` scripts an error
+or a hang (or, with ``Reply.answer(json_text)``, a body of its own). Every request (path,
+headers, JSON body) is recorded so tests can assert exactly what left the process. Response
+bodies are the API's real shapes: ``chat.completion`` and embedding ``list`` objects with
+``usage``, and ``{"error": {...}}`` bodies with the status codes OpenAI uses.
 
 Replies::
 
@@ -18,7 +22,12 @@ When the script runs out, the last reply repeats.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import math
+import re
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -102,12 +111,47 @@ def completion_body(model: str, content: str, prompt_tokens: int) -> dict[str, A
     }
 
 
+EMBEDDING_DIMENSIONS = 64
+
+
+def bag_of_words(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """A unit vector of the text's hashed words: deterministic, and close for texts that
+    share most of their words."""
+    vector = [0.0] * dimensions
+    for word in re.findall(r"\w+", text.lower()):
+        digest = hashlib.sha256(word.encode()).digest()
+        vector[digest[0] % dimensions] += 1.0 if digest[1] % 2 else -1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
+
+
+def _encoded(vector: list[float], encoding: str) -> list[float] | str:
+    """As the API sends it: floats, or ``base64`` of little-endian float32."""
+    if encoding != "base64":
+        return vector
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+def embeddings_body(model: str, texts: list[str], encoding: str = "float") -> dict[str, Any]:
+    tokens = sum(_tokens(t) for t in texts)
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": _encoded(bag_of_words(t), encoding)}
+            for i, t in enumerate(texts)
+        ],
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
 class OpenAIDouble:
     """Start with ``with OpenAIDouble([...]) as api:``; ``api.base_url`` ends in ``/v1``."""
 
     def __init__(self, replies: list[Reply] | None = None) -> None:
         self.replies = list(replies or [])
         self.requests: list[Request] = []
+        self.embedding_replies: list[Reply] = []  # empty: every embedding request is answered
         self._released = threading.Event()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -144,6 +188,17 @@ class OpenAIDouble:
                 return Reply.error(500, "no scripted reply")
             return self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
 
+    def _next_embedding(self, request: Request) -> Reply:
+        with self._lock:
+            self.requests.append(request)
+            if not self.embedding_replies:
+                return Reply()
+            return self.embedding_replies.pop(0)
+
+    @property
+    def embedding_requests(self) -> list[Request]:
+        return [r for r in self.requests if r.path.split("?")[0].endswith("/embeddings")]
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         double = self
 
@@ -154,6 +209,9 @@ class OpenAIDouble:
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("content-length", 0)))
                 request = Request(self.path, {k.lower(): v for k, v in self.headers.items()}, raw)
+                if self.path.split("?")[0].endswith("/embeddings"):
+                    self._embeddings(request)
+                    return
                 if not self.path.split("?")[0].endswith("/chat/completions"):
                     self._send(
                         404, {"error": {"message": "not found", "type": "invalid_request_error"}}
@@ -173,6 +231,25 @@ class OpenAIDouble:
                 self._send(
                     200, completion_body(body.get("model", ""), reply.content, _tokens(prompt))
                 )
+
+            def _embeddings(self, request: Request) -> None:
+                reply = double._next_embedding(request)
+                if reply.hang_s:
+                    double._released.wait(reply.hang_s)
+                    return
+                if reply.status != 200:
+                    kind, code = _ERROR_TYPES.get(reply.status, ("server_error", None))
+                    error = {"message": reply.message, "type": kind, "param": None, "code": code}
+                    self._send(reply.status, {"error": error}, reply.headers)
+                    return
+                if reply.content:  # a scripted body, e.g. a malformed one
+                    self._send(200, json.loads(reply.content))
+                    return
+                body = request.body
+                given = body.get("input", "")
+                texts = [given] if isinstance(given, str) else [str(t) for t in given]
+                encoding = str(body.get("encoding_format") or "float")
+                self._send(200, embeddings_body(body.get("model", ""), texts, encoding))
 
             def _send(
                 self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -16,9 +17,13 @@ from service_support import postgres_database
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
+from agent.memory.embed import Embedding, from_bytes
+from agent.memory.fingerprint import Fingerprint
 from agent.models import Change
 from agent.store.changes import add_change, list_changes
 from agent.store.db import MIGRATIONS, database_url, make_engine, migrate
+from agent.store.memory import Memory, store_fingerprint
+from agent.store.tables import FingerprintRow
 
 NOW = datetime(2024, 5, 14, 10, 30, tzinfo=UTC)
 RETENTION = timedelta(days=90)
@@ -83,7 +88,7 @@ def test_0005_adds_the_namespace_and_keeps_the_changes_stored_before(engine: Eng
         assert shop.change.to_version == "v1.4.4"
     with engine.connect() as connection:
         version = connection.scalar(sa.text("SELECT version_num FROM alembic_version"))
-    assert version == "0006"
+    assert version == "0007"
 
 
 def test_0006_fills_in_what_past_ratings_confirmed(engine: Engine) -> None:
@@ -136,3 +141,59 @@ def test_0006_fills_in_what_past_ratings_confirmed(engine: Engine) -> None:
         "a3": None,
         "a4": None,
     }
+
+
+def test_0007_adds_the_embedding_and_keeps_the_fingerprints_stored_before(engine: Engine) -> None:
+    """Fingerprints stored before embeddings keep their JSON and confirmed cause, have no
+    embedding, and are still found by fingerprint; a new row can hold a vector."""
+    upgrade_to(engine, "0006")
+    said = {"root_service": "checkout", "fault_type": "cpu_saturation", "candidates": []}
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO analyses (id, trigger, trigger_kind, incident_start, "
+                "window_end, status, attempts, not_before, created_at) "
+                "VALUES ('old', '{}', 'alert', :at, :at, 'done', 1, :at, :at)"
+            ),
+            {"at": NOW},
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO fingerprints (analysis_id, created_at, stored_at, fingerprint, "
+                "confirmed) VALUES ('old', :at, :at, :fp, 'checkout|cpu_saturation')"
+            ),
+            {"at": NOW, "fp": json.dumps(said)},
+        )
+
+    migrate(engine)
+
+    with engine.begin() as connection:
+        row = connection.execute(
+            sa.text(
+                "SELECT fingerprint, confirmed, embedding, embedding_model FROM fingerprints "
+                "WHERE analysis_id = 'old'"
+            )
+        ).one()
+        version = connection.scalar(sa.text("SELECT version_num FROM alembic_version"))
+    assert json.loads(row[0]) == said and row[1] == "checkout|cpu_saturation"
+    assert (row[2], row[3], version) == (None, None, "0007")
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    memory = Memory(sessions, None, lambda: NOW, 0.0)
+    fp = Fingerprint(root_service="checkout", fault_type="cpu_saturation")
+    assert [p.analysis_id for p in memory.similar(fp, 3)] == ["old"]
+    vector = Embedding("openai:m", np.asarray([0.6, 0.8], dtype=np.float32))
+    with sessions.begin() as session:
+        connection = session.connection()
+        connection.execute(
+            sa.text(
+                "INSERT INTO analyses (id, trigger, trigger_kind, incident_start, "
+                "window_end, status, attempts, not_before, created_at) "
+                "VALUES ('new', '{}', 'alert', :at, :at, 'done', 1, :at, :at)"
+            ),
+            {"at": NOW},
+        )
+        store_fingerprint(session, "new", NOW, fp, NOW, vector)
+    with sessions.begin() as session:
+        stored = session.get(FingerprintRow, "new")
+        assert stored is not None and stored.embedding is not None
+        assert np.array_equal(from_bytes(stored.embedding), vector.vector)

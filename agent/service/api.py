@@ -315,7 +315,7 @@ def similar_to(memory: Memory, analysis_id: str, analysis: Analysis, k: int) -> 
     """Past analyses like a stored one, by its stored fingerprint (or, for an analysis from
     before memory or past retention, one taken from its result now)."""
     fp = memory.fingerprint_of(analysis_id) or fingerprint_of(analysis)
-    return memory.similar(fp, k, exclude=analysis_id)
+    return memory.similar(fp, k, exclude=analysis_id, embedding=memory.embedding_of(analysis_id))
 
 
 @router.delete(

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent import __version__
 from agent.config import Settings
+from agent.memory.embed import build_embedder
 from agent.memory.runbooks import RunbookLibrary, load_runbooks
 from agent.service import api, changes_api, health, pages, problems, webhook
 from agent.service.health import SourceHealth, source_probes
@@ -171,7 +172,14 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Fa
     workers = WorkerPool(settings, sessions, metrics, yield_to=intake.wait_idle)
     sources = SourceHealth(settings)
     memory = (
-        Memory(sessions, settings.memory.retention_days, clock, settings.memory.min_similarity)
+        Memory(
+            sessions,
+            settings.memory.retention_days,
+            clock,
+            settings.memory.min_similarity,
+            build_embedder(settings.memory),
+            settings.memory.embeddings_weight,
+        )
         if settings.memory.enabled
         else None
     )

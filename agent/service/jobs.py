@@ -195,7 +195,12 @@ class WorkerPool:
         try:
             result = within_budget(
                 lambda: run_job(
-                    job, self.settings, self.reported_changes, self._recall(), self.runbooks
+                    job,
+                    self.settings,
+                    self.reported_changes,
+                    self._recall(),
+                    self.runbooks,
+                    self.memory.embedder if self.memory is not None else None,
                 ),
                 service.analysis_budget_s,
             )
@@ -244,7 +249,7 @@ class WorkerPool:
             )
             if stored and self.memory is not None and result.fingerprint is not None:
                 memory_store.store_fingerprint(
-                    session, job.id, analysis.created_at, result.fingerprint, now
+                    session, job.id, analysis.created_at, result.fingerprint, now, result.embedding
                 )
                 if (cutoff := self.memory.cutoff()) is not None:
                     memory_store.purge(session, cutoff)

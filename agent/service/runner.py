@@ -28,6 +28,7 @@ from agent import __version__, tracing
 from agent.changes import merge_changes
 from agent.config import Settings
 from agent.errors import SnapshotError, SourceError
+from agent.memory.embed import Embedder, Embedding, embed_analysis, embedding_text
 from agent.memory.enrich import enricher
 from agent.memory.fingerprint import Fingerprint, fingerprint_of
 from agent.memory.recall import Recall
@@ -73,6 +74,7 @@ class JobResult:
     total_s: float
     source_s: dict[str, float] = field(default_factory=dict)  # collection time per source
     fingerprint: Fingerprint | None = None  # what incident memory stores with the analysis
+    embedding: Embedding | None = None  # and its text embedding (memory.embeddings)
 
 
 def sources_of(settings: Settings) -> str:
@@ -175,9 +177,11 @@ def run_job(
     reported: ReportedChanges | None = None,
     recall: Recall | None = None,
     runbooks: RunbookLibrary | None = None,
+    embedder: Embedder | None = None,
 ) -> JobResult:
     """Collect and analyze one job's scope, with the changes ``reported`` for its window,
-    the prior of similar past analyses (``recall``) and the matching ``runbooks``.
+    the prior of similar past analyses (``recall``) and the matching ``runbooks``; the
+    ``embedder`` embeds the result's text for memory (a failure is a note, not an error).
     Raises only on bugs and unexpected errors (a database error reading the changes is one
     the worker retries)."""
     from agent.engine.pipeline import analyze  # numpy and the engine: imported on first use
@@ -234,6 +238,14 @@ def run_job(
     analysis = analysis.model_copy(update={"id": job.id})
     per_source = collected.durations or {sources_of(settings): collect_s}
     fingerprint = fingerprint_of(analysis, topology, _labels(alert), redact)
+    embedding = None
+    if embedder is not None:
+        text = embedding_text(analysis.summary, fingerprint.templates, redact)
+        embedding, problem = embed_analysis(embedder, text)
+        if problem is not None:
+            note = f"incident memory: no text embedding ({problem}); similar past analyses "
+            note += "are found by fingerprint only"
+            analysis = analysis.model_copy(update={"notes": [*analysis.notes, note]})
     return JobResult(
         analysis,
         collected.snapshot,
@@ -241,6 +253,7 @@ def run_job(
         time.perf_counter() - began,
         per_source,
         fingerprint,
+        embedding,
     )
 
 

@@ -174,7 +174,12 @@ class SlackOutbox:
             return
         try:
             fp = self.memory.fingerprint_of(analysis.id)
-            past = self.memory.similar(fp, k, exclude=analysis.id) if fp is not None else []
+            embedding = self.memory.embedding_of(analysis.id)
+            past = (
+                self.memory.similar(fp, k, exclude=analysis.id, embedding=embedding)
+                if fp is not None
+                else []
+            )
         except SQLAlchemyError as exc:
             log.warning("slack: no seen-before reply for %s: %s", analysis.id, exc)
             return

@@ -7,6 +7,11 @@ replica is never shown. What a past analysis brings back (verdict, corrected roo
 resolution) is read from ``feedback`` for those few hits only; a rating also writes the root
 cause it confirms beside the fingerprint (:func:`confirm_fingerprint`), where it counts for
 similarity.
+
+With text embeddings on (``memory.embeddings``), the index still ranks by fingerprint alone;
+the top :data:`RERANK_POOL` (at least) of its hits are read back with their embeddings, and a
+hit whose embedding was made by the same model as the query's gets the hybrid score
+(:func:`agent.memory.embed.hybrid`). Hits without one keep their Jaccard.
 """
 
 from __future__ import annotations
@@ -18,18 +23,26 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from agent.memory.embed import Embedder, Embedding, cosine, from_bytes, hybrid
 from agent.memory.fingerprint import Fingerprint, similarity
 from agent.memory.index import Hit, MemoryIndex
 from agent.memory.recall import PastIncident, confirmed_cause
 from agent.store.tables import Feedback, FingerprintRow
 
 SYNC_OVERLAP = timedelta(seconds=5)  # rows committed out of stored_at order are still seen
+RERANK_POOL = 50  # hits by fingerprint whose text is compared, at least (k * 10 when more)
 
 
 def store_fingerprint(
-    session: Session, analysis_id: str, created_at: datetime, fp: Fingerprint, now: datetime
+    session: Session,
+    analysis_id: str,
+    created_at: datetime,
+    fp: Fingerprint,
+    now: datetime,
+    embedding: Embedding | None = None,
 ) -> None:
-    """Store (or replace) the fingerprint of one analysis, in the caller's transaction."""
+    """Store (or replace) the fingerprint of one analysis, and its text embedding if any,
+    in the caller's transaction."""
     session.execute(delete(FingerprintRow).where(FingerprintRow.analysis_id == analysis_id))
     session.add(
         FingerprintRow(
@@ -38,8 +51,42 @@ def store_fingerprint(
             stored_at=now,
             fingerprint=fp.model_dump_json(),
             confirmed=fp.confirmed,
+            embedding=embedding.to_bytes() if embedding is not None else None,
+            embedding_model=embedding.model if embedding is not None else None,
         )
     )
+
+
+def text_cosines(session: Session, ids: Sequence[str], query: Embedding) -> dict[str, float]:
+    """Analysis id -> the cosine of its stored embedding with ``query``, for those of
+    ``ids`` embedded by the same model (read for these rows only)."""
+    rows = session.execute(
+        select(FingerprintRow.analysis_id, FingerprintRow.embedding).where(
+            FingerprintRow.analysis_id.in_(ids),
+            FingerprintRow.embedding_model == query.model,
+            FingerprintRow.embedding.is_not(None),
+        )
+    ).all()
+    out = {}
+    for analysis_id, data in rows:
+        cos = cosine(query.vector, from_bytes(data)) if data is not None else None
+        if cos is not None:
+            out[analysis_id] = cos
+    return out
+
+
+def rerank(
+    hits: Sequence[Hit], cosines: dict[str, float], weight: float, least: float
+) -> list[Hit]:
+    """The hits with the text's cosine mixed in where there is one, best first (ties keep
+    the index's order), those under ``least`` left out."""
+    mixed = [
+        Hit(h.analysis_id, hybrid(h.similarity, cosines[h.analysis_id], weight))
+        if h.analysis_id in cosines
+        else h
+        for h in hits
+    ]
+    return sorted((h for h in mixed if h.similarity >= least), key=lambda h: -h.similarity)
 
 
 def _read(text: str, confirmed: str | None) -> Fingerprint:
@@ -94,8 +141,14 @@ def _outcomes(session: Session, ids: Sequence[str]) -> dict[str, tuple[Feedback,
     return out
 
 
-def past_incidents(session: Session, query: Fingerprint, hits: Sequence[Hit]) -> list[PastIncident]:
-    """The hits that are still stored, with their reasons, verdicts and resolutions."""
+def past_incidents(
+    session: Session,
+    query: Fingerprint,
+    hits: Sequence[Hit],
+    cosines: dict[str, float] | None = None,
+) -> list[PastIncident]:
+    """The hits that are still stored, with their reasons (and the text's ``cosines`` where
+    they counted), verdicts and resolutions."""
     ids = [h.analysis_id for h in hits]
     if not ids:
         return []
@@ -121,12 +174,15 @@ def past_incidents(session: Session, query: Fingerprint, hits: Sequence[Hit]) ->
             latest.actual_service if latest else None,
             latest.actual_fault_type if latest else None,
         )
+        reasons = similarity(query, past).reasons
+        if cosines and hit.analysis_id in cosines:
+            reasons.append(f"similar text (cosine {cosines[hit.analysis_id]:.2f})")
         found.append(
             PastIncident(
                 analysis_id=hit.analysis_id,
                 created_at=row.created_at,
                 similarity=hit.similarity,
-                reasons=similarity(query, past).reasons,
+                reasons=reasons,
                 root_service=past.root_service,
                 fault_type=past.fault_type,
                 verdict=verdict,
@@ -141,7 +197,9 @@ def past_incidents(session: Session, query: Fingerprint, hits: Sequence[Hit]) ->
 
 class Memory:
     """The store's fingerprints behind one in-process index; shared by the workers, the API,
-    the report page and the Slack publisher of one process."""
+    the report page and the Slack publisher of one process. ``embedder`` (optional) embeds
+    each finished analysis's text (the workers call it); its cosine counts at
+    ``embeddings_weight``."""
 
     def __init__(
         self,
@@ -149,11 +207,15 @@ class Memory:
         retention_days: float | None,
         clock: Callable[[], datetime],
         min_similarity: float = 0.0,
+        embedder: Embedder | None = None,
+        embeddings_weight: float = 0.0,
     ) -> None:
         self.sessions = sessions
         self.retention = timedelta(days=retention_days) if retention_days else None
         self.clock = clock
         self.min_similarity = min_similarity
+        self.embedder = embedder
+        self.embeddings_weight = embeddings_weight
         self.index = MemoryIndex()
         self._synced: datetime | None = None
         self._indexed: dict[str, datetime] = {}  # analysis id -> stored_at as indexed
@@ -199,23 +261,31 @@ class Memory:
         k: int,
         exclude: str | None = None,
         min_similarity: float | None = None,
+        embedding: Embedding | None = None,
     ) -> list[PastIncident]:
         """The ``k`` most similar stored analyses (not ``exclude``), best first: one
-        transaction loads what is new, then reads the hits back."""
+        transaction loads what is new, then reads the hits back. With the query's text
+        ``embedding``, the top hits by fingerprint are re-ranked with their text's cosine."""
         if k <= 0:
             return []
         cutoff = self.cutoff()
         least = self.min_similarity if min_similarity is None else min_similarity
+        mixing = embedding is not None and self.embeddings_weight > 0
+        spare = k + 5  # a few spare for rows deleted elsewhere since they were indexed
         with self.sessions.begin() as session:
             self.sync(session)
             hits = self.index.similar(
                 fp,
-                k + 5,  # a few spare for rows deleted elsewhere since they were indexed
+                max(k * 10, RERANK_POOL) if mixing else spare,
                 exclude=exclude,
                 not_before=cutoff.timestamp() if cutoff else None,
-                min_similarity=least,
+                min_similarity=0.0 if mixing else least,  # the cosine may lift a hit over it
             )
-            return past_incidents(session, fp, hits)[:k]
+            cosines: dict[str, float] = {}
+            if embedding is not None and mixing and hits:
+                cosines = text_cosines(session, [h.analysis_id for h in hits], embedding)
+                hits = rerank(hits, cosines, self.embeddings_weight, least)[:spare]
+            return past_incidents(session, fp, hits, cosines)[:k]
 
     def fingerprint_of(self, analysis_id: str) -> Fingerprint | None:
         with self.sessions.begin() as session:
@@ -225,6 +295,21 @@ class Memory:
                 )
             ).first()
         return _read(*row) if row is not None else None
+
+    def embedding_of(self, analysis_id: str) -> Embedding | None:
+        """The stored text embedding of an analysis, when it was made by this memory's
+        embedder's model (else None: similarity uses the fingerprint alone)."""
+        if self.embedder is None:
+            return None
+        with self.sessions.begin() as session:
+            row = session.execute(
+                select(FingerprintRow.embedding, FingerprintRow.embedding_model).where(
+                    FingerprintRow.analysis_id == analysis_id
+                )
+            ).first()
+        if row is None or row[0] is None or row[1] != self.embedder.name:
+            return None
+        return Embedding(row[1], from_bytes(row[0]))
 
     def forget(self, analysis_id: str) -> None:
         """Drop an analysis from this process's index (its rows are deleted by the caller)."""

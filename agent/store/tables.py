@@ -157,7 +157,9 @@ class FingerprintRow(Base):
     ``memory.retention_days``. ``stored_at`` lets each process's index load only new rows.
     ``confirmed`` is the cause its latest rating stood behind (``service|fault``), beside the
     JSON rather than in it: a replica of an earlier release, which refuses fields it does not
-    know, still reads every fingerprint during a rolling upgrade.
+    know, still reads every fingerprint during a rolling upgrade. ``embedding`` is the optional
+    text embedding (little-endian float32 bytes, agent.memory.embed) of the model named in
+    ``embedding_model``: a vector is only compared with vectors of the same model.
     """
 
     __tablename__ = "fingerprints"
@@ -169,6 +171,8 @@ class FingerprintRow(Base):
     stored_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     fingerprint: Mapped[str] = mapped_column(Text)
     confirmed: Mapped[str | None] = mapped_column(Text, nullable=True)
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    embedding_model: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class SlackPost(Base):

@@ -97,6 +97,7 @@ slack-bot-token: {env: RCA_SLACK_BOT_TOKEN, required: false}
 slack-signing-secret: {env: RCA_SLACK_SIGNING_SECRET, required: false}
 share-secret: {env: RCA_SERVICE__SHARE_SECRET, required: false}
 openai-api-key: {env: RCA_SUMMARIZER__API_KEY, required: false}
+embeddings-api-key: {env: RCA_MEMORY__EMBEDDINGS_API_KEY, required: false}
 prometheus-bearer-token: {env: RCA_PROMETHEUS__BEARER_TOKEN, required: false}
 elasticsearch-api-key: {env: RCA_ELASTICSEARCH__API_KEY, required: false}
 elasticsearch-password: {env: RCA_ELASTICSEARCH__PASSWORD, required: false}
