@@ -8,7 +8,10 @@ each over ``--queries`` queries after one warm-up:
 - ``index``: :meth:`agent.memory.index.MemoryIndex.similar` alone (the in-process part);
 - ``store``: :meth:`agent.store.memory.Memory.similar` on a real database (SQLite file by
   default, or ``--database-url``): the index plus reading the k hits' fingerprints and
-  ratings back, as ``GET /v1/analyses/{id}/similar`` does.
+  ratings back, as ``GET /v1/analyses/{id}/similar`` does. With ``--embedding-dims D``
+  every stored analysis also has a random unit text embedding of D dimensions, and each
+  query one too: the store path then reads the top hits' embeddings and re-ranks them
+  (``memory.embeddings``, weight 0.3), as it does with embeddings on.
 
 Memory: the index's own arrays (:meth:`MemoryIndex.memory_bytes`) and the growth of the
 process's peak RSS while it was built. Example::
@@ -32,6 +35,7 @@ from rich.console import Console
 from sqlalchemy import insert
 from sqlalchemy.orm import sessionmaker
 
+from agent.memory.embed import Embedding
 from agent.memory.fingerprint import Fingerprint
 from agent.memory.index import MemoryIndex
 from agent.models import FaultType
@@ -45,6 +49,8 @@ DIRECTIONS = ("up", "down", "new", "burst")
 ROLES = ("root", "caller", "callee", "bystander")
 FAULTS = [f.value for f in FaultType]
 START = datetime(2025, 1, 1, tzinfo=UTC)
+EMBEDDING_MODEL = "bench:random"
+EMBEDDINGS_WEIGHT = 0.3
 
 
 def synthetic(rng: np.random.Generator, systems: int) -> Fingerprint:
@@ -91,7 +97,15 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
-def _fill_store(url: str, fingerprints: list[Fingerprint]) -> sessionmaker:
+def _unit_vectors(rng: np.random.Generator, count: int, dims: int) -> list[Embedding]:
+    vectors = rng.standard_normal((count, dims)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return [Embedding(EMBEDDING_MODEL, v) for v in vectors]
+
+
+def _fill_store(
+    url: str, fingerprints: list[Fingerprint], embeddings: list[Embedding] | None
+) -> sessionmaker:
     engine = make_engine(url, pool_size=2)
     migrate(engine)
     sessions = sessionmaker(engine, expire_on_commit=False)
@@ -118,6 +132,8 @@ def _fill_store(url: str, fingerprints: list[Fingerprint]) -> sessionmaker:
                 "created_at": when,
                 "stored_at": when,
                 "fingerprint": fp.model_dump_json(),
+                "embedding": embeddings[n].to_bytes() if embeddings else None,
+                "embedding_model": EMBEDDING_MODEL if embeddings else None,
             }
         )
     with sessions.begin() as session:
@@ -127,10 +143,14 @@ def _fill_store(url: str, fingerprints: list[Fingerprint]) -> sessionmaker:
     return sessions
 
 
-def bench(count: int, queries: int, systems: int, k: int, url: str | None) -> dict[str, object]:
+def bench(
+    count: int, queries: int, systems: int, k: int, url: str | None, dims: int = 0
+) -> dict[str, object]:
     rng = np.random.default_rng(20)
     fingerprints = [synthetic(rng, systems) for _ in range(count)]
     probes = [synthetic(rng, systems) for _ in range(queries + 1)]
+    stored = _unit_vectors(rng, count, dims) if dims else None
+    asked = _unit_vectors(rng, queries + 1, dims) if dims else [None] * (queries + 1)
     rss_before = _rss_peak_mb()
     index = MemoryIndex()
     began = time.perf_counter()
@@ -146,27 +166,40 @@ def bench(count: int, queries: int, systems: int, k: int, url: str | None) -> di
         index_times.append(time.perf_counter() - t)
     with tempfile.TemporaryDirectory() as tmp:
         store_url = url or f"sqlite:///{Path(tmp) / 'bench.db'}"
-        sessions = _fill_store(store_url, fingerprints)
-        memory = Memory(sessions, None, lambda: START + timedelta(days=365))
+        sessions = _fill_store(store_url, fingerprints, stored)
+        memory = Memory(
+            sessions,
+            None,
+            lambda: START + timedelta(days=365),
+            embeddings_weight=EMBEDDINGS_WEIGHT if dims else 0.0,
+        )
         t = time.perf_counter()
         memory.sync()
         sync_s = time.perf_counter() - t
-        memory.similar(probes[0], k)
-        store_times = []
-        for probe in probes[1:]:
+        memory.similar(probes[0], k, embedding=asked[0])
+        store_times, hits, by_text = [], 0, 0
+        for probe, embedding in zip(probes[1:], asked[1:], strict=True):
             t = time.perf_counter()
-            memory.similar(probe, k)
+            found = memory.similar(probe, k, embedding=embedding)
             store_times.append(time.perf_counter() - t)
+            hits += len(found)
+            by_text += sum(
+                any(r.startswith("similar text") for r in past.reasons) for past in found
+            )
         sessions.kw["bind"].dispose()
     return {
         "command": f"python -m evals.bench_memory --fingerprints {count} --queries {queries} "
-        f"--systems {systems} -k {k}" + (" --database-url URL" if url else ""),
+        f"--systems {systems} -k {k}"
+        + (f" --embedding-dims {dims}" if dims else "")
+        + (" --database-url URL" if url else ""),
         "fingerprints": count,
         "queries": queries,
         "k": k,
         "database": "sqlite" if url is None else url.split(":", 1)[0],
+        "embedding_dims": dims,
         "index": _percentiles(index_times),
         "store": _percentiles(store_times),
+        "store_hits_scored_with_text": round(by_text / max(1, hits), 3),
         "index_build_s": round(build_s, 2),
         "store_first_sync_s": round(sync_s, 2),
         "index_arrays_mb": round(index.memory_bytes() / 2**20, 1),
@@ -180,12 +213,26 @@ def bench(count: int, queries: int, systems: int, k: int, url: str | None) -> di
 @click.option("--systems", type=click.IntRange(1), default=50, show_default=True)
 @click.option("-k", "k", type=click.IntRange(1, 50), default=5, show_default=True)
 @click.option("--database-url", default=None, help="Time the store path on this database.")
+@click.option(
+    "--embedding-dims",
+    "dims",
+    type=click.IntRange(0, 4096),
+    default=0,
+    show_default=True,
+    help="Give every analysis and query a random text embedding of this size (0: none).",
+)
 @click.option("--json-file", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def main(
-    count: int, queries: int, systems: int, k: int, database_url: str | None, json_file: Path | None
+    count: int,
+    queries: int,
+    systems: int,
+    k: int,
+    database_url: str | None,
+    dims: int,
+    json_file: Path | None,
 ) -> None:
     """Time retrieval of the k most similar of N stored fingerprints."""
-    report = bench(count, queries, systems, k, database_url)
+    report = bench(count, queries, systems, k, database_url, dims)
     Console().print_json(json.dumps(report))
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
