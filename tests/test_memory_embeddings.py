@@ -134,8 +134,12 @@ def _answer(data: Any) -> Reply:
         (_answer([{"object": "embedding", "index": 0, "embedding": [0.0, 0.0]}]), "zero"),
         (_answer([{"object": "embedding", "index": 0, "embedding": ["a", "b"]}]), "numbers"),
         (Reply.answer(json.dumps({"object": "list"})), "no embeddings"),
+        (
+            _answer([{"object": "embedding", "index": 0, "embedding": [0.5] * 10_000}]),
+            "10000 dimensions, over 8192",
+        ),
     ],
-    ids=["none", "empty", "zero", "text", "no-data"],
+    ids=["none", "empty", "zero", "text", "no-data", "too-large"],
 )
 def test_a_malformed_answer_gives_no_embedding_and_says_why(reply: Reply, why: str) -> None:
     with OpenAIDouble() as api:

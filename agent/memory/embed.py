@@ -38,6 +38,7 @@ log = logging.getLogger("rca.memory")
 
 MAX_TEXT_CHARS = 4000  # about 1,000 tokens: the summary and the first templates
 MAX_LOCAL_TOKENS = 512
+MAX_DIMENSIONS = 8192  # the largest models give 4,096; more is a broken or hostile endpoint
 POOLING_MODES = ("mean", "cls", "max")
 
 
@@ -71,6 +72,10 @@ def unit(values: Any) -> np.ndarray:
         vector = np.asarray(values, dtype=np.float32).reshape(-1)
     except (TypeError, ValueError):
         raise SourceError("embeddings", "the embedding is not a list of numbers") from None
+    if vector.size > MAX_DIMENSIONS:
+        raise SourceError(
+            "embeddings", f"the embedding has {vector.size} dimensions, over {MAX_DIMENSIONS}"
+        )
     norm = float(np.linalg.norm(vector)) if vector.size else 0.0
     if not np.isfinite(vector).all() or norm == 0.0:
         raise SourceError("embeddings", "the embedding is empty, zero or not finite")
