@@ -346,7 +346,8 @@ def test_the_text_reranks_the_fingerprints_top_hits(store: sessionmaker) -> None
     # b (Jaccard 0.75, the same text) passes a (0.95, unlike text); c keeps its 0.91
     assert [p.analysis_id for p in memory.similar(QUERY, 3, embedding=query)] == ["c", "b", "a"]
     assert "similar text (cosine 1.00)" in mixed["b"].reasons
-    assert not any("similar text" in r for r in mixed["c"].reasons)
+    assert "unlike text (cosine 0.00)" in mixed["a"].reasons  # lowered by it, and says so
+    assert not any(" text (cosine" in r for r in mixed["c"].reasons)
 
 
 def test_vectors_of_another_model_are_not_compared(store: sessionmaker) -> None:
@@ -447,7 +448,7 @@ def test_an_embeddings_endpoint_that_is_down_fails_nothing(tmp_path: Path, backe
         assert "incident memory: no text embedding" in notes and "fingerprint only" in notes
         (match,) = _similar(client, second["id"])
         assert match["analysis_id"] == first["id"] and match["similarity"] == 1.0
-        assert not any("similar text" in r for r in match["reasons"])
+        assert not any(" text (cosine" in r for r in match["reasons"])
 
 
 # --- settings ----------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from agent.store.tables import Feedback, FingerprintRow
 
 SYNC_OVERLAP = timedelta(seconds=5)  # rows committed out of stored_at order are still seen
 RERANK_POOL = 50  # hits by fingerprint whose text is compared, at least (k * 10 when more)
+SIMILAR_TEXT = 0.5  # a cosine under this is reported as unlike text, not similar
 
 
 def store_fingerprint(
@@ -73,6 +74,13 @@ def text_cosines(session: Session, ids: Sequence[str], query: Embedding) -> dict
         if cos is not None:
             out[analysis_id] = cos
     return out
+
+
+def _text_reason(cos: float) -> str:
+    """What the text's cosine says, in words that match its number: it mixes into the
+    score either way, lowering it for unlike text."""
+    alike = "similar" if cos >= SIMILAR_TEXT else "unlike"
+    return f"{alike} text (cosine {cos:.2f})"
 
 
 def rerank(
@@ -176,7 +184,7 @@ def past_incidents(
         )
         reasons = similarity(query, past).reasons
         if cosines and hit.analysis_id in cosines:
-            reasons.append(f"similar text (cosine {cosines[hit.analysis_id]:.2f})")
+            reasons.append(_text_reason(cosines[hit.analysis_id]))
         found.append(
             PastIncident(
                 analysis_id=hit.analysis_id,
