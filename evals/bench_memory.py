@@ -183,9 +183,7 @@ def bench(
             found = memory.similar(probe, k, embedding=embedding)
             store_times.append(time.perf_counter() - t)
             hits += len(found)
-            by_text += sum(
-                any(" text (cosine" in r for r in past.reasons) for past in found
-            )
+            by_text += sum(any(" text (cosine" in r for r in past.reasons) for past in found)
         sessions.kw["bind"].dispose()
     return {
         "command": f"python -m evals.bench_memory --fingerprints {count} --queries {queries} "
