@@ -131,7 +131,8 @@ LOWEST_TESTS := tests/test_cli.py tests/test_config_env.py tests/test_elasticsea
 	tests/test_prometheus_source.py tests/test_promql.py tests/test_service_api.py \
 	tests/test_slack_bot.py tests/test_slack_commands.py tests/test_slack_feedback.py \
 	tests/test_slack_publish.py tests/test_snapshot.py tests/test_store.py \
-	tests/test_summarize_openai.py tests/test_memory_embeddings.py tests/test_tracing.py
+	tests/test_summarize_openai.py tests/test_memory_embeddings.py \
+	tests/test_memory_embeddings_store.py tests/test_tracing.py
 lowest-boundaries:
 	[ -x $(LOWEST)/bin/uv ] || { $(PYTHON) -m venv $(LOWEST) && $(LOWEST)/bin/python -m pip install --quiet uv; }
 	$(LOWEST)/bin/uv pip install --quiet --python $(LOWEST)/bin/python --resolution lowest-direct \

@@ -218,13 +218,7 @@ class OpenAIDouble:
                     )
                     return
                 reply = double._next(request)
-                if reply.hang_s:
-                    double._released.wait(reply.hang_s)
-                    return
-                if reply.status != 200:
-                    kind, code = _ERROR_TYPES.get(reply.status, ("server_error", None))
-                    error = {"message": reply.message, "type": kind, "param": None, "code": code}
-                    self._send(reply.status, {"error": error}, reply.headers)
+                if self._hung_or_refused(reply):
                     return
                 body = request.body
                 prompt = " ".join(str(m.get("content", "")) for m in body.get("messages", []))
@@ -232,15 +226,21 @@ class OpenAIDouble:
                     200, completion_body(body.get("model", ""), reply.content, _tokens(prompt))
                 )
 
-            def _embeddings(self, request: Request) -> None:
-                reply = double._next_embedding(request)
+            def _hung_or_refused(self, reply: Reply) -> bool:
+                """Hang or answer the scripted error; False: the reply is a 200 to send."""
                 if reply.hang_s:
                     double._released.wait(reply.hang_s)
-                    return
+                    return True
                 if reply.status != 200:
                     kind, code = _ERROR_TYPES.get(reply.status, ("server_error", None))
                     error = {"message": reply.message, "type": kind, "param": None, "code": code}
                     self._send(reply.status, {"error": error}, reply.headers)
+                    return True
+                return False
+
+            def _embeddings(self, request: Request) -> None:
+                reply = double._next_embedding(request)
+                if self._hung_or_refused(reply):
                     return
                 if reply.content:  # a scripted body, e.g. a malformed one
                     self._send(200, json.loads(reply.content))
