@@ -129,8 +129,7 @@ class Fingerprint(Strict):
 
     def confirmed_as(self, service: str | None, fault: str | None) -> Fingerprint:
         """This fingerprint with the root cause a rating confirmed (None: it confirms none)."""
-        confirmed = f"{service}|{fault or ''}" if service else None
-        return self.model_copy(update={"confirmed": confirmed})
+        return self.model_copy(update={"confirmed": confirmed_token(service, fault)})
 
     def features(self) -> dict[str, float]:
         """Feature token -> weight: what :func:`similarity` and the index compare."""
@@ -154,6 +153,12 @@ class Fingerprint(Strict):
         for template, weight in self.templates.items():
             out[f"log:{template_key(template)}"] = WEIGHTS["log"] * weight
         return out
+
+
+def confirmed_token(service: str | None, fault: str | None) -> str | None:
+    """A confirmed cause as stored (``service|fault``, the fault maybe empty); None when the
+    rating names no service."""
+    return f"{service}|{fault or ''}" if service else None
 
 
 def template_key(template: str) -> str:

@@ -24,7 +24,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.memory.embed import Embedder, Embedding, cosine, from_bytes, hybrid
-from agent.memory.fingerprint import Fingerprint, similarity
+from agent.memory.fingerprint import Fingerprint, confirmed_token, similarity
 from agent.memory.index import Hit, MemoryIndex
 from agent.memory.recall import PastIncident, confirmed_cause
 from agent.store.tables import Feedback, FingerprintRow
@@ -118,10 +118,9 @@ def confirm_fingerprint(
     if row is None:
         return False
     fp = Fingerprint.model_validate_json(row.fingerprint)
-    service, fault = confirmed_cause(
-        fp.root_service, fp.fault_type, verdict, actual_service, actual_fault_type
+    row.confirmed = confirmed_token(
+        *confirmed_cause(fp.root_service, fp.fault_type, verdict, actual_service, actual_fault_type)
     )
-    row.confirmed = fp.confirmed_as(service, fault).confirmed
     row.stored_at = now
     return True
 

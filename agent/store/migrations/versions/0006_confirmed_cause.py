@@ -16,6 +16,7 @@ import json
 import sqlalchemy as sa
 from alembic import op
 
+from agent.memory.fingerprint import confirmed_token
 from agent.memory.recall import confirmed_cause
 
 revision = "0006"
@@ -41,10 +42,10 @@ def upgrade() -> None:
         service, fault = confirmed_cause(
             said.get("root_service"), said.get("fault_type"), verdict, actual_service, actual_fault
         )
-        if service:
+        if (confirmed := confirmed_token(service, fault)) is not None:
             connection.execute(
                 sa.text("UPDATE fingerprints SET confirmed = :c WHERE analysis_id = :a"),
-                {"c": f"{service}|{fault or ''}", "a": analysis_id},
+                {"c": confirmed, "a": analysis_id},
             )
 
 
