@@ -35,7 +35,7 @@ def _late_start(count: int, onset: float, rates: Rates) -> float:
     probability ``((T - gap) / T) ** count``. Errors there from the first line on may be as old
     as the service (one that fails some look-ups in every incident); errors that
     began while the logs were already flowing are news. (Applied to unbaselined templates
-    too, it cost fault types and ranks on the real alert suites: docs/benchmarks.md.)
+    too, it cost fault types and ranks on the real alert suites: docs/history/real-data-rounds.md.)
     """
     if rates.logs_start is None or rates.logs_end is None:
         return 1.0
