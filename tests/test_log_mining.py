@@ -83,6 +83,19 @@ def test_statements_that_differ_only_by_their_line_number_are_two_templates(
     assert shapes.of(second.replace("8", "9")).cluster == b.cluster  # its own next line
 
 
+def test_lines_of_any_script_key_by_their_text_without_digits() -> None:
+    # Keyed on their UTF-8 bytes with ASCII digits deleted; digits of other scripts differ in
+    # the key but are masked like any digit; a lone surrogate (undecodable input passed
+    # through) is keyed too.
+    shapes = Shapes()
+    first = shapes.of("Zahlung für Bestellung 4711 abgelehnt: Kontostand ٣٤ €")
+    assert shapes.of("Zahlung für Bestellung 815 abgelehnt: Kontostand ٣٤ €") == first
+    assert shapes.of("Zahlung für Bestellung 815 abgelehnt: Kontostand ٥٦ €") == first
+    assert shapes.of("Zahlung für Lieferung 815 abgelehnt") != first
+    odd = shapes.of("bad byte \udcff in request 12")
+    assert shapes.of("bad byte \udcff in request 345") == odd != first
+
+
 def test_a_template_shows_its_call_site() -> None:
     shapes = Shapes()
     shapes.of("18:20:13.976 INFO p.c.PriceController#39 TraceID: a1 [query][route: 7]")

@@ -108,6 +108,7 @@ def mine_logs(
     tallies: dict[tuple[str, int, str], Tally] = {}
     links: dict[str, str] = {}
     first, last = math.inf, -math.inf
+    shape_of, tally_of = shapes.of, tallies.get  # bound once, called for every line
     for record in records:
         t = record.timestamp.timestamp()
         if t < start or t > end:
@@ -116,18 +117,20 @@ def mine_logs(
             first = t
         if t > last:
             last = t
-        if record.service not in links and isinstance(link := record.fields.get("link"), str):
-            links[record.service] = link
-        shape = shapes.of(record.message)
+        service = record.service
+        fields = record.fields
+        if fields and service not in links and isinstance(link := fields.get("link"), str):
+            links[service] = link
+        shape = shape_of(record.message)
         level = record.level
         if shape.embedded_level and level in ("INFO", "DEBUG"):
             level = shape.embedded_level
         if record.trace_id:
-            companions.passed(record.trace_id, t, record.service)
+            companions.passed(record.trace_id, t, service)
             if level in ERROR_LEVELS:
-                traces.add(record.trace_id, t, record.service, shape.cluster, record.message)
-        key = (record.service, shape.cluster, level)
-        tally = tallies.get(key)
+                traces.add(record.trace_id, t, service, shape.cluster, record.message)
+        key = (service, shape.cluster, level)
+        tally = tally_of(key)
         if tally is None:
             tally = tallies[key] = Tally()
         if t < split:

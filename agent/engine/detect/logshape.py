@@ -22,7 +22,10 @@ from drain3.template_miner_config import TemplateMinerConfig
 
 # Any word that holds a digit is a parameter: ids, numbers, durations, IPs, hashes, UUIDs.
 # One character-class scan is several times faster than an alternation of typed patterns.
-_NO_DIGITS = str.maketrans("", "", "0123456789")
+# Deleted from a line's UTF-8 bytes to key it: no byte of a multi-byte character is an ASCII
+# digit, so this is the text with its digits deleted, about ten times faster than
+# ``str.translate`` (lone surrogates pass through as bytes of their own).
+_DIGIT_BYTES = b"0123456789"
 _MASK = re.compile(r"\b[\w.\-]*\d[\w.\-]*")
 _EMBEDDED_LEVEL = re.compile(
     r"(?:\blevel\"?\s*[=:]\s*\"?|^\s*\[?|^\S+\s+\[?|^\S+\s+\S+\s+\[?|\s-\s)"
@@ -185,7 +188,7 @@ class _Sited:
 class Shapes:
     """Raw line -> shape; parsing (JSON, logfmt, stack traces) runs once per shape.
 
-    Lines are first keyed with their digits deleted (a C-speed ``str.translate``), which
+    Lines are first keyed with their digits deleted (a C-speed ``bytes.translate``), which
     already merges most lines of one template; only unseen keys pay for the regex mask. Where
     a masked text's lines write a call site, learnt once per masked text, its number (two
     C-speed scans per line) splits them.
@@ -194,11 +197,11 @@ class Shapes:
     def __init__(self) -> None:
         self.templates = _Templates()
         self.by_masked: dict[str, Shape | _Sited] = {}
-        self.by_key: dict[str, Shape | _Sited] = {}
+        self.by_key: dict[bytes, Shape | _Sited] = {}
 
     def of(self, message: str) -> Shape:
         head = message[:400]
-        key = head.translate(_NO_DIGITS)
+        key = head.encode("utf-8", "surrogatepass").translate(None, _DIGIT_BYTES)
         known = self.by_key.get(key)
         if known is None:
             known = self.by_key[key] = self._masked(head)
