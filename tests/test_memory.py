@@ -322,6 +322,15 @@ def test_a_confirmed_past_cause_breaks_a_close_call() -> None:
     assert after.confidence <= 0.35 and any("an-past" in n for n in after.notes)
 
 
+def test_a_match_at_the_floor_counts_in_full() -> None:
+    # How close a match is decides whether it counts, not how much: the bound alone limits it.
+    # (Scaled by a similarity of 0.3, the bonus would be 6% of the leader: not enough.)
+    draft = _close_call(1.0 - 0.75 * MAX_SHARE)
+    after = apply_prior(draft, [_past("checkout", similarity=MIN_SIMILARITY)])
+    assert after.candidates[0].service == "checkout"
+    assert after.candidates[0].score == pytest.approx(1.0 + 0.25 * MAX_SHARE)
+
+
 def test_the_prior_never_outweighs_strong_current_evidence() -> None:
     draft = _close_call(1.0 - MAX_SHARE - 0.05)
     after = apply_prior(draft, [_past("checkout", similarity=1.0)])
