@@ -167,17 +167,23 @@ def _splits(n: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     return k, 1.0 / np.sqrt(1.0 / k + 1.0 / (n - k))
 
 
+def _nan_as_zero(z: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``z`` with its missing samples read as 0. Every z here is clipped, so never infinite:
+    np.nan_to_num's handling of infinities would be all overhead."""
+    return np.where(np.isnan(z), 0.0, z)
+
+
 def _persistent(z: NDArray[np.float64]) -> NDArray[np.float64]:
     """The deviation each sample keeps for two samples in a row (NaN-tolerant)."""
     if z.size < 2:
-        return np.nan_to_num(z, nan=0.0)
+        return _nan_as_zero(z)
     a, b = z[:-1], z[1:]
     both = np.where(np.sign(a) == np.sign(b), np.sign(a) * np.minimum(np.abs(a), np.abs(b)), 0.0)
-    both = np.nan_to_num(both, nan=0.0)
+    both = _nan_as_zero(both)
     # The last sample has no successor yet: it counts at half strength, because at alert time
     # the newest sample is often all there is of the fault (the report says "at the end of
     # the data" when a finding rests on it alone).
-    return np.append(both, np.nan_to_num(z[-1], nan=0.0) * 0.5)
+    return np.append(both, _nan_as_zero(z[-1:]) * 0.5)
 
 
 def _onset_index(z: NDArray[np.float64], peak: int, sign: int, threshold: float) -> int:
@@ -187,7 +193,7 @@ def _onset_index(z: NDArray[np.float64], peak: int, sign: int, threshold: float)
     minutes ago keeps that onset across a missed scrape.
     """
     missing = np.isnan(z)
-    above = np.nan_to_num(z * sign, nan=0.0) >= threshold / 2
+    above = _nan_as_zero(z * sign) >= threshold / 2
     onset = i = peak
     while i > 0 and (above[i - 1] or missing[i - 1]):
         i -= 1
@@ -199,7 +205,7 @@ def _onset_index(z: NDArray[np.float64], peak: int, sign: int, threshold: float)
 def score_signal(signal: Signal, split: float, threshold: float) -> SeriesFinding | None:
     """Score one series; ``None`` when it is normal or has too little data to judge."""
     ts = np.asarray(signal.timestamps, dtype=np.float64)
-    values = np.asarray([np.nan if v is None else v for v in signal.values], dtype=np.float64)
+    values = np.array(signal.values, dtype=np.float64)  # a missing sample (None) is NaN
     in_base = ts < split
     base = values[in_base]
     base = base[~np.isnan(base)]
@@ -285,7 +291,7 @@ def _run_end(z: NDArray[np.float64], peak: int, sign: int, threshold: float) -> 
     """Last sample of the run of clearly raised samples that goes through the peak (the
     mirror of :func:`_onset_index`: missing samples neither end nor extend it)."""
     missing = np.isnan(z)
-    above = np.nan_to_num(z * sign, nan=0.0) >= threshold / 2
+    above = _nan_as_zero(z * sign) >= threshold / 2
     last = i = peak
     while i + 1 < z.size and (above[i + 1] or missing[i + 1]):
         i += 1
