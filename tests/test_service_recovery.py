@@ -58,8 +58,10 @@ def test_kill_9_mid_analysis_then_restart_completes(tmp_path: Path, database: st
         tmp_path,
         RCA_DATABASE_URL=database,
         RCA_SERVICE__JOB_DELAY_S="3",
-        # A short lease, so that on PostgreSQL the restarted replica takes the job over soon.
-        RCA_SERVICE__ANALYSIS_BUDGET_S="4",
+        # A lease short enough that on PostgreSQL the restarted replica takes the job over
+        # soon, and a budget well above the 3 s hold plus the analysis itself: a 4 s budget
+        # failed the restarted job on a loaded 2-core machine ("exceeded its time budget").
+        RCA_SERVICE__ANALYSIS_BUDGET_S="15",
         RCA_SERVICE__LEASE_GRACE_S="1",
     )
     first = Served(env, tmp_path / "serve-1.log")
