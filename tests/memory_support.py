@@ -12,11 +12,11 @@ from fastapi.testclient import TestClient
 from service_support import (
     READ_TOKEN,
     WEBHOOK_TOKEN,
+    analysis_done,
     auth,
     notification,
     postgres_database,
     settings_for,
-    wait_for,
 )
 
 from agent.service.app import create_app
@@ -42,16 +42,7 @@ def analysed(client: TestClient, group: str) -> dict[str, Any]:
     """Post an alert of ``group`` and return its analysis once done."""
     response = client.post(WEBHOOK, json=notification(group=group), headers=auth(WEBHOOK_TOKEN))
     assert response.status_code == 202, response.text
-    analysis_id = response.json()["analysis_id"]
-
-    def done() -> dict[str, Any] | None:
-        body: dict[str, Any] = client.get(
-            f"/v1/analyses/{analysis_id}", headers=auth(READ_TOKEN)
-        ).json()
-        return body if body["status"] == "done" else None
-
-    found: dict[str, Any] = wait_for(done, 60, f"analysis {analysis_id}")
-    return found
+    return analysis_done(client, response.json()["analysis_id"])
 
 
 def similar_items(client: TestClient, analysis_id: str) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from server_process import free_port
 
 from agent.config import Settings, load_settings
@@ -134,6 +135,19 @@ def wait_for(check: Callable[[], Any], timeout_s: float = 30.0, what: str = "con
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.1)
+
+
+def analysis_done(client: TestClient, analysis_id: str) -> dict[str, Any]:
+    """``GET /v1/analyses/{id}`` once the analysis is done (60 s at most)."""
+
+    def check() -> dict[str, Any] | None:
+        body: dict[str, Any] = client.get(
+            f"/v1/analyses/{analysis_id}", headers=auth(READ_TOKEN)
+        ).json()
+        return body if body["status"] == "done" else None
+
+    found: dict[str, Any] = wait_for(check, 60, f"analysis {analysis_id}")
+    return found
 
 
 @contextmanager

@@ -22,6 +22,7 @@ from service_support import (
     CHANNEL,
     READ_TOKEN,
     WEBHOOK_TOKEN,
+    analysis_done,
     auth,
     free_port,
     notification,
@@ -68,17 +69,6 @@ def fire(client: TestClient, payload: dict[str, Any] | None = None, **changes: s
     return analysis_id
 
 
-def done(client: TestClient, analysis_id: str) -> dict[str, Any]:
-    def check() -> dict[str, Any] | None:
-        body: dict[str, Any] = client.get(
-            f"/v1/analyses/{analysis_id}", headers=auth(READ_TOKEN)
-        ).json()
-        return body if body["status"] == "done" else None
-
-    found: dict[str, Any] = wait_for(check, 60, f"analysis {analysis_id}")
-    return found
-
-
 def metric(client: TestClient, name: str, labels: str = "") -> float:
     pattern = rf"^{re.escape(name)}{re.escape(labels)} (\S+)$"
     found = re.search(pattern, client.get("/metrics").text, re.MULTILINE)
@@ -111,7 +101,7 @@ def test_alert_is_posted_once_then_updated_in_place_when_resolved(
 ) -> None:
     with TestClient(create_app(slack_settings(tmp_path, api.api_url))) as client:
         analysis_id = fire(client)
-        body = done(client, analysis_id)
+        body = analysis_done(client, analysis_id)
         (message,) = wait_for(api.top_level, 15, "the incident post")
         fire(client)  # Alertmanager repeats the notification: same episode
         client.post(WEBHOOK, json=notification(status="resolved"), headers=auth(WEBHOOK_TOKEN))
@@ -141,7 +131,7 @@ def test_slack_outage_keeps_the_analysis_served_and_the_post_pending(
         api.fail("chat.postMessage", status=429, retry_after="120")
     with TestClient(create_app(slack_settings(tmp_path, api.api_url))) as client:
         analysis_id = fire(client)
-        body = done(client, analysis_id)
+        body = analysis_done(client, analysis_id)
         wait_for(
             lambda: metric(client, "rca_slack_posts_total", '{result="retry"}') >= 1,
             15,
@@ -163,7 +153,7 @@ def test_slack_unreachable_then_back_on_the_same_address(tmp_path: Path) -> None
     port = free_port()  # nothing listens here yet: connection refused
     settings = slack_settings(tmp_path, f"http://127.0.0.1:{port}/api/")
     with TestClient(create_app(settings)) as client:
-        done(client, fire(client))
+        analysis_done(client, fire(client))
         wait_for(
             lambda: metric(client, "rca_slack_posts_total", '{result="retry"}') >= 1,
             15,
@@ -183,8 +173,8 @@ def test_unrouted_alerts_are_skipped_and_refused_posts_fail_without_retrying(
     unrouted = notification(group="unrouted")
     unrouted["commonLabels"]["severity"] = "info"
     with TestClient(create_app(settings)) as client:
-        done(client, fire(client, group="routed"))
-        done(client, fire(client, unrouted))
+        analysis_done(client, fire(client, group="routed"))
+        analysis_done(client, fire(client, unrouted))
         wait_for(lambda: metric(client, "rca_slack_pending_posts") == 0, 15, "both deliveries")
         states = sorted((r.state, r.last_error or "") for r in posts(client))
         failed = metric(client, "rca_slack_posts_total", '{result="failed"}')
@@ -223,7 +213,7 @@ def test_feedback_buttons_and_mentions_on_an_incident_post(
 
     with TestClient(create_app(settings)) as client:
         analysis_id = fire(client)
-        done(client, analysis_id)
+        analysis_done(client, analysis_id)
         (message,) = wait_for(api.top_level, 15, "the incident post")
         assert send(block_action(ACTION_CORRECT, analysis_id, CHANNEL, message.ts, USER)).is_success
         send(block_action(ACTION_WRONG, analysis_id, CHANNEL, message.ts, USER))
@@ -286,7 +276,7 @@ def test_two_replicas_on_postgresql_post_each_incident_once(
         with TestClient(create_app(settings)) as one, TestClient(create_app(settings)) as two:
             ids = [fire(client, group=f"g{n}") for n, client in enumerate([one, two] * 3)]
             for analysis_id in ids:
-                done(one, analysis_id)
+                analysis_done(one, analysis_id)
             wait_for(lambda: len(api.top_level()) >= 6, 30, "six incident posts")
             wait_for(lambda: metric(one, "rca_slack_pending_posts") == 0, 15, "the outbox")
             keys = [m.metadata["event_payload"]["incident_key"] for m in api.top_level()]
