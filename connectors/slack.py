@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.error import URLError
@@ -62,7 +62,8 @@ class SlackError(SourceError):
     """Slack refused or could not be reached. ``code`` is Slack's error code when it answered
     (``channel_not_found``, ``invalid_auth``, ``ratelimited``...); ``retryable`` says whether
     trying again later can help; ``maybe_done`` that Slack may have acted on the request
-    anyway (a 5xx, or a connection lost after the request was sent)."""
+    anyway (a 5xx, or a connection lost after the request was sent); ``retry_after_s`` the
+    wait a 429 asked for (its ``Retry-After``), which a later retry must honour."""
 
     def __init__(
         self,
@@ -70,14 +71,29 @@ class SlackError(SourceError):
         code: str | None = None,
         retryable: bool = False,
         maybe_done: bool = False,
+        retry_after_s: float | None = None,
     ) -> None:
         self.code = code
         self.retryable = retryable
         self.maybe_done = maybe_done
+        self.retry_after_s = retry_after_s
         super().__init__("slack", message)
 
 
 # --- retries ------------------------------------------------------------------------------
+
+
+def _retry_after_s(headers: Mapping[str, Any]) -> float | None:
+    """The seconds of a ``Retry-After`` header (any case; one value or a list of them)."""
+    for name, value in headers.items():
+        if name.lower() != "retry-after" or not value:
+            continue
+        first = value[0] if isinstance(value, list | tuple) else value
+        try:
+            return max(0.0, float(first))
+        except (TypeError, ValueError):
+            return None
+    return None
 
 
 def _is_post(request: HttpRequest) -> bool:
@@ -97,13 +113,7 @@ class RetryAfterHandler(RetryHandler):
 
     @staticmethod
     def retry_after(response: HttpResponse) -> float:
-        for name, values in response.headers.items():
-            if name.lower() == "retry-after" and values:
-                try:
-                    return max(0.0, float(values[0]))
-                except ValueError:
-                    break
-        return 1.0
+        return _retry_after_s(response.headers) or 1.0
 
     def _can_retry(
         self,
@@ -228,7 +238,8 @@ def _slack_error(method: str, exc: Exception) -> SlackError:
         code = str(data.get("error") or f"http_{status}")
         retryable = status == 429 or status >= 500 or code in ("ratelimited", "internal_error")
         message = f"{method} failed: {code} (HTTP {status})"
-        return SlackError(message, code, retryable, maybe_done=status >= 500)
+        wait = _retry_after_s(exc.response.headers or {}) if status == 429 else None
+        return SlackError(message, code, retryable, maybe_done=status >= 500, retry_after_s=wait)
     if isinstance(exc, SlackClientError):  # e.g. the upload POST of files_upload_v2 failed
         return SlackError(f"{method} failed: {exc}", None, True)
     reason = getattr(exc, "reason", None) or exc

@@ -51,6 +51,7 @@ class Call:
     headers: dict[str, str]
     params: dict[str, Any]
     raw: bytes
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass

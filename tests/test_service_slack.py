@@ -53,6 +53,7 @@ from agent.store.tables import Base, SlackPost
 
 USER = "U0ALICE"
 WEBHOOK = "/v1/alertmanager"
+RETRY_AFTER_S = 3
 
 
 @pytest.fixture
@@ -127,8 +128,8 @@ def test_slack_outage_keeps_the_analysis_served_and_the_post_pending(
 ) -> None:
     if outage == "503":
         api.set_down(True)
-    else:  # longer than slack.max_retry_after_s: the attempt fails, the outbox retries
-        api.fail("chat.postMessage", status=429, retry_after="120")
+    else:  # longer than slack.max_retry_after_s (1 s): the attempt fails, the outbox retries
+        api.fail("chat.postMessage", status=429, retry_after=str(RETRY_AFTER_S))
     with TestClient(create_app(slack_settings(tmp_path, api.api_url))) as client:
         analysis_id = fire(client)
         body = analysis_done(client, analysis_id)
@@ -147,6 +148,9 @@ def test_slack_outage_keeps_the_analysis_served_and_the_post_pending(
         (row,) = posts(client)
     assert len(api.top_level()) == 1
     assert row.state == "done" and row.last_error is None
+    if outage != "503":  # the outbox waited as long as Slack asked, not its own 0.2 s
+        first, *_, delivered = api.calls("chat.postMessage")
+        assert delivered.at - first.at >= RETRY_AFTER_S
 
 
 def test_slack_unreachable_then_back_on_the_same_address(tmp_path: Path) -> None:

@@ -224,6 +224,7 @@ def test_retry_after_beyond_the_cap_fails_fast_and_retryable(
     with pytest.raises(SlackError) as caught:
         publish_incident(publisher, _analysis(), _alert(), None)
     assert caught.value.retryable and caught.value.code == "ratelimited"
+    assert caught.value.retry_after_s == 120.0  # the outbox must not retry sooner
     assert waits == [] and len(api.calls("chat.postMessage")) == 1
     assert api.top_level() == []
 

@@ -8,7 +8,8 @@ discipline as analysis jobs), posts or updates the incident's one message with
   the resolution of the incident updates that message;
 - Slack down, 5xx, connection refused, 429 beyond ``slack.max_retry_after_s``: the post stays
   pending and is retried after ``slack.outbox_backoff_s``, doubling up to
-  ``slack.outbox_max_backoff_s``; the pending row survives restarts;
+  ``slack.outbox_max_backoff_s``, and never before a 429's ``Retry-After`` (up to an hour);
+  the pending row survives restarts;
 - Slack refused for good (``channel_not_found``, ``invalid_auth``...): ``failed``, with the
   error, logged; the analysis is served by the API regardless;
 - no channel routes the alert: ``skipped``.
@@ -42,6 +43,9 @@ from connectors.alertmanager import AlertmanagerWebhook
 from connectors.slack import SlackError, SlackPublisher, SlackRef
 
 log = logging.getLogger("rca.slack")
+
+MAX_RETRY_AFTER_S = 3600.0
+"""The longest 429 ``Retry-After`` the outbox honours; a longer one is retried after this."""
 
 
 def lease_for(settings: Settings) -> timedelta:
@@ -211,6 +215,8 @@ class SlackOutbox:
             return
         slack = self.settings.slack
         delay = min(slack.outbox_max_backoff_s, slack.outbox_backoff_s * 2 ** (post.attempts - 1))
+        if exc.retry_after_s is not None:  # Slack said when: no sooner (a bogus hour is capped)
+            delay = max(delay, min(exc.retry_after_s, MAX_RETRY_AFTER_S))
         retry_at = self.clock() + timedelta(seconds=delay)
         log.info(
             "slack: incident %s not delivered (%s); retrying in %.0f s",
