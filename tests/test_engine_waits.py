@@ -286,14 +286,15 @@ def _slow_currency(at: float) -> list[object]:
     return [_wait("front", 50.0), _wait("checkout", 50.0), _wait("reco", 20.0), serving, fell]
 
 
-def _waits_on(findings: list[object]) -> dict[str, float]:
+def _waits_on(findings: list[object], topology: Topology | None = None) -> dict[str, float]:
     from agent.engine.callgraph import call_graph
     from agent.engine.waits import wait_blame
 
     by_service: dict[str, ServiceScore] = {}
     for f in findings:
         by_service.setdefault(f.service, ServiceScore(f.service)).metrics.append(f)  # type: ignore[attr-defined]
-    waits = wait_blame(by_service, call_graph(_boutique(), []), {"front", "checkout", "reco"}, THR)
+    graph = call_graph(topology or _boutique(), [])
+    waits = wait_blame(by_service, graph, {"front", "checkout", "reco"}, THR)
     return {callee: w.strength for callee, w in waits.items()}
 
 
@@ -320,3 +321,19 @@ def test_a_callee_that_got_slow_after_the_wait_began_does_not_explain_it() -> No
     late = _waits_on(_slow_currency(T0 + 120))
     none = _waits_on([f for f in _slow_currency(T0) if f.service != "currency"])  # type: ignore[attr-defined]
     assert late["catalog"] == pytest.approx(none["catalog"])
+
+
+def test_a_callee_passes_a_wait_on_only_when_its_own_wait_is_confirmed() -> None:
+    # reco waits on catalog through the incident: it is likelier a victim of catalog, and
+    # front's wait on it counts half. A wait of reco's that only began in the last sample
+    # is unconfirmed: front's wait counts in full against reco, as if reco did not wait.
+    steady = _wait("reco", 20.0)
+    last = metric("reco", "client_latency_p99", 20.0, onset=T0 + 600, end=T0 + 600)
+    assert last.at_data_end
+    shop = _boutique()
+    shop = shop.model_copy(update={"edges": [*shop.edges, Edge(caller="front", callee="reco")]})
+    front = [_wait("front", 50.0)]
+    passing = _waits_on([*front, steady], shop)["reco"]
+    glitch = _waits_on([*front, last], shop)["reco"]
+    alone = _waits_on(front, shop)["reco"]
+    assert passing < glitch == pytest.approx(alone)

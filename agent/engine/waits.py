@@ -11,6 +11,7 @@ evidence against the callee, not against the pod that waits:
   weighs by how many of its measured callers wait: one whose callers *all* wait longer is the
   likeliest, one whose other callers are fine is less likely;
 - a callee that waits itself passes the wait on to its own callees, so it is blamed less;
+  not for a wait that only began in the last sample, which later data must confirm;
 - a callee whose own serving latency rose, no later than the caller began to wait, explains
   that wait by itself: the caller's other callees, which look fine, take only a share of it
   (the "flat callee on a slow network path" reading is for waits nothing else explains).
@@ -86,6 +87,11 @@ def wait_blame(
     """Callees blamed by their callers' waits. ``measured`` are the services that have
     client-side series at all: a caller without them says nothing either way."""
     waiting = _waits_by_caller(by_service, threshold)
+    passing_on = {  # a wait that began in the last sample may be a glitch: it passes nothing on
+        s.service
+        for s in by_service.values()
+        if any(is_wait(f) and not f.at_data_end for f in s.metrics)
+    }
     blamed: dict[str, Wait] = {}
 
     def add(callee: str, caller: str, w: float, onset: float) -> None:
@@ -102,7 +108,8 @@ def wait_blame(
             slow = {c for c in callees if _serves_slowly(by_service.get(c), onset, threshold)}
             for callee in callees:
                 share = EXPLAINED if slow and callee not in slow else 1.0
-                add(callee, caller, w * share * (PASSING_ON if callee in waiting else 1.0), onset)
+                passed = PASSING_ON if callee in passing_on else 1.0
+                add(callee, caller, w * share * passed, onset)
     for callee, wait in blamed.items():
         callers = [c for c in graph.callers.get(callee, ()) if c in measured] or wait.callers
         agreeing = len(set(wait.callers) & set(callers)) / len(set(callers))
