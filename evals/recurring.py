@@ -16,7 +16,10 @@ Each run keeps its own memory (an in-process :class:`~agent.memory.index.MemoryI
 fingerprints of what that run answered, each holding the cause its rating confirmed, as the
 service's do once rated). Reported: AC@1 of each run, and for the repeats,
 how often the top similar past incident is a twin (an earlier incident with the same cause).
-Example::
+With ``--embeddings-dir`` (a sentence-transformers directory, read as ``memory.embeddings:
+local`` reads it), also how often it is a twin once the text's cosine is mixed in as the
+service mixes it into similar-incident lookups (:func:`agent.store.memory.rerank`); the prior
+uses the fingerprint alone, so AC@1 does not depend on it. Example::
 
     python -m evals.recurring --seed 11 --incidents 200 --json-file out/recurring.json
 """
@@ -36,11 +39,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from agent.engine.pipeline import analyze
+from agent.memory.embed import Embedder, LocalEmbedder, cosine, embedding_text
 from agent.memory.fingerprint import Fingerprint, fingerprint_of
 from agent.memory.index import MemoryIndex
 from agent.memory.prior import MAX_SHARE, apply_prior
 from agent.memory.recall import PastIncident, confirmed_cause
+from agent.memory.settings import MemorySettings
 from agent.models import Analysis
+from agent.store.memory import RERANK_POOL, rerank
+from agent.summarize.extractive import ExtractiveSummarizer
 from evals.simulator.recurring import Recurring, recurring_stream
 
 RUNS = ("none", "memory", "memory-20%-wrong")
@@ -64,6 +71,19 @@ class Memory:
     ratings: dict[str, Rating] = field(default_factory=dict)
     created: dict[str, datetime] = field(default_factory=dict)
     truth: dict[str, tuple[str, str]] = field(default_factory=dict)  # bookkeeping, not recalled
+    texts: dict[str, np.ndarray] = field(default_factory=dict)  # text embeddings, when made
+
+    def top_with_text(self, fp: Fingerprint, text: np.ndarray, weight: float) -> str | None:
+        """The most similar past analysis once the text's cosine is mixed in, as the
+        service's lookups mix it (the fingerprint's top hits re-ranked)."""
+        hits = self.index.similar(fp, RERANK_POOL, min_similarity=0.0)
+        cosines = {
+            h.analysis_id: c
+            for h in hits
+            if (c := cosine(text, self.texts[h.analysis_id])) is not None
+        }
+        mixed = rerank(hits, cosines, weight, 0.0)
+        return mixed[0].analysis_id if mixed else None
 
     def recall(self, fp: Fingerprint, k: int, exclude: str | None = None) -> list[PastIncident]:
         found = []
@@ -135,6 +155,7 @@ def _rating(
 class Tally:
     right: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RUNS, 0))
     twin_top: int = 0
+    twin_top_with_text: int = 0
     repeats: int = 0
     # Repeats whose answer was right both times, and how often the twin came first for them.
     clear_repeats: int = 0
@@ -173,7 +194,21 @@ def _draft(incident: Recurring) -> tuple[Analysis, dict[str, str]]:
     return seen[0], labels
 
 
-def run(seed: int, incidents: int, repeat_share: float, systems: int) -> dict[str, object]:
+def _embedded(analysis: Analysis, fp: Fingerprint, embedder: Embedder) -> np.ndarray:
+    """The vector the service stores for an analysis: its summary (the extractive one here)
+    and its fingerprint's masked templates."""
+    summary = ExtractiveSummarizer().summarize(analysis).text
+    return embedder.embed(embedding_text(summary, fp.templates, str))
+
+
+def run(
+    seed: int,
+    incidents: int,
+    repeat_share: float,
+    systems: int,
+    embedder: Embedder | None = None,
+    weight: float = 0.0,
+) -> dict[str, object]:
     rng = np.random.default_rng([seed, 20])
     memories = {name: Memory() for name in RUNS if name != "none"}
     tally = Tally()
@@ -193,12 +228,18 @@ def run(seed: int, incidents: int, repeat_share: float, systems: int) -> dict[st
             tally.incidents += 1
             tally.right["none"] += _top(draft) == truth[0]
             plain = fingerprint_of(draft, topology, labels)
+            text = _embedded(draft, plain, embedder) if embedder is not None else None
             remembered = memories["memory"]
             if incident.twin is not None:
                 tally.repeats += 1
                 top = remembered.index.similar(plain, 1)
                 hit = bool(top) and remembered.truth[top[0].analysis_id] == truth
                 tally.twin_top += hit
+                if text is not None:
+                    first = remembered.top_with_text(plain, text, weight)
+                    tally.twin_top_with_text += first is not None and (
+                        remembered.truth[first] == truth
+                    )
                 if _top(draft) == truth[0] and right_before.get(incident.twin):
                     tally.clear_repeats += 1
                     tally.clear_twin_top += hit
@@ -215,9 +256,19 @@ def run(seed: int, incidents: int, repeat_share: float, systems: int) -> dict[st
                 tally.fixed[name] += now and not was
                 tally.broken[name] += was and not now
                 rating = _rating(answer, truth, lie and name != "memory", rng)
-                memory.remember(key, when, fingerprint_of(answer, topology, labels), rating, truth)
+                stored = fingerprint_of(answer, topology, labels)
+                memory.remember(key, when, stored, rating, truth)
+                if embedder is not None and text is not None:
+                    same = answer is draft
+                    memory.texts[key] = text if same else _embedded(answer, stored, embedder)
             progress.advance(task)
-    return _report(seed, incidents, repeat_share, systems, tally, time.perf_counter() - began)
+    report = _report(seed, incidents, repeat_share, systems, tally, time.perf_counter() - began)
+    if embedder is not None:
+        report["embeddings"] = {"model": embedder.name, "weight": weight}
+        report["twin_top_share_with_text"] = round(
+            tally.twin_top_with_text / max(1, tally.repeats), 4
+        )
+    return report
 
 
 def _report(
@@ -253,12 +304,37 @@ def _report(
 @click.option("--incidents", type=click.IntRange(10, 5000), default=200, show_default=True)
 @click.option("--repeat-share", type=click.FloatRange(0, 1), default=0.3, show_default=True)
 @click.option("--systems", type=click.IntRange(1, 50), default=3, show_default=True)
+@click.option(
+    "--embeddings-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="A sentence-transformers directory: also measure twin-first with the text mixed in.",
+)
+@click.option(
+    "--embeddings-weight",
+    type=click.FloatRange(0, 1),
+    default=MemorySettings().embeddings_weight,
+    show_default=True,
+    help="How much the text's cosine counts (memory.embeddings_weight).",
+)
 @click.option("--json-file", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def main(
-    seed: int, incidents: int, repeat_share: float, systems: int, json_file: Path | None
+    seed: int,
+    incidents: int,
+    repeat_share: float,
+    systems: int,
+    embeddings_dir: Path | None,
+    embeddings_weight: float,
+    json_file: Path | None,
 ) -> None:
     """Run the recurring-incidents suite with and without incident memory."""
-    report = run(seed, incidents, repeat_share, systems)
+    embedder = LocalEmbedder(embeddings_dir) if embeddings_dir is not None else None
+    report = run(seed, incidents, repeat_share, systems, embedder, embeddings_weight)
+    if embeddings_dir is not None:
+        report["command"] = (
+            f"{report['command']} --embeddings-dir {embeddings_dir} "
+            f"--embeddings-weight {embeddings_weight:g}"
+        )
     table = Table("run", "AC@1", "P1 added", "wrong -> right", "right -> wrong")
     for name in RUNS:
         ac1, added = report["ac1"], report["p1_added"]
@@ -278,6 +354,11 @@ def main(
         f"{report['wrong_with_an_earlier_same_cause']} had an earlier incident with the same "
         f"cause ({report['of_those_a_close_call']} of them a close call memory may break)"
     )
+    if embedder is not None:
+        console.print(
+            f"with the text's cosine mixed in at {embeddings_weight:g} ({embedder.name}), the "
+            f"top similar past incident was a twin for {report['twin_top_share_with_text']:.3f}"
+        )
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
         json_file.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

