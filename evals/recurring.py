@@ -39,6 +39,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from agent.engine.pipeline import analyze
+from agent.errors import SourceError
 from agent.memory.embed import Embedder, LocalEmbedder, cosine, embedding_text
 from agent.memory.fingerprint import Fingerprint, fingerprint_of
 from agent.memory.index import MemoryIndex
@@ -259,8 +260,8 @@ def run(
                 stored = fingerprint_of(answer, topology, labels)
                 memory.remember(key, when, stored, rating, truth)
                 if embedder is not None and text is not None:
-                    same = answer is draft
-                    memory.texts[key] = text if same else _embedded(answer, stored, embedder)
+                    again = answer is not draft  # the prior changed it: its own text
+                    memory.texts[key] = _embedded(answer, stored, embedder) if again else text
             progress.advance(task)
     report = _report(seed, incidents, repeat_share, systems, tally, time.perf_counter() - began)
     if embedder is not None:
@@ -329,6 +330,11 @@ def main(
 ) -> None:
     """Run the recurring-incidents suite with and without incident memory."""
     embedder = LocalEmbedder(embeddings_dir) if embeddings_dir is not None else None
+    if embedder is not None:
+        try:  # a directory that holds no model fails here, not 200 analyses later
+            embedder.embed("checkout: database connection pool exhausted")
+        except SourceError as exc:
+            raise click.BadParameter(exc.message, param_hint="--embeddings-dir") from None
     report = run(seed, incidents, repeat_share, systems, embedder, embeddings_weight)
     if embeddings_dir is not None:
         report["command"] = (
