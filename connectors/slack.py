@@ -113,7 +113,8 @@ class RetryAfterHandler(RetryHandler):
 
     @staticmethod
     def retry_after(response: HttpResponse) -> float:
-        return _retry_after_s(response.headers) or 1.0
+        wait = _retry_after_s(response.headers)
+        return 1.0 if wait is None else wait  # "Retry-After: 0" means now, not a second
 
     def _can_retry(
         self,

@@ -12,6 +12,7 @@ import pytest
 from conftest import build_analysis
 from pydantic import SecretStr
 from slack_double import TOKEN, SlackDouble
+from slack_sdk.http_retry.response import HttpResponse
 
 from agent.errors import SourceError
 from agent.models import Analysis, FaultType, RootCause
@@ -19,7 +20,13 @@ from agent.slack.blocks import incident_blocks
 from agent.slack.publish import chart_png, incident_view, publish_incident
 from agent.snapshot import Snapshot
 from connectors.alertmanager import AlertmanagerWebhook
-from connectors.slack import SlackError, SlackPublisher, SlackRef, build_client
+from connectors.slack import (
+    RetryAfterHandler,
+    SlackError,
+    SlackPublisher,
+    SlackRef,
+    build_client,
+)
 from connectors.slack_settings import ChannelRoute, SlackSettings
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
@@ -215,6 +222,24 @@ def test_429_retry_after_is_honoured(
     assert len(api.calls("chat.postMessage")) == 2
     assert len(waits) == 1 and 2.0 <= waits[0] <= 2.1
     assert len(api.top_level()) == 1
+
+
+@pytest.mark.parametrize(
+    ("headers", "wait"),
+    [
+        ({"Retry-After": ["30"]}, 30.0),
+        ({"retry-after": "2.5"}, 2.5),
+        ({"Retry-After": ["0"]}, 0.0),  # now, not the 1 s default
+        ({"Retry-After": ["-5"]}, 0.0),
+        ({"Retry-After": ["Wed, 21 Oct 2026 07:28:00 GMT"]}, 1.0),  # a date: the default
+        ({}, 1.0),
+    ],
+)
+def test_the_wait_a_429_asks_for_is_read_in_any_form(
+    headers: dict[str, object], wait: float
+) -> None:
+    response = HttpResponse(status_code=429, headers=headers)  # type: ignore[arg-type]
+    assert RetryAfterHandler.retry_after(response) == wait
 
 
 def test_retry_after_beyond_the_cap_fails_fast_and_retryable(
