@@ -84,9 +84,7 @@ def run_checks(work: Path, device: str = "cuda") -> dict[str, Any]:
     results["train_s"] = round(time.perf_counter() - started, 1)
     results["precision"] = trained.metadata["precision"]
     results["train_device"] = trained.metadata["device"]
-    results["gradient_checkpointing"] = bool(
-        trained.model.base_model.model.is_gradient_checkpointing
-    )
+    results["gradient_checkpointing"] = _checkpointing(trained.model)
     results["losses"] = [trained.metadata["final_train_loss"], trained.metadata["final_val_loss"]]
     lora_b = [p for n, p in trained.model.named_parameters() if "lora_B" in n]
     results["lora_weights_moved"] = any(float(p.detach().abs().sum()) > 0 for p in lora_b)

@@ -185,12 +185,6 @@ def evidence_link(evidence: Evidence) -> str | None:
     return link(evidence.link, label)
 
 
-def evidence_line(evidence: Evidence, analysis: Analysis, tz: tzinfo) -> str:
-    """One whole bullet: its words, then its link."""
-    text, url = evidence_text(evidence, analysis, tz), evidence_link(evidence)
-    return f"{text} · {url}" if url else text
-
-
 def _bullet(evidence: Evidence, analysis: Analysis, view: IncidentView, cuts: _Cuts) -> str:
     """The words shortened to BULLET_TEXT, the link whole or (over LINK_TEXT) left out whole."""
     text = cuts.clip(evidence_text(evidence, analysis, view.tz), BULLET_TEXT, "evidence text")
