@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.engine.detect.series import robust_scale, score_signal, score_signals
+from agent.engine.detect.series import Z_CAP, robust_scale, score_signal, score_signals
 from agent.models import Signal, SignalKind
 
 T0 = 1_767_225_600.0
@@ -99,6 +99,30 @@ def test_a_gauge_that_sat_still_and_then_grew_is_found() -> None:
 def test_a_still_level_moving_within_two_percent_is_not_news() -> None:
     level = [200.0] * 80 + [203.0] * 20
     assert score_signal(_signal(level, name="memory_mib"), T0 + 15 * 75, 4.0) is None
+
+
+def test_a_still_latency_is_judged_against_its_usual_wobble_not_its_stillness() -> None:
+    # Every request in one histogram bucket: the p99 reads that bucket's interpolation,
+    # 9.94 ms give or take 0.01 ms, and a few requests past its bound read 23 ms. Judged
+    # against the 2 % drift a memory gauge may have, that step was a 65-sigma rise (the cap).
+    still = [0.00994, 0.00995, 0.00993, 0.00994, 0.00995, 0.00994, 0.00993, 0.00995, 0.00994]
+
+    def scored(incident: list[float]):
+        latency = _signal(still + incident, step=60.0, name="http_p99_latency_seconds")
+        return score_signal(latency, T0 + 60 * len(still), 4.0)
+
+    hop = scored([0.00994, 0.023, 0.023, 0.00994])
+    assert hop is not None and hop.kind is SignalKind.LATENCY
+    assert 4.0 <= hop.score < 20.0
+    assert scored([0.0115] * 4) is None  # 16 % slower: within a latency's usual wobble
+    tenfold = scored([0.1] * 4)
+    assert tenfold is not None and tenfold.score == Z_CAP  # ten times slower is news in full
+    # The same step on a still gauge of another kind is judged against 2 %, as before.
+    memory = _signal(
+        [x * 1000 for x in still] + [9.94, 23.0, 23.0, 9.94], step=60.0, name="memory_mib"
+    )
+    gauge = score_signal(memory, T0 + 60 * len(still), 4.0)
+    assert gauge is not None and gauge.score == Z_CAP
 
 
 def test_a_gap_in_the_middle_of_the_incident_is_a_vanished_finding() -> None:

@@ -31,6 +31,12 @@ SHIFT_KINDS = frozenset({SignalKind.LATENCY})
 SHIFT_WINDOW = 5  # samples averaged when judging a lasting shift
 PINNED_SHARE = 0.7  # share of identical baseline samples that marks a quantile without traffic
 REGIME_T = 8.0  # how clearly an older level must differ before the baseline drops it
+DRIFT = 0.02  # of its level: the least noise any series is taken to have
+# Request latency wobbles by at least this share of its level from scrape to scrape. A
+# quantile that sat stiller was reading one histogram bucket's interpolation (every request
+# in one bucket), and its step into the next bucket is no measure of how much slower the
+# requests got: judged against 2 %, a p99 from 9.9 ms to 23 ms read as a 50-sigma rise.
+LATENCY_WOBBLE = 0.1
 
 
 @dataclass(frozen=True)
@@ -100,12 +106,16 @@ def _stats(values: NDArray[np.float64]) -> Stats:
 
 
 def robust_scale(
-    baseline: NDArray[np.float64], quantum: float = 0.0, stepwise: bool = False
+    baseline: NDArray[np.float64],
+    quantum: float = 0.0,
+    stepwise: bool = False,
+    drift: float = DRIFT,
 ) -> tuple[float, float]:
     """Median and a noise scale that is never zero, even for a constant baseline.
 
     ``quantum`` is the series' smallest non-zero magnitude (1 for counts); ``stepwise``
-    series (versions, restart counters) treat any lasting change as significant.
+    series (versions, restart counters) treat any lasting change as significant; ``drift``
+    is the least noise, as a share of the level, the series is taken to have.
     """
     lo, q1, median, q3, hi = _quantiles(np.sort(baseline), (0.01, 0.25, 0.5, 0.75, 0.99))
     mad = _median(np.abs(baseline - median))
@@ -120,10 +130,10 @@ def robust_scale(
             # A version, a replica count, a restart counter: any lasting change is news.
             return float(median), 1e-3 * max(abs(float(median)), 1.0)
         # No noise to learn from: one quantum (0 -> 1 pending connection) is not yet news,
-        # a few quanta are; nor is a move within the 2% any level is allowed to drift.
-        return float(median), max(quantum / 3, 0.02 * abs(float(median)), 1e-9)
+        # a few quanta are; nor is a move within the drift any level is allowed.
+        return float(median), max(quantum / 3, drift * abs(float(median)), 1e-9)
     # A series that moves a lot between samples is noisier than its IQR says.
-    floor = max(0.02 * abs(median), typical_step, 1e-9)
+    floor = max(drift * abs(median), typical_step, 1e-9)
     return float(median), max(scale, floor)
 
 
@@ -239,7 +249,12 @@ def score_signal(signal: Signal, split: float, threshold: float) -> SeriesFindin
         # A share of requests that sat at 0 and went to 1 (every request failing) is no
         # count's "one more": its quantum is not the whole.
         quantum = min(quantum, SHARE_QUANTUM)
-    median, scale = robust_scale(base, quantum, stepwise=kind is SignalKind.CHANGE)
+    median, scale = robust_scale(
+        base,
+        quantum,
+        stepwise=kind is SignalKind.CHANGE,
+        drift=LATENCY_WOBBLE if kind is SignalKind.LATENCY else DRIFT,
+    )
     z = np.clip((values - median) / scale, -Z_CAP, Z_CAP)
     offset = int(in_base.sum())
     shifted = None
