@@ -1,13 +1,13 @@
 """Per-series anomaly scoring against a robust baseline, with onset detection.
 
 Each series is split at the incident start. The baseline gives a median and a robust scale
-(IQR and MAD, floored so flat series do not divide by zero); the incident part is scored by
-robust z-scores. A finding's score is the largest z that *persists* for two consecutive
-samples, so single-sample scrape glitches and harmless spikes do not win, while a fault that
-lasts only three samples still does. Cumulative series (restart counters, versions) keep
-their new level, so they pass the same test. A latency series that no sample gives away is
-also judged by short moving averages (:func:`_shift_z`), which catch a lasting shift smaller
-than its noise.
+(IQR and MAD, floored at a share of the level: 2 %, a latency's usual 10 % wobble); the
+incident part is scored by robust z-scores. A finding's score is the largest z that
+*persists* for two consecutive samples, so single-sample scrape glitches and harmless spikes
+do not win, while a fault that lasts only three samples still does. Cumulative series
+(restart counters, versions) keep their new level, so they pass the same test. A latency
+series that no sample gives away is also judged by short moving averages (:func:`_shift_z`),
+which catch a lasting shift smaller than its noise.
 """
 
 from __future__ import annotations
