@@ -32,10 +32,10 @@ SHIFT_WINDOW = 5  # samples averaged when judging a lasting shift
 PINNED_SHARE = 0.7  # share of identical baseline samples that marks a quantile without traffic
 REGIME_T = 8.0  # how clearly an older level must differ before the baseline drops it
 DRIFT = 0.02  # of its level: the least noise any series is taken to have
-# Request latency wobbles by at least this share of its level from scrape to scrape. A
-# quantile that sat stiller was reading one histogram bucket's interpolation (every request
-# in one bucket), and its step into the next bucket is no measure of how much slower the
-# requests got: judged against 2 %, a p99 from 9.9 ms to 23 ms read as a 50-sigma rise.
+# The least a request latency is taken to wobble, as a share of its level, from scrape to
+# scrape. A quantile that sat stiller was reading one histogram bucket's interpolation (every
+# request in one bucket), and its step into the next bucket is no measure of how much slower
+# the requests got: judged against 2 %, a p99 from 9.9 ms to 23 ms read as a 50-sigma rise.
 LATENCY_WOBBLE = 0.1
 
 
