@@ -19,6 +19,8 @@ from agent.models import SignalKind
         ("http.server.request.duration", "s", SignalKind.LATENCY),
         ("http_requests_total", "", SignalKind.TRAFFIC),
         ("workload", "", SignalKind.TRAFFIC),
+        ("SyscallWrite", "", SignalKind.TRAFFIC),  # work done, not a mystery (nor a cause)
+        ("syscall_read_total", "", SignalKind.TRAFFIC),
         ("error", "", SignalKind.ERRORS),
         ("http_5xx_ratio", "", SignalKind.ERRORS),
         ("node_netstat_tcp_retrans_segs", "", SignalKind.ERRORS),

@@ -48,10 +48,13 @@ _NAME_RULES: tuple[tuple[SignalKind, re.Pattern[str]], ...] = (
         re.compile(r"cpu|mem|heap|rss|working_?set|gc|swap|load\d|usage"),
     ),
     (
+        # Counts of work done. System calls are one (an eBPF exporter's read and write calls
+        # rise with the requests served or retried); as Prometheus counters they end in
+        # ``_total`` and would read as traffic anyway.
         SignalKind.TRAFFIC,
         re.compile(
             r"request|rps|qps|tps|throughput|workload|traffic|calls|hits|ops|rate|count|"
-            r"_total$|bytes|packets|receive|transmit|sent|recv"
+            r"_total$|bytes|packets|receive|transmit|sent|recv|syscall"
         ),
     ),
 )
