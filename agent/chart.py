@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agent.engine.detect.shares import failing_shares
 from agent.models import Analysis, Evidence, LogRecord, Signal
 from agent.report import cited_evidence, subject
 from agent.snapshot import Snapshot
@@ -34,12 +35,14 @@ def matching_signals(snapshot: Snapshot, evidence: Evidence) -> list[Signal]:
 
     Exact ``(service, pod, name)`` first; when the engine rolled pods up to the service
     (``pod`` is empty) every pod's series of that name is returned, one line each.
-    Series that differ only by labels are narrowed to the one the evidence describes.
+    Series that differ only by labels are narrowed to the one the evidence describes. A
+    success share the engine read as failures is drawn as the failing share it quoted.
     """
     if evidence.source != "metric" or not evidence.signal:
         return []
-    same = [
-        s for s in snapshot.signals if s.service == evidence.service and s.name == evidence.signal
+    own = [s for s in snapshot.signals if s.service == evidence.service]
+    same = [s for s in own if s.name == evidence.signal] or [
+        s for s in failing_shares(own) if s.name == evidence.signal
     ]
     if evidence.pod:
         same = [s for s in same if s.pod == evidence.pod] or same

@@ -21,6 +21,7 @@ from agent.engine.canary import Judgement, judge_changes
 from agent.engine.detect.kinds import callee_of, kind_of, side_of
 from agent.engine.detect.logs import mine_logs
 from agent.engine.detect.series import score_signals
+from agent.engine.detect.shares import failing_shares
 from agent.engine.echoes import echo_note, echoes
 from agent.engine.evidence import build_evidence
 from agent.engine.headroom import mark_headroom
@@ -186,6 +187,8 @@ def _analyze(
     enrich: Callable[[Analysis], Analysis] | None = None,
 ) -> Analysis:
     cfg = settings or EngineSettings()
+    # A success share that falls is errors that rise (detect.shares).
+    snapshot = snapshot.model_copy(update={"signals": failing_shares(snapshot.signals)})
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     following = {"detect_logs": "rank", "rank": "summarize"}  # the span each lap begins
