@@ -13,6 +13,7 @@ from agent.chart import matching_signals
 from agent.engine.detect.shares import failing_share
 from agent.engine.pipeline import analyze
 from agent.models import Edge, FaultType, Signal, SignalKind, Topology
+from agent.service.runner import chart_material
 from agent.snapshot import Snapshot, SnapshotMeta, WindowSpec
 
 START = datetime(2024, 5, 14, 9, 0, tzinfo=UTC)
@@ -131,3 +132,8 @@ def test_a_success_share_that_falls_at_one_service_reads_as_its_code_failing(see
     # The chart draws the series the evidence quotes.
     (drawn,) = matching_signals(snapshot, cited)
     assert drawn.name == cited.signal and max(drawn.values[SPLIT_AT:]) > 30  # type: ignore[type-var]
+    # ... and so does the report page, from the part of the snapshot the service keeps.
+    material = chart_material(analysis, snapshot)
+    assert material is not None
+    kept = [s for s in material.signals if s.service == "checkout" and s.name == cited.signal]
+    assert len(kept) == 1 and matching_signals(material, cited) == kept

@@ -271,10 +271,10 @@ def chart_material(analysis: Analysis, snapshot: Snapshot) -> Snapshot | None:
     from agent.chart import matching_logs, matching_signals
     from agent.report import cited_evidence
 
-    signals: dict[int, Signal] = {}
+    signals: dict[str, Signal] = {}  # by series: a failing share is derived anew each time
     logs: dict[int, LogRecord] = {}
     for evidence in cited_evidence(analysis, limit=len(analysis.evidence)):
-        signals.update((id(s), s) for s in matching_signals(snapshot, evidence))
+        signals.update((s.series_id, s) for s in matching_signals(snapshot, evidence))
         logs.update((id(r), r) for r in matching_logs(snapshot, evidence))
     if not signals and not logs:
         return None
