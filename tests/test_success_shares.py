@@ -75,11 +75,8 @@ def _snapshot(seed: int) -> Snapshot:
     requests at the split, its CPU and memory flat; frontend's own share falls with it."""
     rng = random.Random(seed)
 
-    def share(service: str, fall: float) -> list[float]:
-        return [
-            min(100.0, rng.uniform(99.3, 99.9) - (fall if i >= SPLIT_AT else 0.0))
-            for i in range(STEPS)
-        ]
+    def share(fall: float) -> list[float]:
+        return [rng.uniform(99.3, 99.9) - (fall if i >= SPLIT_AT else 0.0) for i in range(STEPS)]
 
     def flat(level: float) -> list[float]:
         return [level * rng.uniform(0.95, 1.05) for _ in range(STEPS)]
@@ -90,7 +87,7 @@ def _snapshot(seed: int) -> Snapshot:
         pod = f"{service}-1"
         signals += [
             Signal(service=service, pod=pod, name="success_rate_percent", unit="%",
-                   timestamps=STAMPS, values=share(service, fall)),
+                   timestamps=STAMPS, values=share(fall)),
             Signal(service=service, pod=pod, name="container_cpu_usage_cores",
                    timestamps=STAMPS, values=flat(0.3)),
             Signal(service=service, pod=pod, name="container_memory_working_set_bytes",
