@@ -62,6 +62,8 @@ def test_a_success_share_reads_as_its_failing_share(
         ("error_rate", [0.01, 0.5], None),
         ("memory_available_percent", [40.0, 5.0], None),  # free capacity, not requests served
         ("disk_available_gb", [40.0, 30.0], None),
+        ("request_duration_seconds_success_p99", [0.2, 0.9], None),  # a latency, in seconds
+        ("success_latency_ms", [20.0, 90.0], None),
     ],
 )
 def test_anything_else_is_left_as_it_is(

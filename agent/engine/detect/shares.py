@@ -7,8 +7,8 @@ ratio), an error series like any other: a success share that falls is errors tha
 the ranking, the fault reading and the canary alike, and the evidence quotes the failing
 share it scored, under that name. Only series whose kind the source left open (a catalog
 that declares one has said what it measures), whose name says success or availability but
-not a count of successes (``..._success_total`` is traffic), and whose values stay within
-a share's range.
+not a count of successes (``..._success_total`` is traffic) nor a latency or resource, and
+whose values stay within a share's range.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from agent.engine.detect.kinds import infer_kind
 from agent.models import Signal, SignalKind
 
 _SUCCESS = re.compile(r"success|availability", re.IGNORECASE)  # not "available" (free space)
@@ -25,7 +26,7 @@ _PERCENT_UNITS = frozenset({"%", "percent"})
 
 def failing_share(signal: Signal) -> Signal | None:
     """The failing share a success share implies, or ``None`` for any other series."""
-    if signal.kind is not None or not _SUCCESS.search(signal.name) or _COUNT.search(signal.name):
+    if signal.kind is not None or not _is_success_share(signal.name, signal.unit):
         return None
     present = [v for v in signal.values if v is not None]
     whole = _whole(signal, present)
@@ -43,6 +44,16 @@ def failing_share(signal: Signal) -> Signal | None:
 def failing_shares(signals: Iterable[Signal]) -> list[Signal]:
     """``signals`` with each success share replaced by its failing share."""
     return [failing_share(s) or s for s in signals]
+
+
+def _is_success_share(name: str, unit: str) -> bool:
+    """Named a success share: not a count of successes, nor a latency, resource or other
+    series that happens to say "success" (``request_duration_seconds_success``)."""
+    return bool(
+        _SUCCESS.search(name)
+        and not _COUNT.search(name)
+        and infer_kind(name, unit) in (SignalKind.TRAFFIC, SignalKind.OTHER)
+    )
 
 
 def _whole(signal: Signal, present: list[float]) -> float | None:
