@@ -49,6 +49,28 @@ def test_headline_unwraps_json_logfmt_and_stack_traces() -> None:
     assert headline(py) == "KeyError: user"
 
 
+def _lookup_failed(name: str, trace: str) -> str:
+    stations = "[" + ",".join(["shanghai", "suzhou", "nanjing", "wuxi"] * 6) + "]"
+    return (
+        f"19:28:55.409 ERROR c.s.RouteServiceImpl#175 TraceID: {trace} route {stations} "
+        f"failed: No instances available for {name} with root cause [connection refused]"
+        " while calling the route service for the order of the day"
+    )
+
+
+def test_a_long_line_is_cut_in_words_so_a_longer_name_does_not_split_its_statement() -> None:
+    # Cut at 300 characters, the line naming the shorter service kept "with roo" and the
+    # other ended on its name: Drain saw lines of different lengths, two templates for one
+    # statement, and a system whose names are longer read its logs differently.
+    short, long = _lookup_failed("ts-basic-service", "0a1b"), _lookup_failed("ts-consign-x", "2c3d")
+    assert len(short) > 300
+    assert len(headline(short).split()) == len(headline(long).split()) == 24
+    shapes = Shapes()
+    assert shapes.of(short).cluster == shapes.of(long).cluster
+    blob = '{"msg": "' + "y" * 5000 + '"}'
+    assert len(headline(blob)) == 600  # one very long word is still cut
+
+
 @pytest.mark.parametrize(
     ("first", "second", "apart"),
     [

@@ -41,6 +41,9 @@ _KLOG = re.compile(r"^\s*([IWEF])\d{4} ")
 # right after a name and before the line number (found with a literal-led scan).
 _SITE_MARK = re.compile(r"(?:#|\.(?:java|kt|scala|go|py|rb|js|ts|cs|rs|php):)(?=\d)")
 _DIGITS = re.compile(r"\d+")
+HEADLINE_WORDS = 24  # a headline's words, as Drain splits them (whitespace)
+HEADLINE_CHARS = 600  # and its characters, for lines of few, very long words (JSON blobs)
+_HEADLINE = re.compile(rf"\s*\S+(?:\s+\S+){{0,{HEADLINE_WORDS - 1}}}")
 SITE_SPAN = 200  # characters of a line's first line searched for its call site
 _NAME_STOPS = (" ", "\t", "[", "(", "/", '"', "=", "<")
 _KLOG_LEVELS = {"I": "INFO", "W": "WARN", "E": "ERROR", "F": "CRITICAL"}
@@ -67,7 +70,16 @@ def headline(message: str) -> str:
         text = head
     if "msg=" in text and (m := _LOGFMT_MSG.search(text)):
         text = m.group(1) or m.group(2) or text
-    return text[:300]
+    return _clipped(text)
+
+
+def _clipped(text: str) -> str:
+    """The first :data:`HEADLINE_WORDS` words of ``text`` (at most :data:`HEADLINE_CHARS`
+    characters). Counted in words, not characters, so that where a line is cut does not
+    depend on how long the names in it are: with a character cut, a service named one
+    letter longer pushed the last word out, and Drain split the line's statement in two."""
+    words = _HEADLINE.match(text)
+    return (words.group() if words else text)[:HEADLINE_CHARS]
 
 
 def _embedded_level(text: str) -> str | None:
