@@ -2,6 +2,10 @@
 
 * ``AC@k``: fraction of cases whose true root-cause service is among the top ``k`` candidates.
 * ``Avg@k``: mean of AC@1..AC@k; rewards getting the cause *near* the top, not only at it.
+* ``AC@k, ties shared``: candidates of equal score are listed by name, so a truth tied with
+  others for first place counts as an AC@1 hit or miss by the alphabet. Shared, a truth in a
+  tie of ``m`` that spans ``k`` counts ``(k - first + 1) / m``: what AC@k would be with the
+  tie listed in a random order, and what another system's names would give on average.
 * fault-type accuracy: fraction of all cases whose top-1 candidate names the true fault type.
   It is counted over every case, not only those whose service was right, so a wrong service
   with the right fault type still counts: the number says how well the engine names faults.
@@ -41,6 +45,8 @@ class CaseResult(BaseModel):
     rank: int | None
     latency_s: float
     confidence: float
+    tied_before: int = 0  # candidates listed before the truth with its score (a tie by name)
+    tied_after: int = 0  # and after it
 
 
 class SuiteMetrics(BaseModel):
@@ -51,6 +57,8 @@ class SuiteMetrics(BaseModel):
     n_cases: int
     latency_p50_s: float
     latency_p95_s: float
+    ac_at_1_ties_shared: float | None = None
+    ac_at_3_ties_shared: float | None = None
 
 
 def rank_of(truth: str, predicted: Sequence[str]) -> int | None:
@@ -73,6 +81,22 @@ def accuracy_at_k(ranks: Sequence[int | None], k: int) -> float:
 def avg_at_k(ranks: Sequence[int | None], k: int = 5) -> float:
     """Avg@k = mean of AC@1..AC@k."""
     return sum(accuracy_at_k(ranks, j) for j in range(1, k + 1)) / k
+
+
+def shared_hit(result: CaseResult, k: int) -> float:
+    """The case's AC@k with a tie at the truth's score listed in a random order: the share
+    of the tie's places that lie within the top ``k``."""
+    if result.rank is None:
+        return 0.0
+    first = result.rank - result.tied_before
+    size = result.tied_before + 1 + result.tied_after
+    return min(1.0, max(0.0, (k - first + 1) / size))
+
+
+def accuracy_ties_shared(results: Sequence[CaseResult], k: int) -> float:
+    if not results:
+        raise ValueError("accuracy over zero cases is undefined")
+    return sum(shared_hit(r, k) for r in results) / len(results)
 
 
 def fault_type_accuracy(results: Sequence[CaseResult]) -> float:
@@ -100,6 +124,8 @@ def summarize(results: Sequence[CaseResult]) -> SuiteMetrics:
         n_cases=len(results),
         latency_p50_s=percentile(latencies, 50),
         latency_p95_s=percentile(latencies, 95),
+        ac_at_1_ties_shared=accuracy_ties_shared(results, 1),
+        ac_at_3_ties_shared=accuracy_ties_shared(results, 3),
     )
 
 
@@ -122,6 +148,7 @@ class SuiteRow(BaseModel):
     ac_at_3: float
     avg_at_5: float
     fault_type_accuracy: float
+    ac_at_1_ties_shared: float | None = None
     ece: float | None = None
     high_n: int = 0
     high_precision: float | None = None
@@ -144,6 +171,7 @@ def suite_row(
         ac_at_3=metrics.ac_at_3,
         avg_at_5=metrics.avg_at_5,
         fault_type_accuracy=metrics.fault_type_accuracy,
+        ac_at_1_ties_shared=metrics.ac_at_1_ties_shared,
         ece=calibration.ece if calibration is not None else None,
         high_n=high.n_cases if high is not None else 0,
         high_precision=high.precision if high is not None else None,

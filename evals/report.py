@@ -21,6 +21,11 @@ from evals.calibration import Reliability
 from evals.metrics import SuiteMetrics, SuiteRow
 from evals.runner import EvalReport
 
+TIES_SHARED = "AC@1 ties shared"
+TIES_CAPTION = (
+    f"{TIES_SHARED}: a tie at the truth's score counted as its share "
+    "(a three-way tie for first: 1/3), not as the alphabet lists it"
+)
 _BARS = (("ac_at_1", "AC@1"), ("ac_at_3", "AC@3"), ("fault_type_accuracy", "fault type"))
 
 
@@ -29,6 +34,7 @@ def _row(name: str, metrics: SuiteMetrics) -> list[str]:
         name,
         str(metrics.n_cases),
         f"{metrics.ac_at_1:.2f}",
+        _rate(metrics.ac_at_1_ties_shared),
         f"{metrics.ac_at_3:.2f}",
         f"{metrics.avg_at_5:.2f}",
         f"{metrics.fault_type_accuracy:.2f}",
@@ -40,9 +46,9 @@ def _row(name: str, metrics: SuiteMetrics) -> list[str]:
 def metrics_table(report: EvalReport) -> Table:
     """Overall first, then one row per true fault type."""
     title = f"suite {report.suite}" + (f" · seeds {report.seeds}" if report.seeds else "")
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left")
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", caption=TIES_CAPTION)
     table.add_column("fault type")
-    for name in ("n", "AC@1", "AC@3", "Avg@5", "fault acc.", "p50 ms", "p95 ms"):
+    for name in ("n", "AC@1", TIES_SHARED, "AC@3", "Avg@5", "fault acc.", "p50 ms", "p95 ms"):
         table.add_column(name, justify="right")
     table.add_row(*_row("overall", report.metrics), style="bold", end_section=True)
     for fault, metrics in report.per_fault_type.items():
@@ -84,9 +90,9 @@ def write_comparison_png(report: EvalReport, path: Path) -> Path:
 
 def suites_table(rows: Sequence[SuiteRow]) -> Table:
     """One row per suite; each suite's per-fault-type rows are in its own table above."""
-    table = Table(title="suites", box=box.SIMPLE_HEAD, title_justify="left")
+    table = Table(title="suites", box=box.SIMPLE_HEAD, title_justify="left", caption=TIES_CAPTION)
     table.add_column("suite", no_wrap=True)
-    for name in ("n", "skipped", "AC@1", "AC@3", "Avg@5", "fault acc."):
+    for name in ("n", "skipped", "AC@1", TIES_SHARED, "AC@3", "Avg@5", "fault acc."):
         table.add_column(name, justify="right")
     for row in rows:
         table.add_row(
@@ -94,6 +100,7 @@ def suites_table(rows: Sequence[SuiteRow]) -> Table:
             str(row.n_cases),
             str(row.n_skipped),
             f"{row.ac_at_1:.2f}",
+            _rate(row.ac_at_1_ties_shared),
             f"{row.ac_at_3:.2f}",
             f"{row.avg_at_5:.2f}",
             f"{row.fault_type_accuracy:.2f}",

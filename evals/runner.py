@@ -286,16 +286,33 @@ def evaluate_case(case: Case, engine: EngineSettings, analyzer: Analyzer = _anal
         raise RuntimeError(f"case {case.name}: {type(exc).__name__}: {exc}") from exc
     latency = time.perf_counter() - started
     predicted = _ranked_services([c.service for c in analysis.candidates])
+    rank = rank_of(truth.service, predicted)
+    before, after = _tied(analysis, predicted, rank)
     return CaseResult(
         case=case.name,
         truth_service=truth.service,
         truth_fault=truth.fault_type.value,
         predicted=predicted,
         predicted_fault=analysis.candidates[0].fault_type.value if analysis.candidates else None,
-        rank=rank_of(truth.service, predicted),
+        rank=rank,
         latency_s=latency,
         confidence=analysis.confidence,
+        tied_before=before,
+        tied_after=after,
     )
+
+
+def _tied(analysis: Analysis, predicted: Sequence[str], rank: int | None) -> tuple[int, int]:
+    """Services listed before and after the truth with its score (to the sixth decimal: sums
+    taken in another order differ in their last bits)."""
+    if rank is None:
+        return 0, 0
+    score: dict[str, float] = {}
+    for candidate in analysis.candidates:
+        score.setdefault(candidate.service, round(candidate.score, 6))
+    own = score[predicted[rank - 1]]
+    before = sum(1 for s in predicted[: rank - 1] if score[s] == own)
+    return before, sum(1 for s in predicted[rank:] if score[s] == own)
 
 
 class _RecordingSummarizer:

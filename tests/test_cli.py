@@ -296,6 +296,7 @@ def test_eval_sim_writes_documented_json(tmp_path: Path) -> None:
     metric_keys = {
         "ac_at_1", "ac_at_3", "avg_at_5", "fault_type_accuracy",
         "n_cases", "latency_p50_s", "latency_p95_s",
+        "ac_at_1_ties_shared", "ac_at_3_ties_shared",
     }  # fmt: skip
     assert set(data["metrics"]) == metric_keys
     assert data["metrics"]["n_cases"] == 3
@@ -303,7 +304,7 @@ def test_eval_sim_writes_documented_json(tmp_path: Path) -> None:
         assert set(metrics) == metric_keys
     case_keys = {
         "case", "truth_service", "truth_fault", "predicted", "predicted_fault",
-        "rank", "latency_s", "confidence",
+        "rank", "latency_s", "confidence", "tied_before", "tied_after",
     }  # fmt: skip
     assert [set(c) for c in data["cases"]] == [case_keys] * 3
     assert all(c["latency_s"] > 0 for c in data["cases"])

@@ -178,6 +178,20 @@ def test_two_leaders_within_a_hair_are_named_with_what_would_settle_it() -> None
     assert _undecided([a, ServiceScore("ads", score=0.5)]) is None
 
 
+def test_a_tie_names_every_leader_in_it_not_only_the_first_two() -> None:
+    # Three callees with nothing of their own, one caller waiting: listed by name, the first
+    # of them is no likelier than the others, and the note must not read as a two-way call.
+    tied = [ServiceScore(name, score=2.02, waited_by=["checkout"]) for name in ("a", "b", "c")]
+    note = _undecided([*tied, ServiceScore("d", score=1.0)])
+    assert note is not None
+    assert note.startswith("the data cannot decide between a, b and c (score 2.02 each):")
+    many = [ServiceScore(f"s{i}", score=1.0 - i / 100) for i in range(6)]
+    listed = _undecided(many)
+    assert listed is not None
+    assert "s0 (score 1.00), s1 (score 0.99), s2 (score 0.98), s3 (score 0.97) and 2 more" in listed
+    assert "traces through them" in listed
+
+
 def test_a_spike_in_the_last_sample_before_the_alert_is_not_the_onset() -> None:
     signals = [_rising(f"s{i}", at=10) for i in range(3)]
     spike = _rising("alerted", at=30)

@@ -23,6 +23,7 @@ from evals.metrics import (
     per_fault_type,
     percentile,
     rank_of,
+    shared_hit,
     summarize,
 )
 from evals.report import metrics_table, write_comparison_png
@@ -127,6 +128,38 @@ def test_evaluate_case_is_blind_and_scores(analysis: Analysis) -> None:
     assert result.predicted_fault == FaultType.MEMORY_LEAK.value
     assert result.truth_fault == "memory_leak"
     assert result.latency_s >= 0
+
+
+def _tied(analysis: Analysis, scores: list[float]) -> Analysis:
+    candidates = [
+        c.model_copy(update={"score": score})
+        for c, score in zip(analysis.candidates, scores, strict=True)
+    ]
+    return analysis.model_copy(update={"candidates": candidates})
+
+
+def test_a_tie_at_the_truth_s_score_is_counted_and_shared(analysis: Analysis) -> None:
+    # payments leads by the alphabet only: a three-way tie, summed in another order.
+    case = Case("hand-1", build_snapshot)
+    scripted = _scripted(_tied(analysis, [0.7, 0.7 + 1e-12, 0.7]))
+    result = evaluate_case(case, EngineSettings(), scripted)  # type: ignore[arg-type]
+    assert (result.rank, result.tied_before, result.tied_after) == (1, 0, 2)
+    assert shared_hit(result, 1) == pytest.approx(1 / 3)
+    assert shared_hit(result, 3) == 1.0
+    clear = evaluate_case(case, EngineSettings(), _scripted(analysis))  # type: ignore[arg-type]
+    assert (clear.tied_before, clear.tied_after) == (0, 0) and shared_hit(clear, 1) == 1.0
+
+
+def test_ties_shared_across_a_suite() -> None:
+    second_of_two = _result("b", ["a", "b", "c"]).model_copy(update={"tied_before": 1})
+    third_of_tie_at_two = _result("d", ["a", "b", "d", "c"]).model_copy(
+        update={"tied_before": 1, "tied_after": 1}
+    )  # b, d, c tied for places 2-4
+    missed = _result("z", ["a"])
+    metrics = summarize([second_of_two, third_of_tie_at_two, missed])
+    assert metrics.ac_at_1 == 0.0
+    assert metrics.ac_at_1_ties_shared == pytest.approx((0.5 + 0 + 0) / 3)
+    assert metrics.ac_at_3_ties_shared == pytest.approx((1 + 2 / 3 + 0) / 3)
 
 
 def test_directory_suite_skips_cases_without_truth(tmp_path: Path, analysis: Analysis) -> None:

@@ -31,7 +31,7 @@ REPORT_KEYS = {
 }  # fmt: skip
 ROW_KEYS = {
     "suite", "seeds", "n_cases", "n_skipped",
-    "ac_at_1", "ac_at_3", "avg_at_5", "fault_type_accuracy",
+    "ac_at_1", "ac_at_3", "avg_at_5", "fault_type_accuracy", "ac_at_1_ties_shared",
     "ece", "high_n", "high_precision",
 }  # fmt: skip
 

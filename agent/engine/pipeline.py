@@ -138,28 +138,40 @@ UNDECIDED_MARGIN = 0.15  # leaders closer than this share of the top score are a
 UNDECIDED_CONFIDENCE = 0.35
 
 
+UNDECIDED_NAMED = 4  # leaders a toss-up names; more are counted
+
+
 def _undecided(ranked: list[ServiceScore]) -> str | None:
-    """A note naming the two leading candidates when the data cannot separate them, and
-    what would: the evidence that each one's own findings lack."""
+    """A note naming the leading candidates when the data cannot separate them (all within
+    :data:`UNDECIDED_MARGIN` of the leader), and what would: the evidence that each one's own
+    findings lack."""
     if len(ranked) < 2 or ranked[0].score <= 0:
         return None
-    first, second = ranked[0], ranked[1]
-    if (first.score - second.score) / first.score >= UNDECIDED_MARGIN:
+    first = ranked[0]
+    close = [s for s in ranked if (first.score - s.score) / first.score < UNDECIDED_MARGIN]
+    if len(close) < 2:
         return None
-    if first.waited_by or second.waited_by:
+    if any(s.waited_by for s in close):
         settle = (
             "per-edge latency (a series with source/destination labels, as a service mesh "
             "exports) or traces would show which callee the callers wait on"
         )
     else:
         settle = (
-            f"traces through both, or {first.service}'s and {second.service}'s own error "
-            "logs and serving latency, would tell which one failed first"
+            "traces through them, or their own error logs and serving latency, would tell "
+            "which one failed first"
         )
-    return (
-        f"the data cannot decide between {first.service} (score {first.score:.2f}) and "
-        f"{second.service} (score {second.score:.2f}): {settle}"
-    )
+    named = close[:UNDECIDED_NAMED]
+    if len({round(s.score, 2) for s in close}) == 1:
+        names = [s.service for s in named]
+        scores = f" (score {first.score:.2f} each)"
+    else:
+        names = [f"{s.service} (score {s.score:.2f})" for s in named]
+        scores = ""
+    if len(close) > len(named):
+        names.append(f"{len(close) - len(named)} more")
+    listed = ", ".join(names[:-1]) + " and " + names[-1]
+    return f"the data cannot decide between {listed}{scores}: {settle}"
 
 
 def analyze(

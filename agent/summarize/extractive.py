@@ -80,14 +80,26 @@ class ExtractiveSummarizer:
         top = draft.candidates[0]
         cited = [e for eid in top.evidence_ids[:4] if (e := draft.evidence_by_id(eid))]
         fault = top.fault_type.value.replace("_", " ")
-        headline = (
-            f"{top.service} is the most likely root cause ({fault}, "
-            f"{_confidence_word(draft.confidence)} confidence {draft.confidence:.2f})."
-        )
+        level = f"{_confidence_word(draft.confidence)} confidence {draft.confidence:.2f}"
+        tied = [c for c in draft.candidates if c.score == top.score]
+        if len(tied) > 1:  # listed by name: the first is no likelier than the rest
+            one_fault = len({c.fault_type for c in tied}) == 1
+            names = [
+                c.service if one_fault else f"{c.service} ({c.fault_type.value.replace('_', ' ')})"
+                for c in tied
+            ]
+            listed = ", ".join(names[:-1]) + " and " + names[-1]
+            what = f"{fault}, {level}" if one_fault else level
+            headline = (
+                f"{listed} are tied as the most likely root cause ({what}): the data cannot "
+                f"tell them apart ({top.service} comes first only in alphabetical order)."
+            )
+        else:
+            headline = f"{top.service} is the most likely root cause ({fault}, {level})."
         because = "; ".join(f"[{e.id}] {e.description}" for e in cited)
         alternatives = [
             f"{c.service} ({c.fault_type.value}, score {c.score:.2f})"
-            for c in draft.candidates[1:3]
+            for c in draft.candidates[len(tied) : len(tied) + 2]
         ]
         text = headline + (f" Evidence: {because}." if because else "")
         if alternatives:
