@@ -70,6 +70,16 @@ if TYPE_CHECKING:
     metavar="FILE",
     help="Write the confidence reliability diagram (accuracy per confidence bin, per suite).",
 )
+@click.option(
+    "--alert-delay",
+    "alert_delay",
+    type=float,
+    default=0.0,
+    metavar="SECONDS",
+    help="Move each alert-only case's alert this many seconds later (negative: earlier): how "
+    "the answers depend on how soon the alert fires. Cases given an incident start are as "
+    "recorded; the suite is named with the delay.",
+)
 @click.option("--services", type=click.IntRange(min=1), help="Services per simulated case.")
 @click.option(
     "--fault",
@@ -97,6 +107,7 @@ def eval_command(
     json_out: JsonOut,
     png_file: Path | None,
     reliability_png: Path | None,
+    alert_delay: float,
     services: int | None,
     fault: str | None,
     backend: str | None,
@@ -129,7 +140,7 @@ def eval_command(
             "--seeds, --fault and --services apply only to a simulated suite "
             "(sim, sim-rollout, sim-real)"
         )
-    loaded = [_load(suite, seeds, fault, services) for suite in plan]
+    loaded = [_load(suite, seeds, fault, services, alert_delay) for suite in plan]
     settings = cli_state(ctx).settings
     tables = json_out.console()
     if compare:
@@ -160,15 +171,22 @@ def _write_reliability(reports: list[EvalReport], png_file: Path | None, tables:
 
 
 def _load(
-    suite: Suite, seeds: str | None, fault: str | None, services: int | None
+    suite: Suite, seeds: str | None, fault: str | None, services: int | None, alert_delay: float
 ) -> tuple[str, list[Case], str | None, list[SkippedCase]]:
-    """A suite's name, its cases (simulated lazily), its seed range and the cases it skipped."""
-    from evals.runner import directory_cases
+    """A suite's name, its cases (simulated lazily), its seed range and the cases it skipped;
+    with ``alert_delay``, the name says it and each case's alert is moved."""
+    from evals.runner import directory_cases, with_alert_moved
 
+    skipped: list[SkippedCase] = []
     if suite.path is None:
-        return suite.name, _sim_cases(suite.name, seeds, fault, services), seeds, []
-    cases, skipped = directory_cases(suite.path)
-    return suite.name, cases, None, skipped
+        cases = _sim_cases(suite.name, seeds, fault, services)
+    else:
+        cases, skipped = directory_cases(suite.path)
+        seeds = None  # a folder's cases are as recorded
+    if not alert_delay:
+        return suite.name, cases, seeds, skipped
+    named = f"{suite.name} (alert {alert_delay:+g} s)"
+    return named, with_alert_moved(cases, alert_delay), seeds, skipped
 
 
 def _run(

@@ -5,6 +5,7 @@ the real data set."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -12,12 +13,14 @@ from click.testing import CliRunner, Result
 from conftest import build_analysis, build_snapshot
 
 from agent.config import EngineSettings
+from agent.engine.pipeline import analyze
 from agent.errors import UsageError
-from agent.snapshot import write_snapshot
+from agent.snapshot import load_snapshot, write_snapshot
 from evals.report import suites_table, write_suites_png
 from evals.runner import (
     MultiSuiteReport,
     Suite,
+    alert_moved,
     directory_cases,
     expand_suites,
     run_suite,
@@ -227,3 +230,32 @@ def test_eval_compare_still_works_on_one_suite(tree: Path, tmp_path: Path) -> No
     assert result.exit_code == 0, result.stderr
     data = json.loads(out.read_text())
     assert set(data) == {"suite", "seeds", "reports"} and len(data["reports"]) == 2
+
+
+# --- how soon the alert fires ------------------------------------------------------------------
+
+REAL = Path(__file__).parent / "fixtures" / "real"
+
+
+def test_an_alert_moved_later_moves_only_the_alert() -> None:
+    snapshot = load_snapshot(next(REAL.glob("alert-ob-2022-08-22-044416*")))
+    assert snapshot.alert is not None
+    later = alert_moved(snapshot, 90)
+    assert later.alert is not None
+    moved = zip(later.alert.alerts, snapshot.alert.alerts, strict=True)
+    assert [a.startsAt - b.startsAt for a, b in moved] == [timedelta(seconds=90)]
+    assert later.signals is snapshot.signals and later.meta == snapshot.meta
+    assert "the alert fired at 04:46:46" in analyze(later).notes[0]
+    oracle = load_snapshot(next(REAL.glob("oracle-ob-2022-08-22-042703*")))
+    assert alert_moved(oracle, 90) is oracle  # an incident start given: nothing to move
+    assert alert_moved(snapshot, 0) is snapshot
+
+
+def test_eval_alert_delay_names_the_suite_with_it(tmp_path: Path) -> None:
+    out = tmp_path / "late.json"
+    suite = next(REAL.glob("alert-ob-2022-08-22-044416*"))
+    result = rca("eval", "--suite", suite, "--alert-delay", "-30", "--json-file", out)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(out.read_text())["suite"] == f"{suite} (alert -30 s)"
+    bad = rca("eval", "--suite", suite, "--alert-delay", "soon")
+    assert bad.exit_code == 2 and "--alert-delay" in bad.stderr
