@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from datetime import datetime
 
 from agent.engine.detect.companions import Companions
 from agent.engine.detect.logfinding import (
@@ -88,6 +89,10 @@ def _mentions(template: str, services: frozenset[str], own: str) -> frozenset[st
     return frozenset(s for s in services if s != own and len(s) > 2 and s.lower() in lowered)
 
 
+def _in_time_order(record: LogRecord) -> tuple[datetime, str, str]:
+    return record.timestamp, record.service, record.message
+
+
 def mine_logs(
     records: list[LogRecord],
     start: float,
@@ -102,6 +107,9 @@ def mine_logs(
 
     ``onset``, where the data show the incident began when only an alert dates it, is where
     requests are compared (:mod:`.companions`) if the logs begin after ``split``."""
+    # Drain's templates, and which service logged first in a trace, depend on the order lines
+    # are read: read them in time order (ties by service and text), whatever order they came.
+    records = sorted(records, key=_in_time_order)
     shapes = Shapes()
     traces = ErrorTraces()
     companions = Companions()
