@@ -6,10 +6,11 @@ recorder happened to write its lines would score here and fail there. This check
 case of a suite as recorded and again after a transform that must not change the answer, and
 reports every case whose answer moved:
 
-- ``names``: every service gets a neutral name drawn by seed (``svc-qkzmr``), the same
-  everywhere it is written: signals, pods, log records and their text, the call graph, the
-  alert, changes and the ground truth. The order of the names changes too, so an answer that
-  rests on a tie broken by name shows up;
+- ``names``: every service gets a neutral name drawn by seed (``svc-qkzmr``, ``svc-ab``: 2 to
+  16 letters, so that a cut by length shows up), the same everywhere it is written: signals,
+  pods, log records and their text, the call graph, the alert, changes and the ground truth.
+  The order of the names changes too, so an answer that rests on a tie broken by name shows
+  up;
 - ``clock``: every time in the snapshot moves by ``--shift`` (another day, another hour);
 - ``order``: signals and log records are shuffled by seed.
 
@@ -50,14 +51,15 @@ _SHIFT = re.compile(r"^([+-])?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
 def neutral_names(services: Sequence[str], seed: int) -> dict[str, str]:
-    """A new name for each service: five random letters, none equal to a recorded name."""
+    """A new name for each service: 2 to 16 random letters, none equal to a recorded name."""
     rng = random.Random(seed)
     taken = set(services)
     names: dict[str, str] = {}
     for service in services:
         name = ""
         while not name or name in taken:
-            name = "svc-" + "".join(rng.choices(string.ascii_lowercase, k=5))
+            length = rng.randint(2, 16)  # unlike the recorded ones', to catch a cut by length
+            name = "svc-" + "".join(rng.choices(string.ascii_lowercase, k=length))
         taken.add(name)
         names[service] = name
     return names
