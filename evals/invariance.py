@@ -241,7 +241,12 @@ def check_suites(
         cases, _ = directory_cases(suite.path)
         for case in cases:
             progress(f"{suite.name}/{case.name}")
-            found = check_case(case.load(), transforms, seed=seed, shift=shift)
+            try:
+                found = check_case(case.load(), transforms, seed=seed, shift=shift)
+            except RcaError:
+                raise
+            except Exception as exc:  # one line naming the case, not a traceback
+                raise RuntimeError(f"case {case.name}: {type(exc).__name__}: {exc}") from exc
             rows.append({"suite": suite.name, "case": case.name, **found})
     return rows
 
@@ -285,7 +290,7 @@ def main(
         rows = check_suites(
             suites, chosen, seed=seed, shift=shift, progress=lambda name: console.log(name)
         )
-    except RcaError as exc:
+    except (RcaError, RuntimeError) as exc:
         failure = click.ClickException(str(exc))
         failure.exit_code = 2  # as diff does: 1 says answers moved, 2 that the check failed
         raise failure from exc
