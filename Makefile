@@ -19,7 +19,7 @@ LOWEST_UV_FLAGS ?= --extra-index-url https://download.pytorch.org/whl/cpu --inde
 VERSION = $(shell $(PYTHON) -c "import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['version'])")
 IMAGE ?= rca-agent
 
-.PHONY: help demo test test-lowest lowest-boundaries lint typecheck pytest bench bench-reliability eval servers \
+.PHONY: help demo test test-lowest lowest-boundaries lint typecheck pytest bench bench-reliability eval invariance servers \
 	browser models constraints image clean
 
 help:
@@ -29,6 +29,7 @@ help:
 	@echo "make bench      time analyze() on 10/100/1000 synthetic services -> $(OUT)/bench.json"
 	@echo "make bench-reliability  rca serve under faults (SQLite, PostgreSQL) -> $(OUT)/bench_reliability.json"
 	@echo "make eval       accuracy on simulator seeds $(SEEDS) -> $(OUT)/eval.json + eval.png"
+	@echo "make invariance answers renamed, time-shifted, shuffled must not move: $(SUITE) -> $(OUT)/invariance.json"
 	@echo "make test-lowest  unit tests on the lowest allowed direct dependencies ($(LOWEST))"
 	@echo "make lowest-boundaries  the third-party boundary tests on the lowest versions (part of make test)"
 	@echo "make constraints  regenerate constraints.txt from .venv"
@@ -177,6 +178,12 @@ bench-reliability: $(DEV_STAMP)
 
 eval: $(CORE_STAMP)
 	$(BIN)/rca eval --suite sim --seeds $(SEEDS) --json-file $(OUT)/eval.json --png $(OUT)/eval.png
+
+# Recorded incidents to check for answers that move when services are renamed, the clock is
+# shifted or the input shuffled (SUITE=../shared/real/nezha-dev for the whole real dev set).
+SUITE ?= tests/fixtures/real
+invariance: $(CORE_STAMP)
+	$(BIN)/python -m evals.invariance --suite $(SUITE) --json-file $(OUT)/invariance.json
 
 clean:
 	rm -rf demo-output $(OUT) .pytest_cache .mypy_cache .ruff_cache $(LOWEST)
