@@ -136,8 +136,6 @@ def _analysis_id(snapshot: Snapshot, window: Window) -> str:
 
 UNDECIDED_MARGIN = 0.15  # leaders closer than this share of the top score are a toss-up
 UNDECIDED_CONFIDENCE = 0.35
-
-
 UNDECIDED_NAMED = 4  # leaders a toss-up names; more are counted
 
 
