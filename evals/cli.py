@@ -175,7 +175,8 @@ def _load(
 ) -> tuple[str, list[Case], str | None, list[SkippedCase]]:
     """A suite's name, its cases (simulated lazily), its seed range and the cases it skipped;
     with ``alert_delay``, the name says it and each case's alert is moved."""
-    from evals.runner import directory_cases, with_alert_moved
+    from evals.alert_delay import with_alert_moved
+    from evals.runner import directory_cases
 
     skipped: list[SkippedCase] = []
     if suite.path is None:

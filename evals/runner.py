@@ -34,7 +34,6 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -199,27 +198,6 @@ def directory_cases(root: Path) -> tuple[list[Case], list[SkippedCase]]:
         why = "; ".join(f"{s.case}: {s.reason}" for s in skipped) or "it is empty"
         raise UsageError(f"no usable cases in {root} ({why})")
     return cases, skipped
-
-
-def alert_moved(snapshot: Snapshot, seconds: float) -> Snapshot:
-    """The snapshot with its alert firing ``seconds`` later (earlier when negative); one
-    given an incident start, or no alert, is returned as it is: its window does not hang on
-    the alert."""
-    alert = snapshot.alert
-    if alert is None or snapshot.meta.window.incident_start is not None or not seconds:
-        return snapshot
-    by = timedelta(seconds=seconds)
-    alerts = [a.model_copy(update={"startsAt": a.startsAt + by}) for a in alert.alerts]
-    return snapshot.model_copy(update={"alert": alert.model_copy(update={"alerts": alerts})})
-
-
-def with_alert_moved(cases: Sequence[Case], seconds: float) -> list[Case]:
-    """``cases`` whose snapshots come with their alert moved (:func:`alert_moved`)."""
-    return [Case(case.name, functools.partial(_moved, case.load, seconds)) for case in cases]
-
-
-def _moved(load: Callable[[], Snapshot], seconds: float) -> Snapshot:
-    return alert_moved(load(), seconds)
 
 
 def _is_suite(directory: Path) -> bool:

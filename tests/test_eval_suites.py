@@ -16,11 +16,11 @@ from agent.config import EngineSettings
 from agent.engine.pipeline import analyze
 from agent.errors import UsageError
 from agent.snapshot import load_snapshot, write_snapshot
+from evals.alert_delay import alert_moved
 from evals.report import suites_table, write_suites_png
 from evals.runner import (
     MultiSuiteReport,
     Suite,
-    alert_moved,
     directory_cases,
     expand_suites,
     run_suite,
